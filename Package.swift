@@ -1,0 +1,41 @@
+// swift-tools-version: 6.1
+//
+// tunnat: a userspace NAT data plane for Linux NAT instances.
+// The target graph is a strict ladder (see ../shared/STYLE.md, "Layout"):
+//   PacketKit <- NatTable <- (TunIO, Failover) <- TunnatKit <- tunnat
+// PacketKit and NatTable make no syscalls and read no clock, which is what makes `tunnat replay` deterministic.
+// Benchmarks live in their own package (Benchmarks/Package.swift) so that the test build does not carry
+// package-benchmark and its malloc interposer.
+import PackageDescription
+
+let package = Package(
+    name: "tunnat",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "tunnat", targets: ["tunnat"]),
+        .library(name: "PacketKit", targets: ["PacketKit"]),
+        .library(name: "NatTable", targets: ["NatTable"]),
+        .library(name: "TunnatKit", targets: ["TunnatKit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        .target(name: "PacketKit"),
+        .target(name: "NatTable", dependencies: ["PacketKit"]),
+        .target(name: "TunIO", dependencies: ["PacketKit"]),
+        .target(name: "Failover", dependencies: ["NatTable"]),
+        .target(
+            name: "TunnatKit",
+            dependencies: ["PacketKit", "NatTable", .product(name: "Yams", package: "Yams")]
+        ),
+        .executableTarget(
+            name: "tunnat",
+            dependencies: ["TunnatKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(name: "PacketKitTests", dependencies: ["PacketKit"]),
+        .testTarget(name: "NatTableTests", dependencies: ["NatTable", "PacketKit"]),
+        .testTarget(name: "TunnatKitTests", dependencies: ["TunnatKit", "NatTable", "PacketKit"]),
+    ]
+)

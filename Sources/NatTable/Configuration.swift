@@ -1,0 +1,114 @@
+import PacketKit
+
+/// What a NAT translates, to what, and for how long it remembers.
+public struct NatConfiguration: Sendable, Equatable {
+    /// Sources that are translated; any other source is never translated (dropped and counted).
+    public var privatePrefixes: [IPv4Prefix]
+    /// External addresses. An internal host always gets the same one ("paired" pooling, RFC 4787 REQ-2).
+    public var poolAddresses: [IPv4Address]
+    /// Where ports for internal ports 1024-65535 come from (RFC 4787 REQ-3a). Internal ports below 1024 get
+    /// external ports below 1024.
+    public var portRange: ClosedRange<UInt16>
+    public var filtering: Filtering
+    public var timeouts: Timeouts
+    /// The most flows held at once; new flows past it are refused, existing ones keep working.
+    public var maxFlows: Int
+    /// The most flows one private host may hold; nil for no limit.
+    public var maxFlowsPerHost: Int?
+    /// Verify TCP, UDP and ICMP checksums of whole datagrams and drop those that fail, as the kernel's conntrack
+    /// does by default (`nf_conntrack_checksum=1`). Translation itself never needs it: it updates incrementally.
+    public var verifyChecksums: Bool
+    /// Fragments of a datagram whose first fragment has not been seen yet are held, up to this many in all.
+    public var maxHeldFragments: Int
+    /// Seeds port randomisation (RFC 6056) and the hash tables. A live NAT takes it from the kernel's random
+    /// source; a replay fixes it, so the same capture gives the same output.
+    public var seed: UInt64
+
+    public enum Filtering: String, Sendable, CaseIterable {
+        /// RFC 4787 section 5: any remote endpoint may send to a mapping.
+        case endpointIndependent = "endpoint-independent"
+        /// Only remote addresses the internal endpoint has sent to.
+        case addressDependent = "address-dependent"
+        /// Only remote address-and-port pairs the internal endpoint has sent to.
+        case addressAndPortDependent = "address-and-port-dependent"
+    }
+
+    /// Idle timeouts, in seconds.
+    public struct Timeouts: Sendable, Equatable {
+        /// RFC 5382 REQ-5: the established idle timeout MUST NOT be less than 2 hours 4 minutes.
+        public static let rfc5382Established: UInt32 = 7440
+        /// RFC 5382 REQ-5: the transitory idle timeout (opening, closing, reset) MUST NOT be less than 4 minutes.
+        public static let rfc5382Transitory: UInt32 = 240
+        /// RFC 4787 REQ-5: a UDP mapping MUST NOT expire in less than 2 minutes; 5 minutes is RECOMMENDED.
+        public static let rfc4787UDP: UInt32 = 300
+        /// RFC 5508 REQ-2: an ICMP query session MUST NOT expire in less than 60 seconds.
+        public static let rfc5508ICMP: UInt32 = 60
+        /// Linux `ipfrag_time`: how long fragments wait for the rest of their datagram.
+        public static let linuxFragment: UInt32 = 30
+
+        public var tcpEstablished: UInt32 = rfc5382Established
+        public var tcpTransitory: UInt32 = rfc5382Transitory
+        public var udp: UInt32 = rfc4787UDP
+        public var icmp: UInt32 = rfc5508ICMP
+        public var fragment: UInt32 = linuxFragment
+
+        public init() {}
+    }
+
+    public static let defaultMaxFlows = 1_048_576
+    public static let defaultPortRange: ClosedRange<UInt16> = 1024...65535
+    /// RFC 4787 REQ-3a: internal ports 0-1023 are mapped within 0-1023 (0 itself is never handed out).
+    public static let lowPortRange: ClosedRange<UInt16> = 1...1023
+    /// The pool is indexed by one byte in each mapping.
+    public static let maxPoolAddresses = 256
+
+    public init(
+        privatePrefixes: [IPv4Prefix], poolAddresses: [IPv4Address],
+        portRange: ClosedRange<UInt16> = defaultPortRange, filtering: Filtering = .endpointIndependent,
+        timeouts: Timeouts = Timeouts(), maxFlows: Int = defaultMaxFlows, maxFlowsPerHost: Int? = nil,
+        verifyChecksums: Bool = true, maxHeldFragments: Int = 64, seed: UInt64 = 0x7475_6E6E_6174
+    ) {
+        self.privatePrefixes = privatePrefixes
+        self.poolAddresses = poolAddresses
+        self.portRange = portRange
+        self.filtering = filtering
+        self.timeouts = timeouts
+        self.maxFlows = maxFlows
+        self.maxFlowsPerHost = maxFlowsPerHost
+        self.verifyChecksums = verifyChecksums
+        self.maxHeldFragments = maxHeldFragments
+        self.seed = seed
+    }
+
+    /// Everything that would make the table misbehave, as (key, what is accepted) pairs; empty when valid.
+    public func problems() -> [(key: String, problem: String)] {
+        var found: [(String, String)] = []
+        if privatePrefixes.isEmpty { found.append(("private_prefixes", "at least one prefix is required")) }
+        if poolAddresses.isEmpty { found.append(("pool", "at least one address is required")) }
+        if poolAddresses.count > Self.maxPoolAddresses {
+            found.append(("pool", "at most \(Self.maxPoolAddresses) addresses are accepted"))
+        }
+        if Set(poolAddresses).count != poolAddresses.count { found.append(("pool", "addresses must be distinct")) }
+        for address in poolAddresses where privatePrefixes.contains(where: { $0.contains(address) }) {
+            found.append(("pool", "\(address) lies inside a private prefix; pool addresses must be outside them"))
+        }
+        if portRange.lowerBound < 1024 {
+            found.append(("port_range", "must lie within 1024-65535 (ports below 1024 are mapped within 1-1023)"))
+        }
+        if !(1...(1 << 26)).contains(maxFlows) { found.append(("max_flows", "must be between 1 and 67108864")) }
+        if let perHost = maxFlowsPerHost, perHost < 1 { found.append(("max_flows_per_host", "must be at least 1")) }
+        if timeouts.tcpEstablished < Timeouts.rfc5382Established {
+            found.append(("timeouts.tcp_established", "must be at least 7440 s (2h4m, RFC 5382 REQ-5)"))
+        }
+        if timeouts.tcpTransitory < Timeouts.rfc5382Transitory {
+            found.append(("timeouts.tcp_transitory", "must be at least 240 s (4m, RFC 5382 REQ-5)"))
+        }
+        if timeouts.udp < 120 { found.append(("timeouts.udp", "must be at least 120 s (2m, RFC 4787 REQ-5)")) }
+        if timeouts.icmp < Timeouts.rfc5508ICMP {
+            found.append(("timeouts.icmp", "must be at least 60 s (RFC 5508 REQ-2)"))
+        }
+        if !(1...120).contains(timeouts.fragment) { found.append(("timeouts.fragment", "must be 1 to 120 s")) }
+        if !(0...4096).contains(maxHeldFragments) { found.append(("max_held_fragments", "must be 0 to 4096")) }
+        return found
+    }
+}

@@ -1,0 +1,83 @@
+/// Why a packet was not sent on. Each drop is counted under exactly one of these.
+public enum DropReason: UInt8, CaseIterable, Sendable, CustomStringConvertible {
+    /// Shorter than an IPv4 header, or than the length it declares.
+    case truncated
+    /// Not IPv4 (IPv6, ARP, ...); counted by whoever handed it in.
+    case notIPv4
+    /// Bad IHL, bad total length.
+    case badIPv4Header
+    case badIPv4Checksum
+    /// TCP/UDP/ICMP header cut short or inconsistent.
+    case badTransportHeader
+    case badTransportChecksum
+    /// A protocol other than TCP, UDP, ICMP.
+    case unsupportedProtocol
+    /// An ICMP type that is neither a query nor a translated error (redirect, router advertisement, ...).
+    case unsupportedICMP
+    /// Neither from a private prefix nor to a pool address: never translated.
+    case notPrivateSource
+    /// Inbound with no mapping for its destination: unsolicited.
+    case noMapping
+    /// Inbound to a mapping whose filter refuses this remote endpoint (RFC 4787 section 5).
+    case filtered
+    /// An ICMP error about a flow the table does not hold (RFC 5508 REQ-4, REQ-5): dropped, never creating one.
+    case icmpErrorNoFlow
+    /// The flow table is at `maxFlows`.
+    case tableFull
+    /// No free external port for this protocol on the host's pool address.
+    case portsExhausted
+    /// The private host is at `maxFlowsPerHost`.
+    case hostLimit
+    /// A first fragment too short to hold the ports.
+    case fragmentTooShort
+    /// A later fragment arrived while the hold buffer was full.
+    case fragmentBufferFull
+    /// A held fragment whose first fragment never came.
+    case fragmentTimeout
+
+    public var description: String {
+        switch self {
+        case .truncated: "truncated"
+        case .notIPv4: "not-ipv4"
+        case .badIPv4Header: "bad-ipv4-header"
+        case .badIPv4Checksum: "bad-ipv4-checksum"
+        case .badTransportHeader: "bad-transport-header"
+        case .badTransportChecksum: "bad-transport-checksum"
+        case .unsupportedProtocol: "unsupported-protocol"
+        case .unsupportedICMP: "unsupported-icmp"
+        case .notPrivateSource: "not-private-source"
+        case .noMapping: "no-mapping"
+        case .filtered: "filtered"
+        case .icmpErrorNoFlow: "icmp-error-no-flow"
+        case .tableFull: "table-full"
+        case .portsExhausted: "ports-exhausted"
+        case .hostLimit: "host-limit"
+        case .fragmentTooShort: "fragment-too-short"
+        case .fragmentBufferFull: "fragment-buffer-full"
+        case .fragmentTimeout: "fragment-timeout"
+        }
+    }
+}
+
+/// What the table did, counted. Plain integers: one table belongs to one worker.
+public struct NatCounters: Sendable, Equatable {
+    public var packets: UInt64 = 0
+    public var outbound: UInt64 = 0
+    public var inbound: UInt64 = 0
+    public var hairpin: UInt64 = 0
+    public var heldFragments: UInt64 = 0
+    public var flowsCreated: UInt64 = 0
+    public var flowsExpired: UInt64 = 0
+    public var mappingsCreated: UInt64 = 0
+    public var portsPreserved: UInt64 = 0
+    var drops = [UInt64](repeating: 0, count: DropReason.allCases.count)
+
+    public init() {}
+
+    public subscript(reason: DropReason) -> UInt64 {
+        get { drops[Int(reason.rawValue)] }
+        set { drops[Int(reason.rawValue)] = newValue }
+    }
+
+    public var dropped: UInt64 { drops.reduce(0, +) }
+}

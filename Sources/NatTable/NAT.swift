@@ -1,0 +1,433 @@
+import PacketKit
+
+/// What became of a packet handed to `NAT.translate(_:now:)`.
+public enum Verdict: Equatable, Sendable {
+    /// Rewritten in place; send it on.
+    case forward(NatDirection)
+    /// Not sent; counted under the reason.
+    case drop(DropReason)
+    /// A later fragment kept until its first fragment arrives; it comes out of `takeReleasedFragments()`.
+    case held
+}
+
+extension DropReason: Error {}
+
+/// Why a configuration was refused: every problem, each with its key.
+public struct NatConfigurationError: Error, CustomStringConvertible {
+    public let problems: [(key: String, problem: String)]
+    public var description: String { problems.map { "\($0.key): \($0.problem)" }.joined(separator: "; ") }
+}
+
+/// The NAT: one table, one owner (a worker thread), translating packets in place.
+public final class NAT {
+    public let configuration: NatConfiguration
+    public private(set) var counters = NatCounters()
+
+    @usableFromInline let store: FlowStore
+    let ports: PortAllocator
+    let fragments: FragmentTracker
+    var random: SplitMix64
+    let privatePrefixes: [IPv4Prefix]
+    let pool: [UInt32]
+    let timeouts: [UInt32]
+    let verifyChecksums: Bool
+    let filtering: NatConfiguration.Filtering
+    let maxFlowsPerHost: Int?
+    /// Flows per private host, kept only when a per-host limit is set.
+    var flowsPerHost: [UInt32: UInt32] = [:]
+    /// Flows per (mapping, remote address), kept only for address-dependent filtering.
+    var flowsPerRemoteAddress: [UInt64: UInt32] = [:]
+
+    /// How many expired flows one call to `translate` retires at most: enough to keep up with any rate of new
+    /// flows, small enough that no packet waits behind a mass expiry.
+    public static let expiryBudgetPerPacket = 8
+
+    public init(configuration: NatConfiguration) throws(NatConfigurationError) {
+        let problems = configuration.problems()
+        guard problems.isEmpty else { throw NatConfigurationError(problems: problems) }
+        self.configuration = configuration
+        store = FlowStore(capacity: configuration.maxFlows, seed: configuration.seed)
+        ports = PortAllocator(poolSize: configuration.poolAddresses.count)
+        fragments = FragmentTracker(lifetime: configuration.timeouts.fragment,
+                                    maxHeld: configuration.maxHeldFragments)
+        random = SplitMix64(seed: configuration.seed)
+        privatePrefixes = configuration.privatePrefixes
+        pool = configuration.poolAddresses.map(\.value)
+        let t = configuration.timeouts
+        timeouts = [t.tcpEstablished, t.tcpTransitory, t.udp, t.icmp]
+        verifyChecksums = configuration.verifyChecksums
+        filtering = configuration.filtering
+        maxFlowsPerHost = configuration.maxFlowsPerHost
+    }
+
+    public var flowCount: Int { store.flowCount }
+    public var mappingCount: Int { store.mappingCount }
+
+    /// Table memory per flow at capacity, one mapping per flow (the worst case), in bytes.
+    public var bytesPerFlowAtCapacity: Double { FlowStore.bytesPerFlow(capacity: configuration.maxFlows) }
+
+    /// The external endpoint mapped for an internal one, if any.
+    public func externalEndpoint(protocol proto: IPProtocol, address: IPv4Address, port: Port)
+        -> (address: IPv4Address, port: Port)? {
+        guard let cls = Self.protocolClass(proto) else { return nil }
+        let m = store.findMapping(internal: cls.rawValue, address.value, port.value)
+        guard m != 0 else { return nil }
+        let mapping = store.mappings[Int(m)]
+        return (IPv4Address(mapping.externalAddress), Port(mapping.externalPort))
+    }
+
+    /// Later fragments released by the arrival of their first fragment, already translated, in arrival order.
+    public func takeReleasedFragments() -> [(bytes: [UInt8], direction: NatDirection)] {
+        guard !fragments.released.isEmpty else { return [] }
+        defer { fragments.released.removeAll() }
+        return fragments.released
+    }
+
+    // MARK: Translation
+
+    /// Translates one IPv4 packet in place. `now` is the caller's clock; nothing here reads one.
+    public func translate(_ packet: UnsafeMutableRawBufferPointer, now: NatInstant) -> Verdict {
+        counters.packets &+= 1
+        expire(now: now, budget: Self.expiryBudgetPerPacket)
+        let verdict: Verdict
+        do throws(DropReason) {
+            verdict = try translateOrThrow(packet, now: now.seconds)
+        } catch {
+            verdict = .drop(error)
+        }
+        switch verdict {
+        case .forward(.outbound): counters.outbound &+= 1
+        case .forward(.inbound): counters.inbound &+= 1
+        case .forward(.hairpin): counters.hairpin &+= 1
+        case .drop(let reason): counters[reason] &+= 1
+        case .held: counters.heldFragments &+= 1
+        }
+        return verdict
+    }
+
+    /// Counts a packet that never reached `translate` (not IPv4, bad link layer) under `reason`.
+    public func countDrop(_ reason: DropReason) {
+        counters.packets &+= 1
+        counters[reason] &+= 1
+    }
+
+    @inline(__always)
+    func translateOrThrow(_ bytes: UnsafeMutableRawBufferPointer, now: UInt32) throws(DropReason) -> Verdict {
+        let ip: IPv4Packet
+        do throws(PacketError) { ip = try IPv4Packet(validating: bytes) } catch { throw Self.reason(ipError: error) }
+
+        let fromPrivate = isPrivate(ip.source.value)
+        let toPool = poolIndex(ip.destination.value) != nil
+        let direction: NatDirection
+        if toPool {
+            direction = fromPrivate ? .hairpin : .inbound
+        } else if fromPrivate {
+            direction = .outbound
+        } else {
+            throw .notPrivateSource
+        }
+        guard ip.fragmentOffset == 0 else { return fragments.follow(ip, now: now) }
+
+        let original = ip.isFragment ? FragmentTracker.Key(ip) : nil
+        let transport = try Transport(ip, verify: verifyChecksums && !ip.isFragment)
+        if case .icmpError(let icmp) = transport {
+            guard !ip.isFragment else { throw .unsupportedICMP }
+            return try translateError(ip, icmp, direction: direction)
+        }
+        switch direction {
+        case .outbound: try translateOutbound(ip, transport, now: now)
+        case .inbound: try translateInbound(ip, transport, now: now)
+        case .hairpin: try translateHairpin(ip, transport, now: now)
+        }
+        if let original { fragments.register(original: original, as: ip, direction: direction, now: now) }
+        return .forward(direction)
+    }
+
+    /// Private host to the internet: find or make the mapping and the flow, rewrite the source.
+    @inline(__always)
+    func translateOutbound(_ ip: IPv4Packet, _ transport: Transport, now: UInt32) throws(DropReason) {
+        let source = ip.source.value
+        let ports = transport.ports
+        let m = try mapping(transport.protocolClass, source, ports.source, now: now,
+                            mayCreate: transport.mayCreateMapping)
+        let map = store.mappings[Int(m)]
+        try refreshFlow(m, remote: ip.destination.value, ports.destination, transport, outbound: true, now: now,
+                        mayCreate: true)
+        transport.setSourcePort(map.externalPort)
+        transport.updateChecksum(addressFrom: ip.source, to: IPv4Address(map.externalAddress))
+        ip.setSource(IPv4Address(map.externalAddress))
+    }
+
+    /// Internet to a pool address: only through an existing mapping, and only if its filter lets this remote in.
+    @inline(__always)
+    func translateInbound(_ ip: IPv4Packet, _ transport: Transport, now: UInt32) throws(DropReason) {
+        let ports = transport.ports
+        let m = store.findMapping(external: transport.protocolClass.rawValue, ip.destination.value, ports.destination)
+        guard m != 0 else { throw .noMapping }
+        let map = store.mappings[Int(m)]
+        try refreshFlow(m, remote: ip.source.value, ports.source, transport, outbound: false, now: now,
+                        mayCreate: false)
+        transport.setDestinationPort(map.internalPort)
+        transport.updateChecksum(addressFrom: ip.destination, to: IPv4Address(map.internalAddress))
+        ip.setDestination(IPv4Address(map.internalAddress))
+    }
+
+    /// Private host to a pool address (RFC 4787 REQ-9, RFC 5382 REQ-8): the packet goes out through the sender's
+    /// mapping and back in through the target's, so the target sees the sender's external address and port.
+    @inline(__always)
+    func translateHairpin(_ ip: IPv4Packet, _ transport: Transport, now: UInt32) throws(DropReason) {
+        let cls = transport.protocolClass
+        let ports = transport.ports
+        let target = store.findMapping(external: cls.rawValue, ip.destination.value, ports.destination)
+        guard target != 0 else { throw .noMapping }
+        let sender = try mapping(cls, ip.source.value, ports.source, now: now, mayCreate: transport.mayCreateMapping)
+        let from = store.mappings[Int(sender)]
+        let to = store.mappings[Int(target)]
+        try refreshFlow(sender, remote: ip.destination.value, ports.destination, transport, outbound: true,
+                        now: now, mayCreate: true)
+        try refreshFlow(target, remote: from.externalAddress, from.externalPort, transport, outbound: false,
+                        now: now, mayCreate: false)
+        transport.setSourcePort(from.externalPort)
+        transport.setDestinationPort(to.internalPort)
+        transport.updateChecksum(addressFrom: ip.source, to: IPv4Address(from.externalAddress))
+        transport.updateChecksum(addressFrom: ip.destination, to: IPv4Address(to.internalAddress))
+        ip.setSource(IPv4Address(from.externalAddress))
+        ip.setDestination(IPv4Address(to.internalAddress))
+    }
+
+    // MARK: ICMP errors (RFC 5508 section 4)
+
+    /// An ICMP error quotes a datagram of an existing flow: inbound, one we sent out (its source is our external
+    /// endpoint); outbound, one we brought in (its destination is the internal endpoint). The outer address, the
+    /// quoted address and port, and every checksum they touch are rewritten. Errors never create or refresh a
+    /// flow (RFC 5508 REQ-4, REQ-5): a forged error must not keep a mapping alive or open one.
+    func translateError(_ ip: IPv4Packet, _ icmp: ICMPv4Message, direction: NatDirection) throws(DropReason) -> Verdict {
+        guard direction != .hairpin else { throw .icmpErrorNoFlow }
+        let quoted: IPv4Packet
+        do throws(PacketError) { quoted = try IPv4Packet(quoted: icmp.body) } catch { throw .badTransportHeader }
+        // RFC 5508 REQ-3: an embedded IP header whose checksum fails is dropped.
+        if verifyChecksums && !quoted.isHeaderChecksumValid { throw .badIPv4Checksum }
+        guard quoted.fragmentOffset == 0, let cls = Self.protocolClass(quoted.protocol) else { throw .icmpErrorNoFlow }
+        let l4 = quoted.payload
+        guard l4.count >= 8 else { throw .badTransportHeader }
+        var sourcePort = l4.loadBE16(at: 0)
+        var destinationPort = l4.loadBE16(at: 2)
+        if cls == .icmp {
+            guard ICMPv4Type(l4[0]).isQuery else { throw .icmpErrorNoFlow }
+            sourcePort = l4.loadBE16(at: 4)
+            destinationPort = sourcePort
+        }
+        let inbound = direction == .inbound
+        let m: UInt32
+        let f: UInt32
+        if inbound {
+            m = store.findMapping(external: cls.rawValue, quoted.source.value, sourcePort)
+            f = m == 0 ? 0 : store.findFlow(m, quoted.destination.value, destinationPort)
+        } else {
+            m = store.findMapping(internal: cls.rawValue, quoted.destination.value, destinationPort)
+            f = m == 0 ? 0 : store.findFlow(m, quoted.source.value, sourcePort)
+        }
+        guard f != 0 else { throw .icmpErrorNoFlow }
+        let map = store.mappings[Int(m)]
+        if inbound {
+            Self.rewriteQuoted(icmp, quoted, cls, sourceSide: true, IPv4Address(map.internalAddress), map.internalPort)
+            ip.setDestination(IPv4Address(map.internalAddress))
+        } else {
+            Self.rewriteQuoted(icmp, quoted, cls, sourceSide: false, IPv4Address(map.externalAddress), map.externalPort)
+            ip.setSource(IPv4Address(map.externalAddress))
+        }
+        return .forward(direction)
+    }
+
+    /// Rewrites one endpoint (source or destination) of the datagram quoted in `icmp`: its address, the quoted IP
+    /// header checksum, its port or ICMP identifier, the quoted transport checksum where the quote holds it, and
+    /// the outer ICMP checksum for each of those words, all incrementally (RFC 1624).
+    static func rewriteQuoted(_ icmp: ICMPv4Message, _ quoted: IPv4Packet, _ cls: ProtocolClass, sourceSide: Bool,
+                              _ address: IPv4Address, _ port: UInt16) {
+        let start = ICMPv4Message.headerLength
+        let message = icmp.buffer
+        let addressAt = start + (sourceSide ? 12 : 16)
+        let oldAddress = message.loadBE32(at: addressAt)
+        let newAddress = address.value
+        icmp.setWord(UInt16(truncatingIfNeeded: newAddress >> 16), at: addressAt)
+        icmp.setWord(UInt16(truncatingIfNeeded: newAddress), at: addressAt + 2)
+        let ipChecksum = message.loadBE16(at: start + 10)
+        icmp.setWord(Checksum.update(ipChecksum, old: oldAddress, new: newAddress), at: start + 10)
+
+        let l4 = start + quoted.headerLength
+        let available = message.count - l4
+        switch cls {
+        case .tcp, .udp:
+            let portAt = l4 + (sourceSide ? 0 : 2)
+            let oldPort = message.loadBE16(at: portAt)
+            icmp.setWord(port, at: portAt)
+            let checksumAt = l4 + (cls == .tcp ? TCPSegment.checksumOffset : UDPDatagram.checksumOffset)
+            guard available >= checksumAt - l4 + 2 else { return }
+            let old = message.loadBE16(at: checksumAt)
+            if cls == .udp && old == 0 { return }
+            var new = Checksum.update(Checksum.update(old, old: oldAddress, new: newAddress), old: oldPort, new: port)
+            if cls == .udp && new == 0 { new = 0xFFFF }
+            icmp.setWord(new, at: checksumAt)
+        case .icmp:
+            let oldID = message.loadBE16(at: l4 + 4)
+            icmp.setWord(port, at: l4 + 4)
+            let old = message.loadBE16(at: l4 + 2)
+            icmp.setWord(Checksum.update(old, old: oldID, new: port), at: l4 + 2)
+        }
+    }
+
+    // MARK: Mappings and flows
+
+    /// The mapping of an internal endpoint, made if there is none and this packet may make one.
+    @inline(__always)
+    func mapping(_ cls: ProtocolClass, _ address: UInt32, _ port: UInt16, now: UInt32, mayCreate: Bool)
+        throws(DropReason) -> UInt32 {
+        let m = store.findMapping(internal: cls.rawValue, address, port)
+        if m != 0 { return m }
+        guard mayCreate else { throw .noMapping }
+        try checkRoomForFlow(internalAddress: address)
+        // RFC 4787 REQ-2: "paired" pooling, the same external address for every mapping of a host.
+        let poolSlot = UInt8(truncatingIfNeeded: Int(pairedPoolIndex(address)))
+        let range: ClosedRange<UInt16> =
+            cls == .icmp ? 0...65535 : (port < 1024 ? NatConfiguration.lowPortRange : configuration.portRange)
+        guard let external = ports.allocate(poolSlot, cls.rawValue, preferred: port, range: range, random: &random)
+        else { throw .portsExhausted }
+        if external == port { counters.portsPreserved &+= 1 }
+        counters.mappingsCreated &+= 1
+        return store.insertMapping(Mapping(
+            internalAddress: address, externalAddress: pool[Int(poolSlot)], internalPort: port,
+            externalPort: external, protocolClass: cls.rawValue, pool: poolSlot, flows: 0, nextByInternal: 0,
+            nextByExternal: 0))
+    }
+
+    /// Finds the flow of mapping `m` with this remote endpoint and marks it seen, or creates it: outbound always
+    /// (within limits), inbound only as far as the filter allows (RFC 4787 section 5, RFC 5382 REQ-3).
+    @inline(__always)
+    func refreshFlow(_ m: UInt32, remote: UInt32, _ remotePort: UInt16, _ transport: Transport, outbound: Bool,
+                     now: UInt32, mayCreate: Bool) throws(DropReason) {
+        let f = store.findFlow(m, remote, remotePort)
+        if f != 0 {
+            var timer = transport.timer
+            if case .tcp(let segment) = transport {
+                store.flows[Int(f)].tcp.observe(segment.flags, outbound: outbound)
+                timer = store.flows[Int(f)].tcp.timer
+            }
+            store.touch(f, now: now, timer: timer)
+            return
+        }
+        if !mayCreate {
+            switch filtering {
+            case .endpointIndependent: break
+            case .addressDependent:
+                guard flowsPerRemoteAddress[Self.remoteKey(m, remote)] != nil else { throw .filtered }
+            case .addressAndPortDependent: throw .filtered
+            }
+        }
+        let map = store.mappings[Int(m)]
+        do throws(DropReason) {
+            try checkRoomForFlow(internalAddress: map.internalAddress)
+        } catch {
+            if map.flows == 0 { releaseMapping(m) }
+            throw error
+        }
+        var tracker = TCPTracker.none
+        var timer = transport.timer
+        if case .tcp(let segment) = transport {
+            tracker = TCPTracker.opening(with: segment.flags, outbound: outbound)
+            timer = tracker.timer
+        }
+        _ = store.insertFlow(mapping: m, remoteAddress: remote, remotePort: remotePort, tcp: tracker, timer: timer,
+                             now: now)
+        counters.flowsCreated &+= 1
+        if maxFlowsPerHost != nil { flowsPerHost[map.internalAddress, default: 0] += 1 }
+        if filtering == .addressDependent { flowsPerRemoteAddress[Self.remoteKey(m, remote), default: 0] += 1 }
+    }
+
+    func checkRoomForFlow(internalAddress: UInt32) throws(DropReason) {
+        guard store.flowCount < store.capacity else { throw .tableFull }
+        if let limit = maxFlowsPerHost, Int(flowsPerHost[internalAddress] ?? 0) >= limit { throw .hostLimit }
+    }
+
+    static func remoteKey(_ mapping: UInt32, _ remote: UInt32) -> UInt64 { UInt64(mapping) << 32 | UInt64(remote) }
+
+    // MARK: Expiry
+
+    /// Retires up to `budget` flows whose idle time has run out, oldest first, and the mappings they leave
+    /// unused; also ages the fragment state. Call it from an idle loop too, so a quiet NAT still frees its ports.
+    @discardableResult
+    public func expire(now: NatInstant, budget: Int) -> Int {
+        let t = now.seconds
+        var retired = 0
+        for timer in 0..<UInt8(TimerClass.count) {
+            let timeout = Int64(timeouts[Int(timer)])
+            while retired < budget {
+                let f = store.oldestFlow(timer)
+                guard f != 0, Int64(t) - Int64(store.flows[Int(f)].lastSeen) >= timeout else { break }
+                removeFlow(f)
+                retired += 1
+            }
+        }
+        counters.flowsExpired &+= UInt64(retired)
+        let timedOut = fragments.expire(now: t)
+        if timedOut > 0 { counters[.fragmentTimeout] &+= UInt64(timedOut) }
+        return retired
+    }
+
+    func removeFlow(_ f: UInt32) {
+        let flow = store.flows[Int(f)]
+        let m = store.removeFlow(f)
+        let map = store.mappings[Int(m)]
+        if maxFlowsPerHost != nil {
+            let left = (flowsPerHost[map.internalAddress] ?? 1) - 1
+            flowsPerHost[map.internalAddress] = left == 0 ? nil : left
+        }
+        if filtering == .addressDependent {
+            let key = Self.remoteKey(m, flow.remoteAddress)
+            let left = (flowsPerRemoteAddress[key] ?? 1) - 1
+            flowsPerRemoteAddress[key] = left == 0 ? nil : left
+        }
+        if map.flows == 0 { releaseMapping(m) }
+    }
+
+    func releaseMapping(_ m: UInt32) {
+        let map = store.mappings[Int(m)]
+        ports.release(map.pool, map.protocolClass, map.externalPort)
+        store.removeMapping(m)
+    }
+
+    // MARK: Classification
+
+    @inline(__always) func isPrivate(_ address: UInt32) -> Bool {
+        for prefix in privatePrefixes where prefix.contains(IPv4Address(address)) { return true }
+        return false
+    }
+
+    @inline(__always) func poolIndex(_ address: UInt32) -> Int? {
+        for i in pool.indices where pool[i] == address { return i }
+        return nil
+    }
+
+    /// The pool address a private host always gets: a keyed hash of its address (RFC 4787 REQ-2, "paired").
+    @inline(__always) func pairedPoolIndex(_ address: UInt32) -> Int {
+        pool.count == 1 ? 0 : Int(truncatingIfNeeded: (UInt64(address) ^ store.seed0) &* 0x9E37_79B9_7F4A_7C15 >> 32)
+            % pool.count
+    }
+
+    static func protocolClass(_ proto: IPProtocol) -> ProtocolClass? {
+        switch proto {
+        case .tcp: .tcp
+        case .udp: .udp
+        case .icmp: .icmp
+        default: nil
+        }
+    }
+
+    static func reason(ipError error: PacketError) -> DropReason {
+        switch error {
+        case .truncated: .truncated
+        case .badVersion: .notIPv4
+        case .badChecksum: .badIPv4Checksum
+        case .badHeaderLength, .badTotalLength, .unsupported: .badIPv4Header
+        }
+    }
+}
