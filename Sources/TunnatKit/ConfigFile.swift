@@ -1,0 +1,236 @@
+import Foundation
+import NatTable
+import PacketKit
+import Yams
+
+/// Everything a tunnat configuration file sets. Sections for the data plane and failover join as they are built.
+public struct TunnatConfiguration: Sendable, Equatable {
+    public var nat: NatConfiguration
+}
+
+/// A mistake in a configuration file, said in one line: the file, the line, the key, and what is accepted.
+public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    public let file: String
+    public let line: Int?
+    public let key: String
+    public let message: String
+
+    public var description: String {
+        let place = line.map { "\(file):\($0)" } ?? file
+        return key.isEmpty ? "\(place): \(message)" : "\(place): \(key): \(message)"
+    }
+}
+
+public enum ConfigFile {
+    /// Reads and parses a configuration file.
+    public static func load(path: String) throws(ConfigError) -> TunnatConfiguration {
+        let bytes: [UInt8]
+        do { bytes = try FileBytes.read(path) } catch {
+            throw ConfigError(file: path, line: nil, key: "", message: "cannot read: \(String(cString: strerror(error.errno)))")
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw ConfigError(file: path, line: nil, key: "", message: "not UTF-8 text")
+        }
+        return try parse(text, file: path)
+    }
+
+    /// The embedded default configuration.
+    public static func defaults() -> TunnatConfiguration {
+        // The embedded text is covered by a test; failing here is a build defect, not a user error.
+        try! parse(DefaultConfiguration.yaml, file: "<embedded default>")
+    }
+
+    public static func parse(_ text: String, file: String) throws(ConfigError) -> TunnatConfiguration {
+        let root: Node
+        do {
+            guard let node = try Yams.compose(yaml: text) else {
+                throw ConfigError(file: file, line: nil, key: "", message: "the file is empty; it needs a 'nat' section")
+            }
+            root = node
+        } catch let error as ConfigError {
+            throw error
+        } catch {
+            let oneLine = "\(error)".split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            throw ConfigError(file: file, line: nil, key: "", message: "not valid YAML: \(oneLine.joined(separator: " "))")
+        }
+        let reader = Reader(file: file)
+        let top = try reader.mapping(root, key: "", accepted: ["nat"])
+        guard let natNode = top["nat"] else {
+            throw ConfigError(file: file, line: nil, key: "nat", message: "missing; the file needs a 'nat' section")
+        }
+        return TunnatConfiguration(nat: try reader.nat(natNode))
+    }
+}
+
+/// Walks the YAML tree, naming each value by its dotted key.
+struct Reader {
+    let file: String
+
+    func fail(_ node: Node?, _ key: String, _ message: String) -> ConfigError {
+        ConfigError(file: file, line: node?.mark.map { $0.line }, key: key, message: message)
+    }
+
+    /// A mapping whose keys must all be in `accepted`.
+    func mapping(_ node: Node, key: String, accepted: [String]) throws(ConfigError) -> [String: Node] {
+        guard case .mapping(let mapping) = node else {
+            throw fail(node, key, "expected a mapping with keys \(accepted.joined(separator: ", "))")
+        }
+        var result: [String: Node] = [:]
+        for (k, v) in mapping {
+            guard let name = k.string else { throw fail(k, key, "keys must be plain strings") }
+            let full = key.isEmpty ? name : "\(key).\(name)"
+            guard accepted.contains(name) else {
+                throw fail(k, full, "unknown key; accepted here: \(accepted.joined(separator: ", "))")
+            }
+            guard result[name] == nil else { throw fail(k, full, "given twice") }
+            result[name] = v
+        }
+        return result
+    }
+
+    func scalar(_ node: Node, _ key: String, expected: String) throws(ConfigError) -> String {
+        guard case .scalar(let scalar) = node else { throw fail(node, key, "expected \(expected)") }
+        return scalar.string
+    }
+
+    /// A list of scalars; a single scalar counts as a list of one.
+    func list(_ node: Node, _ key: String, expected: String) throws(ConfigError) -> [(String, Node)] {
+        switch node {
+        case .scalar(let scalar): return [(scalar.string, node)]
+        case .sequence(let sequence):
+            var items: [(String, Node)] = []
+            for item in sequence { items.append((try scalar(item, key, expected: "a list of \(expected)"), item)) }
+            return items
+        default: throw fail(node, key, "expected a list of \(expected)")
+        }
+    }
+
+    func integer(_ node: Node, _ key: String, _ range: ClosedRange<Int>) throws(ConfigError) -> Int {
+        let text = try scalar(node, key, expected: "a whole number from \(range.lowerBound) to \(range.upperBound)")
+        guard let value = Int(text), range.contains(value) else {
+            throw fail(node, key, "expected a whole number from \(range.lowerBound) to \(range.upperBound), got '\(text)'")
+        }
+        return value
+    }
+
+    func boolean(_ node: Node, _ key: String) throws(ConfigError) -> Bool {
+        let text = try scalar(node, key, expected: "true or false")
+        switch text {
+        case "true": return true
+        case "false": return false
+        default: throw fail(node, key, "expected true or false, got '\(text)'")
+        }
+    }
+
+    /// Seconds: `300`, `300s`, `5m`, `2h4m`, `1h30m15s`.
+    func duration(_ node: Node, _ key: String) throws(ConfigError) -> UInt32 {
+        let text = try scalar(node, key, expected: "a duration")
+        guard let seconds = Self.parseDuration(text) else {
+            throw fail(node, key, "expected a duration such as 300, 300s, 5m or 2h4m, got '\(text)'")
+        }
+        return seconds
+    }
+
+    static func parseDuration(_ text: String) -> UInt32? {
+        if let plain = UInt32(text) { return plain }
+        var total: UInt64 = 0
+        var digits = ""
+        var lastUnit = 4
+        for ch in text {
+            if ch.isASCII && ch.isNumber {
+                digits.append(ch)
+                continue
+            }
+            let units: [Character: (Int, UInt64)] = ["h": (3, 3600), "m": (2, 60), "s": (1, 1)]
+            guard let (rank, scale) = units[ch], rank < lastUnit, let n = UInt64(digits) else { return nil }
+            total += n * scale
+            lastUnit = rank
+            digits = ""
+        }
+        guard digits.isEmpty, lastUnit < 4, total <= UInt64(UInt32.max) else { return nil }
+        return UInt32(total)
+    }
+
+    func nat(_ node: Node) throws(ConfigError) -> NatConfiguration {
+        let keys = ["private_prefixes", "pool", "port_range", "filtering", "max_flows", "max_flows_per_host",
+                    "verify_checksums", "max_held_fragments", "timeouts", "seed"]
+        let section = try mapping(node, key: "nat", accepted: keys)
+        var prefixes: [IPv4Prefix] = []
+        if let value = section["private_prefixes"] {
+            for (text, item) in try list(value, "nat.private_prefixes", expected: "IPv4 prefixes such as 10.0.0.0/8") {
+                guard let prefix = IPv4Prefix(text) else {
+                    throw fail(item, "nat.private_prefixes",
+                               "expected an IPv4 prefix such as 10.0.0.0/8 (host bits clear), got '\(text)'")
+                }
+                prefixes.append(prefix)
+            }
+        } else {
+            throw fail(node, "nat.private_prefixes", "missing; give the prefixes to translate, such as [10.0.0.0/8]")
+        }
+        var pool: [IPv4Address] = []
+        if let value = section["pool"] {
+            for (text, item) in try list(value, "nat.pool", expected: "IPv4 addresses") {
+                guard let address = IPv4Address(text) else {
+                    throw fail(item, "nat.pool", "expected an IPv4 address such as 198.18.0.1, got '\(text)'")
+                }
+                pool.append(address)
+            }
+        } else {
+            throw fail(node, "nat.pool", "missing; give the external address(es), such as [198.18.0.1]")
+        }
+        var config = NatConfiguration(privatePrefixes: prefixes, poolAddresses: pool)
+        if let value = section["port_range"] {
+            let text = try scalar(value, "nat.port_range", expected: "LOW-HIGH")
+            let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+            guard parts.count == 2, let low = UInt16(parts[0]), let high = UInt16(parts[1]), low >= 1024, low <= high
+            else {
+                throw fail(value, "nat.port_range", "expected LOW-HIGH with 1024 <= LOW <= HIGH <= 65535, got '\(text)'")
+            }
+            config.portRange = low...high
+        }
+        if let value = section["filtering"] {
+            let text = try scalar(value, "nat.filtering", expected: "a filtering mode")
+            guard let mode = NatConfiguration.Filtering(rawValue: text) else {
+                let accepted = NatConfiguration.Filtering.allCases.map(\.rawValue).joined(separator: ", ")
+                throw fail(value, "nat.filtering", "expected one of \(accepted), got '\(text)'")
+            }
+            config.filtering = mode
+        }
+        if let value = section["max_flows"] { config.maxFlows = try integer(value, "nat.max_flows", 1...(1 << 26)) }
+        if let value = section["max_flows_per_host"] {
+            if case .scalar(let s) = value, s.string == "unlimited" {
+                config.maxFlowsPerHost = nil
+            } else {
+                config.maxFlowsPerHost = try integer(value, "nat.max_flows_per_host", 1...(1 << 26))
+            }
+        }
+        if let value = section["verify_checksums"] { config.verifyChecksums = try boolean(value, "nat.verify_checksums") }
+        if let value = section["max_held_fragments"] {
+            config.maxHeldFragments = try integer(value, "nat.max_held_fragments", 0...4096)
+        }
+        if let value = section["seed"] {
+            let text = try scalar(value, "nat.seed", expected: "a whole number")
+            guard let seed = UInt64(text) else { throw fail(value, "nat.seed", "expected a whole number, got '\(text)'") }
+            config.seed = seed
+        }
+        if let value = section["timeouts"] {
+            let names = ["tcp_established", "tcp_transitory", "udp", "icmp", "fragment"]
+            let timeouts = try mapping(value, key: "nat.timeouts", accepted: names)
+            if let v = timeouts["tcp_established"] {
+                config.timeouts.tcpEstablished = try duration(v, "nat.timeouts.tcp_established")
+            }
+            if let v = timeouts["tcp_transitory"] {
+                config.timeouts.tcpTransitory = try duration(v, "nat.timeouts.tcp_transitory")
+            }
+            if let v = timeouts["udp"] { config.timeouts.udp = try duration(v, "nat.timeouts.udp") }
+            if let v = timeouts["icmp"] { config.timeouts.icmp = try duration(v, "nat.timeouts.icmp") }
+            if let v = timeouts["fragment"] { config.timeouts.fragment = try duration(v, "nat.timeouts.fragment") }
+        }
+        // Rules that involve more than one key (a pool address inside a private prefix, RFC minimums).
+        if let problem = config.problems().first {
+            let keyNode = section[String(problem.key.split(separator: ".").first ?? "")] ?? node
+            throw fail(keyNode, "nat.\(problem.key)", problem.problem)
+        }
+        return config
+    }
+}

@@ -1,0 +1,31 @@
+/// The configuration tunnat uses when none is given, embedded in the binary (`tunnat default-config` prints it).
+/// Every key is written out with its default, so the file doubles as the reference for what can be set.
+public enum DefaultConfiguration {
+    public static let yaml = """
+        # tunnat configuration. Durations take seconds (300) or units (300s, 5m, 2h4m).
+        nat:
+          # Sources that are translated. Any other source is dropped and counted, never translated.
+          private_prefixes: [10.0.0.0/8]
+          # External (pool) addresses: on AWS, secondary private IPs with Elastic IPs. Each private host always
+          # gets the same one (RFC 4787 "paired" pooling). 198.18.0.0/15 is the benchmarking range (RFC 2544).
+          pool: [198.18.0.1]
+          # External ports for internal ports 1024-65535; internal ports 1-1023 map within 1-1023.
+          port_range: 1024-65535
+          # Who may send to a mapping: endpoint-independent (anyone), address-dependent (addresses the host sent
+          # to), or address-and-port-dependent (address and port pairs the host sent to).
+          filtering: endpoint-independent
+          max_flows: 1048576
+          # A number, or unlimited.
+          max_flows_per_host: unlimited
+          # Drop TCP/UDP/ICMP datagrams whose checksum fails, as the kernel's conntrack does by default.
+          verify_checksums: true
+          # Later fragments that arrive before their first fragment are held, at most this many at once.
+          max_held_fragments: 64
+          timeouts:
+            tcp_established: 2h4m   # RFC 5382 REQ-5 minimum
+            tcp_transitory: 4m      # RFC 5382 REQ-5 minimum
+            udp: 5m                 # RFC 4787 REQ-5 recommendation
+            icmp: 60s               # RFC 5508 REQ-2 minimum
+            fragment: 30s           # Linux ipfrag_time
+        """
+}
