@@ -409,8 +409,9 @@ public final class NAT {
 
     /// The pool address a private host always gets: a keyed hash of its address (RFC 4787 REQ-2, "paired").
     @inline(__always) func pairedPoolIndex(_ address: UInt32) -> Int {
-        pool.count == 1 ? 0 : Int(truncatingIfNeeded: (UInt64(address) ^ store.seed0) &* 0x9E37_79B9_7F4A_7C15 >> 32)
-            % pool.count
+        guard pool.count > 1 else { return 0 }
+        let mixed = ((UInt64(address) ^ store.seed0) &* 0x9E37_79B9_7F4A_7C15) >> 32
+        return Int(mixed % UInt64(pool.count))
     }
 
     static func protocolClass(_ proto: IPProtocol) -> ProtocolClass? {
