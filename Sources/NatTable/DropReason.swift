@@ -60,12 +60,17 @@ public enum DropReason: UInt8, CaseIterable, Sendable, CustomStringConvertible {
 }
 
 /// What the table did, counted. Plain integers: one table belongs to one worker.
+///
+/// Every packet is counted once when it arrives: outbound, inbound, hairpin, held, or under a drop reason other
+/// than `fragmentTimeout`. A held fragment is counted a second time when it leaves: as released, or as a
+/// `fragmentTimeout` drop. So `outbound + inbound + hairpin + heldFragments + arrivalDrops == packets`.
 public struct NatCounters: Sendable, Equatable {
     public var packets: UInt64 = 0
     public var outbound: UInt64 = 0
     public var inbound: UInt64 = 0
     public var hairpin: UInt64 = 0
     public var heldFragments: UInt64 = 0
+    public var releasedFragments: UInt64 = 0
     public var flowsCreated: UInt64 = 0
     public var flowsExpired: UInt64 = 0
     public var mappingsCreated: UInt64 = 0
@@ -79,5 +84,8 @@ public struct NatCounters: Sendable, Equatable {
         set { drops[Int(reason.rawValue)] = newValue }
     }
 
+    /// Every drop, held fragments that timed out included.
     public var dropped: UInt64 { drops.reduce(0, +) }
+    /// Drops decided when a packet arrived: `dropped` less the held fragments that timed out later.
+    public var arrivalDrops: UInt64 { dropped - self[.fragmentTimeout] }
 }

@@ -80,6 +80,7 @@ public final class NAT {
     public func takeReleasedFragments() -> [(bytes: [UInt8], direction: NatDirection)] {
         guard !fragments.released.isEmpty else { return [] }
         defer { fragments.released.removeAll() }
+        counters.releasedFragments &+= UInt64(fragments.released.count)
         return fragments.released
     }
 

@@ -41,7 +41,7 @@ public struct ReplayResult: Sendable {
         lines.append("translated inbound:      \(counters.inbound)")
         lines.append("translated hairpin:      \(counters.hairpin)")
         if readdressed > 0 { lines.append("replies readdressed:     \(readdressed) (private-side capture)") }
-        lines.append("fragments held:          \(counters.heldFragments)")
+        lines.append("fragments held:          \(counters.heldFragments) (released: \(counters.releasedFragments))")
         lines.append("dropped:                 \(counters.dropped)")
         for reason in DropReason.allCases where counters[reason] > 0 {
             lines.append("  \(reason.description.padding(toLength: 22, withPad: " ", startingAt: 0)) \(counters[reason])")

@@ -52,39 +52,10 @@ func send(_ nat: NAT, _ packet: [UInt8], at seconds: UInt64 = 0, sourceLocation:
     var bytes = packet
     let verdict = bytes.withUnsafeMutableBytes { nat.translate($0, now: .seconds(seconds)) }
     if case .forward = verdict {
-        let problems = checksumProblems(bytes)
+        let problems = ChecksumAudit.problems(in: bytes)
         #expect(problems.isEmpty, "checksums after translation: \(problems)", sourceLocation: sourceLocation)
     }
     return Translated(verdict: verdict, bytes: bytes)
-}
-
-/// Recomputes every checksum of a whole (unfragmented) packet from scratch, including those of a datagram quoted
-/// in an ICMP error where the quote is whole; returns what does not verify.
-func checksumProblems(_ packet: [UInt8]) -> [String] {
-    var copy = packet
-    return copy.withUnsafeMutableBytes { b -> [String] in
-        guard let ip = try? IPv4Packet(validating: b, verifyChecksum: false) else { return ["unparseable"] }
-        var problems: [String] = []
-        if !ip.isHeaderChecksumValid { problems.append("ip header") }
-        guard !ip.isFragment else { return problems }
-        switch ip.protocol {
-        case .tcp:
-            if !TCPSegment(unchecked: ip.payload).isChecksumValid(pseudoHeaderSum: ip.pseudoHeaderSum) { problems.append("tcp") }
-        case .udp:
-            if !UDPDatagram(unchecked: ip.payload).isChecksumValid(pseudoHeaderSum: ip.pseudoHeaderSum) { problems.append("udp") }
-        case .icmp:
-            let icmp = ICMPv4Message(unchecked: ip.payload)
-            if !icmp.isChecksumValid { problems.append("icmp") }
-            if icmp.type.isTranslatedError, let quoted = try? IPv4Packet(quoted: icmp.body) {
-                if !quoted.isHeaderChecksumValid { problems.append("quoted ip header") }
-                if quoted.buffer.count == quoted.totalLength {
-                    problems += checksumProblems(Array(quoted.buffer)).map { "quoted \($0)" }
-                }
-            }
-        default: break
-        }
-        return problems
-    }
 }
 
 func udp(_ from: IPv4Address, _ sport: UInt16, _ to: IPv4Address, _ dport: UInt16, payload: [UInt8] = [1, 2, 3, 4])

@@ -1,0 +1,82 @@
+import NatTable
+import PacketKit
+import Testing
+import TunnatKit
+
+@Suite struct ConfigFileTests {
+    @Test func embeddedDefaultParsesToTheRFCDefaults() throws {
+        let nat = ConfigFile.defaults().nat
+        #expect(nat.privatePrefixes == [IPv4Prefix("10.0.0.0/8")!])
+        #expect(nat.poolAddresses == [IPv4Address(198, 18, 0, 1)])
+        #expect(nat.portRange == 1024...65535 && nat.filtering == .endpointIndependent)
+        #expect(nat.maxFlows == 1_048_576 && nat.maxFlowsPerHost == nil && nat.verifyChecksums)
+        #expect(nat.timeouts == NatConfiguration.Timeouts())
+    }
+
+    @Test func everyKeyIsRead() throws {
+        let config = try ConfigFile.parse("""
+            nat:
+              private_prefixes: [10.0.0.0/8, 172.16.0.0/12]
+              pool: 198.18.0.1
+              port_range: 20000-29999
+              filtering: address-dependent
+              max_flows: 1000
+              max_flows_per_host: 50
+              verify_checksums: false
+              max_held_fragments: 8
+              seed: 7
+              timeouts: {tcp_established: 3h, tcp_transitory: 300, udp: 2m30s, icmp: 90s, fragment: 15}
+            """, file: "t.yaml").nat
+        #expect(config.privatePrefixes.count == 2 && config.poolAddresses == [IPv4Address(198, 18, 0, 1)])
+        #expect(config.portRange == 20000...29999 && config.filtering == .addressDependent)
+        #expect(config.maxFlows == 1000 && config.maxFlowsPerHost == 50 && !config.verifyChecksums)
+        #expect(config.maxHeldFragments == 8 && config.seed == 7)
+        #expect(config.timeouts.tcpEstablished == 10800 && config.timeouts.tcpTransitory == 300)
+        #expect(config.timeouts.udp == 150 && config.timeouts.icmp == 90 && config.timeouts.fragment == 15)
+    }
+
+    /// Each mistake gets one line naming the file, the line, the key and what is accepted.
+    @Test(arguments: [
+        ("nat:\n  private_prefixes: [10.0.0.0/8]\n  pool: [198.18.0.1]\n  colour: blue\n",
+         "t.yaml:4: nat.colour: unknown key; accepted here: private_prefixes, pool"),
+        ("nat:\n  private_prefixes: [10.0.0.0/8]\n  pool: [198.18.0.1]\n  port_range: 80-90\n",
+         "t.yaml:4: nat.port_range: expected LOW-HIGH with 1024 <= LOW <= HIGH <= 65535, got '80-90'"),
+        ("nat:\n  private_prefixes: [10.0.0.1/8]\n  pool: [198.18.0.1]\n",
+         "nat.private_prefixes: expected an IPv4 prefix such as 10.0.0.0/8 (host bits clear), got '10.0.0.1/8'"),
+        ("nat:\n  private_prefixes: [10.0.0.0/8]\n  pool: [198.18.0.300]\n",
+         "nat.pool: expected an IPv4 address such as 198.18.0.1, got '198.18.0.300'"),
+        ("nat:\n  private_prefixes: [10.0.0.0/8]\n  pool: [10.9.9.9]\n",
+         "nat.pool: 10.9.9.9 lies inside a private prefix"),
+        ("nat:\n  private_prefixes: [10.0.0.0/8]\n  pool: [198.18.0.1]\n  filtering: strict\n",
+         "nat.filtering: expected one of endpoint-independent, address-dependent, address-and-port-dependent, got 'strict'"),
+        ("nat:\n  private_prefixes: [10.0.0.0/8]\n  pool: [198.18.0.1]\n  timeouts:\n    udp: 1m\n",
+         "nat.timeouts.udp: must be at least 120 s (2m, RFC 4787 REQ-5)"),
+        ("nat:\n  private_prefixes: [10.0.0.0/8]\n  pool: [198.18.0.1]\n  timeouts:\n    tcp_established: 1h\n",
+         "nat.timeouts.tcp_established: must be at least 7440 s (2h4m, RFC 5382 REQ-5)"),
+        ("nat:\n  private_prefixes: [10.0.0.0/8]\n  pool: [198.18.0.1]\n  timeouts:\n    icmp: soon\n",
+         "nat.timeouts.icmp: expected a duration such as 300, 300s, 5m or 2h4m, got 'soon'"),
+        ("nat:\n  private_prefixes: [10.0.0.0/8]\n  pool: [198.18.0.1]\n  max_flows: lots\n",
+         "nat.max_flows: expected a whole number from 1 to 67108864, got 'lots'"),
+        ("nat:\n  private_prefixes: [10.0.0.0/8]\n  pool: [198.18.0.1]\n  verify_checksums: yes please\n",
+         "nat.verify_checksums: expected true or false, got 'yes please'"),
+        ("nat:\n  pool: [198.18.0.1]\n", "nat.private_prefixes: missing"),
+        ("tun: {}\n", "t.yaml:1: tun: unknown key; accepted here: nat"),
+        ("", "t.yaml: the file is empty"),
+        ("nat: [\n", "t.yaml: not valid YAML"),
+    ])
+    func mistakesGetOneClearLine(text: String, expected: String) {
+        do {
+            _ = try ConfigFile.parse(text, file: "t.yaml")
+            Issue.record("accepted: \(text)")
+        } catch {
+            #expect(error.description.contains(expected), "\(error.description)")
+            #expect(error.description.hasPrefix("t.yaml"))
+            #expect(!error.description.contains("\n"))
+        }
+    }
+
+    @Test func unreadableFileSaysWhy() {
+        let error = #expect(throws: ConfigError.self) { try ConfigFile.load(path: "/nonexistent/t.yaml") }
+        #expect(error?.description == "/nonexistent/t.yaml: cannot read: No such file or directory")
+    }
+}
