@@ -8,7 +8,12 @@ import PacketKit
 /// first readdressed to the external endpoint the NAT mapped, as the internet would have sent it.
 public struct ReplayOptions: Sendable {
     public var privateSideCapture: Bool
-    public init(privateSideCapture: Bool = false) { self.privateSideCapture = privateSideCapture }
+    /// Keep each record's packet as read, for listings.
+    public var keepInputs: Bool
+    public init(privateSideCapture: Bool = false, keepInputs: Bool = false) {
+        self.privateSideCapture = privateSideCapture
+        self.keepInputs = keepInputs
+    }
 }
 
 /// What became of one captured record, or of a fragment it released.
@@ -21,6 +26,22 @@ public struct ReplayOutcome: Sendable {
     public var output: [UInt8]?
     /// True when this is a held fragment released by `record`.
     public var released: Bool
+    /// The IPv4 datagram as handed to the NAT (with `keepInputs`): as read, or as readdressed.
+    public var input: [UInt8]? = nil
+
+    /// `#3 outbound  tcp 10.0.0.1:4000 > 198.19.0.1:80  =>  tcp 198.18.0.1:4000 > 198.19.0.1:80`
+    public var listing: String {
+        let number = "#\(record + 1)\(released ? " (released fragment)" : "")"
+        let before = input.map(PacketSummary.describe) ?? ""
+        switch verdict {
+        case .forward(let direction)?:
+            let after = output.map(PacketSummary.describe) ?? ""
+            return released ? "\(number) \(direction)  =>  \(after)" : "\(number) \(direction)  \(before)  =>  \(after)"
+        case .drop(let reason)?: return "\(number) dropped (\(reason))  \(before)"
+        case .held?: return "\(number) held  \(before)"
+        case nil: return number
+        }
+    }
 }
 
 public struct ReplayResult: Sendable {
@@ -82,8 +103,11 @@ public enum Replay {
                 continue
             }
             var packet = Array(record.data[range])
+            var input: [UInt8]? = nil
             let (verdict, length) = packet.withUnsafeMutableBytes { buffer -> (Verdict, Int) in
                 if options.privateSideCapture && nat.readdressCapturedReply(buffer) { readdressed += 1 }
+                // What the NAT is handed: after readdressing, so a listing shows what it saw.
+                if options.keepInputs { input = Array(buffer) }
                 let verdict = nat.translate(buffer, now: now)
                 // A forwarded packet passed validation: its total length is in bounds.
                 return (verdict, buffer.count >= 4 ? Int(buffer.loadBE16(at: 2)) : 0)
@@ -94,7 +118,7 @@ public enum Replay {
                 writer.append(packet, timestamp: record.timestamp)
                 output = packet
             }
-            outcomes.append(ReplayOutcome(record: records, verdict: verdict, output: output, released: false))
+            outcomes.append(ReplayOutcome(record: records, verdict: verdict, output: output, released: false, input: input))
             for fragment in nat.takeReleasedFragments() {
                 writer.append(fragment.bytes, timestamp: record.timestamp)
                 outcomes.append(ReplayOutcome(record: records, verdict: .forward(fragment.direction),

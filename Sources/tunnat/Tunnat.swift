@@ -42,6 +42,9 @@ struct ReplayCommand: ParsableCommand {
         """)
     var privateSide = false
 
+    @Flag(name: .long, help: "List every packet: what came in and what the NAT sent, or why it dropped it.")
+    var list = false
+
     @Argument(help: "Input capture.") var input: String
     @Argument(help: "Output capture.") var output: String
 
@@ -52,11 +55,12 @@ struct ReplayCommand: ParsableCommand {
         let result: ReplayResult
         do {
             result = try Replay.run(capture: capture, configuration: configuration.nat,
-                                    options: ReplayOptions(privateSideCapture: privateSide))
+                                    options: ReplayOptions(privateSideCapture: privateSide, keepInputs: list))
         } catch {
             throw fail("\(input): \(error)")
         }
         do { try FileBytes.write(result.pcap, to: output) } catch { throw fail(error.description) }
+        if list { for outcome in result.outcomes { print(outcome.listing) } }
         print(result.summary)
         print("wrote \(output)")
     }

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The tunnat executable end to end: replays of the sample captures, the output file, exit codes and the one-line
+# errors a person gets. Usage: scripts/cli-test.sh PATH/TO/tunnat PATH/TO/pcaps
+set -euo pipefail
+tunnat=$1
+pcaps=$2
+cd "$(dirname "$0")/.."
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+passed=0
+failed=0
+check() {  # check NAME COMMAND...: passes when the command succeeds
+  local name=$1; shift
+  if "$@" >"$work/out" 2>&1; then passed=$((passed + 1)); echo "ok   $name"
+  else failed=$((failed + 1)); echo "FAIL $name"; sed 's/^/     /' "$work/out"; fi
+}
+expect_fail() {  # expect_fail NAME CODE PATTERN COMMAND...: passes when it exits CODE and stderr matches PATTERN
+  local name=$1 code=$2 pattern=$3; shift 3
+  set +e; "$@" >"$work/out" 2>"$work/err"; local rc=$?; set -e
+  if [ "$rc" = "$code" ] && grep -qE "$pattern" "$work/err" && [ "$(wc -l <"$work/err")" = 1 ]; then
+    passed=$((passed + 1)); echo "ok   $name"
+  else
+    failed=$((failed + 1)); echo "FAIL $name (exit $rc, wanted $code; stderr below)"; sed 's/^/     /' "$work/err"
+  fi
+}
+
+replay_http() {
+  "$tunnat" replay --config examples/capture-clients.yaml --private-side --list "$pcaps/zeek-http-get.pcap" "$work/http.pcap" >"$work/http.txt"
+  grep -q '^translated outbound: *7$' "$work/http.txt" &&
+  grep -q '^translated inbound: *7$' "$work/http.txt" &&
+  grep -q '^dropped: *0$' "$work/http.txt" &&
+  grep -q '^#1 outbound  tcp 141.142.228.5:59856 > 192.150.187.43:80  =>  tcp 198.18.0.1:59856 > 192.150.187.43:80$' "$work/http.txt" &&
+  # The output is a pcap of link type 228 (raw IPv4) holding the 14 packets: 24-byte header, then records.
+  python3 - "$work/http.pcap" <<'PY'
+import struct, sys
+data = open(sys.argv[1], 'rb').read()
+magic, _, _, _, _, _, link = struct.unpack('<IHHiIII', data[:24])
+assert magic == 0xa1b23c4d and link == 228, (hex(magic), link)
+off, n = 24, 0
+while off < len(data):
+    caplen = struct.unpack('<I', data[off + 8:off + 12])[0]
+    pkt = data[off + 16:off + 16 + caplen]
+    assert pkt[0] >> 4 == 4
+    off += 16 + caplen; n += 1
+assert n == 14, n
+PY
+}
+check "replay: the HTTP capture round-trips through the NAT" replay_http
+
+replay_default() {
+  # The embedded default translates 10.0.0.0/8: the time-exceeded capture's 10.0.0.1 -> 10.0.0.2 is outbound.
+  "$tunnat" replay "$pcaps/zeek-icmp-icmp-timeexceeded.pcap" "$work/te.pcap" >"$work/te.txt"
+  grep -q '^records read: *1$' "$work/te.txt" && grep -q 'icmp-error-no-flow *1' "$work/te.txt"
+}
+check "replay: embedded default config, an ICMP error with no flow is dropped and counted" replay_default
+
+check "default-config: the embedded configuration checks clean" bash -c "'$tunnat' default-config > '$work/d.yaml' && '$tunnat' check-config '$work/d.yaml'"
+
+printf 'nat:\n  private_prefixes: [10.0.0.0/8]\n  pool: [198.18.0.1]\n  port_range: 80-90\n' >"$work/bad.yaml"
+expect_fail "bad value: one line naming file, line and key" 2 "bad.yaml:4: nat.port_range: expected LOW-HIGH" \
+  "$tunnat" check-config "$work/bad.yaml"
+printf 'nat:\n  private_prefixes: [10.0.0.0/8]\n  pools: [198.18.0.1]\n' >"$work/unknown.yaml"
+expect_fail "unknown key: names it and what is accepted" 2 "nat.pools: unknown key; accepted here: private_prefixes, pool" \
+  "$tunnat" replay --config "$work/unknown.yaml" "$pcaps/zeek-dns53.pcap" "$work/x.pcap"
+expect_fail "missing capture" 1 "cannot read $work/none.pcap: No such file or directory" \
+  "$tunnat" replay "$work/none.pcap" "$work/x.pcap"
+head -c 40 "$pcaps/zeek-http-get.pcap" >"$work/cut.pcap"
+expect_fail "truncated capture: error with the byte offset" 1 "record at offset 24 is cut short" \
+  "$tunnat" replay "$work/cut.pcap" "$work/x.pcap"
+expect_fail "unwritable output" 1 "cannot write /nonexistent/x.pcap" \
+  "$tunnat" replay "$pcaps/zeek-dns53.pcap" /nonexistent/x.pcap
+
+echo "cli: $passed passed, $failed failed"
+[ "$failed" = 0 ]

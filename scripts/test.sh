@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The whole test suite: unit, requirement and golden tests (swift test), the CLI end to end, and the
+# zero-malloc gate on the established-flow path (package-benchmark). .ci/run calls exactly this.
+#
+#   scripts/test.sh            everything
+#   scripts/test.sh --no-bench everything but the benchmark gate (a few minutes less)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+here=$PWD
+
+bench=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-bench) bench=0 ;;
+    *) echo "usage: scripts/test.sh [--no-bench]" >&2; exit 64 ;;
+  esac
+done
+
+scripts/install-deps.sh
+
+step() { printf '\n== %s\n' "$*"; }
+
+shared=$(cd "$here/.." && pwd)/shared
+[ -d "$shared/testdata/pcaps" ] || { echo "test.sh: ../shared/testdata/pcaps is missing: the golden tests need it beside this repository" >&2; exit 1; }
+
+step "swift build"
+swift build
+
+step "swift test"
+swift test 2>&1 | tee /tmp/tunnat-swift-test.log | grep -vE '^(\[[0-9]+/[0-9]+\]|◇|✔ Test [a-zA-Z].* passed after)' || true
+if ! grep -qE '^✔ Test run with [0-9]+ tests? in [0-9]+ suites? passed' /tmp/tunnat-swift-test.log; then
+  echo "test.sh: swift test failed (full log: /tmp/tunnat-swift-test.log)" >&2
+  exit 1
+fi
+
+step "tunnat CLI end to end"
+scripts/cli-test.sh "$here/.build/debug/tunnat" "$shared/testdata/pcaps"
+
+if [ "$bench" = 1 ]; then
+  step "benchmark gate: zero mallocs per packet on the established-flow path"
+  scripts/bench.sh --gate
+fi
+
+echo
+grep -E '^✔ Test run with' /tmp/tunnat-swift-test.log
