@@ -182,26 +182,28 @@ import Darwin
 
     func removeMapping(_ index: UInt32) {
         let m = mappings[Int(index)]
-        // Unlink from both chains: find the predecessor by walking the (short) bucket chain.
-        let bi = endpointBucket(m.protocolClass, m.internalAddress, m.internalPort)
-        if mappingsByInternal[bi] == index {
-            mappingsByInternal[bi] = m.nextByInternal
-        } else {
-            var p = mappingsByInternal[bi]
-            while mappings[Int(p)].nextByInternal != index { p = mappings[Int(p)].nextByInternal }
-            mappings[Int(p)].nextByInternal = m.nextByInternal
-        }
-        let be = endpointBucket(m.protocolClass, m.externalAddress, m.externalPort)
-        if mappingsByExternal[be] == index {
-            mappingsByExternal[be] = m.nextByExternal
-        } else {
-            var p = mappingsByExternal[be]
-            while mappings[Int(p)].nextByExternal != index { p = mappings[Int(p)].nextByExternal }
-            mappings[Int(p)].nextByExternal = m.nextByExternal
-        }
+        Self.unlink(index, from: mappingsByInternal + endpointBucket(m.protocolClass, m.internalAddress, m.internalPort),
+                    in: mappings, next: \.nextByInternal)
+        Self.unlink(index, from: mappingsByExternal + endpointBucket(m.protocolClass, m.externalAddress, m.externalPort),
+                    in: mappings, next: \.nextByExternal)
         mappings[Int(index)].nextByInternal = freeMappings
         freeMappings = index
         mappingCount -= 1
+    }
+
+    /// Takes entry `index` out of the hash chain that starts at `head`, `next` being the chain's link field. The
+    /// predecessor is found by walking the chain, which is short (about one entry) by construction.
+    @inline(__always)
+    static func unlink<Entry>(_ index: UInt32, from head: UnsafeMutablePointer<UInt32>,
+                              in slab: UnsafeMutablePointer<Entry>, next: WritableKeyPath<Entry, UInt32>) {
+        let after = slab[Int(index)][keyPath: next]
+        guard head.pointee != index else {
+            head.pointee = after
+            return
+        }
+        var p = head.pointee
+        while slab[Int(p)][keyPath: next] != index { p = slab[Int(p)][keyPath: next] }
+        slab[Int(p)][keyPath: next] = after
     }
 
     // MARK: Flows
@@ -242,14 +244,8 @@ import Darwin
     /// Removes a flow and returns its mapping, whose flow count the caller checks.
     func removeFlow(_ index: UInt32) -> UInt32 {
         let f = flows[Int(index)]
-        let b = flowBucket(f.mapping, f.remoteAddress, f.remotePort)
-        if flowsByKey[b] == index {
-            flowsByKey[b] = f.next
-        } else {
-            var p = flowsByKey[b]
-            while flows[Int(p)].next != index { p = flows[Int(p)].next }
-            flows[Int(p)].next = f.next
-        }
+        Self.unlink(index, from: flowsByKey + flowBucket(f.mapping, f.remoteAddress, f.remotePort), in: flows,
+                    next: \.next)
         unlinkTimer(index)
         mappings[Int(f.mapping)].flows -= 1
         flows[Int(index)].next = freeFlows
