@@ -19,6 +19,8 @@ done
 scripts/install-deps.sh
 
 step() { printf '\n== %s\n' "$*"; }
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 
 shared=$(cd "$here/.." && pwd)/shared
 [ -d "$shared/testdata/pcaps" ] || { echo "test.sh: ../shared/testdata/pcaps is missing: the golden tests need it beside this repository" >&2; exit 1; }
@@ -27,9 +29,9 @@ step "swift build"
 swift build
 
 step "swift test"
-swift test 2>&1 | tee /tmp/tunnat-swift-test.log | grep -vE '^(\[[0-9]+/[0-9]+\]|◇|✔ Test [a-zA-Z].* passed after)' || true
-if ! grep -qE '^✔ Test run with [0-9]+ tests? in [0-9]+ suites? passed' /tmp/tunnat-swift-test.log; then
-  echo "test.sh: swift test failed (full log: /tmp/tunnat-swift-test.log)" >&2
+swift test 2>&1 | tee "$log" | grep -vE '^(\[[0-9]+/[0-9]+\]|◇|✔ Test [a-zA-Z].* passed after)' || true
+if ! grep -qE '^✔ Test run with [0-9]+ tests? in [0-9]+ suites? passed' "$log"; then
+  echo "test.sh: swift test failed (the failures are listed above)" >&2
   exit 1
 fi
 
@@ -42,4 +44,4 @@ if [ "$bench" = 1 ]; then
 fi
 
 echo
-grep -E '^✔ Test run with' /tmp/tunnat-swift-test.log
+grep -E '^✔ Test run with' "$log"

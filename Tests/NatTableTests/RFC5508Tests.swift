@@ -31,8 +31,8 @@ import Testing
     }
 
     /// The three kinds of quoted datagram, each translated back with every checksum right.
-    @Test(arguments: ["udp", "tcp", "icmp"])
-    func rfc5508Req4InboundErrorTranslatedWithEmbeddedHeaders(kind: String) throws {
+    @Test(arguments: ["udp", "tcp", "icmp"], [ICMPv4Type.timeExceeded, .destinationUnreachable, .parameterProblem])
+    func rfc5508Req4InboundErrorTranslatedWithEmbeddedHeaders(kind: String, type: ICMPv4Type) throws {
         let nat = try makeNAT()
         let original: [UInt8] = switch kind {
         case "udp": udp(hostA, 33434, server, 33435)
@@ -40,9 +40,10 @@ import Testing
         default: ping(hostA, server, id: 4242)
         }
         let out = send(nat, original)
-        let error = PacketBuilder.icmpError(from: router, to: pool1, type: .timeExceeded, code: 0, quoting: out.bytes)
+        let error = PacketBuilder.icmpError(from: router, to: pool1, type: type, code: 0, quoting: out.bytes)
         let back = send(nat, error)
         #expect(back.verdict == .forward(.inbound))
+        #expect(back.bytes[20] == type.value, "type and code unchanged")
         #expect(back.destination == hostA && back.source == router)
         // The quote is now the datagram exactly as the host sent it.
         let quote = Array(back.bytes[28...])
