@@ -152,8 +152,7 @@ public final class NAT {
         let m = try mapping(transport.protocolClass, source, ports.source, now: now,
                             mayCreate: transport.mayCreateMapping)
         let map = store.mappings[Int(m)]
-        try refreshFlow(m, remote: ip.destination.value, ports.destination, transport, outbound: true, now: now,
-                        mayCreate: true)
+        try refreshFlow(m, remote: ip.destination.value, ports.destination, transport, outbound: true, now: now)
         transport.setSourcePort(map.externalPort)
         transport.updateChecksum(addressFrom: ip.source, to: IPv4Address(map.externalAddress))
         ip.setSource(IPv4Address(map.externalAddress))
@@ -166,8 +165,7 @@ public final class NAT {
         let m = store.findMapping(external: transport.protocolClass.rawValue, ip.destination.value, ports.destination)
         guard m != 0 else { throw .noMapping }
         let map = store.mappings[Int(m)]
-        try refreshFlow(m, remote: ip.source.value, ports.source, transport, outbound: false, now: now,
-                        mayCreate: false)
+        try refreshFlow(m, remote: ip.source.value, ports.source, transport, outbound: false, now: now)
         transport.setDestinationPort(map.internalPort)
         transport.updateChecksum(addressFrom: ip.destination, to: IPv4Address(map.internalAddress))
         ip.setDestination(IPv4Address(map.internalAddress))
@@ -184,10 +182,8 @@ public final class NAT {
         let sender = try mapping(cls, ip.source.value, ports.source, now: now, mayCreate: transport.mayCreateMapping)
         let from = store.mappings[Int(sender)]
         let to = store.mappings[Int(target)]
-        try refreshFlow(sender, remote: ip.destination.value, ports.destination, transport, outbound: true,
-                        now: now, mayCreate: true)
-        try refreshFlow(target, remote: from.externalAddress, from.externalPort, transport, outbound: false,
-                        now: now, mayCreate: false)
+        try refreshFlow(sender, remote: ip.destination.value, ports.destination, transport, outbound: true, now: now)
+        try refreshFlow(target, remote: from.externalAddress, from.externalPort, transport, outbound: false, now: now)
         transport.setSourcePort(from.externalPort)
         transport.setDestinationPort(to.internalPort)
         transport.updateChecksum(addressFrom: ip.source, to: IPv4Address(from.externalAddress))
@@ -305,7 +301,7 @@ public final class NAT {
     /// (within limits), inbound only as far as the filter allows (RFC 4787 section 5, RFC 5382 REQ-3).
     @inline(__always)
     func refreshFlow(_ m: UInt32, remote: UInt32, _ remotePort: UInt16, _ transport: Transport, outbound: Bool,
-                     now: UInt32, mayCreate: Bool) throws(DropReason) {
+                     now: UInt32) throws(DropReason) {
         let f = store.findFlow(m, remote, remotePort)
         if f != 0 {
             var timer = transport.timer
@@ -316,7 +312,7 @@ public final class NAT {
             store.touch(f, now: now, timer: timer)
             return
         }
-        if !mayCreate {
+        if !outbound {
             switch filtering {
             case .endpointIndependent: break
             case .addressDependent:
