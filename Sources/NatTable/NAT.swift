@@ -321,12 +321,8 @@ public final class NAT {
             }
         }
         let map = store.mappings[Int(m)]
-        do throws(DropReason) {
-            try checkRoomForFlow(internalAddress: map.internalAddress)
-        } catch {
-            if map.flows == 0 { releaseMapping(m) }
-            throw error
-        }
+        // A mapping made for this packet was checked for room by `mapping(...)`; an older one has flows.
+        try checkRoomForFlow(internalAddress: map.internalAddress)
         var tracker = TCPTracker.none
         var timer = transport.timer
         if case .tcp(let segment) = transport {

@@ -15,10 +15,9 @@ import Darwin
 @usableFromInline final class PortAllocator {
     static let wordsPerSpace = 65536 / 64
     let words: UnsafeMutablePointer<UInt64>
-    let spaces: Int
 
     init(poolSize: Int) {
-        spaces = poolSize * ProtocolClass.count
+        let spaces = poolSize * ProtocolClass.count
         guard let raw = calloc(spaces * Self.wordsPerSpace, MemoryLayout<UInt64>.stride) else {
             fatalError("out of memory for port bitmaps")
         }
