@@ -2,7 +2,7 @@
 //
 // tunnat: a userspace NAT data plane for Linux NAT instances.
 // The target graph is a strict ladder (see ../shared/STYLE.md, "Layout"):
-//   PacketKit <- NatTable <- (TunIO, Failover) <- TunnatKit <- tunnat
+//   PacketKit <- NatTable <- (TunIO, Failover) <- TunnatKit <- tunnat     (CTunShim below TunIO)
 // PacketKit and NatTable make no syscalls and read no clock, which is what makes `tunnat replay` deterministic.
 // Benchmarks live in their own package (Benchmarks/Package.swift) so that the test build does not carry
 // package-benchmark and its malloc interposer.
@@ -20,22 +20,32 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         .target(name: "PacketKit"),
         .target(name: "NatTable", dependencies: ["PacketKit"]),
-        .target(name: "TunIO", dependencies: ["PacketKit"]),
+        // The TUN ioctls (function-like macros Swift cannot import) and sendmmsg, in C.
+        .target(name: "CTunShim"),
+        .target(name: "TunIO", dependencies: ["PacketKit", "NatTable", "CTunShim"]),
         .target(name: "Failover", dependencies: ["NatTable"]),
         .target(
             name: "TunnatKit",
-            dependencies: ["PacketKit", "NatTable", .product(name: "Yams", package: "Yams")]
+            dependencies: [
+                "PacketKit", "NatTable", "TunIO", .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .executableTarget(
             name: "tunnat",
-            dependencies: ["TunnatKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: [
+                "TunnatKit", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(name: "PacketKitTests", dependencies: ["PacketKit"]),
         .testTarget(name: "NatTableTests", dependencies: ["NatTable", "PacketKit"]),
+        .testTarget(name: "TunIOTests", dependencies: ["TunIO", "NatTable", "PacketKit"]),
         .testTarget(name: "TunnatKitTests", dependencies: ["TunnatKit", "NatTable", "PacketKit"]),
     ]
 )

@@ -87,12 +87,18 @@ public final class NAT {
     // MARK: Translation
 
     /// Translates one IPv4 packet in place. `now` is the caller's clock; nothing here reads one.
-    public func translate(_ packet: UnsafeMutableRawBufferPointer, now: NatInstant) -> Verdict {
+    ///
+    /// `transportChecksumTrusted` says the transport checksum is not to be verified because the kernel vouched
+    /// for it (virtio-net DATA_VALID) or has yet to compute it (NEEDS_CSUM: the field holds only the
+    /// pseudo-header sum). Linux conntrack skips the same packets (`skb_csum_unnecessary`).
+    public func translate(
+        _ packet: UnsafeMutableRawBufferPointer, now: NatInstant, transportChecksumTrusted: Bool = false
+    ) -> Verdict {
         counters.packets &+= 1
         expire(now: now, budget: Self.expiryBudgetPerPacket)
         let verdict: Verdict
         do throws(DropReason) {
-            verdict = try translateOrThrow(packet, now: now.seconds)
+            verdict = try translateOrThrow(packet, now: now.seconds, trusted: transportChecksumTrusted)
         } catch {
             verdict = .drop(error)
         }
@@ -113,7 +119,9 @@ public final class NAT {
     }
 
     @inline(__always)
-    func translateOrThrow(_ bytes: UnsafeMutableRawBufferPointer, now: UInt32) throws(DropReason) -> Verdict {
+    func translateOrThrow(
+        _ bytes: UnsafeMutableRawBufferPointer, now: UInt32, trusted: Bool
+    ) throws(DropReason) -> Verdict {
         let ip: IPv4Packet
         do throws(PacketError) { ip = try IPv4Packet(validating: bytes) } catch { throw Self.reason(ipError: error) }
 
@@ -130,7 +138,7 @@ public final class NAT {
         guard ip.fragmentOffset == 0 else { return fragments.follow(ip, now: now) }
 
         let original = ip.isFragment ? FragmentTracker.Key(ip) : nil
-        let transport = try Transport(ip, verify: verifyChecksums && !ip.isFragment)
+        let transport = try Transport(ip, verify: verifyChecksums && !trusted && !ip.isFragment)
         if case .icmpError(let icmp) = transport {
             guard !ip.isFragment else { throw .unsupportedICMP }
             return try translateError(ip, icmp, direction: direction)

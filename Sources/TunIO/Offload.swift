@@ -1,0 +1,254 @@
+import PacketKit
+
+/// The virtio-net header that precedes every packet on a TUN opened with IFF_VNET_HDR (virtio spec 1.2
+/// section 5.1.6, `struct virtio_net_hdr` in <linux/virtio_net.h>). tun uses the host's byte order unless told
+/// otherwise (TUNSETVNETLE/BE); tunnat runs on little-endian hosts, so the fields are little-endian.
+public struct VirtioNetHeader: Equatable, Sendable {
+    public static let size = 10
+
+    /// VIRTIO_NET_HDR_F_NEEDS_CSUM: the transport checksum is not computed yet; the field at
+    /// `checksumStart + checksumOffset` holds the pseudo-header sum, and whoever sends the packet finishes it.
+    public static let needsChecksum: UInt8 = 1
+    /// VIRTIO_NET_HDR_F_DATA_VALID: the kernel verified the transport checksum.
+    public static let dataValid: UInt8 = 2
+
+    /// VIRTIO_NET_HDR_GSO_*: what kind of super-packet this is. The 0x80 bit (ECN) may be or-ed in.
+    public enum GSO {
+        public static let none: UInt8 = 0
+        public static let tcpv4: UInt8 = 1
+        public static let udp: UInt8 = 3
+        public static let tcpv6: UInt8 = 4
+        /// VIRTIO_NET_HDR_GSO_UDP_L4 (USO, Linux 6.2).
+        public static let udpL4: UInt8 = 5
+        public static let ecn: UInt8 = 0x80
+    }
+
+    public var flags: UInt8
+    public var gsoType: UInt8
+    /// Bytes of headers (IP + transport) in each segment.
+    public var headerLength: UInt16
+    /// Payload bytes per segment.
+    public var gsoSize: UInt16
+    public var checksumStart: UInt16
+    public var checksumOffset: UInt16
+
+    public init(flags: UInt8 = 0, gsoType: UInt8 = GSO.none, headerLength: UInt16 = 0, gsoSize: UInt16 = 0,
+                checksumStart: UInt16 = 0, checksumOffset: UInt16 = 0) {
+        self.flags = flags
+        self.gsoType = gsoType
+        self.headerLength = headerLength
+        self.gsoSize = gsoSize
+        self.checksumStart = checksumStart
+        self.checksumOffset = checksumOffset
+    }
+
+    /// Reads the header at the start of `frame`, which must hold at least `size` bytes.
+    @inlinable
+    public init(_ frame: UnsafeMutableRawBufferPointer) {
+        flags = frame[0]
+        gsoType = frame[1]
+        headerLength = UInt16(littleEndian: frame.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
+        gsoSize = UInt16(littleEndian: frame.loadUnaligned(fromByteOffset: 4, as: UInt16.self))
+        checksumStart = UInt16(littleEndian: frame.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
+        checksumOffset = UInt16(littleEndian: frame.loadUnaligned(fromByteOffset: 8, as: UInt16.self))
+    }
+
+    @inlinable
+    public func write(to frame: UnsafeMutableRawBufferPointer) {
+        frame[0] = flags
+        frame[1] = gsoType
+        frame.storeBytes(of: headerLength.littleEndian, toByteOffset: 2, as: UInt16.self)
+        frame.storeBytes(of: gsoSize.littleEndian, toByteOffset: 4, as: UInt16.self)
+        frame.storeBytes(of: checksumStart.littleEndian, toByteOffset: 6, as: UInt16.self)
+        frame.storeBytes(of: checksumOffset.littleEndian, toByteOffset: 8, as: UInt16.self)
+    }
+
+    @inlinable public var isGSO: Bool { gsoType & ~GSO.ecn != GSO.none }
+}
+
+/// Why a frame from the TUN could not be used. Counted, never fatal.
+public enum OffloadError: Error, Sendable {
+    /// Shorter than a virtio-net header, or a checksum position or GSO layout outside the packet.
+    case badVirtioHeader
+    /// A GSO type tunnat does not translate (IPv6, UFO) or asks the kernel not to send.
+    case unsupportedGSO
+}
+
+/// What the worker remembers about a frame between reading it and sending it.
+public struct PreparedFrame {
+    public var header: VirtioNetHeader
+    /// For a TCP/UDP packet whose checksum the kernel will finish: where the partial sum sits (from the start
+    /// of the IP packet) and the addresses it covers, so that it can be moved along with them after translation.
+    var partialField: Int
+    var partialSum: UInt16
+    var source: UInt32
+    var destination: UInt32
+    /// True when the transport checksum need not be verified (NEEDS_CSUM or DATA_VALID).
+    public var checksumTrusted: Bool
+}
+
+/// Offload handling, kept in one file as wireguard-go keeps `tun/offload_linux.go`: partial checksums on the way
+/// through the NAT, checksum completion, and GSO splitting for outputs that cannot take super-packets.
+public enum Offload {
+    /// Looks at a frame's virtio-net header before translation. A packet with NEEDS_CSUM whose partial checksum is
+    /// not the ordinary TCP/UDP one is finished here in software (and may then not be GSO); the ordinary case is
+    /// left partial, and `finish(_:_:)` moves its pseudo-header sum after translation.
+    public static func prepare(_ packet: UnsafeMutableRawBufferPointer, _ header: VirtioNetHeader)
+        throws(OffloadError) -> PreparedFrame {
+        var prepared = PreparedFrame(header: header, partialField: -1, partialSum: 0, source: 0, destination: 0,
+                                     checksumTrusted: header.flags & VirtioNetHeader.dataValid != 0)
+        let gsoKind = header.gsoType & ~VirtioNetHeader.GSO.ecn
+        if header.flags & VirtioNetHeader.needsChecksum == 0 {
+            guard gsoKind == VirtioNetHeader.GSO.none else { throw .badVirtioHeader }
+            return prepared
+        }
+        let start = Int(header.checksumStart)
+        let field = start &+ Int(header.checksumOffset)
+        guard packet.count >= 20, field &+ 2 <= packet.count, start < field || header.checksumOffset == 0 else {
+            throw .badVirtioHeader
+        }
+        let ihl = Int(packet[0] & 0x0F) &* 4
+        let proto = packet[9]
+        let unfragmented = packet.loadBE16(at: 6) & 0x3FFF == 0
+        let ordinary = packet[0] >> 4 == 4 && start == ihl && unfragmented
+            && ((proto == IPProtocol.tcp.value && header.checksumOffset == 16)
+                || (proto == IPProtocol.udp.value && header.checksumOffset == 6))
+        if ordinary {
+            switch gsoKind {
+            case VirtioNetHeader.GSO.none: break
+            case VirtioNetHeader.GSO.tcpv4: guard proto == IPProtocol.tcp.value else { throw .badVirtioHeader }
+            case VirtioNetHeader.GSO.udpL4: guard proto == IPProtocol.udp.value else { throw .badVirtioHeader }
+            default: throw .unsupportedGSO
+            }
+            prepared.partialField = field
+            prepared.partialSum = packet.loadBE16(at: field)
+            prepared.source = packet.loadBE32(at: 12)
+            prepared.destination = packet.loadBE32(at: 16)
+            prepared.checksumTrusted = true
+            return prepared
+        }
+        guard gsoKind == VirtioNetHeader.GSO.none else { throw gsoKind == VirtioNetHeader.GSO.tcpv6 ? .unsupportedGSO : .badVirtioHeader }
+        completeChecksum(packet, start: start, field: field, udp: false)
+        prepared.header.flags &= ~VirtioNetHeader.needsChecksum
+        prepared.header.flags |= VirtioNetHeader.dataValid
+        prepared.checksumTrusted = false
+        return prepared
+    }
+
+    /// After translation: the partial sum covers the pseudo-header only, so it follows the address changes and
+    /// nothing else (the kernel's `inet_proto_csum_replace4` with `pseudohdr` on a CHECKSUM_PARTIAL skb). The
+    /// engine's own incremental updates, which assumed a full checksum, are overwritten.
+    public static func finish(_ packet: UnsafeMutableRawBufferPointer, _ prepared: PreparedFrame) {
+        guard prepared.partialField >= 0 else { return }
+        var sum = UInt64(prepared.partialSum)
+        let newSource = packet.loadBE32(at: 12)
+        let newDestination = packet.loadBE32(at: 16)
+        sum &+= Self.replaced(prepared.source, newSource) &+ Self.replaced(prepared.destination, newDestination)
+        packet.storeBE16(Checksum.fold(sum), at: prepared.partialField)
+    }
+
+    /// The one's-complement difference of a 32-bit field changing from `old` to `new`: ~old + new, word by word.
+    static func replaced(_ old: UInt32, _ new: UInt32) -> UInt64 {
+        UInt64(~UInt16(truncatingIfNeeded: old >> 16)) &+ UInt64(~UInt16(truncatingIfNeeded: old))
+            &+ UInt64(new >> 16) &+ UInt64(new & 0xFFFF)
+    }
+
+    /// Writes the full checksum of a packet whose field at `field` holds the partial (pseudo-header) sum: the
+    /// sum from `start` to the end, as the kernel's `skb_checksum_help` computes it. For UDP, 0 is sent as 0xFFFF.
+    public static func completeChecksum(_ packet: UnsafeMutableRawBufferPointer, start: Int, field: Int, udp: Bool) {
+        var value = Checksum.finish(Checksum.sum(packet.suffix(from: start)))
+        if udp && value == 0 { value = 0xFFFF }
+        packet.storeBE16(value, at: field)
+    }
+
+    /// Finishes the checksum of a NEEDS_CSUM packet that goes out where nobody will (a raw socket).
+    public static func completeChecksum(_ packet: UnsafeMutableRawBufferPointer, _ header: VirtioNetHeader) {
+        guard header.flags & VirtioNetHeader.needsChecksum != 0 else { return }
+        let start = Int(header.checksumStart)
+        completeChecksum(packet, start: start, field: start &+ Int(header.checksumOffset),
+                         udp: packet[9] == IPProtocol.udp.value)
+    }
+
+    /// In tun output mode the kernel forwards a packet twice (into the TUN, then out of it), taking two off its
+    /// TTL where a NAT takes one; adding one back makes tunnat a single hop, as the kernel's NAT is. The kernel
+    /// never hands over a packet whose TTL it would not forward, so the result is at most 255.
+    public static func compensateForwardingHop(_ packet: UnsafeMutableRawBufferPointer) {
+        let ttl = packet[8]
+        guard ttl < 255 else { return }
+        let old = packet.loadBE16(at: 8)
+        packet[8] = ttl &+ 1
+        packet.storeBE16(Checksum.update(packet.loadBE16(at: 10), old: old, new: packet.loadBE16(at: 8)), at: 10)
+    }
+
+    // MARK: GSO splitting
+
+    /// How many bytes the largest segment of `packet` takes: headers plus one `gsoSize` of payload.
+    public static func segmentCapacity(_ header: VirtioNetHeader) -> Int { 60 + 60 + Int(header.gsoSize) }
+
+    /// Splits a GSO super-packet into the packets it stands for, each with a full transport checksum and its own
+    /// IP header checksum, as the kernel's `tcp_gso_segment` and `__udp_gso_segment` do: TCP segments get
+    /// consecutive sequence numbers, FIN and PSH only on the last, CWR only on the first; each IP ID is one more
+    /// than the last. Segments are written one after another into `scratch`; `emit` gets each, and `flush` is
+    /// called when `scratch` is full and before it is reused.
+    public static func segment(
+        _ packet: UnsafeMutableRawBufferPointer, _ header: VirtioNetHeader, scratch: UnsafeMutableRawBufferPointer,
+        emit: (UnsafeMutableRawBufferPointer) -> Void, flush: () -> Void
+    ) throws(OffloadError) {
+        let kind = header.gsoType & ~VirtioNetHeader.GSO.ecn
+        guard kind == VirtioNetHeader.GSO.tcpv4 || kind == VirtioNetHeader.GSO.udpL4 else { throw .unsupportedGSO }
+        guard packet.count >= 20 else { throw .badVirtioHeader }
+        let ihl = Int(packet[0] & 0x0F) &* 4
+        let total = min(Int(packet.loadBE16(at: 2)), packet.count)
+        let tcp = kind == VirtioNetHeader.GSO.tcpv4
+        guard ihl >= 20, packet[9] == (tcp ? IPProtocol.tcp.value : IPProtocol.udp.value),
+              total >= ihl &+ (tcp ? 20 : 8) else { throw .badVirtioHeader }
+        let l4Header = tcp ? Int(packet[ihl &+ 12] >> 4) &* 4 : 8
+        let headers = ihl &+ l4Header
+        let mss = Int(header.gsoSize)
+        guard mss > 0, l4Header >= (tcp ? 20 : 8), headers <= total, headers &+ mss <= scratch.count else {
+            throw .badVirtioHeader
+        }
+        let source = IPv4Address(packet.loadBE32(at: 12))
+        let destination = IPv4Address(packet.loadBE32(at: 16))
+        let payload = total &- headers
+        let firstID = packet.loadBE16(at: 4)
+        let firstSequence = tcp ? packet.loadBE32(at: ihl &+ 4) : 0
+        let flags = tcp ? packet[ihl &+ 13] : 0
+        var used = 0
+        var offset = 0
+        var index = 0
+        repeat {
+            let size = min(mss, payload &- offset)
+            let length = headers &+ size
+            if used &+ length > scratch.count {
+                flush()
+                used = 0
+            }
+            let out = UnsafeMutableRawBufferPointer(rebasing: scratch[used..<(used &+ length)])
+            out.copyMemory(from: UnsafeRawBufferPointer(rebasing: packet[0..<headers]))
+            UnsafeMutableRawBufferPointer(rebasing: out[headers...])
+                .copyMemory(from: UnsafeRawBufferPointer(rebasing: packet[(headers &+ offset)..<(headers &+ offset &+ size)]))
+            out.storeBE16(UInt16(length), at: 2)
+            out.storeBE16(firstID &+ UInt16(truncatingIfNeeded: index), at: 4)
+            IPv4Packet(unchecked: out).fillHeaderChecksum()
+            let l4 = out.suffix(from: ihl)
+            let pseudo = Checksum.pseudoHeaderSum(source: source, destination: destination,
+                                                  protocol: tcp ? .tcp : .udp, length: length &- ihl)
+            if tcp {
+                l4.storeBE32(firstSequence &+ UInt32(truncatingIfNeeded: offset), at: 4)
+                var f = flags
+                if offset &+ size < payload { f &= ~(TCPFlags.fin.rawValue | TCPFlags.psh.rawValue) }
+                if index > 0 { f &= ~TCPFlags.cwr.rawValue }
+                l4[13] = f
+                TCPSegment(unchecked: l4).fillChecksum(pseudoHeaderSum: pseudo)
+            } else {
+                l4.storeBE16(UInt16(length &- ihl), at: 4)
+                UDPDatagram(unchecked: l4).fillChecksum(pseudoHeaderSum: pseudo)
+            }
+            emit(out)
+            used &+= length
+            offset &+= size
+            index &+= 1
+        } while offset < payload
+    }
+}

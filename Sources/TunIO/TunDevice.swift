@@ -1,0 +1,138 @@
+import CTunShim
+import Glibc
+
+/// Which offloads the kernel accepted for a TUN device (TUNSETOFFLOAD).
+public struct TunOffloads: OptionSet, Sendable, CustomStringConvertible {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    public static let checksum = TunOffloads(rawValue: UInt32(TUNNAT_TUN_F_CSUM))
+    public static let tso4 = TunOffloads(rawValue: UInt32(TUNNAT_TUN_F_TSO4))
+    public static let tso6 = TunOffloads(rawValue: UInt32(TUNNAT_TUN_F_TSO6))
+    public static let tsoECN = TunOffloads(rawValue: UInt32(TUNNAT_TUN_F_TSO_ECN))
+    public static let uso4 = TunOffloads(rawValue: UInt32(TUNNAT_TUN_F_USO4))
+    public static let uso6 = TunOffloads(rawValue: UInt32(TUNNAT_TUN_F_USO6))
+
+    /// What tunnat asks for, then the fallbacks, each a subset of the one before: USO needs Linux 6.2, TSO and
+    /// checksum offload are older than IFF_VNET_HDR users care about, and none at all always works.
+    public static let preferences: [TunOffloads] = [
+        [.checksum, .tso4, .tso6, .tsoECN, .uso4, .uso6],
+        [.checksum, .tso4, .tso6, .tsoECN],
+        [.checksum],
+        [],
+    ]
+
+    public var description: String {
+        let names: [(TunOffloads, String)] = [(.checksum, "csum"), (.tso4, "tso4"), (.tso6, "tso6"),
+                                              (.tsoECN, "tso-ecn"), (.uso4, "uso4"), (.uso6, "uso6")]
+        let on = names.filter { contains($0.0) }.map(\.1)
+        return on.isEmpty ? "none" : on.joined(separator: ",")
+    }
+}
+
+/// Why a TUN device could not be made, in words a person can act on.
+public struct TunError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+}
+
+/// One queue of a TUN device: a file descriptor the kernel hands packets to and takes packets from. A queue
+/// belongs to one worker thread. It closes its descriptor when it goes away.
+public final class TunQueue: @unchecked Sendable {
+    public let fd: Int32
+
+    init(fd: Int32) { self.fd = fd }
+    deinit { Syscall.close(fd) }
+
+    /// Reads one frame (virtio-net header + packet); nil when none is waiting.
+    @inline(__always)
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int? {
+        try Syscall.read(fd, buffer)
+    }
+
+    /// Writes one frame; the kernel takes a TUN write whole or not at all.
+    @inline(__always)
+    public func write(_ frame: UnsafeRawBufferPointer) throws(Errno) {
+        _ = try Syscall.write(fd, frame)
+    }
+}
+
+/// A TUN device (IFF_TUN | IFF_NO_PI), optionally with virtio-net headers and offloads (IFF_VNET_HDR,
+/// TUNSETOFFLOAD) and several queues (IFF_MULTI_QUEUE). The device exists while its queues are open: tunnat
+/// does not make it persistent, so the kernel deletes it, and every route through it, when tunnat exits.
+public final class TunDevice: @unchecked Sendable {
+    public let name: String
+    public let queues: [TunQueue]
+    public let virtioHeaders: Bool
+    public let offloads: TunOffloads
+
+    /// Creates device `name` with `queueCount` queues. Refuses a name that already exists: attaching to someone
+    /// else's device would steal its traffic.
+    public init(name: String, queueCount: Int, offloads wanted: Bool, mtu: Int) throws(TunError) {
+        guard !name.isEmpty, name.utf8.count < Int(IFNAMSIZ), !name.contains("/"), !name.contains(" ") else {
+            throw TunError(description: "'\(name)' is not a valid interface name (1 to \(IFNAMSIZ - 1) characters, no '/' or spaces)")
+        }
+        if if_nametoindex(name) != 0 {
+            throw TunError(description: "a network device named \(name) already exists; choose another name (tun.name) or remove it (ip link del \(name))")
+        }
+        var flags = Int32(TUNNAT_IFF_TUN | TUNNAT_IFF_NO_PI)
+        if wanted { flags |= Int32(TUNNAT_IFF_VNET_HDR) }
+        if queueCount > 1 { flags |= Int32(TUNNAT_IFF_MULTI_QUEUE) }
+        var opened: [TunQueue] = []
+        for _ in 0..<max(1, queueCount) {
+            let fd: Int32
+            do { fd = try Syscall.open("/dev/net/tun", O_RDWR) } catch {
+                throw TunError(description: Self.explain(error, name: name))
+            }
+            let queue = TunQueue(fd: fd)
+            do {
+                try Syscall.zeroOrErrno("ioctl TUNSETIFF") { tunnat_tun_set_iff(fd, name, Int16(flags), nil) }
+                try Syscall.setNonBlocking(fd)
+            } catch {
+                throw TunError(description: Self.explain(error, name: name))
+            }
+            opened.append(queue)
+        }
+        var accepted: TunOffloads = []
+        if wanted {
+            do {
+                for queue in opened {
+                    try Syscall.zeroOrErrno("ioctl TUNSETVNETHDRSZ") {
+                        tunnat_tun_set_vnet_hdr_size(queue.fd, Int32(VirtioNetHeader.size))
+                    }
+                }
+            } catch {
+                throw TunError(description: Self.explain(error, name: name))
+            }
+            // The kernel answers EINVAL for a flag it does not know; step down to the next set.
+            for candidate in TunOffloads.preferences {
+                if tunnat_tun_set_offload(opened[0].fd, UInt32(candidate.rawValue)) == 0 {
+                    accepted = candidate
+                    break
+                }
+            }
+        }
+        // mtu 0 leaves the kernel's default (1500).
+        if tunnat_link_up(name, Int32(mtu)) != 0 {
+            throw TunError(description: Self.explain(Errno("bringing \(name) up (SIOCSIFMTU/SIOCSIFFLAGS)"), name: name))
+        }
+        self.name = name
+        self.queues = opened
+        self.virtioHeaders = wanted
+        self.offloads = accepted
+    }
+
+    static func explain(_ error: Errno, name: String) -> String {
+        switch error.code {
+        case EPERM, EACCES:
+            return "\(error): creating TUN device \(name) needs CAP_NET_ADMIN (run as root, or grant the capability: setcap cap_net_admin,cap_net_raw+ep tunnat)"
+        case ENOENT, ENODEV:
+            return "\(error): the kernel has no TUN support here (/dev/net/tun is missing; modprobe tun)"
+        case EBUSY:
+            return "\(error): TUN device \(name) is in use by another process"
+        case EINVAL:
+            return "\(error): the kernel refused the TUN settings for \(name) (a device of that name with other flags may exist)"
+        default:
+            return "\(error) (TUN device \(name))"
+        }
+    }
+}

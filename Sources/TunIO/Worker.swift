@@ -1,0 +1,202 @@
+import CTunShim
+import Glibc
+import NatTable
+import PacketKit
+import Synchronization
+
+/// The NAT and the I/O counters, shared by the workers of all queues behind one lock. A worker takes the lock
+/// once per batch of up to `Worker.batchSize` packets, not once per packet.
+public final class SharedState: Sendable {
+    public struct State: ~Copyable {
+        public var nat: NAT
+        public var io = IOCounters()
+    }
+    public let state: Mutex<State>
+
+    public init(nat: consuming sending NAT) {
+        state = Mutex(State(nat: nat))
+    }
+}
+
+/// Tells workers to stop: a flag, and an eventfd that wakes them from poll(2) at once.
+public final class StopSignal: Sendable {
+    let flag = Atomic<Bool>(false)
+    public let fd: Int32
+
+    public init() throws(Errno) {
+        let fd = tunnat_eventfd()
+        guard fd >= 0 else { throw Errno("eventfd") }
+        self.fd = fd
+    }
+    deinit { Syscall.close(fd) }
+
+    public var isStopped: Bool { flag.load(ordering: .acquiring) }
+
+    /// Safe to call from any thread, more than once.
+    public func stop() {
+        flag.store(true, ordering: .releasing)
+        var one: UInt64 = 1
+        _ = withUnsafeBytes(of: &one) { Glibc.write(fd, $0.baseAddress, 8) }
+    }
+}
+
+/// What one frame came to.
+public enum FrameOutcome: Equatable {
+    case send(VirtioNetHeader)
+    case drop
+}
+
+/// The per-frame work between read and write, separate from the loop so that tests can drive it without a
+/// kernel: virtio-net header in, translation, partial checksum moved, TTL compensated, header out.
+public enum FrameProcessor {
+    /// `frame` is a virtio-net header followed by the packet (a zeroed header when the device has none).
+    @inline(__always)
+    public static func process(
+        _ frame: UnsafeMutableRawBufferPointer, nat: NAT, now: NatInstant, compensateHop: Bool,
+        counters: inout IOCounters
+    ) -> FrameOutcome {
+        guard frame.count >= VirtioNetHeader.size else {
+            counters.badVirtioHeader &+= 1
+            return .drop
+        }
+        let header = VirtioNetHeader(frame)
+        let packet = frame.suffix(from: VirtioNetHeader.size)
+        let prepared: PreparedFrame
+        do throws(OffloadError) {
+            prepared = try Offload.prepare(packet, header)
+        } catch {
+            // Counted here and in the NAT, so that the NAT's packet total stays the number of packets seen.
+            if error == .unsupportedGSO { counters.unsupportedGSO &+= 1 } else { counters.badVirtioHeader &+= 1 }
+            nat.countDrop(.badTransportHeader)
+            return .drop
+        }
+        if header.isGSO { counters.gsoFramesRead &+= 1 }
+        if prepared.header.flags != header.flags { counters.checksumsCompleted &+= 1 }
+        guard case .forward = nat.translate(packet, now: now, transportChecksumTrusted: prepared.checksumTrusted)
+        else { return .drop }
+        Offload.finish(packet, prepared)
+        if compensateHop { Offload.compensateForwardingHop(packet) }
+        return .send(prepared.header)
+    }
+}
+
+/// One queue's loop: read a batch (non-blocking reads until the queue is empty or the batch is full), translate
+/// it under the lock, write it out; when the queue is empty, wait in poll(2) and retire expired flows.
+/// Generic over the output so that the per-packet calls are direct (STYLE.md, "The per-packet path").
+public final class Worker<Output: PacketOutput>: @unchecked Sendable {
+    public static var batchSize: Int { 64 }
+    /// Room for a virtio-net header and the largest IPv4 packet (a 64 KB GSO super-packet).
+    static var slotSize: Int { VirtioNetHeader.size + 65_535 + 1 }
+    /// How long an idle worker sleeps before it retires expired flows.
+    static var idleMilliseconds: Int32 { 1000 }
+    static var idleExpiryBudget: Int { 4096 }
+
+    let queue: TunQueue
+    let output: Output
+    let shared: SharedState
+    let stopSignal: StopSignal
+    let virtioHeaders: Bool
+    let slots: UnsafeMutableRawBufferPointer
+    let lengths: UnsafeMutablePointer<Int>
+    let outcomes: UnsafeMutablePointer<FrameOutcome>
+    var counters = IOCounters()
+
+    public init(queue: TunQueue, virtioHeaders: Bool, output: Output, shared: SharedState, stop: StopSignal) {
+        self.queue = queue
+        self.virtioHeaders = virtioHeaders
+        self.output = output
+        self.shared = shared
+        self.stopSignal = stop
+        slots = .allocate(byteCount: Self.batchSize * Self.slotSize, alignment: 64)
+        lengths = .allocate(capacity: Self.batchSize)
+        outcomes = .allocate(capacity: Self.batchSize)
+        outcomes.initialize(repeating: .drop, count: Self.batchSize)
+    }
+
+    deinit {
+        slots.deallocate()
+        lengths.deallocate()
+        outcomes.deallocate()
+    }
+
+    @inline(__always)
+    func slot(_ i: Int) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(rebasing: slots[(i &* Self.slotSize)..<((i &+ 1) &* Self.slotSize)])
+    }
+
+    /// Runs until the stop signal is given. Errors other than "nothing to read" are counted, and a queue that
+    /// keeps failing is not spun on: the worker waits in poll(2) as if idle.
+    public func run() {
+        while !stopSignal.isStopped {
+            let count = readBatch()
+            if count == 0 {
+                idle()
+                continue
+            }
+            let now = NatInstant(nanoseconds: monotonicNanoseconds())
+            let compensate = output.compensatesForwardingHop
+            let released = shared.state.withLock { state in
+                for i in 0..<count {
+                    let frame = slot(i).prefix(upTo: lengths[i])
+                    outcomes[i] = FrameProcessor.process(frame, nat: state.nat, now: now,
+                                                         compensateHop: compensate, counters: &counters)
+                }
+                state.io += counters
+                counters = IOCounters()
+                return state.nat.takeReleasedFragments()
+            }
+            for i in 0..<count {
+                if case .send(let header) = outcomes[i] {
+                    output.send(frame: slot(i).prefix(upTo: lengths[i]), header: header, counters: &counters)
+                }
+            }
+            for fragment in released {
+                var bytes = fragment.bytes
+                if compensate { bytes.withUnsafeMutableBytes { Offload.compensateForwardingHop($0) } }
+                bytes.withUnsafeMutableBytes { output.send(packet: $0, counters: &counters) }
+            }
+            output.flush(counters: &counters)
+        }
+        shared.state.withLock { $0.io += counters }
+        counters = IOCounters()
+    }
+
+    /// Reads frames until the queue is empty or the batch is full. Without virtio-net headers the packet is read
+    /// after a zeroed header, so that every frame has the same layout.
+    @inline(__always)
+    func readBatch() -> Int {
+        var count = 0
+        while count < Self.batchSize {
+            let s = slot(count)
+            let target = virtioHeaders ? s : s.suffix(from: VirtioNetHeader.size)
+            do {
+                guard let n = try queue.read(into: target) else { break }
+                if !virtioHeaders { VirtioNetHeader().write(to: s) }
+                let length = virtioHeaders ? n : n &+ VirtioNetHeader.size
+                lengths[count] = length
+                counters.framesRead &+= 1
+                counters.bytesRead &+= UInt64(n)
+                count &+= 1
+            } catch {
+                counters.readErrors &+= 1
+                break
+            }
+        }
+        return count
+    }
+
+    func idle() {
+        do {
+            let (readable, _) = try Syscall.pollIn(queue.fd, stopSignal.fd, timeoutMilliseconds: Self.idleMilliseconds)
+            if readable { return }
+        } catch {
+            counters.readErrors &+= 1
+        }
+        let now = NatInstant(nanoseconds: monotonicNanoseconds())
+        shared.state.withLock { state in
+            _ = state.nat.expire(now: now, budget: Self.idleExpiryBudget)
+            state.io += counters
+        }
+        counters = IOCounters()
+    }
+}
