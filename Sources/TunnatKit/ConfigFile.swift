@@ -3,9 +3,49 @@ import NatTable
 import PacketKit
 import Yams
 
-/// Everything a tunnat configuration file sets. Sections for the data plane and failover join as they are built.
+/// Everything a tunnat configuration file sets. The failover section joins when it is built.
 public struct TunnatConfiguration: Sendable, Equatable {
     public var nat: NatConfiguration
+    public var tun = TunConfiguration()
+    /// Where `tunnat status` finds a running `tunnat run`.
+    public var controlSocket = TunConfiguration.defaultControlSocket
+    public var logLevel = "info"
+    /// How often `tunnat run` logs a one-line summary of its counters (0: never).
+    public var statsInterval: UInt32 = 60
+}
+
+/// The live data plane: the TUN device, where translated packets go, and the policy routing that feeds it.
+public struct TunConfiguration: Sendable, Equatable {
+    public enum Output: String, Sendable, CaseIterable {
+        /// Back into the TUN with virtio-net headers: GSO super-packets stay whole (the fast path).
+        case tun
+        /// Through a raw IP socket (IP_HDRINCL): GSO packets are split and checksums finished first.
+        case raw
+    }
+    public static let defaultControlSocket = "/run/tunnat.sock"
+
+    public var name = "tun0"
+    /// Queues, one worker thread each; 0 means one per core.
+    public var queues = 0
+    public var offloads = true
+    /// 0 keeps the kernel's default (1500).
+    public var mtu = 0
+    public var output = Output.tun
+    public var routing = Routing()
+
+    public struct Routing: Sendable, Equatable {
+        /// Install the policy routing on start and remove it on exit.
+        public var install = true
+        /// The routing table that holds `default dev <tun>`.
+        public var table = 100
+        /// The priority of the `ip rule`s that send private sources to that table.
+        public var priority = 100
+        /// The interface private traffic arrives on; empty: any interface, the host's own traffic excepted.
+        public var interface = ""
+        public init() {}
+    }
+
+    public init() {}
 }
 
 /// A mistake in a configuration file, said in one line: the file, the line, the key, and what is accepted.
@@ -54,11 +94,30 @@ public enum ConfigFile {
             throw ConfigError(file: file, line: nil, key: "", message: "not valid YAML: \(oneLine.joined(separator: " "))")
         }
         let reader = Reader(file: file)
-        let top = try reader.mapping(root, key: "", accepted: ["nat"])
+        let top = try reader.mapping(root, key: "", accepted: ["nat", "tun", "control_socket", "log_level",
+                                                               "stats_interval"])
         guard let natNode = top["nat"] else {
             throw ConfigError(file: file, line: nil, key: "nat", message: "missing; the file needs a 'nat' section")
         }
-        return TunnatConfiguration(nat: try reader.nat(natNode))
+        var config = TunnatConfiguration(nat: try reader.nat(natNode))
+        if let node = top["tun"] { config.tun = try reader.tun(node) }
+        if let node = top["control_socket"] {
+            let path = try reader.scalar(node, "control_socket", expected: "an absolute path")
+            guard path.hasPrefix("/"), path.utf8.count < 108 else {
+                throw reader.fail(node, "control_socket", "expected an absolute path shorter than 108 bytes, got '\(path)'")
+            }
+            config.controlSocket = path
+        }
+        if let node = top["log_level"] {
+            let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+            let level = try reader.scalar(node, "log_level", expected: "a log level")
+            guard levels.contains(level) else {
+                throw reader.fail(node, "log_level", "expected one of \(levels.joined(separator: ", ")), got '\(level)'")
+            }
+            config.logLevel = level
+        }
+        if let node = top["stats_interval"] { config.statsInterval = try reader.duration(node, "stats_interval") }
+        return config
     }
 }
 
@@ -232,5 +291,46 @@ struct Reader {
             throw fail(keyNode, "nat.\(problem.key)", problem.problem)
         }
         return config
+    }
+
+    func tun(_ node: Node) throws(ConfigError) -> TunConfiguration {
+        let section = try mapping(node, key: "tun", accepted: ["name", "queues", "offloads", "mtu", "output", "routing"])
+        var tun = TunConfiguration()
+        if let value = section["name"] {
+            let name = try scalar(value, "tun.name", expected: "an interface name")
+            guard !name.isEmpty, name.utf8.count <= 15, name.allSatisfy({ $0.isASCII && !$0.isWhitespace && $0 != "/" })
+            else { throw fail(value, "tun.name", "expected an interface name of 1 to 15 characters without '/' or spaces, got '\(name)'") }
+            tun.name = name
+        }
+        if let value = section["queues"] { tun.queues = try integer(value, "tun.queues", 0...64) }
+        if let value = section["offloads"] { tun.offloads = try boolean(value, "tun.offloads") }
+        if let value = section["mtu"] {
+            let mtu = try integer(value, "tun.mtu", 0...65535)
+            guard mtu == 0 || mtu >= 576 else {
+                throw fail(value, "tun.mtu", "expected 0 (the kernel's default) or 576 to 65535, got '\(mtu)'")
+            }
+            tun.mtu = mtu
+        }
+        if let value = section["output"] {
+            let text = try scalar(value, "tun.output", expected: "tun or raw")
+            guard let output = TunConfiguration.Output(rawValue: text) else {
+                throw fail(value, "tun.output", "expected tun or raw, got '\(text)'")
+            }
+            tun.output = output
+        }
+        if let value = section["routing"] {
+            let routing = try mapping(value, key: "tun.routing", accepted: ["install", "table", "priority", "interface"])
+            if let v = routing["install"] { tun.routing.install = try boolean(v, "tun.routing.install") }
+            if let v = routing["table"] { tun.routing.table = try integer(v, "tun.routing.table", 1...0x7FFF_FFFF) }
+            if let v = routing["priority"] { tun.routing.priority = try integer(v, "tun.routing.priority", 2...32765) }
+            if let v = routing["interface"] {
+                tun.routing.interface = try scalar(v, "tun.routing.interface", expected: "an interface name or \"\"")
+            }
+            if [253, 254, 255].contains(tun.routing.table) {
+                throw fail(routing["table"], "tun.routing.table",
+                           "tables 253-255 are the kernel's default, main and local tables; pick another, such as 100")
+            }
+        }
+        return tun
     }
 }

@@ -27,5 +27,30 @@ public enum DefaultConfiguration {
             udp: 5m                 # RFC 4787 REQ-5 recommendation
             icmp: 60s               # RFC 5508 REQ-2 minimum
             fragment: 30s           # Linux ipfrag_time
+        # The live data plane (tunnat run).
+        tun:
+          name: tun0
+          # Queues, one worker thread each (IFF_MULTI_QUEUE); 0 means one per core.
+          queues: 0
+          # virtio-net headers with checksum, TSO and USO offloads, as far as the kernel accepts them.
+          offloads: true
+          # 0 keeps the kernel's default (1500).
+          mtu: 0
+          # Where translated packets go: tun (back into the TUN, GSO super-packets whole) or raw (a raw IP socket).
+          output: tun
+          routing:
+            # On start: 'ip rule from <private prefix> lookup <table>' and 'default dev <tun>' in that table, and
+            # '<pool address>/32 dev <tun>' in main. All of it is removed on exit.
+            install: true
+            table: 100
+            priority: 100
+            # The interface private traffic arrives on. Empty: any interface, the host's own traffic excepted.
+            interface: ""
+        # 'tunnat status' asks the running data plane here.
+        control_socket: /run/tunnat.sock
+        # trace, debug, info, notice, warning, error or critical.
+        log_level: info
+        # A one-line summary of the counters this often (0: never).
+        stats_interval: 60s
         """
 }

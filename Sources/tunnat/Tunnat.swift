@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import NatTable
 import PacketKit
 import TunnatKit
@@ -9,7 +10,8 @@ struct Tunnat: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tunnat",
         abstract: "A userspace NAT data plane for Linux NAT instances.",
-        subcommands: [ReplayCommand.self, DefaultConfigCommand.self, CheckConfigCommand.self])
+        subcommands: [RunCommand.self, StatusCommand.self, ReplayCommand.self, DefaultConfigCommand.self,
+                      CheckConfigCommand.self])
 }
 
 /// Prints one line to standard error and exits non-zero: the shape of every user-facing failure.
@@ -21,6 +23,74 @@ func fail(_ message: String, code: Int32 = 1) -> ExitCode {
 func loadConfiguration(_ path: String?) throws -> TunnatConfiguration {
     guard let path else { return ConfigFile.defaults() }
     do { return try ConfigFile.load(path: path) } catch { throw fail(error.description, code: 2) }
+}
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the NAT data plane on a TUN device until SIGINT or SIGTERM.",
+        discussion: """
+            Creates the TUN device (tun.name), installs the policy routing that sends private sources and the pool \
+            addresses into it (unless --no-routing or tun.routing.install: false), translates, and answers \
+            `tunnat status` on control_socket. Needs CAP_NET_ADMIN (and CAP_NET_RAW for raw output), and \
+            net.ipv4.ip_forward=1. Everything it set up is removed on exit.
+            """)
+
+    @Option(name: .long, help: "YAML configuration file (default: the embedded one, see `tunnat default-config`).")
+    var config: String?
+
+    @Flag(name: .long, help: "Do not install policy routing; route traffic into the device yourself.")
+    var noRouting = false
+
+    @Option(name: .long, help: "Log level, overriding log_level: trace, debug, info, notice, warning, error.")
+    var logLevel: String?
+
+    func run() throws {
+        let configuration = try loadConfiguration(config)
+        let levelName = logLevel ?? configuration.logLevel
+        guard let level = Logger.Level(rawValue: levelName) else {
+            throw fail("--log-level: expected trace, debug, info, notice, warning, error or critical, got '\(levelName)'", code: 2)
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "tunnat")
+        do {
+            try LiveDataPlane.run(configuration, installRouting: !noRouting, logger: logger)
+        } catch {
+            throw fail(error.description)
+        }
+    }
+}
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Show a running data plane's flows, packets and drops by reason.")
+
+    @Option(name: .long, help: "The control socket (default: control_socket of --config, else \(TunConfiguration.defaultControlSocket)).")
+    var socket: String?
+
+    @Option(name: .long, help: "Configuration file whose control_socket to use.")
+    var config: String?
+
+    @Flag(name: .long, help: "Print the report as JSON.")
+    var json = false
+
+    func run() throws {
+        let path = try socket ?? loadConfiguration(config).controlSocket
+        let bytes: [UInt8]
+        do { bytes = try ControlSocket.query(path) } catch { throw fail(error.description) }
+        if json {
+            print(String(decoding: bytes, as: UTF8.self))
+            return
+        }
+        guard let report = StatusReport.decode(bytes) else {
+            throw fail("\(path) answered something that is not a tunnat status report")
+        }
+        print(report.text)
+    }
 }
 
 struct ReplayCommand: ParsableCommand {

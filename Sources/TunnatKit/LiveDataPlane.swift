@@ -1,0 +1,159 @@
+import Foundation
+import Glibc
+import Logging
+import NatTable
+import TunIO
+
+/// `tunnat run`: the TUN device, one worker thread per queue, the policy routing, the control socket, and a
+/// main thread that waits for SIGINT/SIGTERM and logs a summary now and then. Everything it set up is taken
+/// down again on the way out, in reverse order.
+public enum LiveDataPlane {
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public static func run(_ config: TunnatConfiguration, installRouting: Bool, logger: Logger) throws(Failure) {
+        let nat: NAT
+        do { nat = try NAT(configuration: config.nat) } catch { throw Failure(description: "nat: \(error)") }
+        let tun = config.tun
+
+        // The kernel forwards every packet into the TUN (and, in tun mode, out of it again).
+        if let forward = KernelSettings.read("net.ipv4.ip_forward"), forward != "1" {
+            throw Failure(description: "net.ipv4.ip_forward is \(forward): the kernel must forward packets into and out of \(tun.name); enable it with 'sysctl -w net.ipv4.ip_forward=1'")
+        }
+        if tun.output == .tun, KernelSettings.read("net.ipv4.conf.all.rp_filter") == "1" {
+            throw Failure(description: "net.ipv4.conf.all.rp_filter is 1 (strict): the kernel would drop translated replies coming out of \(tun.name); set it to 0 or 2 (loose) with 'sysctl -w net.ipv4.conf.all.rp_filter=2'")
+        }
+
+        let queueCount = tun.queues > 0 ? tun.queues : max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        let device: TunDevice
+        do {
+            device = try TunDevice(name: tun.name, queueCount: queueCount, offloads: tun.offloads, mtu: tun.mtu)
+        } catch {
+            throw Failure(description: error.description)
+        }
+        // Replies leave the TUN with sources that route elsewhere; the device is ours, so loosen it here.
+        _ = KernelSettings.write("net.ipv4.conf.\(tun.name).rp_filter", "0")
+        // tunnat translates IPv4 only; without this the kernel's own IPv6 chatter on the device (router
+        // solicitations) would show up as not-ipv4 drops.
+        _ = KernelSettings.write("net.ipv6.conf.\(tun.name).disable_ipv6", "1")
+        logger.info("device up", metadata: [
+            "device": "\(device.name)", "queues": "\(device.queues.count)",
+            "virtio-headers": "\(device.virtioHeaders)", "offloads": "\(device.offloads)", "output": "\(tun.output)",
+        ])
+
+        let stop: StopSignal
+        do { stop = try StopSignal() } catch { throw Failure(description: "\(error)") }
+        let shared = SharedState(nat: nat)
+
+        var workers: [@Sendable () -> Void] = []
+        do throws(TunError) {
+            for queue in device.queues {
+                switch tun.output {
+                case .tun:
+                    let output = TunOutput(queue: queue, virtioHeaders: device.virtioHeaders)
+                    let worker = Worker(queue: queue, virtioHeaders: device.virtioHeaders, output: output,
+                                        shared: shared, stop: stop)
+                    workers.append { worker.run() }
+                case .raw:
+                    let output = try RawOutput()
+                    let worker = Worker(queue: queue, virtioHeaders: device.virtioHeaders, output: output,
+                                        shared: shared, stop: stop)
+                    workers.append { worker.run() }
+                }
+            }
+        } catch {
+            throw Failure(description: error.description)
+        }
+
+        let control: ControlSocket.Server
+        do { control = try ControlSocket.Server(path: config.controlSocket) } catch {
+            throw Failure(description: error.description)
+        }
+
+        let routing = PolicyRouting(device: device.name, routing: tun.routing, nat: config.nat)
+        if installRouting && tun.routing.install {
+            do { try routing.install() } catch { throw Failure(description: "installing policy routing: \(error)") }
+            logger.info("policy routing installed", metadata: [
+                "table": "\(tun.routing.table)", "priority": "\(tun.routing.priority)",
+                "private": "\(config.nat.privatePrefixes.map(\.description).joined(separator: ","))",
+                "pool": "\(config.nat.poolAddresses.map(\.description).joined(separator: ","))",
+            ])
+        } else {
+            logger.notice("policy routing not installed: route private traffic and the pool addresses into \(device.name) yourself")
+        }
+        defer {
+            routing.remove()
+            logger.info("policy routing removed")
+        }
+
+        // Signals go to this thread only: block them before any other thread starts, then wait for them.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGINT)
+        sigaddset(&signals, SIGTERM)
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+
+        let started = monotonicNanoseconds()
+        let report = { @Sendable () -> StatusReport in
+            let uptime = (monotonicNanoseconds() - started) / 1_000_000_000
+            return shared.state.withLock { state in
+                StatusReport(device: device.name, queues: device.queues.count, offloads: device.offloads.description,
+                             output: tun.output.rawValue, uptimeSeconds: uptime, nat: state.nat, io: state.io)
+            }
+        }
+
+        let group = DispatchGroup()
+        for (index, work) in workers.enumerated() {
+            group.enter()
+            let thread = Thread {
+                work()
+                group.leave()
+            }
+            thread.name = "tunnat-q\(index)"
+            thread.start()
+        }
+        group.enter()
+        let controlThread = Thread {
+            control.serve(stopFD: stop.fd) { report().json() }
+            group.leave()
+        }
+        controlThread.name = "tunnat-control"
+        controlThread.start()
+        logger.info("translating", metadata: ["control-socket": "\(config.controlSocket)"])
+
+        var lastPackets: UInt64 = 0
+        var lastLog = monotonicNanoseconds()
+        while true {
+            var timeout = timespec(tv_sec: 1, tv_nsec: 0)
+            let signal = sigtimedwait(&signals, nil, &timeout)
+            if signal == SIGINT || signal == SIGTERM {
+                logger.info("stopping", metadata: ["signal": "\(signal == SIGINT ? "SIGINT" : "SIGTERM")"])
+                break
+            }
+            let now = monotonicNanoseconds()
+            if config.statsInterval > 0, now - lastLog >= UInt64(config.statsInterval) * 1_000_000_000 {
+                lastLog = now
+                let r = report()
+                let packets = r.nat["packets"] ?? 0
+                if packets != lastPackets {
+                    lastPackets = packets
+                    logger.info("counters", metadata: summary(r))
+                }
+            }
+        }
+        stop.stop()
+        group.wait()
+        logger.info("stopped", metadata: summary(report()))
+        _ = control
+    }
+
+    static func summary(_ r: StatusReport) -> Logger.Metadata {
+        var metadata: Logger.Metadata = ["flows": "\(r.flows)"]
+        for key in ["packets", "outbound", "inbound", "hairpin", "dropped"] { metadata[key] = "\(r.nat[key] ?? 0)" }
+        let drops = r.drops.filter { $0.value > 0 }.sorted { $0.key < $1.key }
+        if !drops.isEmpty { metadata["drops"] = "\(drops.map { "\($0.key)=\($0.value)" }.joined(separator: ","))" }
+        if let errors = r.io["write-errors"], errors > 0 { metadata["write-errors"] = "\(errors)" }
+        return metadata
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import NatTable
+import TunIO
+
+/// What `tunnat status` shows: a snapshot of a running data plane, sent as one JSON object over the control
+/// socket.
+public struct StatusReport: Codable, Equatable, Sendable {
+    public var device: String
+    public var queues: Int
+    public var offloads: String
+    public var output: String
+    public var uptimeSeconds: UInt64
+    public var flows: Int
+    public var mappings: Int
+    /// The NAT's counters: packets, outbound, inbound, hairpin, held and released fragments, flows created and
+    /// expired, mappings created, ports preserved.
+    public var nat: [String: UInt64]
+    /// Packets dropped, by reason (every reason, zeros included).
+    public var drops: [String: UInt64]
+    /// The I/O side: frames read and written, GSO, checksums completed, bad headers, errors.
+    public var io: [String: UInt64]
+
+    public init(device: String, queues: Int, offloads: String, output: String, uptimeSeconds: UInt64,
+                nat: NAT, io: IOCounters) {
+        self.device = device
+        self.queues = queues
+        self.offloads = offloads
+        self.output = output
+        self.uptimeSeconds = uptimeSeconds
+        flows = nat.flowCount
+        mappings = nat.mappingCount
+        let c = nat.counters
+        self.nat = ["packets": c.packets, "outbound": c.outbound, "inbound": c.inbound, "hairpin": c.hairpin,
+                    "held-fragments": c.heldFragments, "released-fragments": c.releasedFragments,
+                    "flows-created": c.flowsCreated, "flows-expired": c.flowsExpired,
+                    "mappings-created": c.mappingsCreated, "ports-preserved": c.portsPreserved,
+                    "dropped": c.dropped]
+        var drops: [String: UInt64] = [:]
+        for reason in DropReason.allCases { drops[reason.description] = c[reason] }
+        self.drops = drops
+        self.io = Dictionary(uniqueKeysWithValues: io.fields)
+    }
+
+    public func json() -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        return Array((try? encoder.encode(self)) ?? Data())
+    }
+
+    public static func decode(_ bytes: [UInt8]) -> StatusReport? {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return try? decoder.decode(StatusReport.self, from: Data(bytes))
+    }
+
+    /// For people: the device, then the counters, then the drops that happened, largest first.
+    public var text: String {
+        var lines: [String] = []
+        lines.append("device \(device): \(queues) queue(s), offloads \(offloads), output \(output), up \(uptimeSeconds)s")
+        lines.append("flows \(flows), mappings \(mappings)")
+        let order = ["packets", "outbound", "inbound", "hairpin", "dropped", "held-fragments", "released-fragments",
+                     "flows-created", "flows-expired", "mappings-created", "ports-preserved"]
+        lines.append("packets:")
+        for key in order { lines.append("  \(key.padding(toLength: 20, withPad: " ", startingAt: 0)) \(nat[key] ?? 0)") }
+        let dropped = drops.filter { $0.value > 0 }.sorted { ($0.value, $1.key) > ($1.value, $0.key) }
+        lines.append(dropped.isEmpty ? "drops: none" : "drops by reason:")
+        for (reason, count) in dropped {
+            lines.append("  \(reason.padding(toLength: 20, withPad: " ", startingAt: 0)) \(count)")
+        }
+        lines.append("io:")
+        for (key, _) in IOCounters().fields {
+            lines.append("  \(key.padding(toLength: 20, withPad: " ", startingAt: 0)) \(io[key] ?? 0)")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
