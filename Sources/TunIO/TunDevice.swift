@@ -67,7 +67,7 @@ public final class TunDevice: @unchecked Sendable {
 
     /// Creates device `name` with `queueCount` queues. Refuses a name that already exists: attaching to someone
     /// else's device would steal its traffic.
-    public init(name: String, queueCount: Int, offloads wanted: Bool, mtu: Int) throws(TunError) {
+    public init(name: String, queueCount: Int, offloads wanted: Bool) throws(TunError) {
         guard !name.isEmpty, name.utf8.count < Int(IFNAMSIZ), !name.contains("/"), !name.contains(" ") else {
             throw TunError(description: "'\(name)' is not a valid interface name (1 to \(IFNAMSIZ - 1) characters, no '/' or spaces)")
         }
@@ -111,14 +111,17 @@ public final class TunDevice: @unchecked Sendable {
                 }
             }
         }
-        // mtu 0 leaves the kernel's default (1500).
-        if tunnat_link_up(name, Int32(mtu)) != 0 {
-            throw TunError(description: Self.explain(Errno("bringing \(name) up (SIOCSIFMTU/SIOCSIFFLAGS)"), name: name))
-        }
         self.name = name
         self.queues = opened
         self.virtioHeaders = wanted
         self.offloads = accepted
+    }
+
+    /// Sets the MTU (0 leaves the kernel's default, 1500) and brings the link up.
+    public func bringUp(mtu: Int) throws(TunError) {
+        if tunnat_link_up(name, Int32(mtu)) != 0 {
+            throw TunError(description: Self.explain(Errno("bringing \(name) up (SIOCSIFMTU/SIOCSIFFLAGS)"), name: name))
+        }
     }
 
     static func explain(_ error: Errno, name: String) -> String {

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Logging
+import Synchronization
 import NatTable
 import TunIO
 
@@ -28,7 +29,7 @@ public enum LiveDataPlane {
         let queueCount = tun.queues > 0 ? tun.queues : max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         let device: TunDevice
         do {
-            device = try TunDevice(name: tun.name, queueCount: queueCount, offloads: tun.offloads, mtu: tun.mtu)
+            device = try TunDevice(name: tun.name, queueCount: queueCount, offloads: tun.offloads)
         } catch {
             throw Failure(description: error.description)
         }
@@ -37,13 +38,20 @@ public enum LiveDataPlane {
         // tunnat translates IPv4 only; without this the kernel's own IPv6 chatter on the device (router
         // solicitations) would show up as not-ipv4 drops.
         _ = KernelSettings.write("net.ipv6.conf.\(tun.name).disable_ipv6", "1")
+        do { try device.bringUp(mtu: tun.mtu) } catch { throw Failure(description: error.description) }
         logger.info("device up", metadata: [
             "device": "\(device.name)", "queues": "\(device.queues.count)",
             "virtio-headers": "\(device.virtioHeaders)", "offloads": "\(device.offloads)", "output": "\(tun.output)",
         ])
 
         let stop: StopSignal
-        do { stop = try StopSignal() } catch { throw Failure(description: "\(error)") }
+        let signals: StopSignal
+        do {
+            stop = try StopSignal()
+            signals = try StopSignals.install()
+        } catch {
+            throw Failure(description: "\(error)")
+        }
         let shared = SharedState(nat: nat)
 
         var workers: [@Sendable () -> Void] = []
@@ -87,13 +95,6 @@ public enum LiveDataPlane {
             logger.info("policy routing removed")
         }
 
-        // Signals go to this thread only: block them before any other thread starts, then wait for them.
-        var signals = sigset_t()
-        sigemptyset(&signals)
-        sigaddset(&signals, SIGINT)
-        sigaddset(&signals, SIGTERM)
-        pthread_sigmask(SIG_BLOCK, &signals, nil)
-
         let started = monotonicNanoseconds()
         let report = { @Sendable () -> StatusReport in
             let uptime = (monotonicNanoseconds() - started) / 1_000_000_000
@@ -125,9 +126,9 @@ public enum LiveDataPlane {
         var lastPackets: UInt64 = 0
         var lastLog = monotonicNanoseconds()
         while true {
-            var timeout = timespec(tv_sec: 1, tv_nsec: 0)
-            let signal = sigtimedwait(&signals, nil, &timeout)
-            if signal == SIGINT || signal == SIGTERM {
+            var ready = pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)
+            if poll(&ready, 1, 1000) > 0 {
+                let signal = StopSignals.received.load(ordering: .acquiring)
                 logger.info("stopping", metadata: ["signal": "\(signal == SIGINT ? "SIGINT" : "SIGTERM")"])
                 break
             }
@@ -155,5 +156,29 @@ public enum LiveDataPlane {
         if !drops.isEmpty { metadata["drops"] = "\(drops.map { "\($0.key)=\($0.value)" }.joined(separator: ","))" }
         if let errors = r.io["write-errors"], errors > 0 { metadata["write-errors"] = "\(errors)" }
         return metadata
+    }
+}
+
+/// SIGINT and SIGTERM, caught by a handler that only writes to an eventfd (async-signal-safe) so that the main
+/// thread wakes up and stops everything in order. A handler, not a blocked mask: the runtime may have started
+/// threads before tunnat could block the signals in them.
+enum StopSignals {
+    nonisolated(unsafe) static var fd: Int32 = -1
+    static let received = Atomic<Int32>(0)
+
+    static func install() throws(Errno) -> StopSignal {
+        let signal = try StopSignal()
+        fd = signal.fd
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { number in
+            StopSignals.received.store(number, ordering: .releasing)
+            var one: UInt64 = 1
+            _ = withUnsafeBytes(of: &one) { Glibc.write(StopSignals.fd, $0.baseAddress, 8) }
+        }
+        sigemptyset(&action.sa_mask)
+        action.sa_flags = SA_RESTART
+        sigaction(SIGINT, &action, nil)
+        sigaction(SIGTERM, &action, nil)
+        return signal
     }
 }
