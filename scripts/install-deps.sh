@@ -1,11 +1,40 @@
 #!/usr/bin/env bash
 # Installs what building and testing tunnat needs on a Debian machine with Swift, and nothing that is there.
+#
+#   scripts/install-deps.sh          the build and unit tests
+#   scripts/install-deps.sh --netns  also the namespace tests, demo and benchmarks: iproute2, ping, traceroute,
+#                                    dig and dnsmasq, curl, iperf3, nftables, conntrack, ab and nginx
 set -euo pipefail
 command -v swift >/dev/null || { echo "install-deps.sh: swift is not on PATH; tunnat needs Swift 6.1 or later" >&2; exit 1; }
+netns=0
+[ "${1:-}" = --netns ] && netns=1
+
 need=()
-command -v python3 >/dev/null || need+=(python3)
+want() {  # want COMMAND PACKAGE
+  command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ] || need+=("$2")
+}
+want python3 python3
+if [ "$netns" = 1 ]; then
+  want ip iproute2
+  want ping iputils-ping
+  want traceroute traceroute
+  want dig dnsutils
+  want dnsmasq dnsmasq-base
+  want curl curl
+  want iperf3 iperf3
+  want nft nftables
+  want conntrack conntrack
+  want ab apache2-utils
+  want nginx nginx-light
+  want setpriv util-linux
+fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "install-deps.sh: missing ${need[*]}; run as root to install" >&2; exit 1; fi
+  echo "install-deps.sh: installing ${need[*]}" >&2
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+  # iperf3's package asks whether to start a daemon; the answer is no.
+  echo "iperf3 iperf3/start_daemon boolean false" | debconf-set-selections 2>/dev/null || true
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# nginx's package starts a system-wide server; the tests run their own inside namespaces, so stop that one.
+if [ "$netns" = 1 ] && command -v systemctl >/dev/null 2>&1; then systemctl stop nginx 2>/dev/null || true; fi
