@@ -182,17 +182,14 @@ public enum Offload {
 
     // MARK: GSO splitting
 
-    /// How many bytes the largest segment of `packet` takes: headers plus one `gsoSize` of payload.
-    public static func segmentCapacity(_ header: VirtioNetHeader) -> Int { 60 + 60 + Int(header.gsoSize) }
-
     /// Splits a GSO super-packet into the packets it stands for, each with a full transport checksum and its own
     /// IP header checksum, as the kernel's `tcp_gso_segment` and `__udp_gso_segment` do: TCP segments get
     /// consecutive sequence numbers, FIN and PSH only on the last, CWR only on the first; each IP ID is one more
-    /// than the last. Segments are written one after another into `scratch`; `emit` gets each, and `flush` is
-    /// called when `scratch` is full and before it is reused.
+    /// than the last. Each segment is written into memory that `space(length)` hands out (at most `capacity`
+    /// bytes at a time; the caller owns it and keeps it until the segment is sent), then given to `emit`.
     public static func segment(
-        _ packet: UnsafeMutableRawBufferPointer, _ header: VirtioNetHeader, scratch: UnsafeMutableRawBufferPointer,
-        emit: (UnsafeMutableRawBufferPointer) -> Void, flush: () -> Void
+        _ packet: UnsafeMutableRawBufferPointer, _ header: VirtioNetHeader, capacity: Int,
+        space: (Int) -> UnsafeMutableRawBufferPointer, emit: (UnsafeMutableRawBufferPointer) -> Void
     ) throws(OffloadError) {
         let kind = header.gsoType & ~VirtioNetHeader.GSO.ecn
         guard kind == VirtioNetHeader.GSO.tcpv4 || kind == VirtioNetHeader.GSO.udpL4 else { throw .unsupportedGSO }
@@ -205,7 +202,7 @@ public enum Offload {
         let l4Header = tcp ? Int(packet[ihl &+ 12] >> 4) &* 4 : 8
         let headers = ihl &+ l4Header
         let mss = Int(header.gsoSize)
-        guard mss > 0, l4Header >= (tcp ? 20 : 8), headers <= total, headers &+ mss <= scratch.count else {
+        guard mss > 0, l4Header >= (tcp ? 20 : 8), headers <= total, headers &+ mss <= capacity else {
             throw .badVirtioHeader
         }
         let source = IPv4Address(packet.loadBE32(at: 12))
@@ -214,17 +211,12 @@ public enum Offload {
         let firstID = packet.loadBE16(at: 4)
         let firstSequence = tcp ? packet.loadBE32(at: ihl &+ 4) : 0
         let flags = tcp ? packet[ihl &+ 13] : 0
-        var used = 0
         var offset = 0
         var index = 0
         repeat {
             let size = min(mss, payload &- offset)
             let length = headers &+ size
-            if used &+ length > scratch.count {
-                flush()
-                used = 0
-            }
-            let out = UnsafeMutableRawBufferPointer(rebasing: scratch[used..<(used &+ length)])
+            let out = space(length)
             out.copyMemory(from: UnsafeRawBufferPointer(rebasing: packet[0..<headers]))
             UnsafeMutableRawBufferPointer(rebasing: out[headers...])
                 .copyMemory(from: UnsafeRawBufferPointer(rebasing: packet[(headers &+ offset)..<(headers &+ offset &+ size)]))
@@ -246,7 +238,6 @@ public enum Offload {
                 UDPDatagram(unchecked: l4).fillChecksum(pseudoHeaderSum: pseudo)
             }
             emit(out)
-            used &+= length
             offset &+= size
             index &+= 1
         } while offset < payload

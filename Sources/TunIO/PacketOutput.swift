@@ -74,14 +74,17 @@ public final class TunOutput: PacketOutput {
 /// packets go out in batches through sendmmsg(2).
 public final class RawOutput: PacketOutput {
     public let fd: Int32
+    let transmit: (UnsafeMutablePointer<tunnat_datagram>, Int) -> Int
     static let batch = 64
     let pending: UnsafeMutablePointer<tunnat_datagram>
     var pendingCount = 0
-    /// GSO segments are written here; 256 KB holds four 64 KB super-packets' worth.
+    /// GSO segments are written here, one after another, until the next flush; 256 KB holds four 64 KB
+    /// super-packets' worth.
     let segments: UnsafeMutableRawBufferPointer
+    var segmentsUsed = 0
 
     /// Opens the socket: needs CAP_NET_RAW.
-    public init() throws(TunError) {
+    public convenience init() throws(TunError) {
         let fd = socket(AF_INET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(IPPROTO_RAW))
         guard fd >= 0 else {
             let e = Errno("socket(AF_INET, SOCK_RAW, IPPROTO_RAW)")
@@ -92,13 +95,20 @@ public final class RawOutput: PacketOutput {
         }
         var size: Int32 = 4 << 20
         _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        self.init(fd: fd) { datagrams, count in Int(tunnat_sendmmsg(fd, datagrams, UInt32(count))) }
+    }
+
+    /// `transmit` sends up to `count` datagrams as sendmmsg(2) does (how many went, or -1 and errno); tests
+    /// pass their own to see exactly what would have been sent.
+    init(fd: Int32, transmit: @escaping (UnsafeMutablePointer<tunnat_datagram>, Int) -> Int) {
         self.fd = fd
+        self.transmit = transmit
         pending = .allocate(capacity: Self.batch)
         segments = .allocate(byteCount: 256 << 10, alignment: 16)
     }
 
     deinit {
-        Syscall.close(fd)
+        if fd >= 0 { Syscall.close(fd) }
         pending.deallocate()
         segments.deallocate()
     }
@@ -110,10 +120,18 @@ public final class RawOutput: PacketOutput {
         let packet = frame.suffix(from: VirtioNetHeader.size)
         if header.isGSO {
             do throws(OffloadError) {
-                try Offload.segment(packet, header, scratch: segments, emit: { segment in
+                try Offload.segment(packet, header, capacity: segments.count, space: { length in
+                    // Flush before handing out memory, never between writing a segment and queueing it: a
+                    // flush starts the segment memory over.
+                    if segmentsUsed &+ length > segments.count || pendingCount == Self.batch {
+                        flush(counters: &counters)
+                    }
+                    defer { segmentsUsed &+= length }
+                    return UnsafeMutableRawBufferPointer(rebasing: segments[segmentsUsed..<(segmentsUsed &+ length)])
+                }, emit: { segment in
                     counters.segmentsSplit &+= 1
                     enqueue(segment, counters: &counters)
-                }, flush: { flush(counters: &counters) })
+                })
             } catch {
                 if error == .unsupportedGSO { counters.unsupportedGSO &+= 1 } else { counters.badVirtioHeader &+= 1 }
             }
@@ -145,13 +163,13 @@ public final class RawOutput: PacketOutput {
     public func flush(counters: inout IOCounters) {
         var sent = 0
         while sent < pendingCount {
-            let n = tunnat_sendmmsg(fd, pending + sent, UInt32(pendingCount - sent))
+            let n = transmit(pending + sent, pendingCount - sent)
             if n > 0 {
-                for i in sent..<(sent + Int(n)) {
+                for i in sent..<(sent + n) {
                     counters.packetsWritten &+= 1
                     counters.bytesWritten &+= UInt64(pending[i].length)
                 }
-                sent += Int(n)
+                sent += n
                 continue
             }
             let e = errno
@@ -162,5 +180,6 @@ public final class RawOutput: PacketOutput {
             sent += 1
         }
         pendingCount = 0
+        segmentsUsed = 0
     }
 }
