@@ -1,30 +1,64 @@
 #!/usr/bin/env bash
-# The demo: real captures (../shared/testdata/pcaps) through tunnat's NAT engine, every packet listed with what
-# the NAT made of it, then the counters. Nothing is installed system-wide and no traffic is sent anywhere.
-# (The live data plane in network namespaces replaces this demo when it lands.)
+# The demo: tunnat's live data plane in network namespaces (scripts/topology.sh), with the embedded default
+# configuration (tunnat default-config): private 10.0.0.0/8, pool address 198.18.0.1, device tun0, policy
+# routing installed by tunnat itself. A client then runs curl, ping and traceroute through it, and the demo
+# shows what happened and `tunnat status`. Everything is removed at the end. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
-pcaps=$(cd .. && pwd)/shared/testdata/pcaps
-[ -d "$pcaps" ] || { echo "demo.sh: $pcaps is missing: the demo replays the captures kept there" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "demo.sh: needs root (network namespaces and a TUN device)" >&2; exit 1; }
+scripts/install-deps.sh --netns
+source scripts/topology.sh
 
 echo "== building tunnat"
 swift build --product tunnat 2>&1 | tail -1
-tunnat=.build/debug/tunnat
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+tunnat=$(realpath .build/debug/tunnat)
 
-echo
-echo "== configuration (examples/capture-clients.yaml): each capture's client is the private host, 198.18.0.1 the pool"
-"$tunnat" check-config examples/capture-clients.yaml
+p="demo$$"
+work=$(mktemp -d /tmp/tunnat-demo.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  topology_down "$p"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+say() { printf '\n== %s\n' "$*"; }
 
-for capture in zeek-http-get zeek-icmp-5-pings zeek-ipv4-fragmented-3 zeek-tcp-rst-inject-rae; do
-  echo
-  echo "== tunnat replay --private-side --list $capture.pcap"
-  echo "   (replies captured on the private side are readdressed to the NAT's external endpoint, then translated back)"
-  "$tunnat" replay --config examples/capture-clients.yaml --private-side --list "$pcaps/$capture.pcap" "$out/$capture.out.pcap"
-done
+say "topology: client 10.0.1.1 -> nat (tunnat) -> router 198.18.1.254 -> server 198.19.0.10"
+topology_up "$p"
+echo "hello from the server in namespace $p-srv" > "$work/index.html"
+(cd "$work" && exec timeout 300 ip netns exec "$p-srv" python3 -m http.server 80 --bind 198.19.0.10 \
+  > "$work/http.log" 2>&1) &
+pids+=($!)
 
-echo
-echo "== the embedded default configuration (tunnat default-config) with a capture it does not translate"
-"$tunnat" replay --list "$pcaps/zeek-dns53.pcap" "$out/dns.out.pcap"
+say "tunnat run (embedded default configuration) in namespace $p-nat"
+ip netns exec "$p-nat" "$tunnat" run > "$work/tunnat.log" 2>&1 &
+tunnat_pid=$!
+pids+=("$tunnat_pid")
+for _ in $(seq 100); do grep -q translating "$work/tunnat.log" && break; sleep 0.1; done
+cat "$work/tunnat.log"
+say "what tunnat installed in $p-nat: ip rule, table 100, the pool route"
+ip -n "$p-nat" rule | grep -v -e 'lookup local' -e 'lookup default'
+ip -n "$p-nat" route show table 100
+ip -n "$p-nat" route show dev tun0
+
+for _ in $(seq 50); do ip netns exec "$p-srv" ss -ltn | grep -q ':80 ' && break; sleep 0.1; done
+say "client: curl http://198.19.0.10/"
+ip netns exec "$p-c1" curl -sS --max-time 10 http://198.19.0.10/
+echo "the server's log says who connected (the pool address, on no interface anywhere):"
+tail -1 "$work/http.log"
+
+say "client: ping -c 3 198.19.0.10"
+ip netns exec "$p-c1" ping -c 3 -i 0.2 198.19.0.10
+
+say "client: traceroute -n 198.19.0.10 (the router's time-exceeded comes back through the NAT)"
+ip netns exec "$p-c1" traceroute -n -q 1 -w 2 -m 6 198.19.0.10
+
+say "tunnat status"
+"$tunnat" status
+
+say "stopping tunnat (SIGTERM): it removes its routing and the device"
+kill -TERM "$tunnat_pid"
+wait "$tunnat_pid" || true
+tail -3 "$work/tunnat.log"
+ip -n "$p-nat" rule | grep -q 'lookup 100' && echo "policy rules left behind!" || echo "no tunnat rules left in $p-nat"

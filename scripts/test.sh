@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: unit, requirement and golden tests (swift test), the CLI end to end, and the
-# zero-malloc gate on the established-flow path (package-benchmark). .ci/run calls exactly this.
+# The whole test suite: unit, requirement and golden tests (swift test), the CLI end to end, the live data
+# plane in network namespaces (needs root), and the zero-malloc gate on the established-flow path
+# (package-benchmark). .ci/run calls exactly this.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh --no-bench everything but the benchmark gate (a few minutes less)
@@ -16,7 +17,7 @@ for arg in "$@"; do
   esac
 done
 
-scripts/install-deps.sh
+scripts/install-deps.sh --netns
 
 step() { printf '\n== %s\n' "$*"; }
 log=$(mktemp)
@@ -38,6 +39,9 @@ fi
 step "tunnat CLI end to end"
 scripts/cli-test.sh "$here/.build/debug/tunnat" "$shared/testdata/pcaps"
 
+step "live data plane in network namespaces (tunnat run, tun and raw output)"
+scripts/netns-test.sh "$here/.build/debug/tunnat" | tee -a "$log"
+
 if [ "$bench" = 1 ]; then
   step "benchmark gate: zero mallocs per packet on the established-flow path"
   scripts/bench.sh --gate
@@ -45,3 +49,4 @@ fi
 
 echo
 grep -E '^✔ Test run with' "$log"
+grep -E '^namespaces: [0-9]+ passed, 0 failed' "$log"

@@ -186,6 +186,11 @@ public final class Worker<Output: PacketOutput>: @unchecked Sendable {
     }
 
     func idle() {
+        // What the last batch wrote is published before sleeping, so that `tunnat status` is current when idle.
+        if counters != IOCounters() {
+            shared.state.withLock { $0.io += counters }
+            counters = IOCounters()
+        }
         do {
             let (readable, _) = try Syscall.pollIn(queue.fd, stopSignal.fd, timeoutMilliseconds: Self.idleMilliseconds)
             if readable { return }

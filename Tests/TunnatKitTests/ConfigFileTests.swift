@@ -35,6 +35,30 @@ import TunnatKit
         #expect(config.timeouts.udp == 150 && config.timeouts.icmp == 90 && config.timeouts.fragment == 15)
     }
 
+    static let base = "nat:\n  {private_prefixes: [10.0.0.0/8], pool: [198.18.0.1]}\n"
+
+    @Test func dataPlaneKeysAreRead() throws {
+        let config = try ConfigFile.parse(Self.base + """
+            tun:
+              name: nat0
+              queues: 3
+              offloads: false
+              mtu: 9000
+              output: raw
+              routing: {install: false, table: 42, priority: 1000, interface: eth1}
+            control_socket: /run/x/t.sock
+            log_level: debug
+            stats_interval: 5m
+            """, file: "t.yaml")
+        #expect(config.tun.name == "nat0" && config.tun.queues == 3 && !config.tun.offloads && config.tun.mtu == 9000)
+        #expect(config.tun.output == .raw)
+        #expect(!config.tun.routing.install && config.tun.routing.table == 42 && config.tun.routing.priority == 1000)
+        #expect(config.tun.routing.interface == "eth1")
+        #expect(config.controlSocket == "/run/x/t.sock" && config.logLevel == "debug" && config.statsInterval == 300)
+        let defaults = ConfigFile.defaults()
+        #expect(defaults.tun == TunConfiguration() && defaults.controlSocket == "/run/tunnat.sock")
+    }
+
     /// Each mistake gets one line naming the file, the line, the key and what is accepted.
     @Test(arguments: [
         ("nat:\n  private_prefixes: [10.0.0.0/8]\n  pool: [198.18.0.1]\n  colour: blue\n",
@@ -60,7 +84,16 @@ import TunnatKit
         ("nat:\n  private_prefixes: [10.0.0.0/8]\n  pool: [198.18.0.1]\n  verify_checksums: yes please\n",
          "nat.verify_checksums: expected true or false, got 'yes please'"),
         ("nat:\n  pool: [198.18.0.1]\n", "nat.private_prefixes: missing"),
-        ("tun: {}\n", "t.yaml:1: tun: unknown key; accepted here: nat"),
+        ("colour: blue\nnat: {}\n", "t.yaml:1: colour: unknown key; accepted here: nat, tun, control_socket"),
+        ("tun: {}\n", "t.yaml: nat: missing"),
+        (Self.base + "tun:\n  output: fast\n", "t.yaml:4: tun.output: expected tun or raw, got 'fast'"),
+        (Self.base + "tun:\n  queues: 100\n", "t.yaml:4: tun.queues: expected a whole number from 0 to 64, got '100'"),
+        (Self.base + "tun:\n  name: a/b\n", "t.yaml:4: tun.name: expected an interface name of 1 to 15 characters"),
+        (Self.base + "tun:\n  mtu: 100\n", "t.yaml:4: tun.mtu: expected 0 (the kernel's default) or 576 to 65535"),
+        (Self.base + "tun:\n  routing:\n    table: 254\n", "t.yaml:5: tun.routing.table: tables 253-255 are the kernel's"),
+        (Self.base + "tun:\n  routing:\n    via: eth0\n", "t.yaml:5: tun.routing.via: unknown key; accepted here: install, table, priority, interface"),
+        (Self.base + "control_socket: tunnat.sock\n", "t.yaml:3: control_socket: expected an absolute path"),
+        (Self.base + "log_level: loud\n", "t.yaml:3: log_level: expected one of trace, debug, info"),
         ("", "t.yaml: the file is empty"),
         ("nat: [\n", "t.yaml: not valid YAML"),
     ])
