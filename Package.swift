@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "tunnat", targets: ["tunnat"]),
         .library(name: "PacketKit", targets: ["PacketKit"]),
         .library(name: "NatTable", targets: ["NatTable"]),
+        .library(name: "TunIO", targets: ["TunIO"]),
         .library(name: "TunnatKit", targets: ["TunnatKit"]),
     ],
     dependencies: [

@@ -20,6 +20,7 @@ let package = Package(
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "PacketKit", package: "tunnat"),
                 .product(name: "NatTable", package: "tunnat"),
+                .product(name: "TunIO", package: "tunnat"),
             ],
             path: "Benchmarks/NatBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
