@@ -21,14 +21,8 @@ tunnat=$(swift build -c release --show-bin-path)/tunnat
 
 p="tb$$"
 work=$(mktemp -d /tmp/tunnat-bench.XXXXXX)
-pids=()
 tunnat_pid=
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  topology_down "$p"
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'topology_cleanup "$p" "$work"' EXIT
 topology_up "$p"
 # Many short connections from one client: use the whole port range and reuse TIME_WAIT ports, in every mode.
 ip netns exec "$p-c1" sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1
@@ -47,9 +41,9 @@ http {
 }
 EOF
 timeout 1800 ip netns exec "$p-srv" nginx -c "$work/nginx.conf" -g 'daemon off;' &
-pids+=($!)
+topology_pids+=($!)
 timeout 1800 ip netns exec "$p-srv" iperf3 -s -B 198.19.0.10 > /dev/null 2>&1 &
-pids+=($!)
+topology_pids+=($!)
 sleep 1
 
 iperf() {  # iperf ARGS...: JSON to stdout
@@ -94,7 +88,7 @@ stats_interval: 0
 EOF
   ip netns exec "$p-nat" "$tunnat" run --config "$work/tunnat.yaml" > "$work/tunnat-$1.log" 2>&1 &
   tunnat_pid=$!
-  pids+=("$tunnat_pid")
+  topology_pids+=("$tunnat_pid")
   for _ in $(seq 100); do grep -q translating "$work/tunnat-$1.log" && return 0; sleep 0.1; done
   cat "$work/tunnat-$1.log" >&2
   return 1

@@ -15,13 +15,7 @@ tunnat=$(realpath .build/debug/tunnat)
 
 p="demo$$"
 work=$(mktemp -d /tmp/tunnat-demo.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  topology_down "$p"
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'topology_cleanup "$p" "$work"' EXIT
 say() { printf '\n== %s\n' "$*"; }
 
 say "topology: client 10.0.1.1 -> nat (tunnat) -> router 198.18.1.254 -> server 198.19.0.10"
@@ -29,12 +23,12 @@ topology_up "$p"
 echo "hello from the server in namespace $p-srv" > "$work/index.html"
 (cd "$work" && exec timeout 300 ip netns exec "$p-srv" python3 -m http.server 80 --bind 198.19.0.10 \
   > "$work/http.log" 2>&1) &
-pids+=($!)
+topology_pids+=($!)
 
 say "tunnat run (embedded default configuration) in namespace $p-nat"
 ip netns exec "$p-nat" "$tunnat" run > "$work/tunnat.log" 2>&1 &
 tunnat_pid=$!
-pids+=("$tunnat_pid")
+topology_pids+=("$tunnat_pid")
 for _ in $(seq 100); do grep -q translating "$work/tunnat.log" && break; sleep 0.1; done
 cat "$work/tunnat.log"
 say "what tunnat installed in $p-nat: ip rule, table 100, the pool route"

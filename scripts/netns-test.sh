@@ -20,13 +20,7 @@ fi
 
 p="tn$$"
 work=$(mktemp -d /tmp/tunnat-netns.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  topology_down "$p"
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'topology_cleanup "$p" "$work"' EXIT
 
 passed=0
 failed=0
@@ -54,13 +48,13 @@ head -c 52428800 /dev/urandom > "$work/big.bin"
 want_sha=$(sha256sum "$work/big.bin" | cut -d' ' -f1)
 (cd "$work" && exec timeout 900 ip netns exec "$p-srv" python3 -m http.server 80 --bind 198.19.0.10 \
    > "$work/http.log" 2>&1) &
-pids+=($!)
+topology_pids+=($!)
 timeout 900 ip netns exec "$p-srv" dnsmasq -k --conf-file=/dev/null --no-resolv --no-hosts --user=root \
   --listen-address=198.19.0.10 --bind-interfaces --address=/tunnat.test/198.19.0.77 --pid-file= \
   > "$work/dns.log" 2>&1 &
-pids+=($!)
+topology_pids+=($!)
 timeout 900 ip netns exec "$p-srv" python3 scripts/nettools.py echo-server 198.19.0.10 8000 900 &
-pids+=($!)
+topology_pids+=($!)
 for _ in $(seq 50); do
   in_ns srv ss -ltn | grep -q ':8000' && in_ns srv ss -ltn | grep -q ':80 ' && break
   sleep 0.1
@@ -85,7 +79,7 @@ start_tunnat() {  # start_tunnat OUTPUT-MODE
   # Not through in_ns: a backgrounded function is a subshell, and $! must be tunnat itself.
   ip netns exec "$p-nat" "$tunnat" run --config "$work/tunnat.yaml" > "$work/tunnat-$1.log" 2>&1 &
   tunnat_pid=$!
-  pids+=("$tunnat_pid")
+  topology_pids+=("$tunnat_pid")
   for _ in $(seq 100); do
     grep -q 'translating' "$work/tunnat-$1.log" && return 0
     kill -0 "$tunnat_pid" 2>/dev/null || break

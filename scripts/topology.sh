@@ -73,6 +73,17 @@ topology_up() {
   ip netns exec "$p-rtr" sysctl -qw net.ipv4.ip_forward=1
 }
 
+# For scripts that build a topology: background processes to kill are added to topology_pids, and
+#   trap 'topology_cleanup PREFIX WORKDIR' EXIT
+# kills them, removes the namespaces and the work directory.
+topology_pids=()
+topology_cleanup() {
+  local pid
+  for pid in "${topology_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  topology_down "$1"
+  rm -rf "$2"
+}
+
 # The kernel's NAT in place of tunnat, for comparison: nftables masquerade of the private side on wan.
 topology_kernel_nat() {
   ip netns exec "$1-nat" nft -f - <<'EOF'
