@@ -29,7 +29,9 @@ let package = Package(
         // The TUN ioctls (function-like macros Swift cannot import) and sendmmsg, in C.
         .target(name: "CTunShim"),
         .target(name: "TunIO", dependencies: ["PacketKit", "NatTable", "CTunShim"]),
-        .target(name: "Failover", dependencies: ["NatTable"]),
+        // SHA-256 and HMAC from the system's OpenSSL (libssl-dev), in C.
+        .target(name: "COpenSSLShim", linkerSettings: [.linkedLibrary("crypto")]),
+        .target(name: "Failover", dependencies: ["NatTable", "COpenSSLShim"]),
         .target(
             name: "TunnatKit",
             dependencies: [
@@ -46,6 +48,7 @@ let package = Package(
         ),
         .testTarget(name: "PacketKitTests", dependencies: ["PacketKit"]),
         .testTarget(name: "NatTableTests", dependencies: ["NatTable", "PacketKit"]),
+        .testTarget(name: "FailoverTests", dependencies: ["Failover"]),
         .testTarget(name: "TunIOTests", dependencies: ["TunIO", "NatTable", "PacketKit"]),
         .testTarget(name: "TunnatKitTests", dependencies: ["TunnatKit", "NatTable", "PacketKit"]),
     ]

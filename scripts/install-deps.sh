@@ -14,6 +14,8 @@ want() {  # want COMMAND PACKAGE
   command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ] || need+=("$2")
 }
 want python3 python3
+# OpenSSL's headers (SHA-256 and HMAC for SigV4): a file, not a command.
+[ -f /usr/include/openssl/hmac.h ] || need+=(libssl-dev)
 if [ "$netns" = 1 ]; then
   want ip iproute2
   want ping iputils-ping
