@@ -24,28 +24,26 @@ enum Syscall {
     /// read(2); nil when the descriptor is non-blocking and nothing is ready.
     @inline(__always)
     static func read(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int? {
-        while true {
-            let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
-            if n >= 0 { return n }
-            let e = errno
-            if e == EINTR { continue }
-            if e == EAGAIN || e == EWOULDBLOCK { return nil }
-            check("read", e)
-            throw Errno("read", e)
-        }
+        try transfer("read") { Glibc.read(fd, buffer.baseAddress, buffer.count) }
     }
 
     /// write(2); nil when the descriptor is non-blocking and would block.
     @inline(__always)
     static func write(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) throws(Errno) -> Int? {
+        try transfer("write") { Glibc.write(fd, buffer.baseAddress, buffer.count) }
+    }
+
+    /// A call that moves bytes: its count, nil for EAGAIN, retried on EINTR.
+    @inline(__always)
+    static func transfer(_ call: StaticString, _ body: () -> Int) throws(Errno) -> Int? {
         while true {
-            let n = Glibc.write(fd, buffer.baseAddress, buffer.count)
+            let n = body()
             if n >= 0 { return n }
             let e = errno
             if e == EINTR { continue }
             if e == EAGAIN || e == EWOULDBLOCK { return nil }
-            check("write", e)
-            throw Errno("write", e)
+            check("\(call)", e)
+            throw Errno("\(call)", e)
         }
     }
 

@@ -146,7 +146,6 @@ public enum LiveDataPlane {
         stop.stop()
         group.wait()
         logger.info("stopped", metadata: summary(report()))
-        _ = control
     }
 
     static func summary(_ r: StatusReport) -> Logger.Metadata {
