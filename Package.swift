@@ -31,11 +31,13 @@ let package = Package(
         .target(name: "TunIO", dependencies: ["PacketKit", "NatTable", "CTunShim"]),
         // SHA-256 and HMAC from the system's OpenSSL (libssl-dev), in C.
         .target(name: "COpenSSLShim", linkerSettings: [.linkedLibrary("crypto")]),
-        .target(name: "Failover", dependencies: ["NatTable", "COpenSSLShim"]),
+        // HTTP(S) from the system's libcurl (libcurl4-openssl-dev), in C.
+        .target(name: "CCurlShim", linkerSettings: [.linkedLibrary("curl")]),
+        .target(name: "Failover", dependencies: ["NatTable", "COpenSSLShim", "CCurlShim"]),
         .target(
             name: "TunnatKit",
             dependencies: [
-                "PacketKit", "NatTable", "TunIO", .product(name: "Yams", package: "Yams"),
+                "PacketKit", "NatTable", "TunIO", "Failover", .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

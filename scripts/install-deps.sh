@@ -16,6 +16,8 @@ want() {  # want COMMAND PACKAGE
 want python3 python3
 # OpenSSL's headers (SHA-256 and HMAC for SigV4): a file, not a command.
 [ -f /usr/include/openssl/hmac.h ] || need+=(libssl-dev)
+# libcurl's headers, OpenSSL flavour (HTTP for the EC2 API, IMDSv2 and health checks).
+[ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -f /usr/include/curl/curl.h ] || [ -f "/usr/include/$(uname -m)-linux-gnu/curl/curl.h" ] || need+=(libcurl4-openssl-dev)
 if [ "$netns" = 1 ]; then
   want ip iproute2
   want ping iputils-ping
