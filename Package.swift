@@ -33,7 +33,10 @@ let package = Package(
         .target(name: "COpenSSLShim", linkerSettings: [.linkedLibrary("crypto")]),
         // HTTP(S) from the system's libcurl (libcurl4-openssl-dev), in C.
         .target(name: "CCurlShim", linkerSettings: [.linkedLibrary("curl")]),
-        .target(name: "Failover", dependencies: ["NatTable", "COpenSSLShim", "CCurlShim"]),
+        .target(
+            name: "Failover",
+            dependencies: ["NatTable", "PacketKit", "COpenSSLShim", "CCurlShim", .product(name: "Logging", package: "swift-log")]
+        ),
         .target(
             name: "TunnatKit",
             dependencies: [

@@ -39,7 +39,13 @@ static size_t collect(char *ptr, size_t size, size_t nmemb, void *userdata) {
 static void set_tls(CURL *curl, int verify_tls, const char *ca_file) {
     curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, verify_tls ? 1L : 0L);
     curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, verify_tls ? 2L : 0L);
-    if (ca_file && *ca_file) curl_easy_setopt(curl, CURLOPT_CAINFO, ca_file);
+    if (ca_file && strncmp(ca_file, "-----BEGIN", 10) == 0) {
+        // An inline PEM certificate (AWSnycast's tcp health check `cert`), not a path.
+        struct curl_blob blob = { .data = (void *)ca_file, .len = strlen(ca_file), .flags = CURL_BLOB_COPY };
+        curl_easy_setopt(curl, CURLOPT_CAINFO_BLOB, &blob);
+    } else if (ca_file && *ca_file) {
+        curl_easy_setopt(curl, CURLOPT_CAINFO, ca_file);
+    }
 }
 
 int tunnat_http_perform(const tunnat_http_request *request, tunnat_http_response *response) {

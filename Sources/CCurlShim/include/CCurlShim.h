@@ -18,7 +18,7 @@ typedef struct {
     long connect_timeout_ms;
     int no_proxy;                   // 1: ignore http_proxy/https_proxy/no_proxy (IMDS, health checks)
     int verify_tls;                 // 0 only when a health check says skipVerify
-    const char *ca_file;            // NULL: the system's CA bundle
+    const char *ca_file;            // NULL: the system's CA bundle; a path, or PEM text ("-----BEGIN ...")
     size_t max_body;                // a longer response body is cut off and reported as an error
 } tunnat_http_request;
 

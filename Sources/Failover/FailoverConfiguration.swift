@@ -1,0 +1,136 @@
+/// The failover section: AWSnycast's configuration (poll_time, healthchecks, remote_healthchecks, routetables) with
+/// the same meaning, plus what tunnat adds (the `aws` settings, `hold_down`, `pool_address`). TunnatKit parses the
+/// YAML into these types; nothing here reads files.
+public struct FailoverConfiguration: Sendable, Equatable {
+    /// How often the route tables are read and every managed route re-evaluated (AWSnycast's poll_time).
+    public var pollTime: UInt32 = 300
+    public var healthChecks: [String: HealthCheckSpec] = [:]
+    /// Templates without a destination: each runs against the instance that holds a route (its primary private IP).
+    public var remoteHealthChecks: [String: HealthCheckSpec] = [:]
+    /// By name; evaluated in name order.
+    public var routeTables: [String: RouteTableSpec] = [:]
+    public var aws = AWSSettings()
+    /// The shortest time between two changes tunnat makes to the same route: damps flapping.
+    public var holdDown: UInt32 = 30
+    /// The NAT's pool address as a secondary private IP of the ENI (its Elastic IP moves with it): taken over with
+    /// AllowReassignment before a route is taken over.
+    public var poolAddress: String?
+
+    public init() {}
+}
+
+public struct AWSSettings: Sendable, Equatable {
+    /// Empty: from IMDSv2. Each one set here is not asked of the metadata service.
+    public var identity = InstanceIdentity()
+    /// nil: https://ec2.<region>.amazonaws.com.
+    public var endpoint: String?
+    public var metadataEndpoint = InstanceMetadataClient.defaultEndpoint
+    /// A profile of the shared credentials file; nil: AWS_PROFILE or "default".
+    public var profile: String?
+    public var retry = RetryPolicy()
+    public var timeoutSeconds: UInt32 = 10
+    public init() {}
+}
+
+public struct HealthCheckSpec: Sendable, Equatable {
+    public enum Kind: String, Sendable, CaseIterable {
+        case ping, tcp, http, https, command
+    }
+    public var kind: Kind
+    /// Empty only in a remote health check template.
+    public var destination = ""
+    /// AWSnycast's defaults (healthcheck.Default()): rise 2, fall 3.
+    public var rise = 2
+    public var fall = 3
+    public var every: UInt32 = 5
+    /// Per probe; nil: min(every, 5) seconds, at least 1.
+    public var timeout: UInt32?
+    public var runOnHealthy: [String] = []
+    public var runOnUnhealthy: [String] = []
+
+    // tcp, http, https
+    public var port: Int?
+    public var send = ""
+    public var expect = ""
+    public var tls = false
+    /// A CA certificate: a path, or PEM text.
+    public var caCertificate: String?
+    public var skipVerify = false
+    public var serverName: String?
+    // http, https
+    public var path = "/"
+    public var expectStatus: [Int] = []
+    // command
+    public var command = ""
+    public var arguments: [String] = []
+
+    public init(kind: Kind) { self.kind = kind }
+
+    public var probeTimeoutMilliseconds: Int { Int(timeout ?? max(1, min(every, 5))) * 1000 }
+
+    public func with(destination: String) -> HealthCheckSpec {
+        var copy = self
+        copy.destination = destination
+        return copy
+    }
+}
+
+public struct RouteTableSpec: Sendable, Equatable {
+    public var find: RouteTableFinder
+    /// Finding nothing is not an error (AWSnycast's no_results_ok on the top-level finder).
+    public var noResultsOK = false
+    public var manageRoutes: [ManagedRoute]
+
+    public init(find: RouteTableFinder, noResultsOK: Bool = false, manageRoutes: [ManagedRoute]) {
+        self.find = find
+        self.noResultsOK = noResultsOK
+        self.manageRoutes = manageRoutes
+    }
+}
+
+/// AWSnycast's route table finders; any of them may be negated (`not: true`).
+public indirect enum RouteTableFinder: Sendable, Equatable {
+    case byTag(key: String, value: String)
+    case byTagRegexp(key: String, pattern: String)
+    case and([RouteTableFinder])
+    case or([RouteTableFinder])
+    case main
+    case subnet(String)
+    case hasRouteTo(String)
+    case not(RouteTableFinder)
+
+    public func matches(_ table: RouteTable) -> Bool {
+        switch self {
+        case .byTag(let key, let value): return table.tags[key] == value
+        case .byTagRegexp(let key, let pattern):
+            guard let tag = table.tags[key] else { return false }
+            return (try? Regex(pattern)).map { tag.contains($0) } ?? false
+        case .and(let all): return all.allSatisfy { $0.matches(table) }
+        case .or(let any): return any.contains { $0.matches(table) }
+        case .main: return table.isMain
+        case .subnet(let id): return table.subnetIDs.contains(id)
+        case .hasRouteTo(let cidr): return table.route(to: cidr) != nil
+        case .not(let inner): return !inner.matches(table)
+        }
+    }
+}
+
+public struct ManagedRoute: Sendable, Equatable {
+    /// Normalised: an address without a length gets /32 (as AWSnycast does).
+    public var cidr: String
+    /// nil: SELF (this instance).
+    public var instance: String?
+    public var healthCheck: String?
+    public var remoteHealthCheck: String?
+    public var ifUnhealthy = false
+    public var neverDelete = false
+    public var runBeforeReplaceRoute: [String] = []
+    public var runAfterReplaceRoute: [String] = []
+    public var runBeforeDeleteRoute: [String] = []
+    public var runAfterDeleteRoute: [String] = []
+
+    public init(cidr: String, instance: String? = nil) {
+        self.cidr = cidr
+        self.instance = instance
+    }
+}

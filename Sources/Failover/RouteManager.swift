@@ -1,0 +1,336 @@
+import Logging
+import Synchronization
+
+/// One change the route manager made (or, with noop, would make).
+public struct RouteChange: Sendable, Equatable, CustomStringConvertible {
+    public var table: String
+    public var cidr: String
+    public var decision: RouteDecision
+    public var target: String?
+    public var noop: Bool
+
+    public var description: String {
+        let verb: String
+        switch decision {
+        case .create: verb = "create route \(cidr) -> \(target ?? "?") in \(table)"
+        case .replace(let why): verb = "replace route \(cidr) in \(table) -> \(target ?? "?") (\(why))"
+        case .delete(let why): verb = "delete route \(cidr) from \(table) (\(why))"
+        case .keep(let why), .wait(let why): verb = "leave route \(cidr) in \(table) (\(why))"
+        }
+        return noop ? "noop: would \(verb)" : verb
+    }
+}
+
+public struct FailoverError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Keeps the routes of the configured route tables pointing at this instance (AWSnycast's model): finds the tables
+/// (in its own VPC only), decides per managed route with `RouteDecision`, and makes the calls. With `noop` it
+/// reports every change it would make and makes none (decided here, not with DryRun). Before taking a route over it
+/// moves the pool address to its own ENI.
+public final class RouteManager: @unchecked Sendable {
+    public let config: FailoverConfiguration
+    public let identity: InstanceIdentity
+    let ec2: EC2Client
+    let imds: InstanceMetadataClient?
+    public let noop: Bool
+    let logger: Logger
+    /// Local health checks by name (only those some route uses are started).
+    public private(set) var healthChecks: [String: HealthCheck] = [:]
+    /// Remote checks by "template@ip".
+    private var remoteChecks: [String: HealthCheck] = [:]
+    /// When tunnat last changed each "rtb|cidr" (monotonic seconds).
+    private var lastChange: [String: Double] = [:]
+    private var eniOwners: [String: (instance: String?, ip: String)] = [:]
+    private var routerENIs: [String: String] = [:]
+    private let wake = Flag()
+    private let stopping = Flag()
+    /// Oneshot: run remote checks synchronously to a verdict instead of on threads.
+    private var synchronousChecks = false
+
+    public init(config: FailoverConfiguration, identity: InstanceIdentity, ec2: EC2Client, imds: InstanceMetadataClient?,
+                noop: Bool, logger: Logger) {
+        self.config = config
+        self.identity = identity
+        self.ec2 = ec2
+        self.imds = imds
+        self.noop = noop
+        self.logger = logger
+        let used = Set(config.routeTables.values.flatMap { $0.manageRoutes.compactMap(\.healthCheck) })
+        for name in used.sorted() {
+            guard let spec = config.healthChecks[name] else { continue }
+            healthChecks[name] = HealthCheck(name: name, spec: spec, log: { [logger] in logger.notice("\($0)") },
+                                             onChange: { [wake] _, _ in wake.set() })
+        }
+    }
+
+    /// Refuses to manage routes for an interface that would drop forwarded traffic (source/dest check on) or that
+    /// is not in the VPC the instance is in.
+    public func preflight() throws(FailoverError) {
+        let enis: [NetworkInterface]
+        do { enis = try ec2.describeNetworkInterfaces(ids: [identity.interfaceID]) } catch {
+            throw FailoverError("cannot read this instance's interface \(identity.interfaceID): \(error)")
+        }
+        guard let eni = enis.first(where: { $0.id == identity.interfaceID }) else {
+            throw FailoverError("interface \(identity.interfaceID) does not exist")
+        }
+        guard eni.vpcID == identity.vpcID else {
+            throw FailoverError("interface \(eni.id) is in \(eni.vpcID), not in this instance's VPC \(identity.vpcID)")
+        }
+        if let instance = eni.instanceID, instance != identity.instanceID {
+            throw FailoverError("interface \(eni.id) is attached to \(instance), not to this instance \(identity.instanceID)")
+        }
+        guard !eni.sourceDestCheck else {
+            throw FailoverError("source/dest check is on for \(eni.id): EC2 would drop the traffic routed through it. "
+                + "Turn it off first (aws ec2 modify-network-interface-attribute --network-interface-id \(eni.id) --no-source-dest-check)")
+        }
+    }
+
+    // MARK: - Running
+
+    /// --oneshot: every health check a route uses is probed to a verdict, then one pass.
+    public func runOnce() throws(FailoverError) -> [RouteChange] {
+        try preflight()
+        synchronousChecks = true
+        for check in healthChecks.values.sorted(by: { $0.name < $1.name }) {
+            let verdict = check.probeUntilVerdict()
+            logger.info("health check \(check.name): \(verdict ? "healthy" : "unhealthy") (\(check.detail))")
+        }
+        return try pass()
+    }
+
+    /// The daemon: health checks on their threads, a pass every poll_time and whenever a verdict flips, until
+    /// `stop()`. Errors of a pass are logged and the next pass tries again.
+    public func run() throws(FailoverError) {
+        try preflight()
+        for check in healthChecks.values { check.start() }
+        defer {
+            for check in healthChecks.values { check.stop() }
+            for check in remoteChecks.values { check.stop() }
+        }
+        logger.notice("managing routes in \(config.routeTables.count) route table spec(s), poll every \(config.pollTime)s, \(noop ? "noop" : "live")")
+        while !stopping.isSet {
+            do { _ = try pass() } catch { logger.error("\(error)") }
+            let until = monotonicSeconds() + Double(max(config.pollTime, 1))
+            while !stopping.isSet, monotonicSeconds() < until {
+                if wake.take() { break }
+                sleepMilliseconds(50)
+            }
+        }
+    }
+
+    public func stop() { stopping.set() }
+
+    // MARK: - One pass
+
+    /// Reads the route tables of this VPC, evaluates every managed route, and makes (or reports) the changes.
+    public func pass() throws(FailoverError) -> [RouteChange] {
+        let tables: [RouteTable]
+        do { tables = try ec2.describeRouteTables(filters: [EC2Filter("vpc-id", [identity.vpcID])]) } catch {
+            throw FailoverError("reading route tables: \(error)")
+        }
+        let own = tables.filter { $0.vpcID == identity.vpcID }
+        var changes: [RouteChange] = []
+        var problems: [String] = []
+        var usedRemote = Set<String>()
+        for (name, spec) in config.routeTables.sorted(by: { $0.key < $1.key }) {
+            let matched = own.filter { spec.find.matches($0) }
+            if matched.isEmpty {
+                if !spec.noResultsOK {
+                    problems.append("route table spec \(name) found no route table in \(identity.vpcID) (set no_results_ok: true if that is expected)")
+                }
+                continue
+            }
+            for table in matched {
+                for route in spec.manageRoutes {
+                    do {
+                        if let change = try manage(route, in: table, usedRemote: &usedRemote) { changes.append(change) }
+                    } catch {
+                        problems.append("\(table.id) \(route.cidr): \(error)")
+                    }
+                }
+            }
+        }
+        for (key, check) in remoteChecks where !usedRemote.contains(key) {
+            check.stop()
+            remoteChecks[key] = nil
+        }
+        for problem in problems { logger.error("\(problem)") }
+        if !problems.isEmpty && changes.isEmpty {
+            throw FailoverError(problems.count == 1 ? problems[0] : "\(problems.count) problems, the first: \(problems[0])")
+        }
+        return changes
+    }
+
+    func manage(_ spec: ManagedRoute, in table: RouteTable, usedRemote: inout Set<String>) throws(AWSError) -> RouteChange? {
+        let targetInstance = spec.instance ?? identity.instanceID
+        let targetENI = try routerInterface(of: targetInstance)
+        let current = table.route(to: spec.cidr)
+        var isOurs = false
+        if let current {
+            if let eni = current.networkInterfaceID { isOurs = eni == targetENI }
+            else if let instance = current.instanceID { isOurs = instance == targetInstance }
+        }
+        let key = "\(table.id)|\(spec.cidr)"
+        let situation = RouteSituation(
+            current: current, isOurs: isOurs, localHealthy: spec.healthCheck.map { healthChecks[$0]?.isHealthy ?? nil } ?? true,
+            localName: spec.healthCheck, spec: spec,
+            secondsSinceOurLastChange: lastChange[key].map { monotonicSeconds() - $0 }, holdDown: Double(config.holdDown))
+        var ownerError: AWSError?
+        let decision = RouteDecision.decide(situation) { () -> OwnerHealth in
+            do throws(AWSError) { return try ownerHealth(of: current!, spec: spec, usedRemote: &usedRemote) } catch {
+                ownerError = error
+                return .unknown("\(error)")
+            }
+        }
+        if let ownerError { throw ownerError }
+        let change = RouteChange(table: table.id, cidr: spec.cidr, decision: decision, target: targetENI, noop: noop)
+        guard decision.changes else {
+            logger.debug("\(change)")
+            return nil
+        }
+        logger.notice("\(change)")
+        if noop { return change }
+        switch decision {
+        case .create, .replace:
+            if spec.instance == nil, let pool = config.poolAddress { try takePoolAddress(pool) }
+            run(spec.runBeforeReplaceRoute, "run_before_replace_route")
+            do {
+                if case .create = decision {
+                    try ec2.createRoute(table: table.id, cidr: spec.cidr, networkInterface: targetENI)
+                } else {
+                    try ec2.replaceRoute(table: table.id, cidr: spec.cidr, networkInterface: targetENI)
+                }
+            } catch let error where error.code == "RouteAlreadyExists" {
+                // Another instance created it between our read and our call: the next pass sees it and decides.
+                logger.notice("\(table.id) \(spec.cidr): created by someone else meanwhile (\(error)); will re-evaluate")
+                wake.set()
+                return nil
+            }
+            run(spec.runAfterReplaceRoute, "run_after_replace_route")
+        case .delete:
+            run(spec.runBeforeDeleteRoute, "run_before_delete_route")
+            try ec2.deleteRoute(table: table.id, cidr: spec.cidr)
+            run(spec.runAfterDeleteRoute, "run_after_delete_route")
+        case .keep, .wait:
+            break
+        }
+        lastChange[key] = monotonicSeconds()
+        return change
+    }
+
+    func run(_ command: [String], _ what: String) {
+        guard !command.isEmpty else { return }
+        let outcome = CommandRunner.run(command, timeoutMilliseconds: 60_000)
+        if outcome != .exited(0) { logger.warning("\(what) \(command.joined(separator: " ")): \(outcome)") }
+    }
+
+    /// The ENI a route to `instance` should point at: ours for SELF, else that instance's interface with
+    /// source/dest check off (as AWSnycast picks it).
+    func routerInterface(of instance: String) throws(AWSError) -> String {
+        if instance == identity.instanceID { return identity.interfaceID }
+        if let cached = routerENIs[instance] { return cached }
+        let enis = try ec2.describeNetworkInterfaces(filters: [EC2Filter("attachment.instance-id", [instance])])
+        guard let eni = enis.first(where: { !$0.sourceDestCheck }) else {
+            throw .badResponse(action: "DescribeNetworkInterfaces", "instance \(instance) has no interface with source/dest check off")
+        }
+        routerENIs[instance] = eni.id
+        return eni.id
+    }
+
+    /// For if_unhealthy: the remote health check of the route's holder if the entry has one, else EC2's view of
+    /// the holder (DescribeInstanceStatus: impaired, or not running at all).
+    func ownerHealth(of route: Route, spec: ManagedRoute, usedRemote: inout Set<String>) throws(AWSError) -> OwnerHealth {
+        var instance = route.instanceID
+        var ip: String?
+        if let eni = route.networkInterfaceID {
+            if eniOwners[eni] == nil {
+                guard let found = try ec2.describeNetworkInterfaces(filters: [EC2Filter("network-interface-id", [eni])]).first else {
+                    return .unhealthy("its interface \(eni) no longer exists")
+                }
+                eniOwners[eni] = (found.instanceID, found.primaryPrivateIP)
+            }
+            instance = instance ?? eniOwners[eni]?.instance
+            ip = eniOwners[eni]?.ip
+        }
+        if let templateName = spec.remoteHealthCheck, let template = config.remoteHealthChecks[templateName] {
+            guard let ip else { return .unknown("no address to run remote check \(templateName) against") }
+            let key = "\(templateName)@\(ip)"
+            usedRemote.insert(key)
+            let check: HealthCheck
+            if let existing = remoteChecks[key] { check = existing } else {
+                check = HealthCheck(name: key, spec: template.with(destination: ip), log: { [logger] in logger.notice("\($0)") },
+                                    onChange: { [wake] _, _ in wake.set() })
+                remoteChecks[key] = check
+                if !synchronousChecks { check.start() }
+            }
+            if synchronousChecks && check.isHealthy == nil { _ = check.probeUntilVerdict() }
+            switch check.isHealthy {
+            case .some(true): return .healthy("remote check \(key) passes")
+            case .some(false): return .unhealthy("remote check \(key) fails: \(check.detail)")
+            case .none: return .unknown("remote check \(key) has no verdict yet")
+            }
+        }
+        guard let instance else { return .unhealthy("no instance behind it") }
+        let statuses = try ec2.describeInstanceStatus(ids: [instance])
+        guard let status = statuses.first(where: { $0.instanceID == instance }) else {
+            return .unhealthy("instance \(instance) is not running")
+        }
+        if status.isImpaired {
+            return .unhealthy("instance \(instance) is impaired (instance \(status.instanceStatus), system \(status.systemStatus))")
+        }
+        return .healthy("instance \(instance) is \(status.state), status \(status.instanceStatus)")
+    }
+
+    // MARK: - The pool address
+
+    /// Moves the pool address to this instance's ENI: AssignPrivateIpAddresses with AllowReassignment (the Elastic
+    /// IP associated with it moves along), then UnassignPrivateIpAddresses from any other ENI of the VPC that still
+    /// lists it, then waits (up to 10 s) until the instance metadata shows it, as EC2 applies the remap
+    /// asynchronously.
+    public func takePoolAddress(_ address: String) throws(AWSError) {
+        let holders = try ec2.describeNetworkInterfaces(filters: [EC2Filter("vpc-id", [identity.vpcID])])
+            .filter { $0.privateIPs.contains(address) || $0.primaryPrivateIP == address }
+        if holders.map(\.id) == [identity.interfaceID] { return }
+        if noop {
+            logger.notice("noop: would assign pool address \(address) to \(identity.interfaceID)")
+            return
+        }
+        if !holders.contains(where: { $0.id == identity.interfaceID }) {
+            try ec2.assignPrivateIPAddress(address, to: identity.interfaceID, allowReassignment: true)
+            logger.notice("pool address \(address) assigned to \(identity.interfaceID) (from \(holders.map(\.id).joined(separator: ", ").isEmpty ? "nobody" : holders.map(\.id).joined(separator: ", ")))")
+        }
+        for other in holders where other.id != identity.interfaceID {
+            do {
+                try ec2.unassignPrivateIPAddress(address, from: other.id)
+                logger.notice("pool address \(address) unassigned from \(other.id)")
+            } catch let error where error.code == "InvalidParameterValue" {
+                // AllowReassignment already took it away (EC2 proper); nothing to undo.
+            }
+        }
+        if let eip = try? ec2.describeAddresses(filters: [EC2Filter("private-ip-address", [address])]).first {
+            logger.notice("pool address \(address) carries Elastic IP \(eip.publicIP)")
+        }
+        guard let imds, !identity.mac.isEmpty else { return }
+        for _ in 0..<50 {
+            if let ips = try? imds.get("network/interfaces/macs/\(identity.mac)/local-ipv4s"),
+               ips.split(whereSeparator: \.isNewline).contains(where: { $0 == address }) {
+                return
+            }
+            sleepMilliseconds(200)
+        }
+        logger.warning("pool address \(address): the instance metadata does not show it on \(identity.mac) after 10s")
+    }
+}
+
+/// A flag shared between threads (a health check's flip wakes the route manager).
+final class Flag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .relaxed) }
+    var isSet: Bool { value.load(ordering: .relaxed) }
+    /// Reads and clears.
+    func take() -> Bool { value.exchange(false, ordering: .relaxed) }
+}
