@@ -1,11 +1,14 @@
+import Failover
 import Foundation
 import NatTable
 import PacketKit
 import Yams
 
-/// Everything a tunnat configuration file sets. The failover section joins when it is built.
+/// Everything a tunnat configuration file sets.
 public struct TunnatConfiguration: Sendable, Equatable {
     public var nat: NatConfiguration
+    /// Health checks and AWS route management (AWSnycast's configuration); nil: none.
+    public var failover: FailoverConfiguration?
     public var tun = TunConfiguration()
     /// Where `tunnat status` finds a running `tunnat run`.
     public var controlSocket = TunConfiguration.defaultControlSocket
@@ -64,6 +67,10 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
 public enum ConfigFile {
     /// Reads and parses a configuration file.
     public static func load(path: String) throws(ConfigError) -> TunnatConfiguration {
+        try parse(try readText(path), file: path)
+    }
+
+    static func readText(_ path: String) throws(ConfigError) -> String {
         let bytes: [UInt8]
         do { bytes = try FileBytes.read(path) } catch {
             throw ConfigError(file: path, line: nil, key: "", message: "cannot read: \(String(cString: strerror(error.errno)))")
@@ -71,7 +78,7 @@ public enum ConfigFile {
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw ConfigError(file: path, line: nil, key: "", message: "not UTF-8 text")
         }
-        return try parse(text, file: path)
+        return text
     }
 
     /// The embedded default configuration.
@@ -80,22 +87,25 @@ public enum ConfigFile {
         try! parse(DefaultConfiguration.yaml, file: "<embedded default>")
     }
 
-    public static func parse(_ text: String, file: String) throws(ConfigError) -> TunnatConfiguration {
-        let root: Node
+    static func compose(_ text: String, file: String, emptyMessage: String) throws(ConfigError) -> Node {
         do {
             guard let node = try Yams.compose(yaml: text) else {
-                throw ConfigError(file: file, line: nil, key: "", message: "the file is empty; it needs a 'nat' section")
+                throw ConfigError(file: file, line: nil, key: "", message: emptyMessage)
             }
-            root = node
+            return node
         } catch let error as ConfigError {
             throw error
         } catch {
             let oneLine = "\(error)".split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
             throw ConfigError(file: file, line: nil, key: "", message: "not valid YAML: \(oneLine.joined(separator: " "))")
         }
+    }
+
+    public static func parse(_ text: String, file: String) throws(ConfigError) -> TunnatConfiguration {
+        let root = try compose(text, file: file, emptyMessage: "the file is empty; it needs a 'nat' section")
         let reader = Reader(file: file)
         let top = try reader.mapping(root, key: "", accepted: ["nat", "tun", "control_socket", "log_level",
-                                                               "stats_interval"])
+                                                               "stats_interval", "failover"])
         guard let natNode = top["nat"] else {
             throw ConfigError(file: file, line: nil, key: "nat", message: "missing; the file needs a 'nat' section")
         }
@@ -117,6 +127,7 @@ public enum ConfigFile {
             config.logLevel = level
         }
         if let node = top["stats_interval"] { config.statsInterval = try reader.duration(node, "stats_interval") }
+        if let node = top["failover"] { config.failover = try reader.failover(node, key: "failover") }
         return config
     }
 }

@@ -1,3 +1,4 @@
+import Failover
 import Foundation
 import Glibc
 import Logging
@@ -93,6 +94,25 @@ public enum LiveDataPlane {
         defer {
             routing.remove()
             logger.info("policy routing removed")
+        }
+
+        // The failover module (health checks and AWS routes), when configured: it must be able to start
+        // (identity, credentials, source/dest check off) or the data plane does not start either.
+        var routes: (manager: RouteManager, thread: ManagerThread)?
+        if let failover = config.failover {
+            do {
+                let manager = try RouteService.makeManager(failover, noop: false, logger: logger)
+                try manager.preflight()
+                routes = (manager, RouteService.start(manager, logger: logger))
+            } catch {
+                throw Failure(description: "failover: \(error)")
+            }
+        }
+        defer {
+            if let routes {
+                routes.manager.stop()
+                routes.thread.wait()
+            }
         }
 
         let started = monotonicNanoseconds()

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Failover
 import Foundation
 import Logging
 import NatTable
@@ -10,7 +11,7 @@ struct Tunnat: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tunnat",
         abstract: "A userspace NAT data plane for Linux NAT instances.",
-        subcommands: [RunCommand.self, StatusCommand.self, ReplayCommand.self, DefaultConfigCommand.self,
+        subcommands: [RunCommand.self, StatusCommand.self, RoutesCommand.self, ReplayCommand.self, DefaultConfigCommand.self,
                       CheckConfigCommand.self])
 }
 
@@ -47,21 +48,69 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         let configuration = try loadConfiguration(config)
-        let levelName = logLevel ?? configuration.logLevel
-        guard let level = Logger.Level(rawValue: levelName) else {
-            throw fail("--log-level: expected trace, debug, info, notice, warning, error or critical, got '\(levelName)'", code: 2)
-        }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "tunnat")
+        let logger = try bootstrapLogging(logLevel ?? configuration.logLevel)
         do {
             try LiveDataPlane.run(configuration, installRouting: !noRouting, logger: logger)
         } catch {
             throw fail(error.description)
         }
+    }
+}
+
+func bootstrapLogging(_ levelName: String) throws -> Logger {
+    guard let level = Logger.Level(rawValue: levelName) else {
+        throw fail("--log-level: expected trace, debug, info, notice, warning, error or critical, got '\(levelName)'", code: 2)
+    }
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+    }
+    return Logger(label: "tunnat")
+}
+
+struct RoutesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "routes",
+        abstract: "Manage AWS VPC routes to this instance from health checks (AWSnycast's configuration).",
+        discussion: """
+            --config takes a tunnat configuration with a failover section, or an AWSnycast configuration as it \
+            is. Credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), the shared \
+            credentials file (AWS_PROFILE), or the instance role; the instance's identity from IMDSv2 unless \
+            failover.aws sets it. Refuses to start while source/dest check is on for this instance's interface.
+            Exit status with --oneshot: 0 nothing needed changing, 3 routes were changed (with --noop: would be), \
+            1 an error, 2 a configuration error.
+            """)
+
+    @Option(name: .long, help: "Configuration file: tunnat's (its failover section) or AWSnycast's.")
+    var config: String
+
+    @Flag(name: .long, help: "Change nothing; print every change that would be made.")
+    var noop = false
+
+    @Flag(name: .long, help: "Probe each health check to a verdict, make one pass over the route tables, and exit.")
+    var oneshot = false
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel = "notice"
+
+    func run() throws {
+        let failover: FailoverConfiguration
+        do { failover = try FailoverConfigFile.load(path: config) } catch { throw fail(error.description, code: 2) }
+        let logger = try bootstrapLogging(logLevel)
+        let manager: RouteManager
+        do { manager = try RouteService.makeManager(failover, noop: noop, logger: logger) } catch {
+            throw fail(error.description)
+        }
+        if oneshot {
+            let changes: [RouteChange]
+            do { changes = try manager.runOnce() } catch { throw fail(error.description) }
+            for change in changes { print(change) }
+            print(changes.isEmpty ? "no changes" : "\(changes.count) change(s)\(noop ? " (noop: none made)" : "")")
+            if !changes.isEmpty { throw ExitCode(3) }
+            return
+        }
+        do { try RouteService.runUntilSignalled(manager, logger: logger) } catch { throw fail(error.description) }
     }
 }
 

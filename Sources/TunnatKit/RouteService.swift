@@ -1,0 +1,83 @@
+import Failover
+import Foundation
+import Glibc
+import Logging
+import Synchronization
+import TunIO
+
+/// Builds the failover module from its configuration: the instance's identity (config first, IMDSv2 for the rest),
+/// credentials, the EC2 client, and the route manager. `tunnat routes` and `tunnat run` both start it this way.
+public enum RouteService {
+    public static func makeManager(_ config: FailoverConfiguration, noop: Bool, logger: Logger) throws(FailoverError) -> RouteManager {
+        let imds = InstanceMetadataClient(endpoint: config.aws.metadataEndpoint)
+        var identity = config.aws.identity
+        if identity.missingFields.isEmpty == false || identity.mac.isEmpty {
+            do { identity = try identity.completed(from: imds) } catch {
+                guard identity.missingFields.isEmpty else {
+                    throw FailoverError("\(error); without the instance metadata service set failover.aws "
+                        + identity.missingFields.joined(separator: ", "))
+                }
+                // Everything needed is configured; only the pool address confirmation goes without IMDS.
+            }
+        }
+        logger.info("this is \(identity)")
+        let credentials = CredentialProvider(profile: config.aws.profile, imds: imds)
+        do {
+            let (found, source) = try credentials.resolve()
+            logger.info("AWS credentials: key \(found.accessKeyID) from \(source)")
+        } catch {
+            throw FailoverError("\(error)")
+        }
+        let ec2 = EC2Client(region: identity.region, endpoint: config.aws.endpoint, credentials: credentials,
+                            retry: config.aws.retry, timeoutMilliseconds: Int(config.aws.timeoutSeconds) * 1000,
+                            onRetry: { error, attempt, delay in
+                                logger.warning("\(error); retry \(attempt) in \(delay) ms")
+                            })
+        return RouteManager(config: config, identity: identity, ec2: ec2, imds: identity.mac.isEmpty ? nil : imds,
+                            noop: noop, logger: logger)
+    }
+}
+
+extension RouteService {
+    /// Runs the route manager on its own thread until SIGINT or SIGTERM (`tunnat routes` without --oneshot).
+    public static func runUntilSignalled(_ manager: RouteManager, logger: Logger) throws(FailoverError) {
+        try manager.preflight()
+        let signals: StopSignal
+        do { signals = try StopSignals.install() } catch { throw FailoverError("\(error)") }
+        let thread = start(manager, logger: logger)
+        while true {
+            var ready = pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)
+            if poll(&ready, 1, 1000) > 0 { break }
+            if thread.isFinished { break }
+        }
+        logger.notice("stopping")
+        manager.stop()
+        thread.wait()
+    }
+
+    /// The manager's loop on a thread of its own; `wait()` returns once it has stopped.
+    static func start(_ manager: RouteManager, logger: Logger) -> ManagerThread {
+        let done = ManagerThread()
+        let thread = Thread {
+            do { try manager.run() } catch { logger.error("route manager stopped: \(error)") }
+            done.finish()
+        }
+        thread.name = "tunnat-routes"
+        thread.start()
+        return done
+    }
+}
+
+final class ManagerThread: Sendable {
+    private let finished = DispatchSemaphore(value: 0)
+    private let flag = Atomic<Bool>(false)
+    func finish() {
+        flag.store(true, ordering: .releasing)
+        finished.signal()
+    }
+    var isFinished: Bool { flag.load(ordering: .acquiring) }
+    func wait() {
+        finished.wait()
+        finished.signal()
+    }
+}
