@@ -189,7 +189,7 @@ public final class RouteManager: @unchecked Sendable {
         if let ownerError { throw ownerError }
         let change = RouteChange(table: table.id, cidr: spec.cidr, decision: decision, target: targetENI, noop: noop)
         guard decision.changes else {
-            logger.debug("\(change)")
+            if case .wait = decision { logger.info("\(change)") } else { logger.debug("\(change)") }
             return nil
         }
         logger.notice("\(change)")
@@ -303,6 +303,9 @@ public final class RouteManager: @unchecked Sendable {
             try ec2.assignPrivateIPAddress(address, to: identity.interfaceID, allowReassignment: true)
             logger.notice("pool address \(address) assigned to \(identity.interfaceID) (from \(holders.map(\.id).joined(separator: ", ").isEmpty ? "nobody" : holders.map(\.id).joined(separator: ", ")))")
         }
+        if let eip = try? ec2.describeAddresses(filters: [EC2Filter("private-ip-address", [address])]).first {
+            logger.notice("pool address \(address) carries Elastic IP \(eip.publicIP)")
+        }
         for other in holders where other.id != identity.interfaceID {
             do {
                 try ec2.unassignPrivateIPAddress(address, from: other.id)
@@ -310,9 +313,6 @@ public final class RouteManager: @unchecked Sendable {
             } catch let error where error.code == "InvalidParameterValue" {
                 // AllowReassignment already took it away (EC2 proper); nothing to undo.
             }
-        }
-        if let eip = try? ec2.describeAddresses(filters: [EC2Filter("private-ip-address", [address])]).first {
-            logger.notice("pool address \(address) carries Elastic IP \(eip.publicIP)")
         }
         guard let imds, !identity.mac.isEmpty else { return }
         for _ in 0..<50 {

@@ -9,7 +9,11 @@ import TunIO
 /// credentials, the EC2 client, and the route manager. `tunnat routes` and `tunnat run` both start it this way.
 public enum RouteService {
     public static func makeManager(_ config: FailoverConfiguration, noop: Bool, logger: Logger) throws(FailoverError) -> RouteManager {
-        let imds = InstanceMetadataClient(endpoint: config.aws.metadataEndpoint)
+        // The SDKs' variables stand in for what the config does not set (an AWSnycast file has no aws section).
+        let metadataEndpoint = config.aws.metadataEndpointSet ? config.aws.metadataEndpoint
+            : environment("AWS_EC2_METADATA_SERVICE_ENDPOINT") ?? config.aws.metadataEndpoint
+        let endpoint = config.aws.endpoint ?? environment("AWS_ENDPOINT_URL_EC2") ?? environment("AWS_ENDPOINT_URL")
+        let imds = InstanceMetadataClient(endpoint: metadataEndpoint)
         var identity = config.aws.identity
         if identity.missingFields.isEmpty == false || identity.mac.isEmpty {
             do { identity = try identity.completed(from: imds) } catch {
@@ -28,7 +32,7 @@ public enum RouteService {
         } catch {
             throw FailoverError("\(error)")
         }
-        let ec2 = EC2Client(region: identity.region, endpoint: config.aws.endpoint, credentials: credentials,
+        let ec2 = EC2Client(region: identity.region, endpoint: endpoint, credentials: credentials,
                             retry: config.aws.retry, timeoutMilliseconds: Int(config.aws.timeoutSeconds) * 1000,
                             onRetry: { error, attempt, delay in
                                 logger.warning("\(error); retry \(attempt) in \(delay) ms")
@@ -80,4 +84,10 @@ final class ManagerThread: Sendable {
         finished.wait()
         finished.signal()
     }
+}
+
+func environment(_ name: String) -> String? {
+    guard let value = getenv(name) else { return nil }
+    let text = String(cString: value)
+    return text.isEmpty ? nil : text
 }

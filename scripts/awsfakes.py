@@ -1,0 +1,227 @@
+"""Stand-ins for the parts of AWS that cannot run here, behaving like the real ones, errors included.
+
+- FakeIMDS: the EC2 instance metadata service, version 2 only. PUT /latest/api/token needs the header
+  X-aws-ec2-metadata-token-ttl-seconds (1-21600, else 400); every GET needs a live token in X-aws-ec2-metadata-token
+  (else 401). It serves the instance identity, the network interface items and role credentials, and reads the
+  interface's private addresses from the EC2 emulator, so an address move shows up as it does on EC2.
+- EC2Front: a pass-through in front of moto_server (which verifies SigV4 itself) that adds what moto lacks: routes
+  to an interface whose instance is gone or stopped read as "blackhole"; RouteAlreadyExists on CreateRoute;
+  an instance can be marked impaired; and throttling (RequestLimitExceeded, 503) or InternalError (500) can be
+  injected for the next N calls.
+"""
+import http.client
+import http.server
+import json
+import re
+import secrets
+import threading
+import time
+import urllib.parse
+import xml.etree.ElementTree as ET
+
+
+class FakeIMDS:
+    def __init__(self, ec2, identity, role=None):
+        self.ec2 = ec2              # a boto3 EC2 client with admin keys, for the live interface addresses
+        self.identity = identity    # instance_id, az, region, mac, vpc_id, subnet_id, interface_id
+        self.role = role            # None or dict(name, AccessKeyId, SecretAccessKey, Token, Expiration)
+        self.tokens = {}
+        self.requests = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def reply(self, status, body="", ctype="text/plain"):
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_PUT(self):
+                outer.requests.append(("PUT", self.path))
+                if self.path != "/latest/api/token":
+                    return self.reply(404, "Not Found")
+                ttl = self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")
+                if ttl is None or not ttl.isdigit() or not 1 <= int(ttl) <= 21600:
+                    return self.reply(400, "Bad Request")
+                token = secrets.token_urlsafe(32)
+                outer.tokens[token] = time.monotonic() + int(ttl)
+                self.send_response(200)
+                self.send_header("X-aws-ec2-metadata-token-ttl-seconds", ttl)
+                self.send_header("Content-Length", str(len(token)))
+                self.end_headers()
+                self.wfile.write(token.encode())
+
+            def do_GET(self):
+                outer.requests.append(("GET", self.path))
+                token = self.headers.get("X-aws-ec2-metadata-token")
+                if token is None or outer.tokens.get(token, 0) < time.monotonic():
+                    return self.reply(401, "Unauthorized")
+                prefix = "/latest/meta-data/"
+                if not self.path.startswith(prefix):
+                    return self.reply(404, "Not Found")
+                value = outer.item(self.path[len(prefix):])
+                if value is None:
+                    return self.reply(404, "Not Found")
+                self.reply(200, value)
+
+            def do_POST(self):
+                self.reply(405, "Method Not Allowed")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def item(self, path):
+        i = self.identity
+        mac = i["mac"]
+        items = {
+            "instance-id": i["instance_id"],
+            "placement/availability-zone": i["az"],
+            "placement/region": i["region"],
+            "mac": mac,
+            "local-ipv4": i.get("private_ip", ""),
+            f"network/interfaces/macs/{mac}/vpc-id": i["vpc_id"],
+            f"network/interfaces/macs/{mac}/subnet-id": i["subnet_id"],
+            f"network/interfaces/macs/{mac}/interface-id": i["interface_id"],
+        }
+        if path in items:
+            return items[path]
+        if path == f"network/interfaces/macs/{mac}/local-ipv4s":
+            eni = self.ec2.describe_network_interfaces(NetworkInterfaceIds=[i["interface_id"]])["NetworkInterfaces"][0]
+            return "\n".join(a["PrivateIpAddress"] for a in eni["PrivateIpAddresses"])
+        if self.role is not None:
+            if path == "iam/security-credentials/":
+                return self.role["name"]
+            if path == "iam/security-credentials/" + self.role["name"]:
+                doc = {"Code": "Success", "LastUpdated": "2026-11-21T00:00:00Z", "Type": "AWS-HMAC"}
+                doc.update({k: v for k, v in self.role.items() if k != "name"})
+                return json.dumps(doc)
+        return None
+
+    def close(self):
+        self.server.shutdown()
+
+
+def error_document(code, message):
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>{code}</Code>'
+            f'<Message>{message}</Message></Error></Errors><RequestID>fake-{secrets.token_hex(8)}</RequestID>'
+            f'</Response>').encode()
+
+
+class EC2Front:
+    def __init__(self, moto_port, ec2):
+        self.moto_port = moto_port
+        self.ec2 = ec2
+        self.lock = threading.Lock()
+        self.inject = []            # [(status, code, message)] served to the next calls, in order
+        self.impaired = set()
+        self.races = {}             # (table, cidr) -> eni: created just before our CreateRoute reaches moto
+        self.calls = []             # (action, status)
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                form = dict(urllib.parse.parse_qsl(body.decode()))
+                action = form.get("Action", "?")
+                status, payload = outer.handle(action, form, body, dict(self.headers.items()))
+                with outer.lock:
+                    outer.calls.append((action, status))
+                self.send_response(status)
+                self.send_header("Content-Type", "text/xml;charset=UTF-8")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def forward(self, body, headers):
+        conn = http.client.HTTPConnection("127.0.0.1", self.moto_port, timeout=30)
+        # The Host header stays what the client signed.
+        conn.request("POST", "/", body=body, headers=headers)
+        r = conn.getresponse()
+        data = r.read()
+        conn.close()
+        return r.status, data
+
+    def handle(self, action, form, body, headers):
+        with self.lock:
+            if self.inject:
+                status, code, message = self.inject.pop(0)
+                return status, error_document(code, message)
+        if action == "CreateRoute":
+            key = (form.get("RouteTableId"), form.get("DestinationCidrBlock"))
+            race = self.races.pop(key, None)
+            if race:
+                self.ec2.create_route(RouteTableId=key[0], DestinationCidrBlock=key[1], NetworkInterfaceId=race)
+            tables = self.ec2.describe_route_tables(Filters=[{"Name": "route-table-id", "Values": [key[0]]}])["RouteTables"]
+            if tables and any(r.get("DestinationCidrBlock") == key[1] for r in tables[0]["Routes"]):
+                return 400, error_document("RouteAlreadyExists", f"The route identified by {key[1]} already exists.")
+        status, data = self.forward(body, headers)
+        if status == 200 and action == "DescribeRouteTables":
+            data = self.mark_blackholes(data)
+        if status == 200 and action == "DescribeInstanceStatus" and self.impaired:
+            data = self.mark_impaired(data)
+        return status, data
+
+    @staticmethod
+    def children(element, name):
+        return [c for c in element if c.tag.rsplit("}", 1)[-1] == name]
+
+    def find(self, element, path):
+        for name in path.split("/"):
+            found = self.children(element, name)
+            if not found:
+                return None
+            element = found[0]
+        return element
+
+    def mark_blackholes(self, data):
+        root = ET.fromstring(data)
+        cache = {}
+        for table in self.children(self.find(root, "routeTableSet"), "item"):
+            for route in self.children(self.find(table, "routeSet"), "item"):
+                eni = self.find(route, "networkInterfaceId")
+                state = self.find(route, "state")
+                if eni is None or state is None:
+                    continue
+                if eni.text not in cache:
+                    cache[eni.text] = self.interface_is_dead(eni.text)
+                if cache[eni.text]:
+                    state.text = "blackhole"
+        return ET.tostring(root)
+
+    def interface_is_dead(self, eni):
+        found = self.ec2.describe_network_interfaces(
+            Filters=[{"Name": "network-interface-id", "Values": [eni]}])["NetworkInterfaces"]
+        if not found:
+            return True
+        instance = found[0].get("Attachment", {}).get("InstanceId")
+        if not instance:
+            return False
+        state = self.ec2.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]["State"]["Name"]
+        return state not in ("running", "pending")
+
+    def mark_impaired(self, data):
+        root = ET.fromstring(data)
+        for item in self.children(self.find(root, "instanceStatusSet"), "item"):
+            instance = self.find(item, "instanceId")
+            status = self.find(item, "instanceStatus/status")
+            if instance is not None and status is not None and instance.text in self.impaired:
+                status.text = "impaired"
+        return ET.tostring(root)
+
+    def close(self):
+        self.server.shutdown()
