@@ -55,6 +55,6 @@ let package = Package(
         .testTarget(name: "NatTableTests", dependencies: ["NatTable", "PacketKit"]),
         .testTarget(name: "FailoverTests", dependencies: ["Failover"]),
         .testTarget(name: "TunIOTests", dependencies: ["TunIO", "NatTable", "PacketKit"]),
-        .testTarget(name: "TunnatKitTests", dependencies: ["TunnatKit", "NatTable", "PacketKit"]),
+        .testTarget(name: "TunnatKitTests", dependencies: ["TunnatKit", "Failover", "NatTable", "PacketKit"]),
     ]
 )

@@ -3,7 +3,8 @@
 #
 #   scripts/install-deps.sh          the build and unit tests
 #   scripts/install-deps.sh --netns  also the namespace tests, demo and benchmarks: iproute2, ping, traceroute,
-#                                    dig and dnsmasq, curl, iperf3, nftables, conntrack, ab and nginx
+#                                    dig and dnsmasq, curl, iperf3, nftables, conntrack, ab and nginx; and the
+#                                    failover tests' EC2 emulator (moto[server], with boto3) in .venv/
 set -euo pipefail
 command -v swift >/dev/null || { echo "install-deps.sh: swift is not on PATH; tunnat needs Swift 6.1 or later" >&2; exit 1; }
 netns=0
@@ -39,6 +40,18 @@ if [ ${#need[@]} -gt 0 ]; then
   # iperf3's package asks whether to start a daemon; the answer is no.
   echo "iperf3 iperf3/start_daemon boolean false" | debconf-set-selections 2>/dev/null || true
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# The EC2 API emulator for the failover tests, in a virtualenv of the repository's own (.venv, not in git).
+if [ "$netns" = 1 ]; then
+  repo=$(cd "$(dirname "$0")/.." && pwd)
+  if ! "$repo/.venv/bin/python" -c 'import moto, boto3' 2>/dev/null; then
+    python3 -m venv "$repo/.venv" 2>/dev/null || {
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+      python3 -m venv "$repo/.venv"
+    }
+    echo "install-deps.sh: installing moto[server] into .venv" >&2
+    "$repo/.venv/bin/pip" install -q --disable-pip-version-check 'moto[server]>=5.1,<6'
+  fi
 fi
 # nginx's package starts a system-wide server; the tests run their own inside namespaces, so stop that one.
 if [ "$netns" = 1 ] && command -v systemctl >/dev/null 2>&1; then systemctl stop nginx 2>/dev/null || true; fi

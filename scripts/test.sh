@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, requirement and golden tests (swift test), the CLI end to end, the live data
-# plane in network namespaces (needs root), and the zero-malloc gate on the established-flow path
+# plane in network namespaces (needs root), the failover control plane against an EC2 emulator, and the zero-malloc gate on the established-flow path
 # (package-benchmark). .ci/run calls exactly this.
 #
 #   scripts/test.sh            everything
@@ -42,6 +42,9 @@ scripts/cli-test.sh "$here/.build/debug/tunnat" "$shared/testdata/pcaps"
 step "live data plane in network namespaces (tunnat run, tun and raw output)"
 scripts/netns-test.sh "$here/.build/debug/tunnat" | tee -a "$log"
 
+step "failover control plane: tunnat routes against moto_server (SigV4 verified), fake IMDSv2, namespace targets"
+.venv/bin/python scripts/failover-test.py "$here/.build/debug/tunnat" | tee -a "$log"
+
 if [ "$bench" = 1 ]; then
   step "benchmark gate: zero mallocs per packet on the established-flow path"
   scripts/bench.sh --gate
@@ -50,3 +53,4 @@ fi
 echo
 grep -E '^✔ Test run with' "$log"
 grep -E '^namespaces: [0-9]+ passed, 0 failed' "$log"
+grep -E '^failover: [0-9]+ passed, 0 failed' "$log"

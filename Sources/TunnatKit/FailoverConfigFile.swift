@@ -269,14 +269,14 @@ extension Reader {
         if let v = section["healthcheck"] {
             let name = try scalar(v, "\(key).healthcheck", expected: "a health check name")
             guard config.healthChecks[name] != nil else {
-                throw fail(v, "\(key).healthcheck", "no health check named '\(name)'; defined: \(config.healthChecks.keys.sorted().joined(separator: ", "))")
+                throw fail(v, "\(key).healthcheck", "no health check named '\(name)'; \(definedNames(config.healthChecks.keys))")
             }
             route.healthCheck = name
         }
         if let v = section["remote_healthcheck"] {
             let name = try scalar(v, "\(key).remote_healthcheck", expected: "a remote health check name")
             guard config.remoteHealthChecks[name] != nil else {
-                throw fail(v, "\(key).remote_healthcheck", "no remote health check named '\(name)'; defined: \(config.remoteHealthChecks.keys.sorted().joined(separator: ", "))")
+                throw fail(v, "\(key).remote_healthcheck", "no remote health check named '\(name)'; \(definedNames(config.remoteHealthChecks.keys))")
             }
             route.remoteHealthCheck = name
         }
@@ -291,6 +291,10 @@ extension Reader {
         if let v = section["run_before_delete_route"] { route.runBeforeDeleteRoute = try argv(v, "\(key).run_before_delete_route") }
         if let v = section["run_after_delete_route"] { route.runAfterDeleteRoute = try argv(v, "\(key).run_after_delete_route") }
         return route
+    }
+
+    func definedNames(_ names: Dictionary<String, HealthCheckSpec>.Keys) -> String {
+        names.isEmpty ? "none is defined" : "defined: \(names.sorted().joined(separator: ", "))"
     }
 
     func aws(_ node: Node, _ key: String) throws(ConfigError) -> AWSSettings {
