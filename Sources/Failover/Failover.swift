@@ -1,7 +1,6 @@
-/// Failover: health checks, NAT state replication to standbys, the AWS client (SigV4, EC2 Query API, IMDSv2)
-/// and the AWSnycast-compatible route manager.
+/// Failover: health checks, the AWS client (SigV4 over OpenSSL, HTTP over libcurl, the EC2 Query API, credentials,
+/// IMDSv2) and the AWSnycast-compatible route manager; replication to standbys joins with issue 5.
 ///
-/// Status: SigV4 signing (`SigV4`, `Digest` over OpenSSL) is built and checked against AWS's test suite. The
-/// HTTP client, the EC2 calls, IMDSv2, health checks and the route manager are not built yet (issue 4), nor is
-/// replication (issue 5).
+/// It owns every call tunnat makes to AWS and every health probe. It never touches the packet path: the data plane
+/// runs whether or not this module can reach AWS, and nothing here logs a secret (`AWSCredentials` hides them).
 public enum Failover {}
