@@ -17,7 +17,8 @@ public func sleepMilliseconds(_ ms: Int) {
     while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
 }
 
-func environment(_ name: String) -> String? {
+/// An environment variable; unset and empty both read as nil.
+public func environment(_ name: String) -> String? {
     guard let value = getenv(name) else { return nil }
     let text = String(cString: value)
     return text.isEmpty ? nil : text

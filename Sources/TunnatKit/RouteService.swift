@@ -85,9 +85,3 @@ final class ManagerThread: Sendable {
         finished.signal()
     }
 }
-
-func environment(_ name: String) -> String? {
-    guard let value = getenv(name) else { return nil }
-    let text = String(cString: value)
-    return text.isEmpty ? nil : text
-}
