@@ -93,6 +93,18 @@ try:
     web = subprocess.Popen(["ip", "netns", "exec", NS, sys.executable, "-m", "http.server", "--bind", "10.77.0.2",
                             "8080", "--directory", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     procs.append(web)
+    # A TLS server with a certificate of our own for web.test, for the https and tcp+TLS checks.
+    cert, keyfile = os.path.join(work, "web.pem"), os.path.join(work, "web.key")
+    sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=web.test",
+       "-addext", "subjectAltName=DNS:web.test", "-keyout", keyfile, "-out", cert)
+    tls_server = ("import http.server, ssl\n"
+                  "s = http.server.HTTPServer(('10.77.0.2', 8443), http.server.SimpleHTTPRequestHandler)\n"
+                  "c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
+                  f"c.load_cert_chain({cert!r}, {keyfile!r})\n"
+                  "s.socket = c.wrap_socket(s.socket, server_side=True)\n"
+                  "s.serve_forever()\n")
+    procs.append(subprocess.Popen(["ip", "netns", "exec", NS, sys.executable, "-c", tls_server], cwd=work,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
     # --- moto: the first three calls (the IAM user and its key) go unsigned, everything after is verified ---
     moto_port = free_port()
@@ -100,7 +112,7 @@ try:
     procs.append(subprocess.Popen([moto_bin, "-H", "127.0.0.1", "-p", str(moto_port)],
                                   env=dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3"),
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    if not wait_port("127.0.0.1", moto_port) or not wait_port("10.77.0.2", 8080):
+    if not wait_port("127.0.0.1", moto_port) or not wait_port("10.77.0.2", 8080) or not wait_port("10.77.0.2", 8443):
         print("failover-test.py: moto_server or the namespace's web server did not start")
         sys.exit(1)
     moto = f"http://127.0.0.1:{moto_port}"
@@ -283,6 +295,16 @@ healthchecks:
     config: {{command: test, arguments: ["%DESTINATION%", "=", "10.77.0.2"]}}
     run_on_healthy: [touch, {marker}]
   cmd_down: {{type: command, destination: 10.77.0.2, fall: 1, every: 1, config: {{command: "false"}}}}
+  https_ca: {{type: https, destination: 10.77.0.2, rise: 1, every: 1, config: {{port: 8443, certPath: {cert}, serverName: web.test}}}}
+  https_untrusted: {{type: https, destination: 10.77.0.2, fall: 1, every: 1, config: {{port: 8443, serverName: web.test}}}}
+  https_skip: {{type: https, destination: 10.77.0.2, rise: 1, every: 1, config: {{port: 8443, skipVerify: true}}}}
+  tls_tcp:
+    type: tcp
+    destination: 10.77.0.2
+    rise: 1
+    every: 1
+    config: {{port: 8443, ssl: true, certPath: {cert}, serverName: web.test, send: "HEAD / HTTP/1.0\\r\\n\\r\\n", expect: 200 OK}}
+  tls_tcp_wrong_name: {{type: tcp, destination: 10.77.0.2, fall: 1, every: 1, config: {{port: 8443, ssl: true, certPath: {cert}, serverName: other.test}}}}
 routetables:
   hc:
     find: {{type: by_tag, config: {{key: Name, value: hc}}}}
@@ -295,6 +317,11 @@ routetables:
       - {{cidr: 172.16.6.0/24, healthcheck: http_wrong_status}}
       - {{cidr: 172.16.7.0/24, healthcheck: cmd_up}}
       - {{cidr: 172.16.8.0/24, healthcheck: cmd_down}}
+      - {{cidr: 172.16.9.0/24, healthcheck: https_ca}}
+      - {{cidr: 172.16.10.0/24, healthcheck: https_untrusted}}
+      - {{cidr: 172.16.11.0/24, healthcheck: https_skip}}
+      - {{cidr: 172.16.12.0/24, healthcheck: tls_tcp}}
+      - {{cidr: 172.16.13.0/24, healthcheck: tls_tcp_wrong_name}}
       - {{cidr: 10.1.0.0/16, healthcheck: cmd_down}}
       - {{cidr: 10.2.0.0/16, healthcheck: cmd_down, never_delete: true}}
 """
@@ -303,10 +330,14 @@ routetables:
     for n, name, up in [(1, "ping", True), (2, "ping to a silent address", False), (3, "tcp send/expect", True),
                         (4, "tcp to a closed port", False), (5, "http status 200", True),
                         (6, "http expecting 201", False), (7, "command with %DESTINATION%", True),
-                        (8, "command exiting 1", False)]:
+                        (8, "command exiting 1", False), (9, "https, our CA, serverName", True),
+                        (10, "https, certificate not trusted (verification is on)", False),
+                        (11, "https, skipVerify", True), (12, "tcp over TLS, send/expect", True),
+                        (13, "tcp over TLS, wrong serverName", False)]:
         got = target(t, f"172.16.{n}.0/24")
         check(f"{name}: {'healthy, route created' if up else 'unhealthy, no route created'}",
-              (got == w["me"]["eni"]) if up else got is None, f"route {got}")
+              (got == w["me"]["eni"]) if up else got is None,
+              f"route {got}; " + " | ".join(l for l in err.splitlines() if f"172.16.{n}.0/24" in l or "health check" in l)[-600:])
     check("run_on_healthy ran", os.path.exists(marker))
     check("our route is deleted when its health check fails", route(t, "10.1.0.0/16") is None)
     check("... but kept with never_delete", target(t, "10.2.0.0/16") == w["me"]["eni"])

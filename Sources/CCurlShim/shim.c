@@ -53,7 +53,11 @@ int tunnat_http_perform(const tunnat_http_request *request, tunnat_http_response
     CURL *curl = curl_easy_init();
     if (!curl) { snprintf(response->error, sizeof response->error, "curl_easy_init failed"); return CURLE_FAILED_INIT; }
     buffer body = { .limit = request->max_body ? request->max_body : (16u << 20) };
-    struct curl_slist *headers = NULL;
+    struct curl_slist *headers = NULL, *connect_to = NULL;
+    if (request->connect_to) {
+        connect_to = curl_slist_append(NULL, request->connect_to);
+        curl_easy_setopt(curl, CURLOPT_CONNECT_TO, connect_to);
+    }
     // libcurl adds "Expect: 100-continue" to large POSTs; AWS does not need the extra round trip.
     headers = curl_slist_append(headers, "Expect:");
     for (size_t i = 0; i < request->header_count; i++) headers = curl_slist_append(headers, request->headers[i]);
@@ -90,8 +94,9 @@ int tunnat_http_perform(const tunnat_http_request *request, tunnat_http_response
     }
     response->body = body.data;
     response->body_length = body.length;
-    curl_slist_free_all(headers);
     curl_easy_cleanup(curl);
+    curl_slist_free_all(headers);
+    curl_slist_free_all(connect_to);
     return (int)rc;
 }
 
@@ -108,14 +113,17 @@ static long remaining_ms(const struct timespec *deadline) {
     return ms > 0 ? ms : 0;
 }
 
-// Waits for the connection's socket to become readable (or writable) until the deadline: 1 ready, 0 not.
+// Waits (at most 50 ms at a time) for the connection's socket to become readable or writable; 0 once the deadline
+// has passed. Short waits, because TLS may already hold decrypted data that the socket no longer signals (a TLS 1.3
+// session ticket read together with the answer), so curl_easy_recv must be asked again either way.
 static int wait_socket(CURL *curl, int for_write, const struct timespec *deadline) {
     curl_socket_t fd;
     if (curl_easy_getinfo(curl, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || fd == CURL_SOCKET_BAD) return 0;
     struct pollfd p = { .fd = fd, .events = for_write ? POLLOUT : POLLIN };
     long ms = remaining_ms(deadline);
     if (ms == 0) return 0;
-    return poll(&p, 1, (int)ms) > 0;
+    poll(&p, 1, ms < 50 ? (int)ms : 50);
+    return 1;
 }
 
 int tunnat_tcp_probe(const char *host, int port, int tls, int verify_tls, const char *ca_file,

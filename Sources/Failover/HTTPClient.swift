@@ -16,6 +16,8 @@ public struct HTTPRequest: Sendable {
     public var verifyTLS = true
     public var caFile: String?
     public var maxBody = 16 << 20
+    /// Connect to another address than the URL's host, which TLS still verifies: "name:port:address:port".
+    public var connectTo: String?
 
     public init(method: String, url: String, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
         self.method = method
@@ -52,14 +54,16 @@ public enum HTTPClient {
                 request.method.withCString { method in
                     request.url.withCString { url in
                         withOptionalCString(request.caFile) { caFile in
+                          withOptionalCString(request.connectTo) { connectTo in
                             var c = tunnat_http_request(
                                 method: method, url: url, headers: headerPointers, header_count: headerLines.count,
                                 body: body.baseAddress, body_length: body.count,
                                 timeout_ms: request.timeoutMilliseconds,
                                 connect_timeout_ms: request.connectTimeoutMilliseconds,
                                 no_proxy: request.useProxy ? 0 : 1, verify_tls: request.verifyTLS ? 1 : 0,
-                                ca_file: caFile, max_body: request.maxBody)
+                                ca_file: caFile, max_body: request.maxBody, connect_to: connectTo)
                             return tunnat_http_perform(&c, &response)
+                          }
                         }
                     }
                 }

@@ -36,9 +36,8 @@ public enum Probe {
         request.connectTimeoutMilliseconds = spec.probeTimeoutMilliseconds
         request.maxBody = 1 << 20
         if spec.serverName != nil {
-            // Verify TLS for serverName while connecting to the destination address.
-            request.url = "\(scheme)://\(spec.destination):\(port)\(spec.path)"
-            request.headers.append(("Host", host))
+            // The URL (Host header, TLS name) says serverName; the connection goes to the destination address.
+            request.connectTo = "\(host):\(port):\(spec.destination):\(port)"
         }
         do {
             let response = try HTTPClient.perform(request)

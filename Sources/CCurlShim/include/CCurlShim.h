@@ -20,6 +20,7 @@ typedef struct {
     int verify_tls;                 // 0 only when a health check says skipVerify
     const char *ca_file;            // NULL: the system's CA bundle; a path, or PEM text ("-----BEGIN ...")
     size_t max_body;                // a longer response body is cut off and reported as an error
+    const char *connect_to;         // NULL, or CURLOPT_CONNECT_TO's "name:port:address:port" (TLS checks name)
 } tunnat_http_request;
 
 /// What came back. `body` is malloc'd (free it with tunnat_http_free); `error` is curl's message when the
