@@ -103,9 +103,8 @@ public final class RouteManager: @unchecked Sendable {
     }
 
     /// The daemon: health checks on their threads, a pass every poll_time and whenever a verdict flips, until
-    /// `stop()`. Errors of a pass are logged and the next pass tries again.
-    public func run() throws(FailoverError) {
-        try preflight()
+    /// `stop()`. Errors of a pass are logged and the next pass tries again. Call `preflight()` first.
+    public func run() {
         for check in healthChecks.values { check.start() }
         defer {
             for check in healthChecks.values { check.stop() }

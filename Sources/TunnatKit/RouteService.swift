@@ -63,7 +63,7 @@ extension RouteService {
     static func start(_ manager: RouteManager, logger: Logger) -> ManagerThread {
         let done = ManagerThread()
         let thread = Thread {
-            do { try manager.run() } catch { logger.error("route manager stopped: \(error)") }
+            manager.run()
             done.finish()
         }
         thread.name = "tunnat-routes"
