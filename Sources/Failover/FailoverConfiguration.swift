@@ -24,11 +24,8 @@ public struct AWSSettings: Sendable, Equatable {
     public var identity = InstanceIdentity()
     /// nil: https://ec2.<region>.amazonaws.com.
     public var endpoint: String?
-    public var metadataEndpoint = InstanceMetadataClient.defaultEndpoint {
-        didSet { metadataEndpointSet = true }
-    }
-    /// The config named a metadata endpoint (else AWS_EC2_METADATA_SERVICE_ENDPOINT may).
-    public private(set) var metadataEndpointSet = false
+    /// nil: AWS_EC2_METADATA_SERVICE_ENDPOINT, else http://169.254.169.254.
+    public var metadataEndpoint: String?
     /// A profile of the shared credentials file; nil: AWS_PROFILE or "default".
     public var profile: String?
     public var retry = RetryPolicy()

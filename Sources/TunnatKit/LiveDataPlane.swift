@@ -98,12 +98,12 @@ public enum LiveDataPlane {
 
         // The failover module (health checks and AWS routes), when configured: it must be able to start
         // (identity, credentials, source/dest check off) or the data plane does not start either.
-        var routes: (manager: RouteManager, thread: ManagerThread)?
+        var routes: (manager: RouteManager, thread: DispatchGroup)?
         if let failover = config.failover {
             do {
                 let manager = try RouteService.makeManager(failover, noop: false, logger: logger)
                 try manager.preflight()
-                routes = (manager, RouteService.start(manager, logger: logger))
+                routes = (manager, RouteService.start(manager))
             } catch {
                 throw Failure(description: "failover: \(error)")
             }

@@ -2,7 +2,6 @@ import Failover
 import Foundation
 import Glibc
 import Logging
-import Synchronization
 import TunIO
 
 /// Builds the failover module from its configuration: the instance's identity (config first, IMDSv2 for the rest),
@@ -10,12 +9,12 @@ import TunIO
 public enum RouteService {
     public static func makeManager(_ config: FailoverConfiguration, noop: Bool, logger: Logger) throws(FailoverError) -> RouteManager {
         // The SDKs' variables stand in for what the config does not set (an AWSnycast file has no aws section).
-        let metadataEndpoint = config.aws.metadataEndpointSet ? config.aws.metadataEndpoint
-            : environment("AWS_EC2_METADATA_SERVICE_ENDPOINT") ?? config.aws.metadataEndpoint
+        let metadataEndpoint = config.aws.metadataEndpoint ?? environment("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+            ?? InstanceMetadataClient.defaultEndpoint
         let endpoint = config.aws.endpoint ?? environment("AWS_ENDPOINT_URL_EC2") ?? environment("AWS_ENDPOINT_URL")
         let imds = InstanceMetadataClient(endpoint: metadataEndpoint)
         var identity = config.aws.identity
-        if identity.missingFields.isEmpty == false || identity.mac.isEmpty {
+        if !identity.missingFields.isEmpty || identity.mac.isEmpty {
             do { identity = try identity.completed(from: imds) } catch {
                 guard identity.missingFields.isEmpty else {
                     throw FailoverError("\(error); without the instance metadata service set failover.aws "
@@ -48,40 +47,25 @@ extension RouteService {
         try manager.preflight()
         let signals: StopSignal
         do { signals = try StopSignals.install() } catch { throw FailoverError("\(error)") }
-        let thread = start(manager, logger: logger)
-        while true {
-            var ready = pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)
-            if poll(&ready, 1, 1000) > 0 { break }
-            if thread.isFinished { break }
-        }
+        let running = start(manager)
+        var ready = pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)
+        while poll(&ready, 1, -1) <= 0 {}
         logger.notice("stopping")
         manager.stop()
-        thread.wait()
+        running.wait()
     }
 
-    /// The manager's loop on a thread of its own; `wait()` returns once it has stopped.
-    static func start(_ manager: RouteManager, logger: Logger) -> ManagerThread {
-        let done = ManagerThread()
+    /// The manager's loop on a thread of its own (it returns only after `stop()`); `wait()` on the group
+    /// returns once it has stopped. Call `preflight()` first.
+    static func start(_ manager: RouteManager) -> DispatchGroup {
+        let group = DispatchGroup()
+        group.enter()
         let thread = Thread {
             manager.run()
-            done.finish()
+            group.leave()
         }
         thread.name = "tunnat-routes"
         thread.start()
-        return done
-    }
-}
-
-final class ManagerThread: Sendable {
-    private let finished = DispatchSemaphore(value: 0)
-    private let flag = Atomic<Bool>(false)
-    func finish() {
-        flag.store(true, ordering: .releasing)
-        finished.signal()
-    }
-    var isFinished: Bool { flag.load(ordering: .acquiring) }
-    func wait() {
-        finished.wait()
-        finished.signal()
+        return group
     }
 }
