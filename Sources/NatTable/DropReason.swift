@@ -34,6 +34,8 @@ public enum DropReason: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     case fragmentBufferFull
     /// A held fragment whose first fragment never came.
     case fragmentTimeout
+    /// This node is a standby: its table is a replica, and only the active node translates.
+    case standby
 
     public var description: String {
         switch self {
@@ -55,6 +57,7 @@ public enum DropReason: UInt8, CaseIterable, Sendable, CustomStringConvertible {
         case .fragmentTooShort: "fragment-too-short"
         case .fragmentBufferFull: "fragment-buffer-full"
         case .fragmentTimeout: "fragment-timeout"
+        case .standby: "standby"
         }
     }
 }

@@ -37,6 +37,14 @@ public final class NAT {
     var flowsPerHost: [UInt32: UInt32] = [:]
     /// Flows per (mapping, remote address), kept only for address-dependent filtering.
     var flowsPerRemoteAddress: [UInt64: UInt32] = [:]
+    /// Whether this table translates. A standby's table is a replica kept by `apply(_:now:)`: it drops every
+    /// packet (`standby`) and retires nothing, since the active decides when a flow ends.
+    public internal(set) var isLive = true
+    /// Flow creates, TCP state changes and removals since the last `takeChanges()`, while recording.
+    var changes: [FlowRecord] = []
+    var recording = false
+    /// Set when `changes` outgrew `maxPendingChanges` and was emptied: the replica needs a full resync.
+    var changesOverflowed = false
 
     /// How many expired flows one call to `translate` retires at most: enough to keep up with any rate of new
     /// flows, small enough that no packet waits behind a mass expiry.
@@ -95,6 +103,10 @@ public final class NAT {
         _ packet: UnsafeMutableRawBufferPointer, now: NatInstant, transportChecksumTrusted: Bool = false
     ) -> Verdict {
         counters.packets &+= 1
+        guard isLive else {
+            counters[.standby] &+= 1
+            return .drop(.standby)
+        }
         expire(now: now, budget: Self.expiryBudgetPerPacket)
         let verdict: Verdict
         do throws(DropReason) {
@@ -314,8 +326,10 @@ public final class NAT {
         if f != 0 {
             var timer = transport.timer
             if case .tcp(let segment) = transport {
+                let before = store.flows[Int(f)].tcp
                 store.flows[Int(f)].tcp.observe(segment.flags, outbound: outbound)
                 timer = store.flows[Int(f)].tcp.timer
+                if recording && store.flows[Int(f)].tcp != before { record(.upsert, flow: f) }
             }
             store.touch(f, now: now, timer: timer)
             return
@@ -337,11 +351,19 @@ public final class NAT {
             tracker = TCPTracker.opening(with: segment.flags, outbound: outbound)
             timer = tracker.timer
         }
-        _ = store.insertFlow(mapping: m, remoteAddress: remote, remotePort: remotePort, tcp: tracker, timer: timer,
-                             now: now)
+        let created = insertFlow(m, remote: remote, remotePort, tcp: tracker, timer: timer, now: now)
         counters.flowsCreated &+= 1
-        if maxFlowsPerHost != nil { flowsPerHost[map.internalAddress, default: 0] += 1 }
+        if recording { record(.upsert, flow: created) }
+    }
+
+    /// Inserts a flow of mapping `m` and counts it against the per-host and per-remote limits.
+    func insertFlow(_ m: UInt32, remote: UInt32, _ remotePort: UInt16, tcp: TCPTracker, timer: TimerClass,
+                    now: UInt32) -> UInt32 {
+        let f = store.insertFlow(mapping: m, remoteAddress: remote, remotePort: remotePort, tcp: tcp, timer: timer,
+                                 now: now)
+        if maxFlowsPerHost != nil { flowsPerHost[store.mappings[Int(m)].internalAddress, default: 0] += 1 }
         if filtering == .addressDependent { flowsPerRemoteAddress[Self.remoteKey(m, remote), default: 0] += 1 }
+        return f
     }
 
     func checkRoomForFlow(internalAddress: UInt32) throws(DropReason) {
@@ -357,6 +379,7 @@ public final class NAT {
     /// unused; also ages the fragment state. Call it from an idle loop too, so a quiet NAT still frees its ports.
     @discardableResult
     public func expire(now: NatInstant, budget: Int) -> Int {
+        guard isLive else { return 0 }
         let t = now.seconds
         var retired = 0
         for timer in 0..<UInt8(TimerClass.count) {
@@ -375,6 +398,7 @@ public final class NAT {
     }
 
     func removeFlow(_ f: UInt32) {
+        if recording { record(.delete, flow: f) }
         let flow = store.flows[Int(f)]
         let m = store.removeFlow(f)
         let map = store.mappings[Int(m)]

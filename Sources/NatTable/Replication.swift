@@ -1,0 +1,240 @@
+import PacketKit
+
+/// One change to the table as the standby needs it: a flow (with its mapping) that exists now in this state, or
+/// one that is gone. Records are idempotent, so a replica that applies them in order holds the same flows and
+/// mappings as the table that made them. 24 bytes on the wire (`encode`, `init(decoding:)`).
+///
+/// What is left out on purpose: when a flow was last seen. A replica never expires anything on its own (the active
+/// says when a flow ends), and a table that becomes live starts every flow's idle timer afresh (`goLive`).
+public struct FlowRecord: Equatable, Sendable, CustomStringConvertible {
+    public enum Operation: UInt8, Sendable {
+        case upsert = 1
+        case delete = 2
+    }
+
+    public static let encodedSize = 24
+
+    public var operation: Operation
+    /// 6 TCP, 17 UDP, 1 ICMP (the identifier stands in for both ports).
+    public var protocolNumber: UInt8
+    /// The TCP tracker's bits (SYN and FIN each way, RST); 0 for UDP and ICMP.
+    public var tcpState: UInt8
+    public var internalAddress: IPv4Address
+    public var internalPort: UInt16
+    public var externalAddress: IPv4Address
+    public var externalPort: UInt16
+    public var remoteAddress: IPv4Address
+    public var remotePort: UInt16
+
+    public init(operation: Operation, protocolNumber: UInt8, tcpState: UInt8 = 0, internalAddress: IPv4Address,
+                internalPort: UInt16, externalAddress: IPv4Address, externalPort: UInt16, remoteAddress: IPv4Address,
+                remotePort: UInt16) {
+        self.operation = operation
+        self.protocolNumber = protocolNumber
+        self.tcpState = tcpState
+        self.internalAddress = internalAddress
+        self.internalPort = internalPort
+        self.externalAddress = externalAddress
+        self.externalPort = externalPort
+        self.remoteAddress = remoteAddress
+        self.remotePort = remotePort
+    }
+
+    public var description: String {
+        "\(operation) \(protocolNumber) \(internalAddress):\(internalPort) as \(externalAddress):\(externalPort) "
+            + "with \(remoteAddress):\(remotePort) tcp=\(tcpState)"
+    }
+
+    /// Appends the 24-byte form: operation, protocol, TCP state, 0, then internal address and port, external port,
+    /// external address, remote address and port, 0 (big-endian).
+    public func encode(into out: inout [UInt8]) {
+        out.append(operation.rawValue)
+        out.append(protocolNumber)
+        out.append(tcpState)
+        out.append(0)
+        Self.put(internalAddress.value, &out)
+        Self.put(internalPort, &out)
+        Self.put(externalPort, &out)
+        Self.put(externalAddress.value, &out)
+        Self.put(remoteAddress.value, &out)
+        Self.put(remotePort, &out)
+        Self.put(UInt16(0), &out)
+    }
+
+    /// Reads the 24-byte form at `offset`; nil if it is cut short or names an unknown operation or protocol.
+    public init?(decoding bytes: ArraySlice<UInt8>, at offset: Int) {
+        let base = bytes.startIndex + offset
+        guard offset >= 0, base + Self.encodedSize <= bytes.endIndex,
+              let operation = Operation(rawValue: bytes[base]),
+              [IPProtocol.tcp.value, IPProtocol.udp.value, IPProtocol.icmp.value].contains(bytes[base + 1])
+        else { return nil }
+        func get<T: FixedWidthInteger>(_ at: Int, _: T.Type) -> T {
+            var v: T = 0
+            for i in 0..<MemoryLayout<T>.size { v = v << 8 | T(bytes[base + at + i]) }
+            return v
+        }
+        self.init(operation: operation, protocolNumber: bytes[base + 1], tcpState: bytes[base + 2],
+                  internalAddress: IPv4Address(get(4, UInt32.self)), internalPort: get(8, UInt16.self),
+                  externalAddress: IPv4Address(get(12, UInt32.self)), externalPort: get(10, UInt16.self),
+                  remoteAddress: IPv4Address(get(16, UInt32.self)), remotePort: get(20, UInt16.self))
+    }
+
+    static func put<T: FixedWidthInteger>(_ v: T, _ out: inout [UInt8]) {
+        withUnsafeBytes(of: v.bigEndian) { out.append(contentsOf: $0) }
+    }
+}
+
+/// Why a record could not be applied to a replica. Counted by the caller; the record is skipped.
+public enum ApplyFailure: Error, Equatable, Sendable {
+    /// The external address is not one of this node's pool addresses: the peers are configured differently.
+    case notInPool
+    /// The replica is at `maxFlows`.
+    case tableFull
+    /// The internal endpoint is mapped to another external one, or the external port is held by another
+    /// mapping: the replica disagrees with the active (it needs a resync).
+    case conflict
+}
+
+extension NAT {
+    /// How many changes wait for `takeChanges()` at most. Past that they are dropped and `takeChanges` reports an
+    /// overflow: the replicas then need a bulk resync, which is cheaper than an unbounded queue.
+    public static let maxPendingChanges = 1 << 16
+
+    // MARK: The active's side
+
+    /// Starts or stops recording changes for replication. Stopping discards what was not taken.
+    public func recordChanges(_ on: Bool) {
+        recording = on
+        changes.removeAll(keepingCapacity: on)
+        changesOverflowed = false
+    }
+
+    /// The changes since the last call, oldest first, and whether some were lost to an overflow since then.
+    public func takeChanges() -> (records: [FlowRecord], overflowed: Bool) {
+        defer {
+            changes.removeAll(keepingCapacity: true)
+            changesOverflowed = false
+        }
+        return (changes, changesOverflowed)
+    }
+
+    func record(_ operation: FlowRecord.Operation, flow f: UInt32) {
+        guard changes.count < Self.maxPendingChanges else {
+            changes.removeAll(keepingCapacity: true)
+            changesOverflowed = true
+            return
+        }
+        changes.append(flowRecord(operation, f))
+    }
+
+    func flowRecord(_ operation: FlowRecord.Operation, _ f: UInt32) -> FlowRecord {
+        let flow = store.flows[Int(f)]
+        let map = store.mappings[Int(flow.mapping)]
+        let number: UInt8 = switch ProtocolClass(rawValue: map.protocolClass)! {
+        case .tcp: IPProtocol.tcp.value
+        case .udp: IPProtocol.udp.value
+        case .icmp: IPProtocol.icmp.value
+        }
+        return FlowRecord(operation: operation, protocolNumber: number, tcpState: flow.tcp.bits,
+                          internalAddress: IPv4Address(map.internalAddress), internalPort: map.internalPort,
+                          externalAddress: IPv4Address(map.externalAddress), externalPort: map.externalPort,
+                          remoteAddress: IPv4Address(flow.remoteAddress), remotePort: flow.remotePort)
+    }
+
+    /// Every flow as an upsert, oldest first within each timer class: what a replica needs to start from.
+    public func snapshot() -> [FlowRecord] {
+        var out: [FlowRecord] = []
+        out.reserveCapacity(store.flowCount)
+        for timer in 0..<UInt8(TimerClass.count) {
+            var f = store.oldestFlow(timer)
+            while f != 0 {
+                out.append(flowRecord(.upsert, f))
+                f = store.flows[Int(f)].newer
+            }
+        }
+        return out
+    }
+
+    // MARK: The standby's side
+
+    /// Makes this table a replica (it drops packets and expires nothing) or the live table. Going live starts
+    /// every flow's idle timer at `now`, so that nothing expires at once for having
+    /// been replicated long ago.
+    public func setLive(_ live: Bool, now: NatInstant) {
+        guard live != isLive else { return }
+        isLive = live
+        guard live else { return }
+        // Equal times keep each timer list in order, so nothing needs to move.
+        let t = now.seconds
+        for timer in 0..<UInt8(TimerClass.count) {
+            var f = store.oldestFlow(timer)
+            while f != 0 {
+                store.flows[Int(f)].lastSeen = t
+                f = store.flows[Int(f)].newer
+            }
+        }
+    }
+
+    /// Removes every flow and mapping (a replica about to be resynced). Not recorded as changes.
+    public func removeAll() {
+        let wasRecording = recording
+        recording = false
+        defer { recording = wasRecording }
+        for timer in 0..<UInt8(TimerClass.count) {
+            while case let f = store.oldestFlow(timer), f != 0 { removeFlow(f) }
+        }
+    }
+
+    /// Applies one record of the active's table. Not recorded as a change itself.
+    public func apply(_ r: FlowRecord, now: NatInstant) throws(ApplyFailure) {
+        guard let proto = Self.protocolClass(IPProtocol(r.protocolNumber)) else { throw .conflict }
+        let cls = proto.rawValue
+        let existing = store.findMapping(internal: cls, r.internalAddress.value, r.internalPort)
+        switch r.operation {
+        case .delete:
+            guard existing != 0 else { return }
+            let f = store.findFlow(existing, r.remoteAddress.value, r.remotePort)
+            guard f != 0 else { return }
+            let wasRecording = recording
+            recording = false
+            removeFlow(f)
+            recording = wasRecording
+        case .upsert:
+            var m = existing
+            if m != 0 {
+                let map = store.mappings[Int(m)]
+                guard map.externalAddress == r.externalAddress.value, map.externalPort == r.externalPort else {
+                    throw .conflict
+                }
+            } else {
+                guard let slot = poolIndex(r.externalAddress.value) else { throw .notInPool }
+                guard store.flowCount < store.capacity else { throw .tableFull }
+                let poolSlot = UInt8(slot)
+                guard ports.isFree(poolSlot, cls, r.externalPort) else { throw .conflict }
+                ports.take(poolSlot, cls, r.externalPort)
+                m = store.insertMapping(Mapping(
+                    internalAddress: r.internalAddress.value, externalAddress: r.externalAddress.value,
+                    internalPort: r.internalPort, externalPort: r.externalPort, protocolClass: cls, pool: poolSlot,
+                    flows: 0, nextByInternal: 0, nextByExternal: 0))
+            }
+            let tracker = TCPTracker(bits: proto == .tcp ? r.tcpState : 0)
+            let timer: TimerClass = switch proto {
+            case .tcp: tracker.timer
+            case .udp: .udp
+            case .icmp: .icmp
+            }
+            let f = store.findFlow(m, r.remoteAddress.value, r.remotePort)
+            if f != 0 {
+                store.flows[Int(f)].tcp = tracker
+                store.touch(f, now: now.seconds, timer: timer)
+                return
+            }
+            guard store.flowCount < store.capacity else {
+                if store.mappings[Int(m)].flows == 0 { releaseMapping(m) }
+                throw .tableFull
+            }
+            _ = insertFlow(m, remote: r.remoteAddress.value, r.remotePort, tcp: tracker, timer: timer,
+                           now: now.seconds)
+        }
+    }
+}
