@@ -53,7 +53,7 @@ let package = Package(
         ),
         .testTarget(name: "PacketKitTests", dependencies: ["PacketKit"]),
         .testTarget(name: "NatTableTests", dependencies: ["NatTable", "PacketKit"]),
-        .testTarget(name: "FailoverTests", dependencies: ["Failover"]),
+        .testTarget(name: "FailoverTests", dependencies: ["Failover", "NatTable", "PacketKit", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "TunIOTests", dependencies: ["TunIO", "NatTable", "PacketKit"]),
         .testTarget(name: "TunnatKitTests", dependencies: ["TunnatKit", "Failover", "NatTable", "PacketKit"]),
     ]

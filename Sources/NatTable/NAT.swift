@@ -45,6 +45,8 @@ public final class NAT {
     var recording = false
     /// Set when `changes` outgrew `maxPendingChanges` and was emptied: the replica needs a full resync.
     var changesOverflowed = false
+    /// How many changes were ever recorded: the serial number of the newest one.
+    public internal(set) var changeSerial: UInt64 = 0
 
     /// How many expired flows one call to `translate` retires at most: enough to keep up with any rate of new
     /// flows, small enough that no packet waits behind a mass expiry.

@@ -109,7 +109,8 @@ extension NAT {
         changesOverflowed = false
     }
 
-    /// The changes since the last call, oldest first, and whether some were lost to an overflow since then.
+    /// The changes since the last call, oldest first, and whether some were lost to an overflow since then. The
+    /// newest of them has serial number `changeSerial`.
     public func takeChanges() -> (records: [FlowRecord], overflowed: Bool) {
         defer {
             changes.removeAll(keepingCapacity: true)
@@ -119,6 +120,7 @@ extension NAT {
     }
 
     func record(_ operation: FlowRecord.Operation, flow f: UInt32) {
+        changeSerial &+= 1
         guard changes.count < Self.maxPendingChanges else {
             changes.removeAll(keepingCapacity: true)
             changesOverflowed = true
@@ -237,4 +239,12 @@ extension NAT {
                            now: now.seconds)
         }
     }
+}
+
+/// Lets a worker hold the packets that created flows until a standby has the flows (the replicator implements it).
+public protocol ReplicationGate: AnyObject, Sendable {
+    /// How long a batch that created flows may be held, in milliseconds; 0 turns holding off.
+    var holdMilliseconds: Int { get }
+    /// Returns once every change up to `serial` is acknowledged by the standbys, or after `holdMilliseconds`.
+    func waitUntilReplicated(_ serial: UInt64)
 }
