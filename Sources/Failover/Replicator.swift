@@ -174,6 +174,7 @@ public final class Replicator: ReplicationGate, @unchecked Sendable {
             if now - lastStatus >= 0.1 { publish(now: now) }
         }
         publish(now: monotonicSeconds())
+        socket.close()
     }
 
     func step(now: Double) {

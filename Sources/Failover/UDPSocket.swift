@@ -40,7 +40,7 @@ public struct UDPEndpoint: Sendable, Hashable, CustomStringConvertible {
 
 /// A non-blocking UDP socket bound to one address: datagrams in and out, and a wait for the next one.
 final class UDPSocket {
-    let fd: Int32
+    private(set) var fd: Int32
 
     init(bind endpoint: UDPEndpoint, receiveBuffer: Int32 = 4 << 20) throws(FailoverError) {
         fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -54,12 +54,18 @@ final class UDPSocket {
         }
         guard rc == 0 else {
             let message = String(cString: strerror(errno))
-            close(fd)
+            Glibc.close(fd)
             throw FailoverError("replication: cannot bind \(endpoint): \(message)")
         }
     }
 
-    deinit { close(fd) }
+    deinit { close() }
+
+    /// Releases the address at once (a restarted node binds it again).
+    func close() {
+        if fd >= 0 { Glibc.close(fd) }
+        fd = -1
+    }
 
     /// False if the kernel refused it (a full buffer, no route): the caller counts it, retransmission recovers.
     func send(_ bytes: [UInt8], to endpoint: UDPEndpoint) -> Bool {
