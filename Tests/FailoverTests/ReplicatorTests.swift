@@ -136,7 +136,10 @@ func freePort() -> UInt16 {
         let (pa, pp) = (freePort(), freePort())
         let peer = try UDPSocket(bind: UDPEndpoint(address: 0x7F00_0001, port: pp))
         let aEndpoint = UDPEndpoint(address: 0x7F00_0001, port: pa)
-        let a = try Node(config(1, pa, pp), key: key)
+        // The test sends one heartbeat only: a long peer timeout keeps it the leader throughout.
+        var c = config(1, pa, pp)
+        c.peerTimeoutMilliseconds = 60_000
+        let a = try Node(c, key: key)
         defer { a.kill() }
         var sequence: UInt64 = 0
         func sealed(_ kind: SyncMessage.Kind, _ payload: [UInt8], key: SyncKey? = nil, version: UInt8? = nil) -> [UInt8] {
