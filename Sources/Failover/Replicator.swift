@@ -93,6 +93,8 @@ public final class Replicator: ReplicationGate, @unchecked Sendable {
     let wakeRead: Int32
     let wakeWrite: Int32
     public var holdMilliseconds: Int { config.holdNewFlowsMilliseconds }
+    /// Called on the replicator's thread after each change of role (the route manager's wake-up). Set before `run`.
+    public var onRoleChange: (@Sendable (Role) -> Void)?
 
     public init(config: ReplicationConfiguration, key: SyncKey, table: NatAccess, health: @escaping @Sendable () -> Bool?,
                 logger: Logger) throws(FailoverError) {
@@ -218,6 +220,7 @@ public final class Replicator: ReplicationGate, @unchecked Sendable {
         currentRole.store(machine.role.rawValue, ordering: .releasing)
         confirmedSerial.store(machine.role == .active ? 0 : .max, ordering: .releasing)
         publish(now: now)
+        onRoleChange?(machine.role)
     }
 
     // MARK: - Receiving

@@ -36,6 +36,9 @@ public struct RouteSituation: Sendable {
     /// Seconds since tunnat last changed this route, nil if never.
     public var secondsSinceOurLastChange: Double?
     public var holdDown: Double
+    /// With replication, the node's role decides instead of health and hold-down: the active takes every route
+    /// it manages, a standby (or a starting node) touches none. nil: AWSnycast's rules.
+    public var role: Role?
 
     public init(current: Route?, isOurs: Bool, localHealthy: Bool?, localName: String?, spec: ManagedRoute,
                 secondsSinceOurLastChange: Double? = nil, holdDown: Double = 0) {
@@ -52,11 +55,23 @@ public struct RouteSituation: Sendable {
 extension RouteDecision {
     /// `ownerHealth` is asked only for another instance's active route under if_unhealthy (it may call EC2).
     public static func decide(_ s: RouteSituation, ownerHealth: () -> OwnerHealth) -> RouteDecision {
+        if let role = s.role { return ruleOfRole(role, s) }
         let decision = rule(s, ownerHealth: ownerHealth)
         if decision.changes, let since = s.secondsSinceOurLastChange, since < s.holdDown {
             return .wait("hold-down: changed \(Int(since))s ago, \(Int(s.holdDown))s must pass (\(decision))")
         }
         return decision
+    }
+
+    /// The role machine already weighed health, peers and eligibility (RoleMachine.swift); the routes follow it.
+    /// The active never deletes a route: with the NAT on another node, deleting would cut everyone off.
+    static func ruleOfRole(_ role: Role, _ s: RouteSituation) -> RouteDecision {
+        guard role == .active else {
+            return .keep("this node is \(role == .standby ? "a standby" : "starting"): the active NAT holds the routes")
+        }
+        guard let route = s.current else { return .create }
+        if s.isOurs { return .keep("ours, this node is the active NAT") }
+        return .replace("held by \(route.target), and this node is the active NAT")
     }
 
     static func rule(_ s: RouteSituation, ownerHealth: () -> OwnerHealth) -> RouteDecision {

@@ -50,6 +50,8 @@ public final class RouteManager: @unchecked Sendable {
     private let stopping = Flag()
     /// Oneshot: run remote checks synchronously to a verdict instead of on threads.
     private var synchronousChecks = false
+    /// With replication: this node's role, which decides the routes (RouteDecision.ruleOfRole). Set before `run`.
+    public var role: (@Sendable () -> Role)?
 
     public init(config: FailoverConfiguration, identity: InstanceIdentity, ec2: EC2Client, imds: InstanceMetadataClient?,
                 noop: Bool, logger: Logger) {
@@ -123,6 +125,19 @@ public final class RouteManager: @unchecked Sendable {
 
     public func stop() { stopping.set() }
 
+    /// Makes a pass now (the role changed).
+    public func wakeUp() { wake.set() }
+
+    /// Whether every health check this node runs is healthy: nil until each has a verdict; true with none.
+    public var isHealthy: Bool? {
+        var all = true
+        for check in healthChecks.values {
+            guard let verdict = check.isHealthy else { return nil }
+            all = all && verdict
+        }
+        return all
+    }
+
     // MARK: - One pass
 
     /// Reads the route tables of this VPC, evaluates every managed route, and makes (or reports) the changes.
@@ -132,9 +147,16 @@ public final class RouteManager: @unchecked Sendable {
             throw FailoverError("reading route tables: \(error)")
         }
         let own = tables.filter { $0.vpcID == identity.vpcID }
+        // Interfaces can be re-attached while tunnat runs: who holds one is read afresh on each pass.
+        eniOwners.removeAll()
+        routerENIs.removeAll()
         var changes: [RouteChange] = []
         var problems: [String] = []
         var usedRemote = Set<String>()
+        // The active NAT holds the pool address first: the replies to its flows come back through it.
+        if role?() == .active, let pool = config.poolAddress {
+            do throws(AWSError) { try takePoolAddress(pool) } catch { problems.append("pool address \(pool): \(error)") }
+        }
         for (name, spec) in config.routeTables.sorted(by: { $0.key < $1.key }) {
             let matched = own.filter { spec.find.matches($0) }
             if matched.isEmpty {
@@ -174,10 +196,11 @@ public final class RouteManager: @unchecked Sendable {
             else if let instance = current.instanceID { isOurs = instance == targetInstance }
         }
         let key = "\(table.id)|\(spec.cidr)"
-        let situation = RouteSituation(
+        var situation = RouteSituation(
             current: current, isOurs: isOurs, localHealthy: spec.healthCheck.map { healthChecks[$0]?.isHealthy ?? nil } ?? true,
             localName: spec.healthCheck, spec: spec,
             secondsSinceOurLastChange: lastChange[key].map { monotonicSeconds() - $0 }, holdDown: Double(config.holdDown))
+        situation.role = role?()
         var ownerError: AWSError?
         let decision = RouteDecision.decide(situation) { () -> OwnerHealth in
             do throws(AWSError) { return try ownerHealth(of: current!, spec: spec, usedRemote: &usedRemote) } catch {

@@ -72,3 +72,33 @@ import Testing
         #expect(asked == row.ownerAsked, "EC2 is asked about the holder only under if_unhealthy for an active route")
     }
 }
+
+/// With replication the role decides: the active takes every route, a standby none, and the active never deletes.
+@Suite struct RouteDecisionRoleTests {
+    func situation(_ role: Role, current: Route?, ours: Bool, healthy: Bool? = true) -> RouteSituation {
+        var spec = ManagedRoute(cidr: "0.0.0.0/0")
+        spec.ifUnhealthy = true
+        var s = RouteSituation(current: current, isOurs: ours, localHealthy: healthy, localName: "nat", spec: spec,
+                               secondsSinceOurLastChange: 1, holdDown: 30)
+        s.role = role
+        return s
+    }
+    let held = Route(destination: "0.0.0.0/0", networkInterfaceID: "eni-other", state: "active")
+
+    @Test func theActiveTakesRoutesRegardlessOfHoldDownAndOwnerHealth() {
+        let d = RouteDecision.decide(situation(.active, current: held, ours: false)) { .healthy("running") }
+        #expect(d == .replace("held by eni-other, and this node is the active NAT"))
+        #expect(RouteDecision.decide(situation(.active, current: nil, ours: false)) { .healthy("") } == .create)
+        #expect(!RouteDecision.decide(situation(.active, current: held, ours: true, healthy: false)) { .healthy("") }.changes,
+                "an active never deletes its route")
+    }
+
+    @Test func aStandbyOrAStartingNodeNeverTouchesARoute() {
+        for role in [Role.standby, .starting] {
+            for (current, ours) in [(Optional(held), false), (nil, false), (Optional(held), true)] {
+                let d = RouteDecision.decide(situation(role, current: current, ours: ours)) { .unhealthy("stopped") }
+                #expect(!d.changes, "\(role) \(String(describing: current)) -> \(d)")
+            }
+        }
+    }
+}
