@@ -96,13 +96,17 @@ public final class Worker<Output: PacketOutput>: @unchecked Sendable {
     let shared: SharedState
     let stopSignal: StopSignal
     let virtioHeaders: Bool
+    /// Set when new flows must reach a standby before their first packet leaves (replication's hold).
+    let gate: ReplicationGate?
     let slots: UnsafeMutableRawBufferPointer
     let lengths: UnsafeMutablePointer<Int>
     let outcomes: UnsafeMutablePointer<FrameOutcome>
     var counters = IOCounters()
 
-    public init(queue: TunQueue, virtioHeaders: Bool, output: Output, shared: SharedState, stop: StopSignal) {
+    public init(queue: TunQueue, virtioHeaders: Bool, output: Output, shared: SharedState, stop: StopSignal,
+                gate: ReplicationGate? = nil) {
         self.queue = queue
+        self.gate = gate
         self.virtioHeaders = virtioHeaders
         self.output = output
         self.shared = shared
@@ -135,7 +139,8 @@ public final class Worker<Output: PacketOutput>: @unchecked Sendable {
             }
             let now = NatInstant(nanoseconds: monotonicNanoseconds())
             let compensate = output.compensatesForwardingHop
-            let released = shared.state.withLock { state in
+            let (released, newFlows, serial) = shared.state.withLock { state in
+                let before = state.nat.changeSerial
                 for i in 0..<count {
                     let frame = slot(i).prefix(upTo: lengths[i])
                     outcomes[i] = FrameProcessor.process(frame, nat: state.nat, now: now,
@@ -143,8 +148,10 @@ public final class Worker<Output: PacketOutput>: @unchecked Sendable {
                 }
                 state.io += counters
                 counters = IOCounters()
-                return state.nat.takeReleasedFragments()
+                return (state.nat.takeReleasedFragments(), state.nat.changeSerial != before, state.nat.changeSerial)
             }
+            // The batch made or changed flows: hold it (bounded) until the standbys have them.
+            if newFlows, let gate { gate.waitUntilReplicated(serial) }
             for i in 0..<count {
                 if case .send(let header) = outcomes[i] {
                     output.send(frame: slot(i).prefix(upTo: lengths[i]), header: header, counters: &counters)

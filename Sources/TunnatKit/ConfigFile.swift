@@ -9,6 +9,8 @@ public struct TunnatConfiguration: Sendable, Equatable {
     public var nat: NatConfiguration
     /// Health checks and AWS route management (AWSnycast's configuration); nil: none.
     public var failover: FailoverConfiguration?
+    /// State replication to standby peers and the active/standby roles; nil: a single node, always active.
+    public var replication: ReplicationConfiguration?
     public var tun = TunConfiguration()
     /// Where `tunnat status` finds a running `tunnat run`.
     public var controlSocket = TunConfiguration.defaultControlSocket
@@ -105,7 +107,7 @@ public enum ConfigFile {
         let root = try compose(text, file: file, emptyMessage: "the file is empty; it needs a 'nat' section")
         let reader = Reader(file: file)
         let top = try reader.mapping(root, key: "", accepted: ["nat", "tun", "control_socket", "log_level",
-                                                               "stats_interval", "failover"])
+                                                               "stats_interval", "failover", "replication"])
         guard let natNode = top["nat"] else {
             throw ConfigError(file: file, line: nil, key: "nat", message: "missing; the file needs a 'nat' section")
         }
@@ -128,6 +130,7 @@ public enum ConfigFile {
         }
         if let node = top["stats_interval"] { config.statsInterval = try reader.duration(node, "stats_interval") }
         if let node = top["failover"] { config.failover = try reader.failover(node, key: "failover") }
+        if let node = top["replication"] { config.replication = try reader.replication(node) }
         return config
     }
 }
@@ -300,6 +303,59 @@ struct Reader {
         if let problem = config.problems().first {
             let keyNode = section[String(problem.key.split(separator: ".").first ?? "")] ?? node
             throw fail(keyNode, "nat.\(problem.key)", problem.problem)
+        }
+        return config
+    }
+
+    func replication(_ node: Node) throws(ConfigError) -> ReplicationConfiguration {
+        let keys = ["node_id", "listen", "peers", "key_file", "heartbeat_ms", "peer_timeout_ms", "startup_wait_ms",
+                    "hold_new_flows_ms"]
+        let section = try mapping(node, key: "replication", accepted: keys)
+        func endpoint(_ text: String, _ item: Node, _ key: String) throws(ConfigError) -> UDPEndpoint {
+            guard let e = UDPEndpoint(text), e.address != 0 else {
+                throw fail(item, key, "expected ADDRESS:PORT with a specific IPv4 address, such as 10.0.1.10:7800, got '\(text)'")
+            }
+            return e
+        }
+        guard let listenNode = section["listen"] else {
+            throw fail(node, "replication.listen", "missing; give this node's address and UDP port, such as 10.0.1.10:7800")
+        }
+        let listen = try endpoint(try scalar(listenNode, "replication.listen", expected: "ADDRESS:PORT"), listenNode,
+                                  "replication.listen")
+        guard let peersNode = section["peers"] else {
+            throw fail(node, "replication.peers", "missing; give the other nodes' ADDRESS:PORT, such as [10.0.2.10:7800]")
+        }
+        var peers: [UDPEndpoint] = []
+        for (text, item) in try list(peersNode, "replication.peers", expected: "ADDRESS:PORT") {
+            let peer = try endpoint(text, item, "replication.peers")
+            guard peer != listen, !peers.contains(peer) else {
+                throw fail(item, "replication.peers", "'\(text)' is this node's own address or given twice")
+            }
+            peers.append(peer)
+        }
+        guard !peers.isEmpty else { throw fail(peersNode, "replication.peers", "expected at least one peer") }
+        guard let keyNode = section["key_file"] else {
+            throw fail(node, "replication.key_file", "missing; give a file holding at least 32 bytes of shared secret")
+        }
+        let keyFile = try scalar(keyNode, "replication.key_file", expected: "an absolute path")
+        guard keyFile.hasPrefix("/") else {
+            throw fail(keyNode, "replication.key_file", "expected an absolute path, got '\(keyFile)'")
+        }
+        var config = ReplicationConfiguration(node: listen.address, listen: listen, peers: peers, keyFile: keyFile)
+        if let v = section["node_id"] { config.node = UInt32(try integer(v, "replication.node_id", 1...Int(UInt32.max))) }
+        if let v = section["heartbeat_ms"] { config.heartbeatMilliseconds = try integer(v, "replication.heartbeat_ms", 10...10_000) }
+        if let v = section["peer_timeout_ms"] {
+            config.peerTimeoutMilliseconds = try integer(v, "replication.peer_timeout_ms", 50...600_000)
+        }
+        if let v = section["startup_wait_ms"] {
+            config.startupWaitMilliseconds = try integer(v, "replication.startup_wait_ms", 0...600_000)
+        }
+        if let v = section["hold_new_flows_ms"] {
+            config.holdNewFlowsMilliseconds = try integer(v, "replication.hold_new_flows_ms", 0...1000)
+        }
+        guard config.peerTimeoutMilliseconds >= 3 * config.heartbeatMilliseconds else {
+            throw fail(section["peer_timeout_ms"] ?? node, "replication.peer_timeout_ms",
+                       "must be at least 3 heartbeats (\(3 * config.heartbeatMilliseconds) ms), got \(config.peerTimeoutMilliseconds)")
         }
         return config
     }

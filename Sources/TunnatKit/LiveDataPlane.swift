@@ -55,26 +55,6 @@ public enum LiveDataPlane {
         }
         let shared = SharedState(nat: nat)
 
-        var workers: [@Sendable () -> Void] = []
-        do throws(TunError) {
-            for queue in device.queues {
-                switch tun.output {
-                case .tun:
-                    let output = TunOutput(queue: queue, virtioHeaders: device.virtioHeaders)
-                    let worker = Worker(queue: queue, virtioHeaders: device.virtioHeaders, output: output,
-                                        shared: shared, stop: stop)
-                    workers.append { worker.run() }
-                case .raw:
-                    let output = try RawOutput()
-                    let worker = Worker(queue: queue, virtioHeaders: device.virtioHeaders, output: output,
-                                        shared: shared, stop: stop)
-                    workers.append { worker.run() }
-                }
-            }
-        } catch {
-            throw Failure(description: error.description)
-        }
-
         let control: ControlSocket.Server
         do { control = try ControlSocket.Server(path: config.controlSocket) } catch {
             throw Failure(description: error.description)
@@ -98,21 +78,69 @@ public enum LiveDataPlane {
 
         // The failover module (health checks and AWS routes), when configured: it must be able to start
         // (identity, credentials, source/dest check off) or the data plane does not start either.
-        var routes: (manager: RouteManager, thread: DispatchGroup)?
+        var manager: RouteManager?
         if let failover = config.failover {
             do {
-                let manager = try RouteService.makeManager(failover, noop: false, logger: logger)
-                try manager.preflight()
-                routes = (manager, RouteService.start(manager))
+                manager = try RouteService.makeManager(failover, noop: false, logger: logger)
+                try manager!.preflight()
             } catch {
                 throw Failure(description: "failover: \(error)")
             }
         }
-        defer {
-            if let routes {
-                routes.manager.stop()
-                routes.thread.wait()
+
+        // Replication and the role: until this node is the active one, its table is a replica and translates
+        // nothing, and the routes follow the role (set before the route manager's first pass).
+        var replication: (replicator: Replicator, thread: DispatchGroup)?
+        if let settings = config.replication {
+            let key = try readSyncKey(settings.keyFile, logger: logger)
+            let routeManager = manager
+            let replicator: Replicator
+            do {
+                replicator = try Replicator(config: settings, key: key, table: SharedNAT(shared: shared),
+                                            health: { routeManager?.isHealthy ?? true }, logger: logger)
+            } catch {
+                throw Failure(description: "\(error)")
             }
+            if let routeManager {
+                routeManager.role = { replicator.role }
+                replicator.onRoleChange = { _ in routeManager.wakeUp() }
+            }
+            replication = (replicator, RouteService.thread("tunnat-replication") { replicator.run() })
+        }
+        defer {
+            if let replication {
+                replication.replicator.stop()
+                replication.thread.wait()
+            }
+        }
+        let routes = manager.map { ($0, RouteService.start($0)) }
+        defer {
+            if let (manager, thread) = routes {
+                manager.stop()
+                thread.wait()
+            }
+        }
+
+        let replicator = replication?.replicator
+        let gate: ReplicationGate? = (config.replication?.holdNewFlowsMilliseconds ?? 0) > 0 ? replicator : nil
+        var workers: [@Sendable () -> Void] = []
+        do throws(TunError) {
+            for queue in device.queues {
+                switch tun.output {
+                case .tun:
+                    let output = TunOutput(queue: queue, virtioHeaders: device.virtioHeaders)
+                    let worker = Worker(queue: queue, virtioHeaders: device.virtioHeaders, output: output,
+                                        shared: shared, stop: stop, gate: gate)
+                    workers.append { worker.run() }
+                case .raw:
+                    let output = try RawOutput()
+                    let worker = Worker(queue: queue, virtioHeaders: device.virtioHeaders, output: output,
+                                        shared: shared, stop: stop, gate: gate)
+                    workers.append { worker.run() }
+                }
+            }
+        } catch {
+            throw Failure(description: error.description)
         }
 
         let started = monotonicNanoseconds()
@@ -120,7 +148,8 @@ public enum LiveDataPlane {
             let uptime = (monotonicNanoseconds() - started) / 1_000_000_000
             return shared.state.withLock { state in
                 StatusReport(device: device.name, queues: device.queues.count, offloads: device.offloads.description,
-                             output: tun.output.rawValue, uptimeSeconds: uptime, nat: state.nat, io: state.io)
+                             output: tun.output.rawValue, uptimeSeconds: uptime, nat: state.nat, io: state.io,
+                             replication: replicator?.status)
             }
         }
 
@@ -168,6 +197,22 @@ public enum LiveDataPlane {
         logger.info("stopped", metadata: summary(report()))
     }
 
+    /// The shared key: at least 32 bytes, readable by tunnat alone.
+    static func readSyncKey(_ path: String, logger: Logger) throws(Failure) -> SyncKey {
+        let bytes: [UInt8]
+        do { bytes = try FileBytes.read(path) } catch {
+            throw Failure(description: "replication.key_file \(path): cannot read: \(String(cString: strerror(error.errno)))")
+        }
+        guard let key = SyncKey(bytes) else {
+            throw Failure(description: "replication.key_file \(path): holds \(bytes.count) bytes; it needs at least 32 bytes of secret (for example: head -c 48 /dev/urandom | base64 > \(path))")
+        }
+        var info = stat()
+        if stat(path, &info) == 0, info.st_mode & 0o077 != 0 {
+            logger.warning("replication.key_file \(path) is readable by others (mode \(String(info.st_mode & 0o777, radix: 8))); chmod 600 it")
+        }
+        return key
+    }
+
     static func summary(_ r: StatusReport) -> Logger.Metadata {
         var metadata: Logger.Metadata = ["flows": "\(r.flows)"]
         for key in ["packets", "outbound", "inbound", "hairpin", "dropped"] { metadata[key] = "\(r.nat[key] ?? 0)" }
@@ -176,6 +221,26 @@ public enum LiveDataPlane {
         if let errors = r.io["write-errors"], errors > 0 { metadata["write-errors"] = "\(errors)" }
         return metadata
     }
+}
+
+/// The workers' shared NAT, for the replicator.
+struct SharedNAT: NatAccess {
+    let shared: SharedState
+    func withNAT<R>(_ body: (NAT) -> R) -> R {
+        // The NAT never leaves the lock: `body` runs inside it, on the caller's thread.
+        // The NAT never leaves the lock: `body` runs inside it, on the caller's thread, so the Sendable cast only
+        // tells the region checker what is already true.
+        withoutActuallyEscaping(body) { body in
+            let boxed: (NAT) -> Box<R> = { Box(body($0)) }
+            let call = unsafeBitCast(boxed, to: (@Sendable (NAT) -> Box<R>).self)
+            return shared.state.withLock { state in call(state.nat) }.value
+        }
+    }
+}
+
+final class Box<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }
 
 /// SIGINT and SIGTERM, caught by a handler that only writes to an eventfd (async-signal-safe) so that the main

@@ -57,14 +57,17 @@ extension RouteService {
 
     /// The manager's loop on a thread of its own (it returns only after `stop()`); `wait()` on the group
     /// returns once it has stopped. Call `preflight()` first.
-    static func start(_ manager: RouteManager) -> DispatchGroup {
+    static func start(_ manager: RouteManager) -> DispatchGroup { thread("tunnat-routes") { manager.run() } }
+
+    /// Runs `body` on a thread of its own; the group is left when it returns.
+    static func thread(_ name: String, _ body: @escaping @Sendable () -> Void) -> DispatchGroup {
         let group = DispatchGroup()
         group.enter()
         let thread = Thread {
-            manager.run()
+            body()
             group.leave()
         }
-        thread.name = "tunnat-routes"
+        thread.name = name
         thread.start()
         return group
     }

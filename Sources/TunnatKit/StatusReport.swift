@@ -1,3 +1,4 @@
+import Failover
 import Foundation
 import NatTable
 import TunIO
@@ -19,9 +20,47 @@ public struct StatusReport: Codable, Equatable, Sendable {
     public var drops: [String: UInt64]
     /// The I/O side: frames read and written, GSO, checksums completed, bad headers, errors.
     public var io: [String: UInt64]
+    /// This node's role and the replication counters, when replication is configured.
+    public var replication: Replication?
+
+    public struct Replication: Codable, Equatable, Sendable {
+        public struct Peer: Codable, Equatable, Sendable {
+            public var endpoint: String
+            public var node: UInt32
+            public var alive: Bool
+            public var role: String
+            public var synced: Bool
+            public var inFlight: Int
+            public var pending: Int
+        }
+        public var node: UInt32
+        public var role: String
+        public var term: UInt64
+        public var leader: UInt32
+        /// A standby's replica is complete.
+        public var synced: Bool
+        /// Messages and bytes sent and received, records sent and applied, retransmits, resyncs, takeovers, and
+        /// rejected messages by reason.
+        public var counters: [String: UInt64]
+        public var peers: [Peer]
+
+        public init(_ s: ReplicationStatus) {
+            node = s.node
+            role = s.role.description
+            term = s.term
+            leader = s.leader
+            synced = s.synced
+            counters = s.counters
+            peers = s.peers.map {
+                Peer(endpoint: $0.endpoint, node: $0.node, alive: $0.alive, role: $0.role, synced: $0.synced,
+                     inFlight: $0.inFlight, pending: $0.pending)
+            }
+        }
+    }
 
     public init(device: String, queues: Int, offloads: String, output: String, uptimeSeconds: UInt64,
-                nat: NAT, io: IOCounters) {
+                nat: NAT, io: IOCounters, replication: ReplicationStatus? = nil) {
+        self.replication = replication.map(Replication.init)
         self.device = device
         self.queues = queues
         self.offloads = offloads
@@ -71,6 +110,17 @@ public struct StatusReport: Codable, Equatable, Sendable {
         lines.append("io:")
         for (key, _) in IOCounters().fields {
             lines.append("  \(key.padding(toLength: 20, withPad: " ", startingAt: 0)) \(io[key] ?? 0)")
+        }
+        if let r = replication {
+            lines.append("replication: node \(r.node) \(r.role), term \(r.term)"
+                + (r.role == "standby" ? ", following \(r.leader), replica \(r.synced ? "complete" : "incomplete")" : ""))
+            for p in r.peers {
+                lines.append("  peer \(p.endpoint) node \(p.node): \(p.alive ? p.role : "silent")\(p.synced ? " (synced)" : "")"
+                    + ", \(p.inFlight) batch(es) in flight, \(p.pending) record(s) pending")
+            }
+            for (key, value) in r.counters.sorted(by: { $0.key < $1.key }) {
+                lines.append("  \(key.padding(toLength: 24, withPad: " ", startingAt: 0)) \(value)")
+            }
         }
         return lines.joined(separator: "\n")
     }
