@@ -21,7 +21,7 @@ import xml.etree.ElementTree as ET
 
 
 class FakeIMDS:
-    def __init__(self, ec2, identity, role=None):
+    def __init__(self, ec2, identity, role=None, host="127.0.0.1"):
         self.ec2 = ec2              # a boto3 EC2 client with admin keys, for the live interface addresses
         self.identity = identity    # instance_id, az, region, mac, vpc_id, subnet_id, interface_id
         self.role = role            # None or dict(name, AccessKeyId, SecretAccessKey, Token, Expiration)
@@ -72,8 +72,8 @@ class FakeIMDS:
             def do_POST(self):
                 self.reply(405, "Method Not Allowed")
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server = http.server.ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def item(self, path):
@@ -114,7 +114,7 @@ def error_document(code, message):
 
 
 class EC2Front:
-    def __init__(self, moto_port, ec2):
+    def __init__(self, moto_port, ec2, host="127.0.0.1"):
         self.moto_port = moto_port
         self.ec2 = ec2
         self.lock = threading.Lock()
@@ -143,8 +143,8 @@ class EC2Front:
                 self.end_headers()
                 self.wfile.write(payload)
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server = http.server.ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def forward(self, body, headers):

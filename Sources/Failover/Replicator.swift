@@ -503,6 +503,7 @@ public final class Replicator: ReplicationGate, @unchecked Sendable {
             count("sent")
             count("sent-bytes", UInt64(datagram.count))
             count("sent-\(kind)")
+            count("sent-\(kind)-bytes", UInt64(datagram.count))
         } else {
             count("send-errors")
         }

@@ -58,7 +58,10 @@ public final class PolicyRouting {
         return steps
     }
 
+    /// Installs every step. What an earlier run left behind (killed with SIGKILL, it could not undo its steps) is
+    /// removed first: routes would fail with "File exists", and rules would be doubled.
     public func install() throws(Failure) {
+        for step in steps.reversed() { _ = Self.ip(step.remove) }
         for step in steps {
             if let error = Self.ip(step.install) {
                 remove()

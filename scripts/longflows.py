@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Long-lived flows across a NAT, for the failover test and benchmark.
+
+  longflows.py serve ADDRESS PORT
+      A TCP server (a line "hello"/"again" is answered with the address and port the connection comes from; any
+      other line is echoed) and a UDP server on the same port (each datagram is answered with "SEQ from ADDR:PORT").
+  longflows.py probe ADDRESS PORT --seconds S [--idle N] [--busy N] [--interval I]
+      Opens N idle TCP connections and N busy ones, and a UDP stream, all to the server; the busy connections and the
+      UDP stream send a numbered line every I seconds for S seconds and time every answer. Then each idle connection
+      speaks once more. Prints one JSON object: per kind, what was sent and answered, the longest gap between two
+      answers, errors (a reset, an early close), and the source addresses the server saw.
+
+Every loop is bounded by S and by socket timeouts.
+"""
+import json
+import socket
+import socketserver
+import sys
+import threading
+import time
+
+
+def serve(address, port):
+    class TCPHandler(socketserver.StreamRequestHandler):
+        def handle(self):
+            peer = "%s:%d" % self.client_address
+            for line in self.rfile:
+                word = line.split(b" ", 1)[0].strip()
+                if word in (b"hello", b"again"):
+                    self.wfile.write(b"from " + peer.encode() + b"\n")
+                else:
+                    self.wfile.write(line)
+
+    class UDPHandler(socketserver.BaseRequestHandler):
+        def handle(self):
+            data, sock = self.request
+            sock.sendto(data.strip() + b" from %s:%d" % (self.client_address[0].encode(), self.client_address[1]),
+                        self.client_address)
+
+    socketserver.ThreadingTCPServer.allow_reuse_address = True
+    socketserver.ThreadingTCPServer.daemon_threads = True
+    tcp = socketserver.ThreadingTCPServer((address, port), TCPHandler)
+    udp = socketserver.UDPServer((address, port), UDPHandler)
+    threading.Thread(target=udp.serve_forever, daemon=True).start()
+    print("serving", flush=True)
+    tcp.serve_forever()
+
+
+def max_gap(times, start, end):
+    points = [start] + sorted(times) + [end]
+    return max(b - a for a, b in zip(points, points[1:]))
+
+
+def probe(address, port, seconds, idle, busy, interval):
+    result = {"idle": {"total": idle, "survived": 0, "failures": []}}
+    sources = {}
+
+    # Idle connections: opened first, then left alone until the end.
+    idles = []
+    for i in range(idle):
+        s = socket.create_connection((address, port), timeout=5)
+        f = s.makefile("rwb")
+        f.write(b"hello %d\n" % i)
+        f.flush()
+        sources[i] = f.readline().decode().split(" ", 1)[1].strip()
+        idles.append((s, f))
+
+    start = time.monotonic()
+    end = start + seconds
+    busy_results = []
+
+    def busy_flow(index):
+        r = {"sent": 0, "answered": 0, "error": None, "times": []}
+        busy_results.append(r)
+        try:
+            s = socket.create_connection((address, port), timeout=10)
+            s.settimeout(10)
+            f = s.makefile("rwb")
+            f.write(b"hello busy\n")
+            f.flush()
+            r["source"] = f.readline().decode().split(" ", 1)[1].strip()
+
+            def reader():
+                try:
+                    while r["answered"] < r["sent"] or time.monotonic() < end:
+                        line = f.readline()
+                        if not line:
+                            r["error"] = r["error"] or "closed by the other side"
+                            return
+                        r["answered"] += 1
+                        r["times"].append(time.monotonic())
+                        if r["answered"] >= r["sent"] and time.monotonic() >= end:
+                            return
+                except OSError as e:
+                    r["error"] = r["error"] or repr(e)
+
+            t = threading.Thread(target=reader, daemon=True)
+            t.start()
+            n = 0
+            while time.monotonic() < end:
+                n += 1
+                s.sendall(b"%d %s\n" % (n, b"x" * 200))
+                r["sent"] = n
+                time.sleep(interval)
+            t.join(15)
+            s.close()
+        except OSError as e:
+            r["error"] = r["error"] or repr(e)
+
+    threads = [threading.Thread(target=busy_flow, args=(i,), daemon=True) for i in range(busy)]
+    for t in threads:
+        t.start()
+
+    # The UDP stream, on this thread.
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.connect((address, port))
+    u.setblocking(False)
+    udp = {"sent": 0, "answered": 0, "times": [], "sources": set()}
+    n = 0
+    next_send = time.monotonic()
+    while time.monotonic() < end + 1:
+        now = time.monotonic()
+        if now < end and now >= next_send:
+            n += 1
+            try:
+                u.send(b"%d" % n)
+                udp["sent"] = n
+            except OSError:
+                pass
+            next_send += interval
+        try:
+            while True:
+                data = u.recv(2048)
+                udp["answered"] += 1
+                udp["times"].append(time.monotonic())
+                udp["sources"].add(data.decode().split(" from ", 1)[1])
+        except (BlockingIOError, OSError):
+            pass
+        time.sleep(min(interval / 4, 0.005))
+    for t in threads:
+        t.join(20)
+
+    for i, (s, f) in enumerate(idles):
+        try:
+            s.settimeout(10)
+            f.write(b"again %d\n" % i)
+            f.flush()
+            line = f.readline().decode()
+            seen = line.split(" ", 1)[1].strip() if line.startswith("from ") else None
+            if seen == sources[i]:
+                result["idle"]["survived"] += 1
+            else:
+                result["idle"]["failures"].append(f"{i}: answered {line.strip()!r}, first seen from {sources[i]}")
+        except OSError as e:
+            result["idle"]["failures"].append(f"{i}: {e!r}")
+        s.close()
+
+    result["idle"]["sources"] = sorted(set(sources.values()))
+    result["busy"] = [{"sent": r["sent"], "answered": r["answered"], "error": r["error"], "source": r.get("source"),
+                       "max_gap": round(max_gap(r["times"], start, min(end, r["times"][-1] if r["times"] else end)), 3)}
+                      for r in busy_results]
+    result["udp"] = {"sent": udp["sent"], "answered": udp["answered"], "sources": sorted(udp["sources"]),
+                     "max_gap": round(max_gap([t for t in udp["times"] if t <= end], start, end), 3)}
+    print(json.dumps(result))
+
+
+def main():
+    if len(sys.argv) >= 4 and sys.argv[1] == "serve":
+        serve(sys.argv[2], int(sys.argv[3]))
+        return
+    if len(sys.argv) >= 4 and sys.argv[1] == "probe":
+        opts = {"--seconds": 10.0, "--idle": 0, "--busy": 1, "--interval": 0.02}
+        args = sys.argv[4:]
+        for k, v in zip(args[::2], args[1::2]):
+            if k not in opts:
+                sys.exit(f"longflows.py: unknown option {k}")
+            opts[k] = type(opts[k])(v)
+        probe(sys.argv[2], int(sys.argv[3]), opts["--seconds"], int(opts["--idle"]), int(opts["--busy"]),
+              opts["--interval"])
+        return
+    sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
