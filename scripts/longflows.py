@@ -80,28 +80,44 @@ def probe(address, port, seconds, idle, busy, interval):
             f.flush()
             r["source"] = f.readline().decode().split(" ", 1)[1].strip()
 
+            done = threading.Event()
+
             def reader():
-                try:
-                    while r["answered"] < r["sent"] or time.monotonic() < end:
-                        line = f.readline()
-                        if not line:
-                            r["error"] = r["error"] or "closed by the other side"
+                # Until every line sent is answered; a 10 s silence with lines outstanding is a failure.
+                s.settimeout(0.5)
+                last = time.monotonic()
+                while not (done.is_set() and r["answered"] >= r["sent"]):
+                    try:
+                        data = s.recv(65536)
+                    except (TimeoutError, socket.timeout):
+                        if time.monotonic() - last > 10:
+                            r["error"] = r["error"] or f"no answer for 10 s ({r['answered']} of {r['sent']})"
                             return
+                        continue
+                    except OSError as e:
+                        r["error"] = r["error"] or repr(e)
+                        return
+                    if not data:
+                        r["error"] = r["error"] or "closed by the other side"
+                        return
+                    last = time.monotonic()
+                    for _ in range(data.count(b"\n")):
                         r["answered"] += 1
-                        r["times"].append(time.monotonic())
-                        if r["answered"] >= r["sent"] and time.monotonic() >= end:
-                            return
-                except OSError as e:
-                    r["error"] = r["error"] or repr(e)
+                        r["times"].append(last)
 
             t = threading.Thread(target=reader, daemon=True)
             t.start()
             n = 0
             while time.monotonic() < end:
                 n += 1
-                s.sendall(b"%d %s\n" % (n, b"x" * 200))
+                try:
+                    s.sendall(b"%d %s\n" % (n, b"x" * 200))
+                except (TimeoutError, socket.timeout):
+                    r["error"] = r["error"] or "send blocked for 10 s"
+                    break
                 r["sent"] = n
                 time.sleep(interval)
+            done.set()
             t.join(15)
             s.close()
         except OSError as e:

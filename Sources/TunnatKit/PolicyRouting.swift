@@ -37,6 +37,10 @@ public final class PolicyRouting {
         var steps: [(install: [String], remove: [String])] = []
         let defaultRoute = ["route", "add", "default", "dev", device, "table", table]
         steps.append((defaultRoute, ["route", "del", "default", "dev", device, "table", table]))
+        // Fail closed: if tunnat dies without undoing its steps, the route through the device goes with the device,
+        // and private traffic would fall through to the main table and leave untranslated. This one stays.
+        let fence = ["blackhole", "default", "table", table, "metric", "4294967295"]
+        steps.append((["route", "add"] + fence, ["route", "del"] + fence))
         for prefix in nat.privatePrefixes {
             steps.append((["route", "add", "throw", "\(prefix)", "table", table],
                           ["route", "del", "throw", "\(prefix)", "table", table]))
