@@ -346,6 +346,7 @@ def failover_round(active, standby, seconds=9.0, kill_at=3.0):
                              str(int(seconds + 2)), SERVER], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     procs.append(ping)
     time.sleep(kill_at)
+    flows_before = (active.status() or {}).get("flows", 0)
     killed = time.monotonic()
     active.kill()
     took_over = wait_for(lambda: standby.role() == "active", 10, step=0.02)
@@ -360,7 +361,7 @@ def failover_round(active, standby, seconds=9.0, kill_at=3.0):
     except ValueError:
         flows = {"error": f"probe printed no result: {err[-500:]}"}
     gap, replies = ping_gap(ping_out)
-    return {"took_over": took_over, "takeover_seconds": round(takeover, 3), "route_moved": route_moved,
+    return {"flows_replicated": flows_before, "took_over": took_over, "takeover_seconds": round(takeover, 3), "route_moved": route_moved,
             "switch_seconds": round(switched, 3), "flows": flows, "ping_gap": round(gap, 3), "ping_replies": replies}
 
 
@@ -403,9 +404,7 @@ try:
     active, standby = nodes["a"], nodes["b"]
     for round_number in range(max(BENCH, 1)):
         log(f"failover-e2e: round {round_number + 1}: flows through nat-{active.k}, then kill -9 nat-{active.k}")
-        before = (active.status() or {}).get("flows", 0)
         result = failover_round(active, standby)
-        result["flows_replicated"] = before
         rounds.append(result)
         f = result["flows"]
         check(f"nat-{standby.k} takes over", result["took_over"], standby.log_tail())
@@ -449,8 +448,10 @@ try:
 
     if BENCH:
         # Replication overhead: a burst of new UDP flows through the active, what it sent, what both spent.
-        log("failover-e2e: replication overhead for 2000 new flows")
-        before = (active.status() or {}).get("replication", {}).get("counters", {})
+        log("failover-e2e: replication overhead: 2000 new UDP flows")
+        status = active.status() or {}
+        before = dict(status.get("replication", {}).get("counters", {}))
+        before["flows-created"] = status.get("nat", {}).get("flows-created", 0)
         cpu_a, cpu_s = active.cpu_seconds(), standby.cpu_seconds()
         burst = ("import socket\n"
                  "for i in range(2000):\n"
@@ -459,11 +460,15 @@ try:
                  "    s.close()\n")
         nsx("c", sys.executable, "-c", burst, timeout=60)
         time.sleep(1.5)
-        after = (active.status() or {}).get("replication", {}).get("counters", {})
-        d = {k: after.get(k, 0) - before.get(k, 0) for k in ("sent-entries", "sent-entries-bytes", "records-sent")}
-        overhead = {"new_flows": 2000, "entries_messages_per_flow": round(d["sent-entries"] / 2000, 4),
-                    "entries_bytes_per_flow": round(d["sent-entries-bytes"] / 2000, 1),
-                    "records_per_flow": round(d["records-sent"] / 2000, 3),
+        status = active.status() or {}
+        after = dict(status.get("replication", {}).get("counters", {}))
+        after["flows-created"] = status.get("nat", {}).get("flows-created", 0)
+        d = {k: after.get(k, 0) - before.get(k, 0)
+             for k in ("sent-entries", "sent-entries-bytes", "records-sent", "flows-created")}
+        new = max(d["flows-created"], 1)
+        overhead = {"new_flows": d["flows-created"], "entries_messages_per_flow": round(d["sent-entries"] / new, 4),
+                    "entries_bytes_per_flow": round(d["sent-entries-bytes"] / new, 1),
+                    "records_per_flow": round(d["records-sent"] / new, 3),
                     "active_cpu_seconds": round(active.cpu_seconds() - cpu_a, 3),
                     "standby_cpu_seconds": round(standby.cpu_seconds() - cpu_s, 3)}
         print(json.dumps({"rounds": rounds, "overhead": overhead, "router_poll_max_ms": round(poll[-1] * 1000, 1)}))

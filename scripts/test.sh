@@ -45,6 +45,9 @@ scripts/netns-test.sh "$here/.build/debug/tunnat" | tee -a "$log"
 step "failover control plane: tunnat routes against moto_server (SigV4 verified), fake IMDSv2, namespace targets"
 .venv/bin/python scripts/failover-test.py "$here/.build/debug/tunnat" | tee -a "$log"
 
+step "connection-preserving failover end to end: two tunnat instances replicating, kill -9 of the active"
+.venv/bin/python scripts/failover-e2e.py "$here/.build/debug/tunnat" | tee -a "$log"
+
 if [ "$bench" = 1 ]; then
   step "benchmark gate: zero mallocs per packet on the established-flow path"
   scripts/bench.sh --gate
@@ -54,3 +57,4 @@ echo
 grep -E '^✔ Test run with' "$log"
 grep -E '^namespaces: [0-9]+ passed, 0 failed' "$log"
 grep -E '^failover: [0-9]+ passed, 0 failed' "$log"
+grep -E '^failover-e2e: [0-9]+ passed, 0 failed' "$log"
