@@ -130,6 +130,30 @@ func freePort() -> UInt16 {
         b.kill()
     }
 
+    /// With the hold on, a new flow's packet is released only once the standby holds the flow.
+    @Test func theHoldReleasesOnceTheStandbyHasTheFlow() throws {
+        let (pa, pb) = (freePort(), freePort())
+        var ca = config(1, pa, pb)
+        ca.holdNewFlowsMilliseconds = 500
+        let a = try Node(ca, key: key)
+        #expect(eventually { a.replicator.role == .active })
+        let b = try Node(config(2, pb, pa), key: key)
+        #expect(eventually { b.replicator.status.synced })
+        for i in 0..<20 {
+            #expect(a.table.outbound(UInt8(100 + i), 3000) == .forward(.outbound))
+            a.replicator.waitUntilReplicated(a.table.withNAT { $0.changeSerial })
+            #expect(b.table.flows == i + 1, "the standby has flow \(i + 1) when the hold ends")
+        }
+        #expect(a.replicator.status.counters["hold-timeouts"] == 0)
+        b.kill()
+        // Without a standby there is nothing to wait for.
+        #expect(eventually { a.replicator.status.peers.first?.alive == false })
+        _ = a.table.outbound(7, 7)
+        a.replicator.waitUntilReplicated(a.table.withNAT { $0.changeSerial })
+        #expect(eventually { a.replicator.status.counters["hold-timeouts"] == 0 })
+        a.kill()
+    }
+
     /// The test plays an active peer over a socket of its own: real messages are applied; forged, replayed,
     /// truncated and version-mismatched ones are counted and never applied.
     @Test func forgedAndReplayedMessagesAreRejected() throws {

@@ -94,6 +94,20 @@ import TunnatKit
         (Self.base + "tun:\n  routing:\n    via: eth0\n", "t.yaml:5: tun.routing.via: unknown key; accepted here: install, table, priority, interface"),
         (Self.base + "control_socket: tunnat.sock\n", "t.yaml:3: control_socket: expected an absolute path"),
         (Self.base + "log_level: loud\n", "t.yaml:3: log_level: expected one of trace, debug, info"),
+        (Self.base + "replication:\n  peers: [10.0.1.10:7800]\n  key_file: /k\n",
+         "t.yaml:4: replication.listen: missing; give this node's address and UDP port"),
+        (Self.base + "replication:\n  listen: 0.0.0.0:7800\n  peers: [10.0.1.10:7800]\n  key_file: /k\n",
+         "t.yaml:4: replication.listen: expected ADDRESS:PORT with a specific IPv4 address"),
+        (Self.base + "replication:\n  listen: 10.0.0.10:7800\n  peers: [10.0.0.10:7800]\n  key_file: /k\n",
+         "t.yaml:5: replication.peers: '10.0.0.10:7800' is this node's own address or given twice"),
+        (Self.base + "replication:\n  listen: 10.0.0.10:7800\n  peers: [nat-b]\n  key_file: /k\n",
+         "t.yaml:5: replication.peers: expected ADDRESS:PORT"),
+        (Self.base + "replication:\n  listen: 10.0.0.10:7800\n  peers: [10.0.1.10:7800]\n",
+         "t.yaml:4: replication.key_file: missing"),
+        (Self.base + "replication:\n  listen: 10.0.0.10:7800\n  peers: [10.0.1.10:7800]\n  key_file: k\n",
+         "replication.key_file: expected an absolute path, got 'k'"),
+        (Self.base + "replication:\n  listen: 10.0.0.10:7800\n  peers: [10.0.1.10:7800]\n  key_file: /k\n  peer_timeout_ms: 100\n",
+         "replication.peer_timeout_ms: must be at least 3 heartbeats (300 ms), got 100"),
         ("", "t.yaml: the file is empty"),
         ("nat: [\n", "t.yaml: not valid YAML"),
     ])
@@ -106,6 +120,28 @@ import TunnatKit
             #expect(error.description.hasPrefix("t.yaml"))
             #expect(!error.description.contains("\n"))
         }
+    }
+
+    @Test func replicationKeysAreRead() throws {
+        let text = Self.base + """
+            replication:
+              listen: 10.0.0.10:7800
+              peers: [10.0.1.10:7800, 10.0.2.10:7801]
+              key_file: /etc/tunnat/sync.key
+              heartbeat_ms: 50
+              peer_timeout_ms: 400
+              startup_wait_ms: 1000
+              hold_new_flows_ms: 20
+
+            """
+        let r = try #require(try ConfigFile.parse(text, file: "t.yaml").replication)
+        #expect(r.listen.description == "10.0.0.10:7800" && r.peers.map(\.description) == ["10.0.1.10:7800", "10.0.2.10:7801"])
+        #expect(r.node == 0x0A00_000A, "the listen address by default")
+        #expect(r.keyFile == "/etc/tunnat/sync.key" && r.heartbeatMilliseconds == 50 && r.peerTimeoutMilliseconds == 400)
+        #expect(r.startupWaitMilliseconds == 1000 && r.holdNewFlowsMilliseconds == 20)
+        let withID = try ConfigFile.parse(text + "  node_id: 7\n", file: "t.yaml")
+        #expect(withID.replication?.node == 7)
+        #expect(try ConfigFile.parse(Self.base, file: "t.yaml").replication == nil)
     }
 
     @Test func unreadableFileSaysWhy() {
