@@ -12,12 +12,75 @@
 import http.client
 import http.server
 import json
-import re
+import os
 import secrets
+import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
 import xml.etree.ElementTree as ET
+
+import boto3
+
+
+def free_port(host="127.0.0.1"):
+    s = socket.socket()
+    s.bind((host, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(host, port, seconds=30):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def stop_processes(procs, kill=False):
+    """Ends every process still running (SIGTERM, or SIGKILL with kill), waiting up to 5 s for each."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill() if kill else p.terminate()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+class Moto:
+    """moto_server on loopback that verifies SigV4 after its first three calls: those make an IAM user with every
+    permission and its access key (`key`, `secret`), which every later call must sign with."""
+
+    def __init__(self, procs, region):
+        self.port = free_port()
+        self.region = region
+        moto_bin = os.path.join(os.path.dirname(sys.executable), "moto_server")
+        procs.append(subprocess.Popen([moto_bin, "-H", "127.0.0.1", "-p", str(self.port)],
+                                      env=dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3"),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        if not wait_port("127.0.0.1", self.port):
+            raise RuntimeError("moto_server did not start")
+        self.url = f"http://127.0.0.1:{self.port}"
+        iam = boto3.client("iam", endpoint_url=self.url, region_name=region, aws_access_key_id="bootstrap",
+                           aws_secret_access_key="bootstrap")
+        iam.create_user(UserName="tunnat")
+        iam.put_user_policy(UserName="tunnat", PolicyName="all", PolicyDocument=
+                            '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}')
+        key = iam.create_access_key(UserName="tunnat")["AccessKey"]
+        self.key, self.secret = key["AccessKeyId"], key["SecretAccessKey"]
+
+    def client(self, service):
+        """A client signing with the user's key (boto3 clients are not to be shared between threads)."""
+        return boto3.client(service, endpoint_url=self.url, region_name=self.region, aws_access_key_id=self.key,
+                            aws_secret_access_key=self.secret)
 
 
 class FakeIMDS:

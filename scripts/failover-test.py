@@ -8,7 +8,6 @@ Prints one line per check and "failover: N passed, M failed"; exits 1 if any fai
 """
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,7 +17,7 @@ import boto3
 import botocore
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from awsfakes import EC2Front, FakeIMDS  # noqa: E402
+from awsfakes import EC2Front, FakeIMDS, Moto, stop_processes, wait_port  # noqa: E402
 
 TUNNAT = os.path.abspath(sys.argv[1])
 REGION = "us-east-1"
@@ -43,33 +42,10 @@ def sh(*args, check_rc=True):
     return subprocess.run(list(args), check=check_rc, capture_output=True, text=True, timeout=30)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(host, port, seconds=30):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection((host, port), timeout=0.5).close()
-            return True
-        except OSError:
-            time.sleep(0.1)
-    return False
 
 
 def cleanup():
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
+    stop_processes(procs)
     sh("ip", "link", "del", VA, check_rc=False)
     sh("ip", "netns", "del", NS, check_rc=False)
     shutil.rmtree(work, ignore_errors=True)
@@ -107,22 +83,11 @@ try:
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
     # --- moto: the first three calls (the IAM user and its key) go unsigned, everything after is verified ---
-    moto_port = free_port()
-    moto_bin = os.path.join(os.path.dirname(sys.executable), "moto_server")
-    procs.append(subprocess.Popen([moto_bin, "-H", "127.0.0.1", "-p", str(moto_port)],
-                                  env=dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3"),
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    if not wait_port("127.0.0.1", moto_port) or not wait_port("10.77.0.2", 8080) or not wait_port("10.77.0.2", 8443):
-        print("failover-test.py: moto_server or the namespace's web server did not start")
+    if not wait_port("10.77.0.2", 8080) or not wait_port("10.77.0.2", 8443):
+        print("failover-test.py: the namespace's web server did not start")
         sys.exit(1)
-    moto = f"http://127.0.0.1:{moto_port}"
-    iam = boto3.client("iam", endpoint_url=moto, region_name=REGION, aws_access_key_id="bootstrap",
-                       aws_secret_access_key="bootstrap")
-    iam.create_user(UserName="tunnat")
-    iam.put_user_policy(UserName="tunnat", PolicyName="all", PolicyDocument=
-                        '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}')
-    key = iam.create_access_key(UserName="tunnat")["AccessKey"]
-    KEY, SECRET = key["AccessKeyId"], key["SecretAccessKey"]
+    aws = Moto(procs, REGION)
+    moto, moto_port, KEY, SECRET = aws.url, aws.port, aws.key, aws.secret
     ec2 = boto3.client("ec2", endpoint_url=moto, region_name=REGION, aws_access_key_id=KEY,
                        aws_secret_access_key=SECRET)
     front = EC2Front(moto_port, ec2)

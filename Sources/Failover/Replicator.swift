@@ -35,9 +35,9 @@ public protocol NatAccess: Sendable {
     func withNAT<R>(_ body: (NAT) -> R) -> R
 }
 
-/// What `tunnat status` shows of replication.
-public struct ReplicationStatus: Sendable, Equatable {
-    public struct PeerStatus: Sendable, Equatable {
+/// What `tunnat status` shows of replication (its `replication` object).
+public struct ReplicationStatus: Codable, Sendable, Equatable {
+    public struct PeerStatus: Codable, Sendable, Equatable {
         public var endpoint: String
         public var node: UInt32
         public var alive: Bool
@@ -48,10 +48,15 @@ public struct ReplicationStatus: Sendable, Equatable {
         public var pending: Int
     }
     public var node: UInt32 = 0
-    public var role = Role.starting
+    /// starting, standby or active.
+    public var role = Role.starting.description
     public var term: UInt64 = 0
+    /// The active a standby follows.
     public var leader: UInt32 = 0
+    /// A standby's replica is complete.
     public var synced = false
+    /// Messages and bytes sent and received, records sent and applied, retransmits, resyncs, takeovers, and
+    /// rejected messages by reason.
     public var counters: [String: UInt64] = [:]
     public var peers: [PeerStatus] = []
 }
@@ -532,7 +537,7 @@ public final class Replicator: ReplicationGate, @unchecked Sendable {
         lastStatus = now
         var s = ReplicationStatus()
         s.node = config.node
-        s.role = machine.role
+        s.role = machine.role.description
         s.term = machine.term
         s.leader = machine.leader
         s.synced = machine.synced

@@ -21,46 +21,11 @@ public struct StatusReport: Codable, Equatable, Sendable {
     /// The I/O side: frames read and written, GSO, checksums completed, bad headers, errors.
     public var io: [String: UInt64]
     /// This node's role and the replication counters, when replication is configured.
-    public var replication: Replication?
-
-    public struct Replication: Codable, Equatable, Sendable {
-        public struct Peer: Codable, Equatable, Sendable {
-            public var endpoint: String
-            public var node: UInt32
-            public var alive: Bool
-            public var role: String
-            public var synced: Bool
-            public var inFlight: Int
-            public var pending: Int
-        }
-        public var node: UInt32
-        public var role: String
-        public var term: UInt64
-        public var leader: UInt32
-        /// A standby's replica is complete.
-        public var synced: Bool
-        /// Messages and bytes sent and received, records sent and applied, retransmits, resyncs, takeovers, and
-        /// rejected messages by reason.
-        public var counters: [String: UInt64]
-        public var peers: [Peer]
-
-        public init(_ s: ReplicationStatus) {
-            node = s.node
-            role = s.role.description
-            term = s.term
-            leader = s.leader
-            synced = s.synced
-            counters = s.counters
-            peers = s.peers.map {
-                Peer(endpoint: $0.endpoint, node: $0.node, alive: $0.alive, role: $0.role, synced: $0.synced,
-                     inFlight: $0.inFlight, pending: $0.pending)
-            }
-        }
-    }
+    public var replication: ReplicationStatus?
 
     public init(device: String, queues: Int, offloads: String, output: String, uptimeSeconds: UInt64,
                 nat: NAT, io: IOCounters, replication: ReplicationStatus? = nil) {
-        self.replication = replication.map(Replication.init)
+        self.replication = replication
         self.device = device
         self.queues = queues
         self.offloads = offloads
