@@ -39,6 +39,10 @@ public struct RouteSituation: Sendable {
     /// With replication, the node's role decides instead of health and hold-down: the active takes every route
     /// it manages, a standby (or a starting node) touches none. nil: AWSnycast's rules.
     public var role: Role?
+    /// The active is taking over (it became active and has not yet held every route). Afterwards, a route that
+    /// another node took is not taken back: that node became active after this one, and the routes stay with it
+    /// until the two hear each other and the older active steps down.
+    public var claiming = false
 
     public init(current: Route?, isOurs: Bool, localHealthy: Bool?, localName: String?, spec: ManagedRoute,
                 secondsSinceOurLastChange: Double? = nil, holdDown: Double = 0) {
@@ -71,6 +75,9 @@ extension RouteDecision {
         }
         guard let route = s.current else { return .create }
         if s.isOurs { return .keep("ours, this node is the active NAT") }
+        guard s.claiming else {
+            return .keep("held by \(route.target), which took it after this node became active: not taking it back (is another node active?)")
+        }
         return .replace("held by \(route.target), and this node is the active NAT")
     }
 

@@ -115,7 +115,8 @@ public final class RouteManager: @unchecked Sendable {
         logger.notice("managing routes in \(config.routeTables.count) route table spec(s), poll every \(config.pollTime)s, \(noop ? "noop" : "live")")
         while !stopping.isSet {
             do { _ = try pass() } catch { logger.error("\(error)") }
-            let until = monotonicSeconds() + Double(max(config.pollTime, 1))
+            // A claim not yet complete is retried within a second, not after poll_time.
+            let until = monotonicSeconds() + (claiming.isSet ? 1 : Double(max(config.pollTime, 1)))
             while !stopping.isSet, monotonicSeconds() < until {
                 if wake.take() { break }
                 sleepMilliseconds(50)
@@ -125,8 +126,15 @@ public final class RouteManager: @unchecked Sendable {
 
     public func stop() { stopping.set() }
 
-    /// Makes a pass now (the role changed).
-    public func wakeUp() { wake.set() }
+    /// The role changed: becoming the active starts a claim (the pool address and every route are taken, retried
+    /// every second until they all are); any other role ends it. A pass follows at once.
+    public func roleChanged(to role: Role) {
+        if role == .active { claiming.set() } else { _ = claiming.take() }
+        wake.set()
+    }
+    private let claiming = Flag()
+    /// A CreateRoute of this pass lost a race: the claim is not complete.
+    private var raced = false
 
     /// Whether every health check this node runs is healthy: nil until each has a verdict; true with none.
     public var isHealthy: Bool? {
@@ -153,8 +161,10 @@ public final class RouteManager: @unchecked Sendable {
         var changes: [RouteChange] = []
         var problems: [String] = []
         var usedRemote = Set<String>()
-        // The active NAT holds the pool address first: the replies to its flows come back through it.
-        if role?() == .active, let pool = config.poolAddress {
+        // Taking over, the active NAT takes the pool address first: the replies to its flows come back through it.
+        let claim = role?() == .active && claiming.isSet
+        raced = false
+        if claim, let pool = config.poolAddress {
             do throws(AWSError) { try takePoolAddress(pool) } catch { problems.append("pool address \(pool): \(error)") }
         }
         for (name, spec) in config.routeTables.sorted(by: { $0.key < $1.key }) {
@@ -180,6 +190,10 @@ public final class RouteManager: @unchecked Sendable {
             remoteChecks[key] = nil
         }
         for problem in problems { logger.error("\(problem)") }
+        if claim && problems.isEmpty && !noop && !raced {
+            _ = claiming.take()
+            logger.notice("takeover complete: this node holds the pool address and every managed route")
+        }
         if !problems.isEmpty && changes.isEmpty {
             throw FailoverError(problems.count == 1 ? problems[0] : "\(problems.count) problems, the first: \(problems[0])")
         }
@@ -201,6 +215,7 @@ public final class RouteManager: @unchecked Sendable {
             localName: spec.healthCheck, spec: spec,
             secondsSinceOurLastChange: lastChange[key].map { monotonicSeconds() - $0 }, holdDown: Double(config.holdDown))
         situation.role = role?()
+        situation.claiming = claiming.isSet
         var ownerError: AWSError?
         let decision = RouteDecision.decide(situation) { () -> OwnerHealth in
             do throws(AWSError) { return try ownerHealth(of: current!, spec: spec, usedRemote: &usedRemote) } catch {
@@ -229,6 +244,7 @@ public final class RouteManager: @unchecked Sendable {
             } catch let error where error.code == "RouteAlreadyExists" {
                 // Another instance created it between our read and our call: the next pass sees it and decides.
                 logger.notice("\(table.id) \(spec.cidr): created by someone else meanwhile (\(error)); will re-evaluate")
+                raced = true
                 wake.set()
                 return nil
             }

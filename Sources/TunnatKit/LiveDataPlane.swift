@@ -103,7 +103,7 @@ public enum LiveDataPlane {
             }
             if let routeManager {
                 routeManager.role = { replicator.role }
-                replicator.onRoleChange = { _ in routeManager.wakeUp() }
+                replicator.onRoleChange = { routeManager.roleChanged(to: $0) }
             }
             replication = (replicator, RouteService.thread("tunnat-replication") { replicator.run() })
         }

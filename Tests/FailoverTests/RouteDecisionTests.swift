@@ -75,12 +75,14 @@ import Testing
 
 /// With replication the role decides: the active takes every route, a standby none, and the active never deletes.
 @Suite struct RouteDecisionRoleTests {
-    func situation(_ role: Role, current: Route?, ours: Bool, healthy: Bool? = true) -> RouteSituation {
+    func situation(_ role: Role, current: Route?, ours: Bool, healthy: Bool? = true, claiming: Bool = true)
+        -> RouteSituation {
         var spec = ManagedRoute(cidr: "0.0.0.0/0")
         spec.ifUnhealthy = true
         var s = RouteSituation(current: current, isOurs: ours, localHealthy: healthy, localName: "nat", spec: spec,
                                secondsSinceOurLastChange: 1, holdDown: 30)
         s.role = role
+        s.claiming = claiming
         return s
     }
     let held = Route(destination: "0.0.0.0/0", networkInterfaceID: "eni-other", state: "active")
@@ -91,6 +93,13 @@ import Testing
         #expect(RouteDecision.decide(situation(.active, current: nil, ours: false)) { .healthy("") } == .create)
         #expect(!RouteDecision.decide(situation(.active, current: held, ours: true, healthy: false)) { .healthy("") }.changes,
                 "an active never deletes its route")
+    }
+
+    @Test func anActiveDoesNotTakeBackARouteTakenAfterItsTakeover() {
+        let d = RouteDecision.decide(situation(.active, current: held, ours: false, claiming: false)) { .unhealthy("") }
+        #expect(!d.changes, "\(d)")
+        #expect(RouteDecision.decide(situation(.active, current: nil, ours: false, claiming: false)) { .healthy("") }
+                == .create, "a route that is gone is made again")
     }
 
     @Test func aStandbyOrAStartingNodeNeverTouchesARoute() {
