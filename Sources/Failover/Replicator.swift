@@ -163,9 +163,9 @@ public final class Replicator: ReplicationGate, @unchecked Sendable {
     public func run() {
         logger.notice("replication: node \(config.node) listening on \(config.listen), peers \(config.peers.map(\.description).joined(separator: ", "))")
         var buffer = [UInt8](repeating: 0, count: 2048)
+        var drain = [UInt8](repeating: 0, count: 64)
         while !stopping.load(ordering: .acquiring) {
             socket.wait(milliseconds: 5, other: wakeRead)
-            var drain = [UInt8](repeating: 0, count: 64)
             while read(wakeRead, &drain, drain.count) > 0 {}
             while let (length, from) = socket.receive(into: &buffer) {
                 receive(Array(buffer[0..<min(length, buffer.count)]), length: length, from: from)
@@ -262,10 +262,8 @@ public final class Replicator: ReplicationGate, @unchecked Sendable {
                 return
             }
             let flags = message.payload[1]
-            var term: UInt64 = 0
-            for i in 4..<12 { term = term << 8 | UInt64(message.payload[i]) }
-            var leader: UInt32 = 0
-            for i in 12..<16 { leader = leader << 8 | UInt32(message.payload[i]) }
+            let term = message.payload.loadBE(UInt64.self, at: 4)
+            let leader = message.payload.loadBE(UInt32.self, at: 12)
             peer.view = PeerView(node: message.sender, role: role, term: term, healthy: flags & 1 != 0,
                                  synced: flags & 2 != 0, leader: leader, heard: now)
             acknowledged(message.acknowledgement, by: peer)
@@ -390,15 +388,18 @@ public final class Replicator: ReplicationGate, @unchecked Sendable {
                 peer.out.wantsResync = true
             }
         }
-        let resyncing = peers.filter(\.out.wantsResync)
+        // One lock for the changes and the snapshot, so that the snapshot holds exactly the changes taken so far.
         let (changes, overflowed, serial, snapshot) = table.withNAT { nat in
             let (records, overflowed) = nat.takeChanges()
-            return (records, overflowed, nat.changeSerial, resyncing.isEmpty ? [] : nat.snapshot())
+            // Lost changes: every standby needs the whole table again.
+            if overflowed { for peer in peers where peer.out.started { peer.out.wantsResync = true } }
+            let wanted = peers.contains(where: \.out.wantsResync)
+            return (records, overflowed, nat.changeSerial, wanted ? nat.snapshot() : [])
         }
         if overflowed {
             logger.warning("replication: more than \(NAT.maxPendingChanges) changes waited; resyncing every standby")
-            for peer in peers where peer.out.started { startResync(peer, snapshot: nil, serial: serial, now: now) }
         }
+        let resyncing = peers.filter(\.out.wantsResync)
         for peer in resyncing { startResync(peer, snapshot: snapshot, serial: serial, now: now) }
         let resynced = Set(resyncing.map(\.endpoint))
         for peer in peers where peer.out.started && !resynced.contains(peer.endpoint) && !changes.isEmpty {
@@ -416,14 +417,7 @@ public final class Replicator: ReplicationGate, @unchecked Sendable {
         updateConfirmed()
     }
 
-    func startResync(_ peer: Peer, snapshot: [FlowRecord]?, serial: UInt64, now: Double) {
-        var records = snapshot ?? []
-        if snapshot == nil {
-            records = table.withNAT { nat in
-                _ = nat.takeChanges()
-                return nat.snapshot()
-            }
-        }
+    func startResync(_ peer: Peer, snapshot records: [FlowRecord], serial: UInt64, now: Double) {
         var out = OutboundStream()
         out.next = peer.out.next
         out.acked = peer.out.next - 1
@@ -488,12 +482,10 @@ public final class Replicator: ReplicationGate, @unchecked Sendable {
     // MARK: - Sending
 
     func heartbeat() {
-        var payload = [UInt8](repeating: 0, count: 16)
-        payload[0] = machine.role.rawValue
         let healthy = health() ?? false
-        payload[1] = (healthy ? 1 : 0) | (machine.synced && machine.role == .standby ? 2 : 0)
-        for i in 0..<8 { payload[4 + i] = UInt8(truncatingIfNeeded: machine.term >> (56 - 8 * UInt64(i))) }
-        for i in 0..<4 { payload[12 + i] = UInt8(truncatingIfNeeded: machine.leader >> (24 - 8 * UInt32(i))) }
+        var payload: [UInt8] = [machine.role.rawValue, (healthy ? 1 : 0) | (machine.synced && machine.role == .standby ? 2 : 0), 0, 0]
+        payload.appendBE(machine.term)
+        payload.appendBE(machine.leader)
         for peer in peers { send(.heartbeat, to: peer, payload: payload) }
     }
 
@@ -613,19 +605,19 @@ struct Batch {
     static func encode(number: UInt64, flags: UInt8, records: ArraySlice<FlowRecord>) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(12 + records.count * FlowRecord.encodedSize)
-        withUnsafeBytes(of: number.bigEndian) { out.append(contentsOf: $0) }
+        out.appendBE(number)
         out.append(flags)
         out.append(0)
-        withUnsafeBytes(of: UInt16(records.count).bigEndian) { out.append(contentsOf: $0) }
+        out.appendBE(UInt16(records.count))
         for r in records { r.encode(into: &out) }
         return out
     }
 
     init?(_ payload: [UInt8]) {
         guard payload.count >= 12 else { return nil }
-        number = payload[0..<8].reduce(0) { $0 << 8 | UInt64($1) }
+        number = payload.loadBE(UInt64.self, at: 0)
         flags = payload[8]
-        let count = Int(payload[10]) << 8 | Int(payload[11])
+        let count = Int(payload.loadBE(UInt16.self, at: 10))
         guard number > 0, payload.count == 12 + count * FlowRecord.encodedSize else { return nil }
         records = []
         records.reserveCapacity(count)

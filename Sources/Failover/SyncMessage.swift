@@ -87,17 +87,16 @@ public struct SyncKey: Sendable {
         precondition(message.payload.count <= SyncMessage.maxPayload, "payload too long for one datagram")
         var out: [UInt8] = []
         out.reserveCapacity(SyncMessage.headerLength + message.payload.count + SyncMessage.macLength)
-        func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.bigEndian) { out.append(contentsOf: $0) } }
-        put(SyncMessage.magic)
-        put(SyncMessage.version)
-        put(message.kind.rawValue)
-        put(message.flags)
-        put(message.sender)
-        put(message.epoch)
-        put(message.sequence)
-        put(message.acknowledgement)
-        put(UInt16(message.payload.count))
-        put(UInt16(0))
+        out.appendBE(SyncMessage.magic)
+        out.appendBE(SyncMessage.version)
+        out.appendBE(message.kind.rawValue)
+        out.appendBE(message.flags)
+        out.appendBE(message.sender)
+        out.appendBE(message.epoch)
+        out.appendBE(message.sequence)
+        out.appendBE(message.acknowledgement)
+        out.appendBE(UInt16(message.payload.count))
+        out.appendBE(UInt16(0))
         out += message.payload
         out += Digest.hmacSHA256(key: key, out)
         return out
@@ -107,14 +106,9 @@ public struct SyncKey: Sendable {
     public func open(_ datagram: [UInt8]) throws(SyncRejection) -> SyncMessage {
         let h = SyncMessage.headerLength
         guard datagram.count >= h + SyncMessage.macLength else { throw .truncated }
-        func get<T: FixedWidthInteger>(_ offset: Int, _: T.Type) -> T {
-            var v: T = 0
-            for i in 0..<MemoryLayout<T>.size { v = v << 8 | T(datagram[offset + i]) }
-            return v
-        }
-        guard get(0, UInt32.self) == SyncMessage.magic else { throw .badMagic }
+        guard datagram.loadBE(UInt32.self, at: 0) == SyncMessage.magic else { throw .badMagic }
         guard datagram[4] == SyncMessage.version else { throw .badVersion }
-        let length = Int(get(32, UInt16.self))
+        let length = Int(datagram.loadBE(UInt16.self, at: 32))
         guard datagram.count == h + length + SyncMessage.macLength else {
             throw datagram.count < h + length + SyncMessage.macLength ? .truncated : .badLength
         }
@@ -124,8 +118,8 @@ public struct SyncKey: Sendable {
         guard difference == 0 else { throw .badMAC }
         // Only authenticated bytes are interpreted past this point.
         guard let kind = SyncMessage.Kind(rawValue: datagram[5]) else { throw .unknownType }
-        return SyncMessage(kind: kind, flags: get(6, UInt16.self), sender: get(8, UInt32.self), epoch: get(12, UInt32.self),
-                           sequence: get(16, UInt64.self), acknowledgement: get(24, UInt64.self),
+        return SyncMessage(kind: kind, flags: datagram.loadBE(UInt16.self, at: 6), sender: datagram.loadBE(UInt32.self, at: 8), epoch: datagram.loadBE(UInt32.self, at: 12),
+                           sequence: datagram.loadBE(UInt64.self, at: 16), acknowledgement: datagram.loadBE(UInt64.self, at: 24),
                            payload: Array(datagram[h..<(h + length)]))
     }
 }

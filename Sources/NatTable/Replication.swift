@@ -52,13 +52,13 @@ public struct FlowRecord: Equatable, Sendable, CustomStringConvertible {
         out.append(protocolNumber)
         out.append(tcpState)
         out.append(0)
-        Self.put(internalAddress.value, &out)
-        Self.put(internalPort, &out)
-        Self.put(externalPort, &out)
-        Self.put(externalAddress.value, &out)
-        Self.put(remoteAddress.value, &out)
-        Self.put(remotePort, &out)
-        Self.put(UInt16(0), &out)
+        out.appendBE(internalAddress.value)
+        out.appendBE(internalPort)
+        out.appendBE(externalPort)
+        out.appendBE(externalAddress.value)
+        out.appendBE(remoteAddress.value)
+        out.appendBE(remotePort)
+        out.appendBE(UInt16(0))
     }
 
     /// Reads the 24-byte form at `offset`; nil if it is cut short or names an unknown operation or protocol.
@@ -68,19 +68,11 @@ public struct FlowRecord: Equatable, Sendable, CustomStringConvertible {
               let operation = Operation(rawValue: bytes[base]),
               [IPProtocol.tcp.value, IPProtocol.udp.value, IPProtocol.icmp.value].contains(bytes[base + 1])
         else { return nil }
-        func get<T: FixedWidthInteger>(_ at: Int, _: T.Type) -> T {
-            var v: T = 0
-            for i in 0..<MemoryLayout<T>.size { v = v << 8 | T(bytes[base + at + i]) }
-            return v
-        }
+        func get<T: FixedWidthInteger>(_ at: Int, _ type: T.Type) -> T { bytes.loadBE(type, at: offset + at) }
         self.init(operation: operation, protocolNumber: bytes[base + 1], tcpState: bytes[base + 2],
                   internalAddress: IPv4Address(get(4, UInt32.self)), internalPort: get(8, UInt16.self),
                   externalAddress: IPv4Address(get(12, UInt32.self)), externalPort: get(10, UInt16.self),
                   remoteAddress: IPv4Address(get(16, UInt32.self)), remotePort: get(20, UInt16.self))
-    }
-
-    static func put<T: FixedWidthInteger>(_ v: T, _ out: inout [UInt8]) {
-        withUnsafeBytes(of: v.bigEndian) { out.append(contentsOf: $0) }
     }
 }
 

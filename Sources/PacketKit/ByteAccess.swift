@@ -22,3 +22,19 @@ extension UnsafeMutableRawBufferPointer {
         UnsafeMutableRawBufferPointer(rebasing: self[..<count])
     }
 }
+
+/// Big-endian integers in byte arrays (messages built and parsed off the packet path: replication).
+extension RandomAccessCollection where Element == UInt8, Index == Int {
+    /// The `T` stored big-endian at `offset` from the start; the caller has checked the length.
+    @inlinable public func loadBE<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
+        var value: T = 0
+        for i in 0..<MemoryLayout<T>.size { value = value << 8 | T(self[startIndex + offset + i]) }
+        return value
+    }
+}
+
+extension Array where Element == UInt8 {
+    @inlinable public mutating func appendBE<T: FixedWidthInteger>(_ value: T) {
+        Swift.withUnsafeBytes(of: value.bigEndian) { append(contentsOf: $0) }
+    }
+}
