@@ -1,12 +1,22 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 //
 // tunnat: a userspace NAT data plane for Linux NAT instances.
-// The target graph is a strict ladder (see ../shared/STYLE.md, "Layout"):
-//   PacketKit <- NatTable <- (TunIO, Failover) <- TunnatKit <- tunnat     (CTunShim below TunIO)
+// One job per target, a strict ladder with no cycles (docs/architecture.md):
+//
+//   PacketKit <- NatTable <------------------------------------- Replication <--+
+//                    ^                                                ^          |
+//   SystemCalls <- TunIO                       Hashing <- AWS <- Failover        TunnatKit <- tunnat
+//        ^  (every syscall)                    HTTP    <- Health <-+             |
+//        +-- CSystemShim                         (AWS, Health, Failover, Replication, TunIO all feed TunnatKit)
+//
 // PacketKit and NatTable make no syscalls and read no clock, which is what makes `tunnat replay` deterministic.
+// Every syscall goes through SystemCalls (and the C shims it and HTTP/Hashing wrap).
 // Benchmarks live in their own package (Benchmarks/Package.swift) so that the test build does not carry
 // package-benchmark and its malloc interposer.
 import PackageDescription
+
+/// Warnings are errors in every build of ours: a warning has already hidden a crash here.
+let strict: [SwiftSetting] = [.treatAllWarnings(as: .error)]
 
 let package = Package(
     name: "tunnat",
@@ -15,6 +25,7 @@ let package = Package(
         .executable(name: "tunnat", targets: ["tunnat"]),
         .library(name: "PacketKit", targets: ["PacketKit"]),
         .library(name: "NatTable", targets: ["NatTable"]),
+        .library(name: "SystemCalls", targets: ["SystemCalls"]),
         .library(name: "TunIO", targets: ["TunIO"]),
         .library(name: "TunnatKit", targets: ["TunnatKit"]),
     ],
@@ -24,37 +35,76 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
-        .target(name: "PacketKit"),
-        .target(name: "NatTable", dependencies: ["PacketKit"]),
-        // The TUN ioctls (function-like macros Swift cannot import) and sendmmsg, in C.
-        .target(name: "CTunShim"),
-        .target(name: "TunIO", dependencies: ["PacketKit", "NatTable", "CTunShim"]),
-        // SHA-256 and HMAC from the system's OpenSSL (libssl-dev), in C.
+        // Wire formats: no syscalls, no clock, no dependencies.
+        .target(name: "PacketKit", swiftSettings: strict),
+        // The NAT engine: no syscalls, no clock.
+        .target(name: "NatTable", dependencies: ["PacketKit"], swiftSettings: strict),
+        // C: the TUN ioctls (function-like macros Swift cannot import), eventfd and sendmmsg.
+        .target(name: "CSystemShim"),
+        // The system layer: every syscall, one Errno, an owning descriptor, one wake-up primitive.
+        .target(name: "SystemCalls", dependencies: ["CSystemShim"], swiftSettings: strict),
+        // The packet I/O: TUN device, offloads, raw socket output, the per-queue worker.
+        .target(name: "TunIO", dependencies: ["PacketKit", "NatTable", "SystemCalls"], swiftSettings: strict),
+        // C: SHA-256 and HMAC from the system's OpenSSL (libssl-dev).
         .target(name: "COpenSSLShim", linkerSettings: [.linkedLibrary("crypto")]),
-        // HTTP(S) from the system's libcurl (libcurl4-openssl-dev), in C.
+        // C: HTTP(S) transfers and TCP/TLS probes from the system's libcurl (libcurl4-openssl-dev).
         .target(name: "CCurlShim", linkerSettings: [.linkedLibrary("curl")]),
+        .target(name: "Hashing", dependencies: ["COpenSSLShim"], swiftSettings: strict),
+        .target(name: "HTTP", dependencies: ["CCurlShim"], swiftSettings: strict),
+        // The AWS client: SigV4, XML, the EC2 Query API, credentials, IMDSv2, retries.
+        .target(name: "AWS", dependencies: ["Hashing", "HTTP", "SystemCalls"], swiftSettings: strict),
+        // Health probes (ping, tcp, http(s), command), rise and fall.
+        .target(name: "Health", dependencies: ["HTTP", "PacketKit", "SystemCalls"], swiftSettings: strict),
+        // Route failover (AWSnycast's semantics): route decisions and the route manager.
         .target(
             name: "Failover",
-            dependencies: ["NatTable", "PacketKit", "COpenSSLShim", "CCurlShim", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["AWS", "Health", "SystemCalls", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
         ),
+        // State replication: wire format, replay window, codecs, sans-IO streams, the role machine, the replicator.
+        .target(
+            name: "Replication",
+            dependencies: ["NatTable", "PacketKit", "Hashing", "SystemCalls", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        // Configuration, the live data plane's wiring, replay, the control socket, policy routing, status.
         .target(
             name: "TunnatKit",
             dependencies: [
-                "PacketKit", "NatTable", "TunIO", "Failover", .product(name: "Yams", package: "Yams"),
-                .product(name: "Logging", package: "swift-log"),
-            ]
+                "PacketKit", "NatTable", "SystemCalls", "TunIO", "AWS", "Health", "Failover", "Replication",
+                .product(name: "Yams", package: "Yams"), .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
         ),
         .executableTarget(
             name: "tunnat",
             dependencies: [
-                "TunnatKit", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "TunnatKit", "SystemCalls", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: strict
         ),
-        .testTarget(name: "PacketKitTests", dependencies: ["PacketKit"]),
-        .testTarget(name: "NatTableTests", dependencies: ["NatTable", "PacketKit"]),
-        .testTarget(name: "FailoverTests", dependencies: ["Failover", "NatTable", "PacketKit", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "TunIOTests", dependencies: ["TunIO", "NatTable", "PacketKit"]),
-        .testTarget(name: "TunnatKitTests", dependencies: ["TunnatKit", "Failover", "NatTable", "PacketKit"]),
+        .testTarget(name: "PacketKitTests", dependencies: ["PacketKit"], swiftSettings: strict),
+        .testTarget(name: "NatTableTests", dependencies: ["NatTable", "PacketKit"], swiftSettings: strict),
+        .testTarget(name: "SystemCallsTests", dependencies: ["SystemCalls"], swiftSettings: strict),
+        .testTarget(name: "TunIOTests", dependencies: ["TunIO", "SystemCalls", "NatTable", "PacketKit"], swiftSettings: strict),
+        .testTarget(name: "AWSTests", dependencies: ["AWS", "Hashing", "SystemCalls"], swiftSettings: strict),
+        .testTarget(name: "HealthTests", dependencies: ["Health", "SystemCalls"], swiftSettings: strict),
+        .testTarget(
+            name: "FailoverTests",
+            dependencies: ["Failover", "AWS", "Health", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ReplicationTests",
+            dependencies: ["Replication", "NatTable", "PacketKit", "Hashing", "SystemCalls",
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "TunnatKitTests",
+            dependencies: ["TunnatKit", "Failover", "Health", "AWS", "Replication", "NatTable", "PacketKit", "SystemCalls"],
+            swiftSettings: strict
+        ),
     ]
 )

@@ -1,6 +1,7 @@
-/// Failover: health checks, the AWS client (SigV4 over OpenSSL, HTTP over libcurl, the EC2 Query API, credentials,
-/// IMDSv2) and the AWSnycast-compatible route manager; replication to standbys joins with issue 5.
+/// Failover: the route-flipping module, with AWSnycast's model and configuration. It decides, per managed route,
+/// whether this instance should hold it (`RouteDecision`, a pure function), and the route manager makes the EC2
+/// calls (and moves the pool address) through the AWS client, on the verdicts of the health checks.
 ///
-/// It owns every call tunnat makes to AWS and every health probe. It never touches the packet path: the data plane
-/// runs whether or not this module can reach AWS, and nothing here logs a secret (`AWSCredentials` hides them).
+/// It depends on AWS and Health only. It knows nothing of replication: with an HA group, TunnatKit tells it this
+/// node's `RouteRole`. It never touches the packet path, and nothing here logs a secret.
 public enum Failover {}

@@ -1,3 +1,6 @@
+import AWS
+import Health
+
 /// The failover section: AWSnycast's configuration (poll_time, healthchecks, remote_healthchecks, routetables) with
 /// the same meaning, plus what tunnat adds (the `aws` settings, `hold_down`, `pool_address`). TunnatKit parses the
 /// YAML into these types; nothing here reads files.
@@ -17,63 +20,6 @@ public struct FailoverConfiguration: Sendable, Equatable {
     public var poolAddress: String?
 
     public init() {}
-}
-
-public struct AWSSettings: Sendable, Equatable {
-    /// Empty: from IMDSv2. Each one set here is not asked of the metadata service.
-    public var identity = InstanceIdentity()
-    /// nil: https://ec2.<region>.amazonaws.com.
-    public var endpoint: String?
-    /// nil: AWS_EC2_METADATA_SERVICE_ENDPOINT, else http://169.254.169.254.
-    public var metadataEndpoint: String?
-    /// A profile of the shared credentials file; nil: AWS_PROFILE or "default".
-    public var profile: String?
-    public var retry = RetryPolicy()
-    public var timeoutSeconds: UInt32 = 10
-    public init() {}
-}
-
-public struct HealthCheckSpec: Sendable, Equatable {
-    public enum Kind: String, Sendable, CaseIterable {
-        case ping, tcp, http, https, command
-    }
-    public var kind: Kind
-    /// Empty only in a remote health check template.
-    public var destination = ""
-    /// AWSnycast's defaults (healthcheck.Default()): rise 2, fall 3.
-    public var rise = 2
-    public var fall = 3
-    public var every: UInt32 = 5
-    /// Per probe; nil: min(every, 5) seconds, at least 1.
-    public var timeout: UInt32?
-    public var runOnHealthy: [String] = []
-    public var runOnUnhealthy: [String] = []
-
-    // tcp, http, https
-    public var port: Int?
-    public var send = ""
-    public var expect = ""
-    public var tls = false
-    /// A CA certificate: a path, or PEM text.
-    public var caCertificate: String?
-    public var skipVerify = false
-    public var serverName: String?
-    // http, https
-    public var path = "/"
-    public var expectStatus: [Int] = []
-    // command
-    public var command = ""
-    public var arguments: [String] = []
-
-    public init(kind: Kind) { self.kind = kind }
-
-    public var probeTimeoutMilliseconds: Int { Int(timeout ?? max(1, min(every, 5))) * 1000 }
-
-    public func with(destination: String) -> HealthCheckSpec {
-        var copy = self
-        copy.destination = destination
-        return copy
-    }
 }
 
 public struct RouteTableSpec: Sendable, Equatable {

@@ -1,3 +1,6 @@
+import AWS
+import Health
+
 /// AWSnycast's decision rules for one managed route in one route table, as a pure function, plus what tunnat adds:
 /// nothing happens before the first health verdict, and a route tunnat changed recently is left alone (hold-down).
 public enum RouteDecision: Sendable, Equatable {
@@ -14,6 +17,17 @@ public enum RouteDecision: Sendable, Equatable {
         case .keep, .wait: false
         }
     }
+}
+
+/// This node's part in an HA group as far as routes go: the replication role, seen from the route manager (which
+/// knows nothing of replication; TunnatKit maps one onto the other).
+public enum RouteRole: Sendable, Equatable {
+    /// Listening for an active peer: touches no route.
+    case starting
+    /// Follows the active: touches no route.
+    case standby
+    /// Holds the NAT: takes every managed route and the pool address.
+    case active
 }
 
 /// How the instance that holds a route is doing, for `if_unhealthy`.
@@ -38,7 +52,7 @@ public struct RouteSituation: Sendable {
     public var holdDown: Double
     /// With replication, the node's role decides instead of health and hold-down: the active takes every route
     /// it manages, a standby (or a starting node) touches none. nil: AWSnycast's rules.
-    public var role: Role?
+    public var role: RouteRole?
     /// The active is taking over (it became active and has not yet held every route). Afterwards, a route that
     /// another node took is not taken back: that node became active after this one, and the routes stay with it
     /// until the two hear each other and the older active steps down.
@@ -69,7 +83,7 @@ extension RouteDecision {
 
     /// The role machine already weighed health, peers and eligibility (RoleMachine.swift); the routes follow it.
     /// The active never deletes a route: with the NAT on another node, deleting would cut everyone off.
-    static func ruleOfRole(_ role: Role, _ s: RouteSituation) -> RouteDecision {
+    static func ruleOfRole(_ role: RouteRole, _ s: RouteSituation) -> RouteDecision {
         guard role == .active else {
             return .keep("this node is \(role == .standby ? "a standby" : "starting"): the active NAT holds the routes")
         }

@@ -1,5 +1,8 @@
+import AWS
+import Health
 import Logging
 import Synchronization
+import SystemCalls
 
 /// One change the route manager made (or, with noop, would make).
 public struct RouteChange: Sendable, Equatable, CustomStringConvertible {
@@ -51,7 +54,7 @@ public final class RouteManager: @unchecked Sendable {
     /// Oneshot: run remote checks synchronously to a verdict instead of on threads.
     private var synchronousChecks = false
     /// With replication: this node's role, which decides the routes (RouteDecision.ruleOfRole). Set before `run`.
-    public var role: (@Sendable () -> Role)?
+    public var role: (@Sendable () -> RouteRole)?
 
     public init(config: FailoverConfiguration, identity: InstanceIdentity, ec2: EC2Client, imds: InstanceMetadataClient?,
                 noop: Bool, logger: Logger) {
@@ -116,10 +119,10 @@ public final class RouteManager: @unchecked Sendable {
         while !stopping.isSet {
             do { _ = try pass() } catch { logger.error("\(error)") }
             // A claim not yet complete is retried within a second, not after poll_time.
-            let until = monotonicSeconds() + (claiming.isSet ? 1 : Double(max(config.pollTime, 1)))
-            while !stopping.isSet, monotonicSeconds() < until {
+            let until = SystemClock.monotonicSeconds() + (claiming.isSet ? 1 : Double(max(config.pollTime, 1)))
+            while !stopping.isSet, SystemClock.monotonicSeconds() < until {
                 if wake.take() { break }
-                sleepMilliseconds(50)
+                Syscall.sleep(milliseconds: 50)
             }
         }
     }
@@ -128,7 +131,7 @@ public final class RouteManager: @unchecked Sendable {
 
     /// The role changed: becoming the active starts a claim (the pool address and every route are taken, retried
     /// every second until they all are); any other role ends it. A pass follows at once.
-    public func roleChanged(to role: Role) {
+    public func roleChanged(to role: RouteRole) {
         if role == .active { claiming.set() } else { _ = claiming.take() }
         wake.set()
     }
@@ -213,7 +216,7 @@ public final class RouteManager: @unchecked Sendable {
         var situation = RouteSituation(
             current: current, isOurs: isOurs, localHealthy: spec.healthCheck.map { healthChecks[$0]?.isHealthy ?? nil } ?? true,
             localName: spec.healthCheck, spec: spec,
-            secondsSinceOurLastChange: lastChange[key].map { monotonicSeconds() - $0 }, holdDown: Double(config.holdDown))
+            secondsSinceOurLastChange: lastChange[key].map { SystemClock.monotonicSeconds() - $0 }, holdDown: Double(config.holdDown))
         situation.role = role?()
         situation.claiming = claiming.isSet
         var ownerError: AWSError?
@@ -256,7 +259,7 @@ public final class RouteManager: @unchecked Sendable {
         case .keep, .wait:
             break
         }
-        lastChange[key] = monotonicSeconds()
+        lastChange[key] = SystemClock.monotonicSeconds()
         return change
     }
 
@@ -358,7 +361,7 @@ public final class RouteManager: @unchecked Sendable {
                ips.split(whereSeparator: \.isNewline).contains(where: { $0 == address }) {
                 return
             }
-            sleepMilliseconds(200)
+            Syscall.sleep(milliseconds: 200)
         }
         logger.warning("pool address \(address): the instance metadata does not show it on \(identity.mac) after 10s")
     }

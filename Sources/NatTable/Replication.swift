@@ -233,6 +233,68 @@ extension NAT {
     }
 }
 
+/// What replication takes from the live table in one go: the changes since the last time and, when asked for,
+/// a snapshot of every flow taken at the same instant (so that the snapshot holds exactly the changes taken).
+public struct TableChanges: Sendable {
+    public var records: [FlowRecord]
+    /// Some changes were lost to the bounded queue: every standby needs a bulk resync.
+    public var overflowed: Bool
+    /// The serial number of the newest change (`NAT.changeSerial`).
+    public var serial: UInt64
+    public var snapshot: [FlowRecord]?
+
+    public init(records: [FlowRecord], overflowed: Bool, serial: UInt64, snapshot: [FlowRecord]?) {
+        self.records = records
+        self.overflowed = overflowed
+        self.serial = serial
+        self.snapshot = snapshot
+    }
+}
+
+/// The data plane's table as replication sees it: a narrow, typed port. The data plane implements it by taking
+/// its lock for each call; nothing of the table escapes the call, and replication keeps its own state outside.
+public protocol ReplicaPort: AnyObject, Sendable {
+    /// The changes since the last call; with `snapshot` (or `snapshotIfOverflowed` and an overflow) every flow too.
+    func takeChanges(snapshot: Bool, snapshotIfOverflowed: Bool) -> TableChanges
+    /// Applies records of the active's table in order; the failures (the records skipped).
+    func apply(_ records: [FlowRecord], now: NatInstant) -> [ApplyFailure]
+    /// Becomes the live table (translating, recording changes) or a replica (dropping, recording nothing); a
+    /// replica made with `clearing` starts empty. Returns whether the table was live before, and its flows.
+    @discardableResult
+    func setLive(_ live: Bool, clearing: Bool, now: NatInstant) -> (wasLive: Bool, flows: Int)
+    /// Empties a replica (the start of a bulk resync).
+    func removeAll()
+    var flowCount: Int { get }
+}
+
+extension NAT {
+    /// `ReplicaPort.takeChanges` on the table itself (the port's implementations call it under their lock).
+    public func takeChanges(snapshot: Bool, snapshotIfOverflowed: Bool) -> TableChanges {
+        let (records, overflowed) = takeChanges()
+        let wanted = snapshot || (overflowed && snapshotIfOverflowed)
+        return TableChanges(records: records, overflowed: overflowed, serial: changeSerial,
+                            snapshot: wanted ? self.snapshot() : nil)
+    }
+
+    /// `ReplicaPort.apply`: each record in order, the failures collected.
+    public func apply(_ records: [FlowRecord], now: NatInstant) -> [ApplyFailure] {
+        var failures: [ApplyFailure] = []
+        for r in records {
+            do throws(ApplyFailure) { try apply(r, now: now) } catch { failures.append(error) }
+        }
+        return failures
+    }
+
+    /// `ReplicaPort.setLive`.
+    public func setLive(_ live: Bool, clearing: Bool, now: NatInstant) -> (wasLive: Bool, flows: Int) {
+        let was = isLive
+        setLive(live, now: now)
+        recordChanges(live)
+        if clearing { removeAll() }
+        return (was, flowCount)
+    }
+}
+
 /// Lets a worker hold the packets that created flows until a standby has the flows (the replicator implements it).
 public protocol ReplicationGate: AnyObject, Sendable {
     /// How long a batch that created flows may be held, in milliseconds; 0 turns holding off.

@@ -1,6 +1,6 @@
-import CTunShim
 import Glibc
 import PacketKit
+import SystemCalls
 
 /// Where translated packets go. The worker is generic over it, so the per-packet calls are direct.
 public protocol PacketOutput: AnyObject {
@@ -17,13 +17,13 @@ public protocol PacketOutput: AnyObject {
 
 /// Output back into the TUN, virtio-net header and all: GSO super-packets stay whole and the kernel finishes
 /// partial checksums, so a 64 KB TCP super-packet costs one write (DESIGN.md: 3.7x the raw socket's rate).
-public final class TunOutput: PacketOutput {
-    let queue: TunQueue
+public final class TunOutput<Queue: PacketQueue>: PacketOutput {
+    let queue: Queue
     let headers: Bool
     /// A frame for bare packets: a zeroed virtio-net header, then the packet.
     let scratch: UnsafeMutableRawBufferPointer
 
-    public init(queue: TunQueue, virtioHeaders: Bool) {
+    public init(queue: Queue, virtioHeaders: Bool) {
         self.queue = queue
         headers = virtioHeaders
         scratch = .allocate(byteCount: VirtioNetHeader.size + 65_536, alignment: 16)
@@ -73,10 +73,12 @@ public final class TunOutput: PacketOutput {
 /// if this host sent it. It takes no GSO super-packets and finishes no checksums, so both are done here, and
 /// packets go out in batches through sendmmsg(2).
 public final class RawOutput: PacketOutput {
-    public let fd: Int32
-    let transmit: (UnsafeMutablePointer<tunnat_datagram>, Int) -> Int
-    static let batch = 64
-    let pending: UnsafeMutablePointer<tunnat_datagram>
+    /// Sends up to `count` datagrams as sendmmsg(2) does: how many went, or the error of the first.
+    public typealias Transmit = (UnsafeMutablePointer<RawDatagram>, Int) -> Result<Int, Errno>
+    let socket: FileDescriptor?
+    let transmit: Transmit
+    static var batch: Int { RawIPSocket.batch }
+    let pending: UnsafeMutablePointer<RawDatagram>
     var pendingCount = 0
     /// GSO segments are written here, one after another, until the next flush; 256 KB holds four 64 KB
     /// super-packets' worth.
@@ -85,30 +87,26 @@ public final class RawOutput: PacketOutput {
 
     /// Opens the socket: needs CAP_NET_RAW.
     public convenience init() throws(TunError) {
-        let fd = socket(AF_INET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(IPPROTO_RAW))
-        guard fd >= 0 else {
-            let e = Errno("socket(AF_INET, SOCK_RAW, IPPROTO_RAW)")
-            if e.code == EPERM || e.code == EACCES {
-                throw TunError(description: "\(e): the raw output needs CAP_NET_RAW (run as root, or setcap cap_net_admin,cap_net_raw+ep tunnat)")
+        let socket: FileDescriptor
+        do { socket = try RawIPSocket.open() } catch {
+            if error.code == EPERM || error.code == EACCES {
+                throw TunError("\(error): the raw output needs CAP_NET_RAW (run as root, or setcap cap_net_admin,cap_net_raw+ep tunnat)", errno: error)
             }
-            throw TunError(description: "\(e)")
+            throw TunError("\(error)", errno: error)
         }
-        var size: Int32 = 4 << 20
-        _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-        self.init(fd: fd) { datagrams, count in Int(tunnat_sendmmsg(fd, datagrams, UInt32(count))) }
+        let fd = socket.rawValue
+        self.init(socket: socket) { datagrams, count in RawIPSocket.send(fd, datagrams, count: count) }
     }
 
-    /// `transmit` sends up to `count` datagrams as sendmmsg(2) does (how many went, or -1 and errno); tests
-    /// pass their own to see exactly what would have been sent.
-    init(fd: Int32, transmit: @escaping (UnsafeMutablePointer<tunnat_datagram>, Int) -> Int) {
-        self.fd = fd
+    /// Tests pass their own `transmit` (and no socket) to see exactly what would have been sent.
+    init(socket: consuming FileDescriptor?, transmit: @escaping Transmit) {
+        self.socket = socket
         self.transmit = transmit
         pending = .allocate(capacity: Self.batch)
         segments = .allocate(byteCount: 256 << 10, alignment: 16)
     }
 
     deinit {
-        if fd >= 0 { Syscall.close(fd) }
         pending.deallocate()
         segments.deallocate()
     }
@@ -153,7 +151,7 @@ public final class RawOutput: PacketOutput {
     @inline(__always)
     func enqueue(_ packet: UnsafeMutableRawBufferPointer, counters: inout IOCounters) {
         if pendingCount == Self.batch { flush(counters: &counters) }
-        pending[pendingCount] = tunnat_datagram(
+        pending[pendingCount] = RawDatagram(
             bytes: UnsafeRawPointer(packet.baseAddress), length: packet.count,
             destination: packet.loadUnaligned(fromByteOffset: 16, as: UInt32.self))
         pendingCount &+= 1
@@ -163,21 +161,22 @@ public final class RawOutput: PacketOutput {
     public func flush(counters: inout IOCounters) {
         var sent = 0
         while sent < pendingCount {
-            let n = transmit(pending + sent, pendingCount - sent)
-            if n > 0 {
+            switch transmit(pending + sent, pendingCount - sent) {
+            case .success(let n) where n > 0:
                 for i in sent..<(sent + n) {
                     counters.packetsWritten &+= 1
                     counters.bytesWritten &+= UInt64(pending[i].length)
                 }
                 sent += n
-                continue
+            case .success:
+                // Nothing taken and no error: count it as refused rather than spin.
+                counters.writeErrors &+= 1
+                sent += 1
+            case .failure(let error):
+                counters.writeErrors &+= 1
+                counters.lastWriteErrno = error.code
+                sent += 1
             }
-            let e = errno
-            if e == EINTR { continue }
-            Syscall.check("sendmmsg", e)
-            counters.writeErrors &+= 1
-            counters.lastWriteErrno = e
-            sent += 1
         }
         pendingCount = 0
         segmentsUsed = 0

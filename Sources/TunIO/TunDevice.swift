@@ -1,17 +1,17 @@
-import CTunShim
 import Glibc
+import SystemCalls
 
 /// Which offloads the kernel accepted for a TUN device (TUNSETOFFLOAD).
 public struct TunOffloads: OptionSet, Sendable, CustomStringConvertible {
     public let rawValue: UInt32
     public init(rawValue: UInt32) { self.rawValue = rawValue }
 
-    public static let checksum = TunOffloads(rawValue: UInt32(TUNNAT_TUN_F_CSUM))
-    public static let tso4 = TunOffloads(rawValue: UInt32(TUNNAT_TUN_F_TSO4))
-    public static let tso6 = TunOffloads(rawValue: UInt32(TUNNAT_TUN_F_TSO6))
-    public static let tsoECN = TunOffloads(rawValue: UInt32(TUNNAT_TUN_F_TSO_ECN))
-    public static let uso4 = TunOffloads(rawValue: UInt32(TUNNAT_TUN_F_USO4))
-    public static let uso6 = TunOffloads(rawValue: UInt32(TUNNAT_TUN_F_USO6))
+    public static let checksum = TunOffloads(rawValue: TunControl.offloadChecksum)
+    public static let tso4 = TunOffloads(rawValue: TunControl.offloadTSO4)
+    public static let tso6 = TunOffloads(rawValue: TunControl.offloadTSO6)
+    public static let tsoECN = TunOffloads(rawValue: TunControl.offloadTSOECN)
+    public static let uso4 = TunOffloads(rawValue: TunControl.offloadUSO4)
+    public static let uso6 = TunOffloads(rawValue: TunControl.offloadUSO6)
 
     /// What tunnat asks for, then the fallbacks, each a subset of the one before: USO needs Linux 6.2, TSO and
     /// checksum offload are older than IFF_VNET_HDR users care about, and none at all always works.
@@ -30,18 +30,24 @@ public struct TunOffloads: OptionSet, Sendable, CustomStringConvertible {
     }
 }
 
-/// Why a TUN device could not be made, in words a person can act on.
+/// Why a TUN device or an output could not be made: the failed call (errno included) and what to do about it.
 public struct TunError: Error, CustomStringConvertible, Sendable {
+    public let errno: Errno?
     public let description: String
+
+    public init(_ description: String, errno: Errno? = nil) {
+        self.errno = errno
+        self.description = description
+    }
 }
 
 /// One queue of a TUN device: a file descriptor the kernel hands packets to and takes packets from. A queue
 /// belongs to one worker thread. It closes its descriptor when it goes away.
-public final class TunQueue: @unchecked Sendable {
-    public let fd: Int32
+public final class TunQueue: PacketQueue, Sendable {
+    let descriptor: FileDescriptor
+    public var fd: Int32 { descriptor.rawValue }
 
-    init(fd: Int32) { self.fd = fd }
-    deinit { Syscall.close(fd) }
+    init(_ descriptor: consuming FileDescriptor) { self.descriptor = descriptor }
 
     /// Reads one frame (virtio-net header + packet); nil when none is waiting.
     @inline(__always)
@@ -54,12 +60,16 @@ public final class TunQueue: @unchecked Sendable {
     public func write(_ frame: UnsafeRawBufferPointer) throws(Errno) {
         _ = try Syscall.write(fd, frame)
     }
+
+    public func waitReadable(orStop stop: StopSignal, milliseconds: Int32) throws(Errno) -> Bool {
+        try Syscall.pollIn(fd, stop.fd, timeoutMilliseconds: milliseconds).0
+    }
 }
 
 /// A TUN device (IFF_TUN | IFF_NO_PI), optionally with virtio-net headers and offloads (IFF_VNET_HDR,
 /// TUNSETOFFLOAD) and several queues (IFF_MULTI_QUEUE). The device exists while its queues are open: tunnat
 /// does not make it persistent, so the kernel deletes it, and every route through it, when tunnat exits.
-public final class TunDevice: @unchecked Sendable {
+public final class TunDevice: Sendable {
     public let name: String
     public let queues: [TunQueue]
     public let virtioHeaders: Bool
@@ -69,43 +79,30 @@ public final class TunDevice: @unchecked Sendable {
     /// else's device would steal its traffic.
     public init(name: String, queueCount: Int, offloads wanted: Bool) throws(TunError) {
         guard !name.isEmpty, name.utf8.count < Int(IFNAMSIZ), !name.contains("/"), !name.contains(" ") else {
-            throw TunError(description: "'\(name)' is not a valid interface name (1 to \(IFNAMSIZ - 1) characters, no '/' or spaces)")
+            throw TunError("'\(name)' is not a valid interface name (1 to \(IFNAMSIZ - 1) characters, no '/' or spaces)")
         }
-        if if_nametoindex(name) != 0 {
-            throw TunError(description: "a network device named \(name) already exists; choose another name (tun.name) or remove it (ip link del \(name))")
+        if Syscall.interfaceIndex(name) != 0 {
+            throw TunError("a network device named \(name) already exists; choose another name (tun.name) or remove it (ip link del \(name))")
         }
-        var flags = Int32(TUNNAT_IFF_TUN | TUNNAT_IFF_NO_PI)
-        if wanted { flags |= Int32(TUNNAT_IFF_VNET_HDR) }
-        if queueCount > 1 { flags |= Int32(TUNNAT_IFF_MULTI_QUEUE) }
+        var flags = TunControl.tun | TunControl.noPacketInformation
+        if wanted { flags |= TunControl.virtioHeaders }
+        if queueCount > 1 { flags |= TunControl.multiQueue }
         var opened: [TunQueue] = []
         for _ in 0..<max(1, queueCount) {
-            let fd: Int32
-            do { fd = try Syscall.open("/dev/net/tun", O_RDWR) } catch {
-                throw TunError(description: Self.explain(error, name: name))
+            do { opened.append(TunQueue(try TunControl.attach(name: name, flags: flags))) } catch {
+                throw Self.explain(error, name: name)
             }
-            let queue = TunQueue(fd: fd)
-            do {
-                try Syscall.zeroOrErrno("ioctl TUNSETIFF") { tunnat_tun_set_iff(fd, name, Int16(flags), nil) }
-                try Syscall.setNonBlocking(fd)
-            } catch {
-                throw TunError(description: Self.explain(error, name: name))
-            }
-            opened.append(queue)
         }
         var accepted: TunOffloads = []
         if wanted {
             do {
-                for queue in opened {
-                    try Syscall.zeroOrErrno("ioctl TUNSETVNETHDRSZ") {
-                        tunnat_tun_set_vnet_hdr_size(queue.fd, Int32(VirtioNetHeader.size))
-                    }
-                }
+                for queue in opened { try TunControl.setVirtioHeaderSize(queue.fd, VirtioNetHeader.size) }
             } catch {
-                throw TunError(description: Self.explain(error, name: name))
+                throw Self.explain(error, name: name)
             }
             // The kernel answers EINVAL for a flag it does not know; step down to the next set.
             for candidate in TunOffloads.preferences {
-                if tunnat_tun_set_offload(opened[0].fd, UInt32(candidate.rawValue)) == 0 {
+                if TunControl.setOffloads(opened[0].fd, candidate.rawValue) {
                     accepted = candidate
                     break
                 }
@@ -119,12 +116,14 @@ public final class TunDevice: @unchecked Sendable {
 
     /// Sets the MTU (0 leaves the kernel's default, 1500) and brings the link up.
     public func bringUp(mtu: Int) throws(TunError) {
-        if tunnat_link_up(name, Int32(mtu)) != 0 {
-            throw TunError(description: Self.explain(Errno("bringing \(name) up (SIOCSIFMTU/SIOCSIFFLAGS)"), name: name))
-        }
+        do { try TunControl.bringUp(name, mtu: mtu) } catch { throw Self.explain(error, name: name) }
     }
 
-    static func explain(_ error: Errno, name: String) -> String {
+    static func explain(_ error: Errno, name: String) -> TunError {
+        TunError(explanation(error, name: name), errno: error)
+    }
+
+    static func explanation(_ error: Errno, name: String) -> String {
         switch error.code {
         case EPERM, EACCES:
             return "\(error): creating TUN device \(name) needs CAP_NET_ADMIN (run as root, or grant the capability: setcap cap_net_admin,cap_net_raw+ep tunnat)"

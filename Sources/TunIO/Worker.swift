@@ -1,16 +1,16 @@
-import CTunShim
-import Glibc
 import NatTable
 import PacketKit
 import Synchronization
+import SystemCalls
 
-/// The NAT and the I/O counters, shared by the workers of all queues behind one lock. A worker takes the lock
-/// once per batch of up to `Worker.batchSize` packets, not once per packet.
-public final class SharedState: Sendable {
+/// The NAT and the I/O counters, shared by the workers of all queues (and by replication, through `ReplicaPort`)
+/// behind one lock. A worker takes the lock once per batch of up to `Worker.batchSize` packets, not once per packet.
+public final class LockedNAT: Sendable {
     public struct State: ~Copyable {
         public var nat: NAT
         public var io = IOCounters()
     }
+    /// Guards the NAT and the counters; the NAT never leaves it.
     public let state: Mutex<State>
 
     public init(nat: consuming sending NAT) {
@@ -18,26 +18,23 @@ public final class SharedState: Sendable {
     }
 }
 
-/// Tells workers to stop: a flag, and an eventfd that wakes them from poll(2) at once.
-public final class StopSignal: Sendable {
-    let flag = Atomic<Bool>(false)
-    public let fd: Int32
-
-    public init() throws(Errno) {
-        let fd = tunnat_eventfd()
-        guard fd >= 0 else { throw Errno("eventfd") }
-        self.fd = fd
+extension LockedNAT: ReplicaPort {
+    public func takeChanges(snapshot: Bool, snapshotIfOverflowed: Bool) -> TableChanges {
+        state.withLock { $0.nat.takeChanges(snapshot: snapshot, snapshotIfOverflowed: snapshotIfOverflowed) }
     }
-    deinit { Syscall.close(fd) }
 
-    public var isStopped: Bool { flag.load(ordering: .acquiring) }
-
-    /// Safe to call from any thread, more than once.
-    public func stop() {
-        flag.store(true, ordering: .releasing)
-        var one: UInt64 = 1
-        _ = withUnsafeBytes(of: &one) { Glibc.write(fd, $0.baseAddress, 8) }
+    public func apply(_ records: [FlowRecord], now: NatInstant) -> [ApplyFailure] {
+        state.withLock { $0.nat.apply(records, now: now) }
     }
+
+    @discardableResult
+    public func setLive(_ live: Bool, clearing: Bool, now: NatInstant) -> (wasLive: Bool, flows: Int) {
+        state.withLock { $0.nat.setLive(live, clearing: clearing, now: now) }
+    }
+
+    public func removeAll() { state.withLock { $0.nat.removeAll() } }
+
+    public var flowCount: Int { state.withLock { $0.nat.flowCount } }
 }
 
 /// What one frame came to.
@@ -83,7 +80,7 @@ public enum FrameProcessor {
 /// One queue's loop: read a batch (non-blocking reads until the queue is empty or the batch is full), translate
 /// it under the lock, write it out; when the queue is empty, wait in poll(2) and retire expired flows.
 /// Generic over the output so that the per-packet calls are direct (STYLE.md, "The per-packet path").
-public final class Worker<Output: PacketOutput>: @unchecked Sendable {
+public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked Sendable {  // one thread owns it
     public static var batchSize: Int { 64 }
     /// Room for a virtio-net header and the largest IPv4 packet (a 64 KB GSO super-packet).
     static var slotSize: Int { VirtioNetHeader.size + 65_535 + 1 }
@@ -91,9 +88,11 @@ public final class Worker<Output: PacketOutput>: @unchecked Sendable {
     static var idleMilliseconds: Int32 { 1000 }
     static var idleExpiryBudget: Int { 4096 }
 
-    let queue: TunQueue
+    let queue: Queue
     let output: Output
-    let shared: SharedState
+    let shared: LockedNAT
+    /// The NAT's clock: CLOCK_MONOTONIC in the data plane, a variable in tests.
+    let clock: @Sendable () -> NatInstant
     let stopSignal: StopSignal
     let virtioHeaders: Bool
     /// Set when new flows must reach a standby before their first packet leaves (replication's hold).
@@ -103,9 +102,11 @@ public final class Worker<Output: PacketOutput>: @unchecked Sendable {
     let outcomes: UnsafeMutablePointer<FrameOutcome>
     var counters = IOCounters()
 
-    public init(queue: TunQueue, virtioHeaders: Bool, output: Output, shared: SharedState, stop: StopSignal,
-                gate: ReplicationGate? = nil) {
+    public init(queue: Queue, virtioHeaders: Bool, output: Output, shared: LockedNAT, stop: StopSignal,
+                gate: ReplicationGate? = nil,
+                clock: @escaping @Sendable () -> NatInstant = { NatInstant(nanoseconds: SystemClock.monotonicNanoseconds()) }) {
         self.queue = queue
+        self.clock = clock
         self.gate = gate
         self.virtioHeaders = virtioHeaders
         self.output = output
@@ -131,41 +132,44 @@ public final class Worker<Output: PacketOutput>: @unchecked Sendable {
     /// Runs until the stop signal is given. Errors other than "nothing to read" are counted, and a queue that
     /// keeps failing is not spun on: the worker waits in poll(2) as if idle.
     public func run() {
-        while !stopSignal.isStopped {
-            let count = readBatch()
-            if count == 0 {
-                idle()
-                continue
-            }
-            let now = NatInstant(nanoseconds: monotonicNanoseconds())
-            let compensate = output.compensatesForwardingHop
-            let (released, newFlows, serial) = shared.state.withLock { state in
-                let before = state.nat.changeSerial
-                for i in 0..<count {
-                    let frame = slot(i).prefix(upTo: lengths[i])
-                    outcomes[i] = FrameProcessor.process(frame, nat: state.nat, now: now,
-                                                         compensateHop: compensate, counters: &counters)
-                }
-                state.io += counters
-                counters = IOCounters()
-                return (state.nat.takeReleasedFragments(), state.nat.changeSerial != before, state.nat.changeSerial)
-            }
-            // The batch made or changed flows: hold it (bounded) until the standbys have them.
-            if newFlows, let gate { gate.waitUntilReplicated(serial) }
-            for i in 0..<count {
-                if case .send(let header) = outcomes[i] {
-                    output.send(frame: slot(i).prefix(upTo: lengths[i]), header: header, counters: &counters)
-                }
-            }
-            for fragment in released {
-                var bytes = fragment.bytes
-                if compensate { bytes.withUnsafeMutableBytes { Offload.compensateForwardingHop($0) } }
-                bytes.withUnsafeMutableBytes { output.send(packet: $0, counters: &counters) }
-            }
-            output.flush(counters: &counters)
-        }
+        while !stopSignal.isStopped { iterate() }
         shared.state.withLock { $0.io += counters }
         counters = IOCounters()
+    }
+
+    /// One turn of the loop: a batch read, translated and written; or, with nothing to read, a wait and expiry.
+    public func iterate() {
+        let count = readBatch()
+        if count == 0 {
+            idle()
+            return
+        }
+        let now = clock()
+        let compensate = output.compensatesForwardingHop
+        let (released, newFlows, serial) = shared.state.withLock { state in
+            let before = state.nat.changeSerial
+            for i in 0..<count {
+                let frame = slot(i).prefix(upTo: lengths[i])
+                outcomes[i] = FrameProcessor.process(frame, nat: state.nat, now: now,
+                                                     compensateHop: compensate, counters: &counters)
+            }
+            state.io += counters
+            counters = IOCounters()
+            return (state.nat.takeReleasedFragments(), state.nat.changeSerial != before, state.nat.changeSerial)
+        }
+        // The batch made or changed flows: hold it (bounded) until the standbys have them.
+        if newFlows, let gate { gate.waitUntilReplicated(serial) }
+        for i in 0..<count {
+            if case .send(let header) = outcomes[i] {
+                output.send(frame: slot(i).prefix(upTo: lengths[i]), header: header, counters: &counters)
+            }
+        }
+        for fragment in released {
+            var bytes = fragment.bytes
+            if compensate { bytes.withUnsafeMutableBytes { Offload.compensateForwardingHop($0) } }
+            bytes.withUnsafeMutableBytes { output.send(packet: $0, counters: &counters) }
+        }
+        output.flush(counters: &counters)
     }
 
     /// Reads frames until the queue is empty or the batch is full. Without virtio-net headers the packet is read
@@ -199,12 +203,11 @@ public final class Worker<Output: PacketOutput>: @unchecked Sendable {
             counters = IOCounters()
         }
         do {
-            let (readable, _) = try Syscall.pollIn(queue.fd, stopSignal.fd, timeoutMilliseconds: Self.idleMilliseconds)
-            if readable { return }
+            if try queue.waitReadable(orStop: stopSignal, milliseconds: Self.idleMilliseconds) { return }
         } catch {
             counters.readErrors &+= 1
         }
-        let now = NatInstant(nanoseconds: monotonicNanoseconds())
+        let now = clock()
         shared.state.withLock { state in
             _ = state.nat.expire(now: now, budget: Self.idleExpiryBudget)
             state.io += counters

@@ -1,7 +1,11 @@
+import AWS
 import Failover
 import Foundation
+import Health
 import NatTable
 import PacketKit
+import Replication
+import SystemCalls
 import Yams
 
 /// Everything a tunnat configuration file sets.

@@ -1,5 +1,5 @@
-import Foundation
 import Glibc
+import SystemCalls
 
 /// The local control socket (AF_UNIX, stream): `tunnat run` answers every connection with one status report
 /// in JSON and closes it; `tunnat status` connects and reads. The socket is made mode 0600: the counters are the
@@ -7,126 +7,58 @@ import Glibc
 public enum ControlSocket {
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
-    }
-
-    static func address(_ path: String) -> sockaddr_un? {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return nil }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        return address
-    }
-
-    static func connect(_ path: String) -> Int32? {
-        guard var address = address(path) else { return nil }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        if rc != 0 {
-            close(fd)
-            return nil
-        }
-        return fd
+        /// The system call that failed, if one did.
+        public let errno: Errno?
     }
 
     /// Asks a running data plane for its status.
     public static func query(_ path: String) throws(Failure) -> [UInt8] {
-        guard let fd = connect(path) else {
-            let reason = String(cString: strerror(errno))
-            throw Failure(description: "cannot reach a running tunnat at \(path): \(reason) (is 'tunnat run' running, with this control_socket?)")
+        let fd: FileDescriptor
+        do { fd = try UnixSocket.connect(path) } catch {
+            throw Failure(description: "cannot reach a running tunnat at \(path): \(error.reason) (is 'tunnat run' running, with this control_socket?)", errno: error)
         }
-        defer { close(fd) }
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var result: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16384)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n > 0 {
-                result += chunk[0..<n]
-            } else if n == 0 {
-                return result
-            } else if errno != EINTR {
-                throw Failure(description: "reading from \(path): \(String(cString: strerror(errno)))")
-            }
+        UnixSocket.setTimeout(fd.rawValue, seconds: 5, sending: false)
+        do { return try Syscall.readAll(fd.rawValue) } catch {
+            throw Failure(description: "reading from \(path): \(error.reason)", errno: error)
         }
     }
 
     /// A listening socket at `path`. A stale socket file (nobody answers) is replaced; a live one is refused.
-    public final class Server: @unchecked Sendable {
+    public final class Server: Sendable {
         public let path: String
-        let fd: Int32
+        let descriptor: FileDescriptor
 
         public init(path: String) throws(Failure) {
-            if let other = ControlSocket.connect(path) {
-                close(other)
-                throw Failure(description: "control socket \(path) is in use by another tunnat; set control_socket to another path")
+            let answered: Bool = { () -> Bool in
+                do { _ = try UnixSocket.connect(path); return true } catch { return false }
+            }()
+            if answered {
+                throw Failure(description: "control socket \(path) is in use by another tunnat; set control_socket to another path", errno: nil)
             }
-            guard var address = ControlSocket.address(path) else {
-                throw Failure(description: "control socket path \(path) is too long")
-            }
-            var info = stat()
-            if lstat(path, &info) == 0 {
-                guard info.st_mode & S_IFMT == S_IFSOCK else {
-                    throw Failure(description: "control socket path \(path) exists and is not a socket; remove it or choose another control_socket")
+            if let mode = try? Syscall.mode(of: path, followingLinks: false) {
+                guard mode & S_IFMT == S_IFSOCK else {
+                    throw Failure(description: "control socket path \(path) exists and is not a socket; remove it or choose another control_socket", errno: nil)
                 }
-                unlink(path)
+                Syscall.unlink(path)
             }
-            let directory = (path as NSString).deletingLastPathComponent
-            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            guard fd >= 0 else { throw Failure(description: "socket(AF_UNIX): \(String(cString: strerror(errno)))") }
-            let old = umask(0o077)
-            let rc = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-                }
-            }
-            umask(old)
-            guard rc == 0, listen(fd, 16) == 0 else {
-                let reason = String(cString: strerror(errno))
-                close(fd)
-                throw Failure(description: "cannot listen on control socket \(path): \(reason)")
+            do { descriptor = try UnixSocket.listen(path) } catch {
+                throw Failure(description: "cannot listen on control socket \(path): \(error)", errno: error)
             }
             self.path = path
-            self.fd = fd
         }
 
-        /// Answers connections with `report()` until `stopFD` becomes readable.
-        public func serve(stopFD: Int32, report: () -> [UInt8]) {
-            while true {
-                var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0),
-                           pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)]
-                let n = poll(&fds, 2, -1)
-                if n < 0 && errno == EINTR { continue }
-                if n < 0 || fds[1].revents != 0 { return }
-                guard fds[0].revents & Int16(POLLIN) != 0 else { continue }
-                let client = accept(fd, nil, nil)
-                guard client >= 0 else { continue }
-                var timeout = timeval(tv_sec: 2, tv_usec: 0)
-                setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-                let bytes = report()
-                var sent = 0
-                while sent < bytes.count {
-                    let w = bytes[sent...].withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                    if w <= 0 { break }
-                    sent += w
-                }
-                close(client)
+        /// Answers connections with `report()` until `stop` is given.
+        public func serve(stop: StopSignal, report: () -> [UInt8]) {
+            while !stop.isStopped {
+                guard let (ready, stopped) = try? Syscall.pollIn(descriptor.rawValue, stop.fd, timeoutMilliseconds: -1),
+                      !stopped else { return }
+                guard ready, let client = try? Syscall.accept(descriptor.rawValue) else { continue }
+                UnixSocket.setTimeout(client.rawValue, seconds: 2, sending: true)
+                // A client that went away gets nothing; the next one is served.
+                try? Syscall.writeAll(client.rawValue, report(), sendFlags: Int32(MSG_NOSIGNAL))
             }
         }
 
-        deinit {
-            close(fd)
-            unlink(path)
-        }
+        deinit { Syscall.unlink(path) }
     }
 }

@@ -1,5 +1,8 @@
+import AWS
 import Failover
+import Health
 import PacketKit
+import SystemCalls
 import Yams
 
 /// The failover section, in AWSnycast's format (poll_time, healthchecks, remote_healthchecks, routetables or

@@ -1,17 +1,25 @@
 import Failover
 import Foundation
-import Glibc
 import Logging
-import Synchronization
 import NatTable
+import Replication
+import SystemCalls
 import TunIO
 
 /// `tunnat run`: the TUN device, one worker thread per queue, the policy routing, the control socket, and a
 /// main thread that waits for SIGINT/SIGTERM and logs a summary now and then. Everything it set up is taken
 /// down again on the way out, in reverse order.
 public enum LiveDataPlane {
+    /// Why the data plane could not start or run: one line for the operator, and the failed system call
+    /// (errno included) when one failed.
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
+        public let errno: Errno?
+
+        init(description: String, errno: Errno? = nil) {
+            self.description = description
+            self.errno = errno
+        }
     }
 
     public static func run(_ config: TunnatConfiguration, installRouting: Bool, logger: Logger) throws(Failure) {
@@ -27,19 +35,19 @@ public enum LiveDataPlane {
             throw Failure(description: "net.ipv4.conf.all.rp_filter is 1 (strict): the kernel would drop translated replies coming out of \(tun.name); set it to 0 or 2 (loose) with 'sysctl -w net.ipv4.conf.all.rp_filter=2'")
         }
 
-        let queueCount = tun.queues > 0 ? tun.queues : max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        let queueCount = tun.queues > 0 ? tun.queues : Syscall.onlineProcessors
         let device: TunDevice
         do {
             device = try TunDevice(name: tun.name, queueCount: queueCount, offloads: tun.offloads)
         } catch {
-            throw Failure(description: error.description)
+            throw Failure(description: error.description, errno: error.errno)
         }
         // Replies leave the TUN with sources that route elsewhere; the device is ours, so loosen it here.
         _ = KernelSettings.write("net.ipv4.conf.\(tun.name).rp_filter", "0")
         // tunnat translates IPv4 only; without this the kernel's own IPv6 chatter on the device (router
         // solicitations) would show up as not-ipv4 drops.
         _ = KernelSettings.write("net.ipv6.conf.\(tun.name).disable_ipv6", "1")
-        do { try device.bringUp(mtu: tun.mtu) } catch { throw Failure(description: error.description) }
+        do { try device.bringUp(mtu: tun.mtu) } catch { throw Failure(description: error.description, errno: error.errno) }
         logger.info("device up", metadata: [
             "device": "\(device.name)", "queues": "\(device.queues.count)",
             "virtio-headers": "\(device.virtioHeaders)", "offloads": "\(device.offloads)", "output": "\(tun.output)",
@@ -51,13 +59,13 @@ public enum LiveDataPlane {
             stop = try StopSignal()
             signals = try StopSignals.install()
         } catch {
-            throw Failure(description: "\(error)")
+            throw Failure(description: "\(error)", errno: error)
         }
-        let shared = SharedState(nat: nat)
+        let shared = LockedNAT(nat: nat)
 
         let control: ControlSocket.Server
         do { control = try ControlSocket.Server(path: config.controlSocket) } catch {
-            throw Failure(description: error.description)
+            throw Failure(description: error.description, errno: error.errno)
         }
 
         let routing = PolicyRouting(device: device.name, routing: tun.routing, nat: config.nat)
@@ -96,14 +104,14 @@ public enum LiveDataPlane {
             let routeManager = manager
             let replicator: Replicator
             do {
-                replicator = try Replicator(config: settings, key: key, table: SharedNAT(shared: shared),
+                replicator = try Replicator(config: settings, key: key, table: shared,
                                             health: { routeManager?.isHealthy ?? true }, logger: logger)
             } catch {
-                throw Failure(description: "\(error)")
+                throw Failure(description: "replication: cannot listen on \(settings.listen): \(error)", errno: error)
             }
             if let routeManager {
-                routeManager.role = { replicator.role }
-                replicator.onRoleChange = { routeManager.roleChanged(to: $0) }
+                routeManager.role = { RouteRole(replicator.role) }
+                replicator.setRoleObserver { routeManager.roleChanged(to: RouteRole($0)) }
             }
             replication = (replicator, RouteService.thread("tunnat-replication") { replicator.run() })
         }
@@ -140,12 +148,12 @@ public enum LiveDataPlane {
                 }
             }
         } catch {
-            throw Failure(description: error.description)
+            throw Failure(description: error.description, errno: error.errno)
         }
 
-        let started = monotonicNanoseconds()
+        let started = SystemClock.monotonicNanoseconds()
         let report = { @Sendable () -> StatusReport in
-            let uptime = (monotonicNanoseconds() - started) / 1_000_000_000
+            let uptime = (SystemClock.monotonicNanoseconds() - started) / 1_000_000_000
             return shared.state.withLock { state in
                 StatusReport(device: device.name, queues: device.queues.count, offloads: device.offloads.description,
                              output: tun.output.rawValue, uptimeSeconds: uptime, nat: state.nat, io: state.io,
@@ -165,7 +173,7 @@ public enum LiveDataPlane {
         }
         group.enter()
         let controlThread = Thread {
-            control.serve(stopFD: stop.fd) { report().json() }
+            control.serve(stop: stop) { report().json() }
             group.leave()
         }
         controlThread.name = "tunnat-control"
@@ -173,15 +181,13 @@ public enum LiveDataPlane {
         logger.info("translating", metadata: ["control-socket": "\(config.controlSocket)"])
 
         var lastPackets: UInt64 = 0
-        var lastLog = monotonicNanoseconds()
+        var lastLog = SystemClock.monotonicNanoseconds()
         while true {
-            var ready = pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)
-            if poll(&ready, 1, 1000) > 0 {
-                let signal = StopSignals.received.load(ordering: .acquiring)
-                logger.info("stopping", metadata: ["signal": "\(signal == SIGINT ? "SIGINT" : "SIGTERM")"])
+            if signals.sleep(milliseconds: 1000) {
+                logger.info("stopping", metadata: ["signal": "\(StopSignals.receivedName)"])
                 break
             }
-            let now = monotonicNanoseconds()
+            let now = SystemClock.monotonicNanoseconds()
             if config.statsInterval > 0, now - lastLog >= UInt64(config.statsInterval) * 1_000_000_000 {
                 lastLog = now
                 let r = report()
@@ -201,14 +207,13 @@ public enum LiveDataPlane {
     static func readSyncKey(_ path: String, logger: Logger) throws(Failure) -> SyncKey {
         let bytes: [UInt8]
         do { bytes = try FileBytes.read(path) } catch {
-            throw Failure(description: "replication.key_file \(path): cannot read: \(String(cString: strerror(error.errno)))")
+            throw Failure(description: "replication.key_file \(path): cannot read: \(error.reason)", errno: Errno("open \(path)", error.errno))
         }
         guard let key = SyncKey(bytes) else {
             throw Failure(description: "replication.key_file \(path): holds \(bytes.count) bytes; it needs at least 32 bytes of secret (for example: head -c 48 /dev/urandom | base64 > \(path))")
         }
-        var info = stat()
-        if stat(path, &info) == 0, info.st_mode & 0o077 != 0 {
-            logger.warning("replication.key_file \(path) is readable by others (mode \(String(info.st_mode & 0o777, radix: 8))); chmod 600 it")
+        if let mode = try? Syscall.mode(of: path), mode & 0o077 != 0 {
+            logger.warning("replication.key_file \(path) is readable by others (mode \(String(mode & 0o777, radix: 8))); chmod 600 it")
         }
         return key
     }
@@ -223,46 +228,13 @@ public enum LiveDataPlane {
     }
 }
 
-/// The workers' shared NAT, for the replicator.
-struct SharedNAT: NatAccess {
-    let shared: SharedState
-    func withNAT<R>(_ body: (NAT) -> R) -> R {
-        // The NAT never leaves the lock: `body` runs inside it, on the caller's thread.
-        // The NAT never leaves the lock: `body` runs inside it, on the caller's thread, so the Sendable cast only
-        // tells the region checker what is already true.
-        withoutActuallyEscaping(body) { body in
-            let boxed: (NAT) -> Box<R> = { Box(body($0)) }
-            let call = unsafeBitCast(boxed, to: (@Sendable (NAT) -> Box<R>).self)
-            return shared.state.withLock { state in call(state.nat) }.value
+extension RouteRole {
+    /// The route manager's view of a replication role.
+    init(_ role: Role) {
+        switch role {
+        case .starting: self = .starting
+        case .standby: self = .standby
+        case .active: self = .active
         }
-    }
-}
-
-final class Box<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
-}
-
-/// SIGINT and SIGTERM, caught by a handler that only writes to an eventfd (async-signal-safe) so that the main
-/// thread wakes up and stops everything in order. A handler, not a blocked mask: the runtime may have started
-/// threads before tunnat could block the signals in them.
-enum StopSignals {
-    nonisolated(unsafe) static var fd: Int32 = -1
-    static let received = Atomic<Int32>(0)
-
-    static func install() throws(Errno) -> StopSignal {
-        let signal = try StopSignal()
-        fd = signal.fd
-        var action = sigaction()
-        action.__sigaction_handler.sa_handler = { number in
-            StopSignals.received.store(number, ordering: .releasing)
-            var one: UInt64 = 1
-            _ = withUnsafeBytes(of: &one) { Glibc.write(StopSignals.fd, $0.baseAddress, 8) }
-        }
-        sigemptyset(&action.sa_mask)
-        action.sa_flags = SA_RESTART
-        sigaction(SIGINT, &action, nil)
-        sigaction(SIGTERM, &action, nil)
-        return signal
     }
 }

@@ -12,7 +12,8 @@ public enum PacketSummary {
             guard ip.fragmentOffset == 0 else { return "\(ip.protocol) \(ip.source) > \(ip.destination)\(fragment)" }
             let l4 = ip.payload
             switch ip.protocol {
-            case .tcp, .udp where l4.count >= 4:
+            // The guard binds to each pattern: `case .tcp, .udp where ...` would apply it to .udp alone.
+            case .tcp where l4.count >= 4, .udp where l4.count >= 4:
                 return "\(ip.protocol) \(ip.source):\(l4.loadBE16(at: 0)) > \(ip.destination):\(l4.loadBE16(at: 2))\(fragment)"
             case .icmp where l4.count >= 8:
                 let icmp = ICMPv4Message(unchecked: l4)

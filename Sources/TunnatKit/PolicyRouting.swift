@@ -1,6 +1,7 @@
 import Foundation
 import NatTable
 import PacketKit
+import SystemCalls
 
 /// The routing that puts the TUN in the data path (DESIGN.md, "The data path on a NAT instance"):
 ///
@@ -82,22 +83,15 @@ public final class PolicyRouting {
 
     /// Runs `ip ARGS`; nil on success, else what it said on stderr (or why it could not run).
     static func ip(_ arguments: [String]) -> String? {
-        let process = Process()
-        let candidates = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
-        guard let path = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        guard let path = CommandRunner.executable(["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]) else {
             return "iproute2's 'ip' command is not installed (apt-get install iproute2)"
         }
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        let stderr = Pipe()
-        process.standardError = stderr
-        process.standardOutput = FileHandle.nullDevice
-        do { try process.run() } catch { return "cannot run \(path): \(error)" }
-        let said = stderr.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus != 0 else { return nil }
-        let text = String(decoding: said, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        return text.isEmpty ? "exit status \(process.terminationStatus)" : text
+        let (outcome, said) = CommandRunner.run([path] + arguments, timeoutMilliseconds: 10_000, capturingStandardError: true)
+        switch outcome {
+        case .exited(0): return nil
+        case .exited: return said.isEmpty ? "\(outcome)" : said
+        case .timedOut, .failedToStart: return "\(path): \(outcome)"
+        }
     }
 }
 

@@ -1,17 +1,17 @@
+import AWS
 import Failover
 import Foundation
-import Glibc
 import Logging
-import TunIO
+import SystemCalls
 
 /// Builds the failover module from its configuration: the instance's identity (config first, IMDSv2 for the rest),
 /// credentials, the EC2 client, and the route manager. `tunnat routes` and `tunnat run` both start it this way.
 public enum RouteService {
     public static func makeManager(_ config: FailoverConfiguration, noop: Bool, logger: Logger) throws(FailoverError) -> RouteManager {
         // The SDKs' variables stand in for what the config does not set (an AWSnycast file has no aws section).
-        let metadataEndpoint = config.aws.metadataEndpoint ?? environment("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+        let metadataEndpoint = config.aws.metadataEndpoint ?? Environment.value("AWS_EC2_METADATA_SERVICE_ENDPOINT")
             ?? InstanceMetadataClient.defaultEndpoint
-        let endpoint = config.aws.endpoint ?? environment("AWS_ENDPOINT_URL_EC2") ?? environment("AWS_ENDPOINT_URL")
+        let endpoint = config.aws.endpoint ?? Environment.value("AWS_ENDPOINT_URL_EC2") ?? Environment.value("AWS_ENDPOINT_URL")
         let imds = InstanceMetadataClient(endpoint: metadataEndpoint)
         var identity = config.aws.identity
         if !identity.missingFields.isEmpty || identity.mac.isEmpty {
@@ -48,8 +48,7 @@ extension RouteService {
         let signals: StopSignal
         do { signals = try StopSignals.install() } catch { throw FailoverError("\(error)") }
         let running = start(manager)
-        var ready = pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)
-        while poll(&ready, 1, -1) <= 0 {}
+        while !signals.sleep(milliseconds: -1) {}
         logger.notice("stopping")
         manager.stop()
         running.wait()

@@ -1,6 +1,7 @@
 import Failover
 import Foundation
 import NatTable
+import Replication
 import TunIO
 
 /// What `tunnat status` shows: a snapshot of a running data plane, sent as one JSON object over the control

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import NatTable
 import PacketKit
+import SystemCalls
 import TunnatKit
 
 @main

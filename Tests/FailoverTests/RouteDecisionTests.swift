@@ -1,4 +1,6 @@
 @testable import Failover
+import AWS
+import Health
 import Testing
 
 /// AWSnycast's decision rules (aws/route_table_manager.go: ManageInstanceRoute, ReplaceInstanceRoute) plus tunnat's
@@ -75,7 +77,7 @@ import Testing
 
 /// With replication the role decides: the active takes every route, a standby none, and the active never deletes.
 @Suite struct RouteDecisionRoleTests {
-    func situation(_ role: Role, current: Route?, ours: Bool, healthy: Bool? = true, claiming: Bool = true)
+    func situation(_ role: RouteRole, current: Route?, ours: Bool, healthy: Bool? = true, claiming: Bool = true)
         -> RouteSituation {
         var spec = ManagedRoute(cidr: "0.0.0.0/0")
         spec.ifUnhealthy = true
@@ -103,7 +105,7 @@ import Testing
     }
 
     @Test func aStandbyOrAStartingNodeNeverTouchesARoute() {
-        for role in [Role.standby, .starting] {
+        for role in [RouteRole.standby, .starting] {
             for (current, ours) in [(Optional(held), false), (nil, false), (Optional(held), true)] {
                 let d = RouteDecision.decide(situation(role, current: current, ours: ours)) { .unhealthy("stopped") }
                 #expect(!d.changes, "\(role) \(String(describing: current)) -> \(d)")

@@ -1,7 +1,7 @@
-import CTunShim
 import NatTable
 import PacketKit
 import Testing
+import SystemCalls
 @testable import TunIO
 
 let client = IPv4Address("10.0.0.1")!
@@ -211,13 +211,13 @@ func payload(_ count: Int) -> [UInt8] { (0..<count).map { UInt8(truncatingIfNeed
     /// it once let later segments overwrite it).
     @Test func manySuperPacketsGoOutWholeAndInOrder() throws {
         let recorder = Recorder()
-        let output = RawOutput(fd: -1) { datagrams, count in
+        let output = RawOutput(socket: nil) { datagrams, count in
             recorder.calls += 1
             for i in 0..<count {
                 let d = datagrams[i]
                 recorder.sent.append(Array(UnsafeRawBufferPointer(start: d.bytes, count: d.length)))
             }
-            return count
+            return .success(count)
         }
         var frames: [[UInt8]] = []
         var expected: [UInt8] = []
@@ -256,13 +256,10 @@ func payload(_ count: Int) -> [UInt8] { (0..<count).map { UInt8(truncatingIfNeed
 
     @Test func refusedDatagramsAreCountedAndSkipped() {
         var attempts = 0
-        let output = RawOutput(fd: -1) { _, count in
+        let output = RawOutput(socket: nil) { _, count in
             attempts += 1
-            if attempts == 1 {
-                errnoSet(EPERM)
-                return -1
-            }
-            return count
+            if attempts == 1 { return .failure(Errno("sendmmsg", EPERM)) }
+            return .success(count)
         }
         var counters = IOCounters()
         var packets = (0..<3).map { _ in PacketBuilder.udp(from: (pool, 1), to: (server, 2), payload: payload(10)) }
@@ -276,4 +273,3 @@ func payload(_ count: Int) -> [UInt8] { (0..<count).map { UInt8(truncatingIfNeed
 }
 
 import Glibc
-func errnoSet(_ value: Int32) { errno = value }

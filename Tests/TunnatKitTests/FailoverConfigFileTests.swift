@@ -1,4 +1,8 @@
+import AWS
 import Failover
+import Health
+import Replication
+import SystemCalls
 import Testing
 import TunnatKit
 

@@ -1,0 +1,48 @@
+// CSystemShim: the Linux calls that Swift cannot make directly: ioctls whose request numbers are function-like
+// macros (TUNSETIFF, TUNSETOFFLOAD, TUNSETVNETHDRSZ, SIOCSIFFLAGS, SIOCSIFMTU) and the GNU-only batched
+// socket calls. Each function returns what its C call returns (-1 with errno set on failure); nothing else.
+#ifndef TUNNAT_CSYSTEMSHIM_H
+#define TUNNAT_CSYSTEMSHIM_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+// linux/if_tun.h
+#define TUNNAT_IFF_TUN 0x0001
+#define TUNNAT_IFF_NO_PI 0x1000
+#define TUNNAT_IFF_VNET_HDR 0x4000
+#define TUNNAT_IFF_MULTI_QUEUE 0x0100
+#define TUNNAT_TUN_F_CSUM 0x01
+#define TUNNAT_TUN_F_TSO4 0x02
+#define TUNNAT_TUN_F_TSO6 0x04
+#define TUNNAT_TUN_F_TSO_ECN 0x08
+// Linux 6.2 and later; older headers do not have them.
+#define TUNNAT_TUN_F_USO4 0x20
+#define TUNNAT_TUN_F_USO6 0x40
+
+/// ioctl(fd, TUNSETIFF) with IFF_* `flags` for device `name`; on success the kernel's name (which may differ when
+/// `name` holds a %d pattern) is copied into `actual` (IFNAMSIZ bytes).
+int tunnat_tun_set_iff(int fd, const char *name, short flags, char *actual);
+/// ioctl(fd, TUNSETOFFLOAD, flags).
+int tunnat_tun_set_offload(int fd, unsigned int flags);
+/// ioctl(fd, TUNSETVNETHDRSZ, &size).
+int tunnat_tun_set_vnet_hdr_size(int fd, int size);
+/// ioctl(fd, TUNGETFEATURES, &features).
+int tunnat_tun_get_features(int fd, unsigned int *features);
+/// SIOCGIFFLAGS + SIOCSIFFLAGS(IFF_UP) and SIOCSIFMTU through an AF_INET datagram socket.
+int tunnat_link_up(const char *name, int mtu);
+
+/// eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK): a descriptor that poll(2) sees as readable once written to.
+int tunnat_eventfd(void);
+
+/// One datagram for sendmmsg: `length` bytes at `bytes`, sent to the IPv4 address `destination` (network order).
+struct tunnat_datagram {
+    const void *bytes;
+    size_t length;
+    uint32_t destination;
+};
+/// sendmmsg(fd, ...) of up to 64 datagrams; returns how many the kernel took.
+int tunnat_sendmmsg(int fd, const struct tunnat_datagram *datagrams, unsigned int count);
+
+#endif

@@ -1,0 +1,74 @@
+#define _GNU_SOURCE
+#include "CSystemShim.h"
+
+#include <errno.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+int tunnat_tun_set_iff(int fd, const char *name, short flags, char *actual) {
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+    ifr.ifr_flags = flags;
+    int rc = ioctl(fd, TUNSETIFF, &ifr);
+    if (rc == 0 && actual != NULL) memcpy(actual, ifr.ifr_name, IFNAMSIZ);
+    return rc;
+}
+
+int tunnat_tun_set_offload(int fd, unsigned int flags) { return ioctl(fd, TUNSETOFFLOAD, flags); }
+
+int tunnat_tun_set_vnet_hdr_size(int fd, int size) { return ioctl(fd, TUNSETVNETHDRSZ, &size); }
+
+int tunnat_tun_get_features(int fd, unsigned int *features) { return ioctl(fd, TUNGETFEATURES, features); }
+
+int tunnat_link_up(const char *name, int mtu) {
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return -1;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+    int rc = 0;
+    if (mtu > 0) {
+        ifr.ifr_mtu = mtu;
+        rc = ioctl(s, SIOCSIFMTU, &ifr);
+    }
+    if (rc == 0) rc = ioctl(s, SIOCGIFFLAGS, &ifr);
+    if (rc == 0) {
+        ifr.ifr_flags |= IFF_UP;
+        rc = ioctl(s, SIOCSIFFLAGS, &ifr);
+    }
+    int saved = errno;
+    close(s);
+    errno = saved;
+    return rc;
+}
+
+int tunnat_sendmmsg(int fd, const struct tunnat_datagram *datagrams, unsigned int count) {
+    enum { batch = 64 };
+    struct mmsghdr msgs[batch];
+    struct iovec iov[batch];
+    struct sockaddr_in to[batch];
+    if (count > batch) count = batch;
+    memset(msgs, 0, sizeof(struct mmsghdr) * count);
+    for (unsigned int i = 0; i < count; i++) {
+        iov[i].iov_base = (void *)datagrams[i].bytes;
+        iov[i].iov_len = datagrams[i].length;
+        memset(&to[i], 0, sizeof to[i]);
+        to[i].sin_family = AF_INET;
+        to[i].sin_addr.s_addr = datagrams[i].destination;
+        msgs[i].msg_hdr.msg_name = &to[i];
+        msgs[i].msg_hdr.msg_namelen = sizeof to[i];
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    return sendmmsg(fd, msgs, count, 0);
+}
+
+int tunnat_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }

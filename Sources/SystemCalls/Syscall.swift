@@ -1,0 +1,250 @@
+import Glibc
+
+/// Thin wrappers, one per C call, in the manner of swift-nio's `System.swift`: EINTR is retried, EAGAIN comes
+/// back as `nil`, EBADF and EFAULT are programmer errors and stop the process, anything else throws `Errno`.
+public enum Syscall {
+    @inline(__always)
+    public static func check(_ call: String, _ code: Int32) {
+        if code == EBADF || code == EFAULT { fatalError("\(call): \(String(cString: strerror(code))) (a bug in tunnat)") }
+    }
+
+    /// A call that returns a count or a descriptor (>= 0), or -1 with errno: the result, nil for EAGAIN, retried
+    /// on EINTR.
+    @inline(__always)
+    public static func retrying<T: BinaryInteger>(_ call: StaticString, _ body: () -> T) throws(Errno) -> T? {
+        while true {
+            let n = body()
+            if n >= 0 { return n }
+            let e = errno
+            if e == EINTR { continue }
+            if e == EAGAIN || e == EWOULDBLOCK { return nil }
+            check("\(call)", e)
+            throw Errno("\(call)", e)
+        }
+    }
+
+    /// A call that returns 0, or -1 with errno, and never EAGAIN (setup calls, ioctls): retried on EINTR.
+    public static func zeroOrErrno(_ call: String, _ body: () -> Int32) throws(Errno) {
+        while true {
+            if body() == 0 { return }
+            let e = errno
+            if e == EINTR { continue }
+            check(call, e)
+            throw Errno(call, e)
+        }
+    }
+
+    // MARK: - Bytes
+
+    /// read(2); nil when the descriptor is non-blocking and nothing is ready.
+    @inline(__always)
+    public static func read(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int? {
+        try retrying("read") { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+    }
+
+    /// write(2); nil when the descriptor is non-blocking and would block.
+    @inline(__always)
+    public static func write(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) throws(Errno) -> Int? {
+        try retrying("write") { Glibc.write(fd, buffer.baseAddress, buffer.count) }
+    }
+
+    /// write(2) until all of `bytes` is written (a blocking descriptor), or send(2) with `flags` for a socket.
+    public static func writeAll(_ fd: Int32, _ bytes: [UInt8], sendFlags: Int32? = nil) throws(Errno) {
+        var written = 0
+        var failure: Errno?
+        bytes.withUnsafeBytes { buffer in
+            while written < buffer.count {
+                let rest = UnsafeRawBufferPointer(rebasing: buffer[written...])
+                do throws(Errno) {
+                    let n = if let flags = sendFlags { try send(fd, rest, flags: flags) } else { try write(fd, rest) }
+                    // A timeout (SO_SNDTIMEO) or a full non-blocking descriptor: give up rather than spin.
+                    guard let n, n > 0 else { throw Errno(sendFlags == nil ? "write" : "send", EAGAIN) }
+                    written += n
+                } catch {
+                    failure = error
+                    return
+                }
+            }
+        }
+        if let failure { throw failure }
+    }
+
+    /// Reads until end of file (or the peer closes).
+    public static func readAll(_ fd: Int32) throws(Errno) -> [UInt8] {
+        var bytes: [UInt8] = []
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 1)
+        defer { chunk.deallocate() }
+        while true {
+            // nil: a receive timeout (SO_RCVTIMEO).
+            guard let n = try read(fd, chunk) else { throw Errno("read", EAGAIN) }
+            if n == 0 { return bytes }
+            bytes.append(contentsOf: chunk[..<n])
+        }
+    }
+
+    // MARK: - Descriptors
+
+    /// open(2) with O_CLOEXEC.
+    public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0) throws(Errno) -> FileDescriptor {
+        while true {
+            let fd = Glibc.open(path, flags | O_CLOEXEC, mode)
+            if fd >= 0 { return FileDescriptor(owning: fd) }
+            let e = errno
+            if e == EINTR { continue }
+            throw Errno("open \(path)", e)
+        }
+    }
+
+    /// close(2). Errors other than EBADF are ignored: the descriptor is gone either way (close(2), NOTES).
+    public static func close(_ fd: Int32) {
+        if Glibc.close(fd) != 0 { check("close", errno) }
+    }
+
+    /// fcntl(F_GETFL) then fcntl(F_SETFL, | O_NONBLOCK).
+    public static func setNonBlocking(_ fd: Int32) throws(Errno) {
+        let flags = fcntl(fd, F_GETFL)
+        guard flags >= 0 else { throw Errno("fcntl F_GETFL") }
+        try zeroOrErrno("fcntl F_SETFL O_NONBLOCK") { fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
+    }
+
+    /// socket(2) with SOCK_CLOEXEC.
+    public static func socket(_ domain: Int32, _ type: Int32, _ proto: Int32, call: String) throws(Errno) -> FileDescriptor {
+        guard let fd = try retrying("socket", { Glibc.socket(domain, type | Int32(SOCK_CLOEXEC.rawValue), proto) })
+        else { throw Errno(call, EAGAIN) }
+        return FileDescriptor(owning: fd)
+    }
+
+    /// setsockopt(2) of an integer or struct option.
+    public static func setOption<T: BitwiseCopyable>(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: T, call: String) throws(Errno) {
+        try zeroOrErrno(call) {
+            withUnsafeBytes(of: value) { setsockopt(fd, level, name, $0.baseAddress, socklen_t($0.count)) }
+        }
+    }
+
+    /// Runs `body` with `address` as a `sockaddr` pointer and its length.
+    @inline(__always)
+    public static func withSockaddr<A, R>(_ address: A, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+        var address = address
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<A>.size)) }
+        }
+    }
+
+    /// bind(2).
+    public static func bind<A>(_ fd: Int32, _ address: A, call: String) throws(Errno) {
+        try zeroOrErrno(call) { withSockaddr(address) { Glibc.bind(fd, $0, $1) } }
+    }
+
+    /// connect(2) on a blocking socket.
+    public static func connect<A>(_ fd: Int32, _ address: A, call: String) throws(Errno) {
+        try zeroOrErrno(call) { withSockaddr(address) { Glibc.connect(fd, $0, $1) } }
+    }
+
+    /// listen(2).
+    public static func listen(_ fd: Int32, backlog: Int32) throws(Errno) {
+        try zeroOrErrno("listen") { Glibc.listen(fd, backlog) }
+    }
+
+    /// accept(2), then FD_CLOEXEC; nil when nothing is waiting.
+    public static func accept(_ fd: Int32) throws(Errno) -> FileDescriptor? {
+        guard let client = try retrying("accept", { Glibc.accept(fd, nil, nil) }) else { return nil }
+        let owned = FileDescriptor(owning: client)
+        try zeroOrErrno("fcntl FD_CLOEXEC") { fcntl(client, F_SETFD, FD_CLOEXEC) }
+        return owned
+    }
+
+    /// sendto(2) of one datagram to an IPv4 address; nil when the socket buffer is full.
+    public static func sendto(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, _ to: sockaddr_in, flags: Int32 = 0) throws(Errno) -> Int? {
+        try retrying("sendto") { withSockaddr(to) { Glibc.sendto(fd, bytes.baseAddress, bytes.count, flags, $0, $1) } }
+    }
+
+    /// send(2); nil when the socket buffer is full.
+    public static func send(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, flags: Int32 = 0) throws(Errno) -> Int? {
+        try retrying("send") { Glibc.send(fd, bytes.baseAddress, bytes.count, flags) }
+    }
+
+    /// recvfrom(2) from an IPv4 socket: the length (with MSG_TRUNC, the datagram's real length) and the sender;
+    /// nil when nothing is waiting.
+    public static func recvfrom(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, flags: Int32 = 0) throws(Errno) -> (Int, sockaddr_in)? {
+        var from = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let n = try retrying("recvfrom") { () -> Int in
+            withUnsafeMutablePointer(to: &from) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    Glibc.recvfrom(fd, buffer.baseAddress, buffer.count, flags, $0, &length)
+                }
+            }
+        }
+        return n.map { ($0, from) }
+    }
+
+    // MARK: - Waiting
+
+    /// poll(2) for POLLIN on up to `fds.count` descriptors (a negative one is ignored); returns which are readable
+    /// (or in error or hung up). A timeout returns all false; so does EINTR, so that a signal gets the caller to
+    /// look at its stop flag.
+    public static func pollIn(_ a: Int32, _ b: Int32 = -1, timeoutMilliseconds: Int32) throws(Errno) -> (Bool, Bool) {
+        let ready = Int16(POLLIN | POLLERR | POLLHUP)
+        let result = withUnsafeTemporaryAllocation(of: pollfd.self, capacity: 2) { fds -> (Int32, Bool, Bool) in
+            fds[0] = pollfd(fd: a, events: Int16(POLLIN), revents: 0)
+            fds[1] = pollfd(fd: b, events: Int16(POLLIN), revents: 0)
+            let n = Glibc.poll(fds.baseAddress, 2, timeoutMilliseconds)
+            return (n < 0 ? errno : 0, fds[0].revents & ready != 0, fds[1].revents & ready != 0)
+        }
+        if result.0 != 0 {
+            if result.0 == EINTR { return (false, false) }
+            check("poll", result.0)
+            throw Errno("poll", result.0)
+        }
+        return (result.1, result.2)
+    }
+
+    /// nanosleep(2) for `milliseconds`, the rest of it again after a signal.
+    public static func sleep(milliseconds ms: Int) {
+        guard ms > 0 else { return }
+        var request = timespec(tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000)
+        var remaining = timespec()
+        while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
+    }
+
+    // MARK: - Files and names
+
+    /// lstat(2): the file's mode, nil when there is no such file.
+    public static func mode(of path: String, followingLinks: Bool = true) throws(Errno) -> mode_t? {
+        var info = stat()
+        let rc = followingLinks ? stat(path, &info) : lstat(path, &info)
+        if rc == 0 { return info.st_mode }
+        if errno == ENOENT { return nil }
+        throw Errno("stat \(path)")
+    }
+
+    /// unlink(2); a missing file is not an error.
+    public static func unlink(_ path: String) {
+        _ = Glibc.unlink(path)
+    }
+
+    /// mkdir(2) of `path` and its parents (mode 0755); existing ones are fine.
+    public static func makeDirectories(_ path: String) {
+        var prefix = ""
+        for part in path.split(separator: "/") {
+            prefix += "/" + part
+            _ = mkdir(prefix, 0o755)
+        }
+    }
+
+    /// umask(2) set to `mask` around `body`.
+    public static func withUmask<R>(_ mask: mode_t, _ body: () throws(Errno) -> R) throws(Errno) -> R {
+        let old = umask(mask)
+        defer { umask(old) }
+        return try body()
+    }
+
+    /// if_nametoindex(3): 0 when there is no such interface.
+    public static func interfaceIndex(_ name: String) -> UInt32 { if_nametoindex(name) }
+
+    /// sysconf(_SC_NPROCESSORS_ONLN).
+    public static var onlineProcessors: Int { max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
+
+    /// getpid(2).
+    public static var processID: Int32 { getpid() }
+}

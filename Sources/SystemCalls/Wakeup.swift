@@ -1,0 +1,99 @@
+import CSystemShim
+import Glibc
+import Synchronization
+
+/// The one wake-up primitive: an eventfd (eventfd(2)) that a thread sleeps on in poll(2), alone or beside the
+/// descriptors it serves, with a timeout. `signal()` is safe from any thread and from a signal handler (it is
+/// one write(2)).
+public final class Wakeup: Sendable {
+    let descriptor: FileDescriptor
+    public var fd: Int32 { descriptor.rawValue }
+
+    public init() throws(Errno) {
+        let fd = tunnat_eventfd()
+        guard fd >= 0 else { throw Errno("eventfd") }
+        descriptor = FileDescriptor(owning: fd)
+    }
+
+    /// Makes the descriptor readable until `drain()`.
+    public func signal() {
+        var one: UInt64 = 1
+        _ = withUnsafeBytes(of: &one) { Glibc.write(fd, $0.baseAddress, 8) }
+    }
+
+    /// Clears any signals given so far.
+    public func drain() {
+        var count: UInt64 = 0
+        _ = withUnsafeMutableBytes(of: &count) { Glibc.read(fd, $0.baseAddress, 8) }
+    }
+
+    /// Sleeps until signalled or `milliseconds` pass (-1: no limit); true if signalled (the signal is consumed).
+    @discardableResult
+    public func wait(milliseconds: Int32) -> Bool {
+        let signalled = (try? Syscall.pollIn(fd, timeoutMilliseconds: milliseconds).0) ?? false
+        if signalled { drain() }
+        return signalled
+    }
+}
+
+/// Tells threads to stop: a flag, and a `Wakeup` that wakes them from poll(2) at once. Never drained, so that
+/// every thread waiting on it sees it.
+public final class StopSignal: Sendable {
+    let flag = Atomic<Bool>(false)
+    public let wakeup: Wakeup
+    public var fd: Int32 { wakeup.fd }
+
+    public init() throws(Errno) {
+        wakeup = try Wakeup()
+    }
+
+    public var isStopped: Bool { flag.load(ordering: .acquiring) }
+
+    /// Safe to call from any thread, more than once.
+    public func stop() {
+        flag.store(true, ordering: .releasing)
+        wakeup.signal()
+    }
+
+    /// Sleeps until stopped or `milliseconds` pass; true if stopped.
+    public func sleep(milliseconds: Int32) -> Bool {
+        if isStopped { return true }
+        _ = try? Syscall.pollIn(fd, timeoutMilliseconds: milliseconds)
+        return isStopped
+    }
+}
+
+/// SIGINT and SIGTERM, caught by a handler that only stores the signal's number and writes to an eventfd
+/// (async-signal-safe), so that the main thread wakes and stops everything in order. A handler, not a blocked
+/// mask: the runtime may have started threads before tunnat could block the signals in them.
+public enum StopSignals {
+    nonisolated(unsafe) static var fd: Int32 = -1  // written once, before the handler is installed
+    static let received = Atomic<Int32>(0)
+    static let installed = Mutex<StopSignal?>(nil)
+
+    /// The stop signal that SIGINT and SIGTERM give (the same one on every call).
+    public static func install() throws(Errno) -> StopSignal {
+        try installed.withLock { (current: inout StopSignal?) throws(Errno) -> StopSignal in
+            if let current { return current }
+            let signal = try StopSignal()
+            fd = signal.fd
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { number in
+                StopSignals.received.store(number, ordering: .releasing)
+                var one: UInt64 = 1
+                _ = withUnsafeBytes(of: &one) { Glibc.write(StopSignals.fd, $0.baseAddress, 8) }
+            }
+            sigemptyset(&action.sa_mask)
+            action.sa_flags = SA_RESTART
+            try Syscall.zeroOrErrno("sigaction SIGINT") { sigaction(SIGINT, &action, nil) }
+            try Syscall.zeroOrErrno("sigaction SIGTERM") { sigaction(SIGTERM, &action, nil) }
+            current = signal
+            return signal
+        }
+    }
+
+    /// "SIGINT" or "SIGTERM": the signal that arrived.
+    public static var receivedName: String {
+        received.load(ordering: .acquiring) == SIGINT ? "SIGINT" : "SIGTERM"
+    }
+}

@@ -1,0 +1,58 @@
+@testable import Health
+import SystemCalls
+import Testing
+
+@Suite struct HealthCheckTests {
+    /// Passes (P) and failures (F) in order, and the verdict after each (n: none yet, h: healthy, u: unhealthy).
+    static let sequences: [(rise: Int, fall: Int, probes: String, verdicts: String)] = [
+        (2, 3, "PP", "nh"),
+        (2, 3, "FFF", "nnu"),
+        (2, 3, "PFPFPF", "nnnnnn"),
+        (2, 3, "PPFFPFFF", "nhhhhhhu"),
+        (1, 1, "PFP", "huh"),
+        (3, 2, "FFPPP", "nuuuh"),
+    ]
+
+    @Test(arguments: sequences) func riseAndFallNeedThatManyInARow(_ s: (rise: Int, fall: Int, probes: String, verdicts: String)) {
+        var state = HealthState(rise: s.rise, fall: s.fall)
+        var got = ""
+        for p in s.probes {
+            _ = state.record(p == "P")
+            got += state.isHealthy.map { $0 ? "h" : "u" } ?? "n"
+        }
+        #expect(got == s.verdicts)
+    }
+
+    @Test func recordReportsOnlyFlips() {
+        var state = HealthState(rise: 1, fall: 2)
+        #expect(state.record(true) == true)
+        #expect(state.record(true) == nil)
+        #expect(state.record(false) == nil)
+        #expect(state.record(false) == false)
+        #expect(state.record(false) == nil)
+    }
+
+    @Test func commandHealthCheckSubstitutesTheDestination() {
+        var spec = HealthCheckSpec(kind: .command)
+        spec.destination = "10.1.2.3"
+        spec.command = "test"
+        spec.arguments = ["%DESTINATION%", "=", "10.1.2.3"]
+        #expect(Probe.run(spec).passed)
+        spec.arguments = ["%DESTINATION%", "=", "10.1.2.4"]
+        #expect(!Probe.run(spec).passed)
+    }
+
+    @Test func commandThatOverrunsItsTimeoutIsKilledAndFails() {
+        #expect(CommandRunner.run(["sleep", "5"], timeoutMilliseconds: 200) == .timedOut)
+        #expect(CommandRunner.run(["/nonexistent/program"], timeoutMilliseconds: 200) != .exited(0))
+    }
+
+    @Test func tcpProbeToAClosedLoopbackPortFails() {
+        var spec = HealthCheckSpec(kind: .tcp)
+        spec.destination = "127.0.0.1"
+        spec.port = 9  // discard: nothing listens here in a test environment
+        spec.timeout = 1
+        let result = Probe.run(spec)
+        #expect(!result.passed && !result.detail.isEmpty)
+    }
+}
