@@ -97,7 +97,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ReplicationTests",
-            dependencies: ["Replication", "NatTable", "PacketKit", "Hashing", "SystemCalls",
+            dependencies: ["Replication", "NatTable", "PacketKit", "Hashing", "SystemCalls", "TunIO",
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
