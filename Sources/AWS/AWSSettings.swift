@@ -13,4 +13,19 @@ public struct AWSSettings: Sendable, Equatable {
     public var retry = RetryPolicy()
     public var timeoutSeconds: UInt32 = 10
     public init() {}
+
+    /// Everything out of range, as (key, what is accepted) pairs; empty when valid.
+    public func problems() -> [(key: String, problem: String)] {
+        var found: [(String, String)] = []
+        if !(1...20).contains(retry.maxAttempts) {
+            found.append(("max_attempts", "expected a whole number from 1 to 20, got \(retry.maxAttempts)"))
+        }
+        if timeoutSeconds < 1 { found.append(("timeout", "expected at least 1 second")) }
+        for (key, url) in [("endpoint", endpoint), ("metadata_endpoint", metadataEndpoint)] {
+            if let url, !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
+                found.append((key, "expected an http:// or https:// URL, got '\(url)'"))
+            }
+        }
+        return found
+    }
 }

@@ -20,6 +20,21 @@ public struct FailoverConfiguration: Sendable, Equatable {
     public var poolAddress: String?
 
     public init() {}
+
+    /// Everything that would make the route manager misbehave, as (key, what is accepted) pairs with keys relative
+    /// to the section (the health checks' and the aws settings' included); empty when valid.
+    public func problems() -> [(key: String, problem: String)] {
+        var found: [(String, String)] = []
+        if pollTime < 1 { found.append(("poll_time", "expected at least 1 second")) }
+        for (key, problem) in aws.problems() { found.append(("aws.\(key)", problem)) }
+        for (name, spec) in healthChecks.sorted(by: { $0.key < $1.key }) {
+            for (key, problem) in spec.problems(remote: false) { found.append(("healthchecks.\(name).\(key)", problem)) }
+        }
+        for (name, spec) in remoteHealthChecks.sorted(by: { $0.key < $1.key }) {
+            for (key, problem) in spec.problems(remote: true) { found.append(("remote_healthchecks.\(name).\(key)", problem)) }
+        }
+        return found
+    }
 }
 
 public struct RouteTableSpec: Sendable, Equatable {

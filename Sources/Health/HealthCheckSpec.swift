@@ -42,4 +42,31 @@ public struct HealthCheckSpec: Sendable, Equatable {
         copy.destination = destination
         return copy
     }
+
+    /// Everything that would make the check misbehave, as (key, what is accepted) pairs (keys relative to the
+    /// check; `config.` for the type's own keys); empty when valid. `remote`: a template without a destination.
+    public func problems(remote: Bool) -> [(key: String, problem: String)] {
+        var found: [(String, String)] = []
+        if remote && !destination.isEmpty {
+            found.append(("destination", "a remote health check has no destination: it runs against the instance that holds the route"))
+        }
+        if !remote && destination.isEmpty { found.append(("destination", "missing; expected the IPv4 address to check")) }
+        for (key, value) in [("rise", rise), ("fall", fall)] where !(1...1000).contains(value) {
+            found.append((key, "expected a whole number from 1 to 1000, got \(value)"))
+        }
+        if every < 1 { found.append(("every", "expected at least 1 second")) }
+        if let timeout, timeout < 1 { found.append(("timeout", "expected at least 1 second")) }
+        if let port, !(1...65535).contains(port) {
+            found.append(("config.port", "expected a whole number from 1 to 65535, got \(port)"))
+        }
+        if !path.hasPrefix("/") { found.append(("config.path", "expected a path starting with /, got '\(path)'")) }
+        if let bad = expectStatus.first(where: { !(100...599).contains($0) }) {
+            found.append(("config.status", "expected HTTP status codes from 100 to 599, got '\(bad)'"))
+        }
+        if kind == .tcp && port == nil { found.append(("config.port", "missing; a tcp health check needs the port to connect to")) }
+        if kind == .command && command.isEmpty {
+            found.append(("config.command", "missing; a command health check needs the program to run"))
+        }
+        return found
+    }
 }

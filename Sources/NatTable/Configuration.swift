@@ -93,10 +93,14 @@ public struct NatConfiguration: Sendable, Equatable {
             found.append(("pool", "\(address) lies inside a private prefix; pool addresses must be outside them"))
         }
         if portRange.lowerBound < 1024 {
-            found.append(("port_range", "must lie within 1024-65535 (ports below 1024 are mapped within 1-1023)"))
+            found.append(("port_range", "expected LOW-HIGH with 1024 <= LOW <= HIGH <= 65535, got '\(portRange.lowerBound)-\(portRange.upperBound)' (ports below 1024 are mapped within 1-1023)"))
         }
-        if !(1...(1 << 26)).contains(maxFlows) { found.append(("max_flows", "must be between 1 and 67108864")) }
-        if let perHost = maxFlowsPerHost, perHost < 1 { found.append(("max_flows_per_host", "must be at least 1")) }
+        if !(1...(1 << 26)).contains(maxFlows) {
+            found.append(("max_flows", "expected a whole number from 1 to 67108864, got \(maxFlows)"))
+        }
+        if let perHost = maxFlowsPerHost, !(1...(1 << 26)).contains(perHost) {
+            found.append(("max_flows_per_host", "expected unlimited or a whole number from 1 to 67108864, got \(perHost)"))
+        }
         if timeouts.tcpEstablished < Timeouts.rfc5382Established {
             found.append(("timeouts.tcp_established", "must be at least 7440 s (2h4m, RFC 5382 REQ-5)"))
         }
@@ -108,7 +112,9 @@ public struct NatConfiguration: Sendable, Equatable {
             found.append(("timeouts.icmp", "must be at least 60 s (RFC 5508 REQ-2)"))
         }
         if !(1...120).contains(timeouts.fragment) { found.append(("timeouts.fragment", "must be 1 to 120 s")) }
-        if !(0...4096).contains(maxHeldFragments) { found.append(("max_held_fragments", "must be 0 to 4096")) }
+        if !(0...4096).contains(maxHeldFragments) {
+            found.append(("max_held_fragments", "expected a whole number from 0 to 4096, got \(maxHeldFragments)"))
+        }
         return found
     }
 }

@@ -24,6 +24,37 @@ public struct ReplicationConfiguration: Sendable, Equatable {
         self.peers = peers
         self.keyFile = keyFile
     }
+
+    /// Everything that would make the group misbehave, as (key, what is accepted) pairs; empty when valid.
+    public func problems() -> [(key: String, problem: String)] {
+        var found: [(String, String)] = []
+        func range(_ key: String, _ value: Int, _ accepted: ClosedRange<Int>) {
+            if !accepted.contains(value) {
+                found.append((key, "expected a whole number from \(accepted.lowerBound) to \(accepted.upperBound), got \(value)"))
+            }
+        }
+        if listen.address == 0 {
+            found.append(("listen", "expected ADDRESS:PORT with a specific IPv4 address, such as 10.0.1.10:7800, got '\(listen)'"))
+        } else if node == 0 {
+            found.append(("node_id", "expected a whole number from 1 to \(UInt32.max), got 0"))
+        }
+        if peers.isEmpty { found.append(("peers", "expected at least one peer")) }
+        for (i, peer) in peers.enumerated() where peer == listen || peers[..<i].contains(peer) {
+            found.append(("peers", "'\(peer)' is this node's own address or given twice"))
+        }
+        if let zero = peers.first(where: { $0.address == 0 }) {
+            found.append(("peers", "expected ADDRESS:PORT with a specific IPv4 address, got '\(zero)'"))
+        }
+        if !keyFile.hasPrefix("/") { found.append(("key_file", "expected an absolute path, got '\(keyFile)'")) }
+        range("heartbeat_ms", heartbeatMilliseconds, 10...10_000)
+        range("peer_timeout_ms", peerTimeoutMilliseconds, 50...600_000)
+        range("startup_wait_ms", startupWaitMilliseconds, 0...600_000)
+        range("hold_new_flows_ms", holdNewFlowsMilliseconds, 0...1000)
+        if peerTimeoutMilliseconds < 3 * heartbeatMilliseconds {
+            found.append(("peer_timeout_ms", "must be at least 3 heartbeats (\(3 * heartbeatMilliseconds) ms), got \(peerTimeoutMilliseconds)"))
+        }
+        return found
+    }
 }
 
 /// What `tunnat status` shows of replication (its `replication` object).

@@ -164,7 +164,29 @@ let awsnycastReadmeExample = """
          "t.yaml:1: routetables.a.find.config.regexp: not a valid regular expression: '('"),
         ("routetables: {a: {find: {type: main}, manage_routes: [{cidr: 0.0.0.0/0, never_delete: maybe}]}}",
          "t.yaml:1: routetables.a.manage_routes[0].never_delete: expected true or false, got 'maybe'"),
+        // Two spellings of one key given together: an error naming both, never "the last one wins".
+        ("routetables: {a: {find: {type: main}, manage_routes: [{cidr: 0.0.0.0/0}]}}\nroute_tables: {}",
+         "t.yaml:2: route_tables: 'routetables' and 'route_tables' mean the same; give one of them"),
+        ("healthchecks: {h: {type: tcp, destination: 10.0.0.1, config: {port: 1, tls: true, ssl: false}}}\nroutetables: {}",
+         "t.yaml:1: healthchecks.h.config.ssl: 'tls' and 'ssl' mean the same; give one of them"),
+        ("routetables: {a: {find: {type: main}, manage_routes: [{cidr: 0.0.0.0/0, run_before_add_route: [a], run_before_replace_route: [b]}]}}",
+         "t.yaml:1: routetables.a.manage_routes[0].run_before_replace_route: 'run_before_add_route' and 'run_before_replace_route' mean the same; give one of them"),
+        // Ranges are the domain types' rules, reported at the key's own line.
+        ("healthchecks:\n  h:\n    type: ping\n    destination: 10.0.0.1\n    rise: 0\nroutetables: {}",
+         "t.yaml:5: healthchecks.h.rise: expected a whole number from 1 to 1000, got 0"),
+        ("aws:\n  max_attempts: 50\nroutetables: {}",
+         "t.yaml:2: aws.max_attempts: expected a whole number from 1 to 20, got 50"),
     ]
+
+    /// One boolean policy everywhere: YAML 1.1's words, as AWSnycast's parser took them.
+    @Test(arguments: ["true", "yes", "on", "Y", "TRUE"]) func everyBooleanKeyReadsYAML11Words(_ word: String) throws {
+        let text = "routetables: {a: {find: {type: main, no_results_ok: \(word)}, manage_routes: [{cidr: 0.0.0.0/0, never_delete: \(word)}]}}"
+        let config = try FailoverConfigFile.parse(text, file: "t.yaml")
+        #expect(config.routeTables["a"]?.noResultsOK == true && config.routeTables["a"]?.manageRoutes.first?.neverDelete == true)
+        let tun = try ConfigFile.parse("nat: {private_prefixes: [10.0.0.0/8], pool: [198.18.0.1]}\ntun: {offloads: \(word == "true" ? "false" : "off")}\n",
+                                       file: "t.yaml")
+        #expect(!tun.tun.offloads)
+    }
 
     @Test(arguments: mistakes) func aMistakeIsOneLineNamingTheKey(_ text: String, _ message: String) {
         #expect(throws: ConfigError.self) { try FailoverConfigFile.parse(text, file: "t.yaml") }

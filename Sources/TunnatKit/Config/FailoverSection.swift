@@ -10,8 +10,10 @@ import Yams
 /// `tunnat routes --config F` takes either a tunnat configuration with a `failover:` section or an AWSnycast file
 /// as it is.
 public enum FailoverConfigFile {
-    public static let sectionKeys = ["poll_time", "healthchecks", "remote_healthchecks", "routetables", "route_tables",
-                                     "aws", "hold_down", "pool_address"]
+    public static let sectionKeys = ["poll_time", "healthchecks", "remote_healthchecks", "routetables", "aws", "hold_down",
+                                     "pool_address"]
+    /// AWSnycast's spellings that mean the same key.
+    static let sectionAliases = ["route_tables": "routetables"]
 
     /// Reads `path`: its `failover:` section if it has one, else the whole file as an AWSnycast configuration.
     public static func load(path: String) throws(ConfigError) -> FailoverConfiguration {
@@ -19,27 +21,28 @@ public enum FailoverConfigFile {
         return try parse(text, file: path)
     }
 
+    /// The file is parsed once: a tunnat configuration (with a `failover:` section) is read whole, so that its
+    /// other sections are checked too; anything else is read as an AWSnycast file.
     public static func parse(_ text: String, file: String) throws(ConfigError) -> FailoverConfiguration {
         let root = try ConfigFile.compose(text, file: file, emptyMessage: "the file is empty; it needs routetables")
+        let reader = ConfigReader(file: file)
         if case .mapping(let mapping) = root, mapping.keys.contains(where: { $0.string == "failover" }) {
-            guard let failover = try ConfigFile.parse(text, file: file).failover else {
+            guard let failover = try ConfigFile.parse(root, reader: reader).failover else {
                 throw ConfigError(file: file, line: nil, key: "failover", message: "empty section")
             }
             return failover
         }
-        return try Reader(file: file).failover(root, key: "")
+        return try reader.failover(root, key: "")
     }
 }
 
-extension Reader {
+extension ConfigReader {
     func failover(_ node: Node, key prefix: String) throws(ConfigError) -> FailoverConfiguration {
         func k(_ name: String) -> String { prefix.isEmpty ? name : "\(prefix).\(name)" }
-        let section = try mapping(node, key: prefix, accepted: FailoverConfigFile.sectionKeys)
+        let section = try mapping(node, key: prefix, accepted: FailoverConfigFile.sectionKeys,
+                                  aliases: FailoverConfigFile.sectionAliases)
         var config = FailoverConfiguration()
-        if let v = section["poll_time"] {
-            config.pollTime = try duration(v, k("poll_time"))
-            guard config.pollTime >= 1 else { throw fail(v, k("poll_time"), "expected at least 1 second") }
-        }
+        if let v = section["poll_time"] { config.pollTime = try duration(v, k("poll_time")) }
         if let v = section["hold_down"] { config.holdDown = try duration(v, k("hold_down")) }
         if let v = section["pool_address"] {
             let text = try scalar(v, k("pool_address"), expected: "an IPv4 address")
@@ -57,46 +60,15 @@ extension Reader {
                 config.remoteHealthChecks[name] = try healthCheck(item, "\(k("remote_healthchecks")).\(name)", remote: true)
             }
         }
-        if section["routetables"] != nil && section["route_tables"] != nil {
-            throw fail(section["route_tables"], k("route_tables"), "give routetables or route_tables, not both")
-        }
-        let tablesKey = section["route_tables"] != nil ? "route_tables" : "routetables"
-        guard let tablesNode = section[tablesKey] else {
+        guard let tablesNode = section["routetables"] else {
             throw fail(node, k("routetables"), "missing; give the route tables to manage (routetables: NAME: {find, manage_routes})")
         }
-        for (name, item) in try named(tablesNode, k(tablesKey)) {
-            config.routeTables[name] = try routeTable(item, "\(k(tablesKey)).\(name)", config: config)
+        // Checked before the routes, which name the health checks.
+        try validate(config.problems(), prefix: prefix)
+        for (name, item) in try named(tablesNode, k("routetables")) {
+            config.routeTables[name] = try routeTable(item, "\(k("routetables")).\(name)", config: config)
         }
         return config
-    }
-
-    /// A mapping of name -> definition.
-    func named(_ node: Node, _ key: String) throws(ConfigError) -> [(String, Node)] {
-        guard case .mapping(let mapping) = node else { throw fail(node, key, "expected a mapping of names to definitions") }
-        var result: [(String, Node)] = []
-        for (k, v) in mapping {
-            guard let name = k.string, !name.isEmpty else { throw fail(k, key, "names must be plain strings") }
-            result.append((name, v))
-        }
-        return result
-    }
-
-    /// YAML 1.1 booleans, as AWSnycast's parser (yaml.v2) took them.
-    func flag(_ node: Node, _ key: String) throws(ConfigError) -> Bool {
-        let text = try scalar(node, key, expected: "true or false")
-        switch text.lowercased() {
-        case "true", "yes", "on", "y": return true
-        case "false", "no", "off", "n": return false
-        default: throw fail(node, key, "expected true or false, got '\(text)'")
-        }
-    }
-
-    /// A command as AWSnycast takes it: a list, the program first. A single string is split at spaces.
-    func argv(_ node: Node, _ key: String) throws(ConfigError) -> [String] {
-        let items = try list(node, key, expected: "strings (the program, then its arguments)").map(\.0)
-        let words = items.count == 1 ? items[0].split(separator: " ").map(String.init) : items
-        guard let first = words.first, !first.isEmpty else { throw fail(node, key, "expected a command, got nothing") }
-        return words
     }
 
     func healthCheck(_ node: Node, _ key: String, remote: Bool) throws(ConfigError) -> HealthCheckSpec {
@@ -111,64 +83,47 @@ extension Reader {
         }
         var spec = HealthCheckSpec(kind: kind)
         if let v = section["destination"] {
-            guard !remote else {
-                throw fail(v, "\(key).destination", "a remote health check has no destination: it runs against the instance that holds the route")
-            }
             let text = try scalar(v, "\(key).destination", expected: "an IPv4 address")
             guard IPv4Address(text) != nil else { throw fail(v, "\(key).destination", "expected an IPv4 address, got '\(text)'") }
             spec.destination = text
-        } else if !remote {
-            throw fail(node, "\(key).destination", "missing; expected the IPv4 address to check")
         }
-        if let v = section["rise"] { spec.rise = try integer(v, "\(key).rise", 1...1000) }
-        if let v = section["fall"] { spec.fall = try integer(v, "\(key).fall", 1...1000) }
-        if let v = section["every"] {
-            spec.every = try duration(v, "\(key).every")
-            guard spec.every >= 1 else { throw fail(v, "\(key).every", "expected at least 1 second") }
-        }
-        if let v = section["timeout"] {
-            let t = try duration(v, "\(key).timeout")
-            guard t >= 1 else { throw fail(v, "\(key).timeout", "expected at least 1 second") }
-            spec.timeout = t
-        }
+        if let v = section["rise"] { spec.rise = try integer(v, "\(key).rise") }
+        if let v = section["fall"] { spec.fall = try integer(v, "\(key).fall") }
+        if let v = section["every"] { spec.every = try duration(v, "\(key).every") }
+        if let v = section["timeout"] { spec.timeout = try duration(v, "\(key).timeout") }
         if let v = section["run_on_healthy"] { spec.runOnHealthy = try argv(v, "\(key).run_on_healthy") }
         if let v = section["run_on_unhealthy"] { spec.runOnUnhealthy = try argv(v, "\(key).run_on_unhealthy") }
         let configKeys: [String]
         switch kind {
         case .ping: configKeys = []
-        case .tcp: configKeys = ["port", "send", "expect", "ssl", "tls", "cert", "certPath", "skipVerify", "serverName"]
-        case .http, .https: configKeys = ["port", "path", "status", "expect", "cert", "certPath", "skipVerify", "serverName"]
+        case .tcp: configKeys = ["port", "send", "expect", "tls", "cert", "skipVerify", "serverName"]
+        case .http, .https: configKeys = ["port", "path", "status", "expect", "cert", "skipVerify", "serverName"]
         case .command: configKeys = ["command", "arguments"]
         }
-        let c = try section["config"].map { (n) throws(ConfigError) in try mapping(n, key: "\(key).config", accepted: configKeys) } ?? [:]
+        // AWSnycast's other spellings; giving both of a pair is a mistake.
+        var aliases: [String: String] = [:]
+        if configKeys.contains("tls") { aliases["ssl"] = "tls" }
+        if configKeys.contains("cert") { aliases["certPath"] = "cert" }
+        let c = try section["config"].map { (n) throws(ConfigError) in
+            try mapping(n, key: "\(key).config", accepted: configKeys, aliases: aliases)
+        } ?? [:]
         let ck = "\(key).config"
-        if let v = c["port"] { spec.port = try integer(v, "\(ck).port", 1...65535) }
+        if let v = c["port"] { spec.port = try integer(v, "\(ck).port") }
         if let v = c["send"] { spec.send = try scalar(v, "\(ck).send", expected: "a string") }
         if let v = c["expect"] { spec.expect = try scalar(v, "\(ck).expect", expected: "a string") }
-        if let v = c["ssl"] { spec.tls = try flag(v, "\(ck).ssl") }
-        if let v = c["tls"] { spec.tls = try flag(v, "\(ck).tls") }
-        if let v = c["certPath"] { spec.caCertificate = try scalar(v, "\(ck).certPath", expected: "a file path") }
+        if let v = c["tls"] { spec.tls = try boolean(v, "\(ck).tls") }
         if let v = c["cert"] { spec.caCertificate = try scalar(v, "\(ck).cert", expected: "a PEM certificate or a file path") }
-        if let v = c["skipVerify"] { spec.skipVerify = try flag(v, "\(ck).skipVerify") }
+        if let v = c["skipVerify"] { spec.skipVerify = try boolean(v, "\(ck).skipVerify") }
         if let v = c["serverName"] { spec.serverName = try scalar(v, "\(ck).serverName", expected: "a host name") }
-        if let v = c["path"] {
-            spec.path = try scalar(v, "\(ck).path", expected: "a URL path")
-            guard spec.path.hasPrefix("/") else { throw fail(v, "\(ck).path", "expected a path starting with /, got '\(spec.path)'") }
-        }
+        if let v = c["path"] { spec.path = try scalar(v, "\(ck).path", expected: "a URL path") }
         if let v = c["status"] {
             for (text, item) in try list(v, "\(ck).status", expected: "HTTP status codes") {
-                guard let code = Int(text), (100...599).contains(code) else {
-                    throw fail(item, "\(ck).status", "expected HTTP status codes from 100 to 599, got '\(text)'")
-                }
+                guard let code = Int(text) else { throw fail(item, "\(ck).status", "expected HTTP status codes from 100 to 599, got '\(text)'") }
                 spec.expectStatus.append(code)
             }
         }
         if let v = c["command"] { spec.command = try scalar(v, "\(ck).command", expected: "a program") }
         if let v = c["arguments"] { spec.arguments = try list(v, "\(ck).arguments", expected: "strings").map(\.0) }
-        if kind == .tcp && spec.port == nil { throw fail(node, "\(ck).port", "missing; a tcp health check needs the port to connect to") }
-        if kind == .command && spec.command.isEmpty {
-            throw fail(node, "\(ck).command", "missing; a command health check needs the program to run")
-        }
         return spec
     }
 
@@ -245,16 +200,17 @@ extension Reader {
         default:
             throw fail(typeNode, "\(key).type", "expected one of \(Self.finderTypes.joined(separator: ", ")), got '\(type)'")
         }
-        if let v = section["not"], try flag(v, "\(key).not") { finder = .not(finder) }
-        let noResultsOK = try section["no_results_ok"].map { (n) throws(ConfigError) in try flag(n, "\(key).no_results_ok") } ?? false
+        if let v = section["not"], try boolean(v, "\(key).not") { finder = .not(finder) }
+        let noResultsOK = try section["no_results_ok"].map { (n) throws(ConfigError) in try boolean(n, "\(key).no_results_ok") } ?? false
         return (finder, noResultsOK)
     }
 
     func managedRoute(_ node: Node, _ key: String, config: FailoverConfiguration) throws(ConfigError) -> ManagedRoute {
-        let hooks = ["run_before_replace_route", "run_after_replace_route", "run_before_delete_route",
-                     "run_after_delete_route", "run_before_add_route", "run_after_add_route"]
+        let hooks = ["run_before_replace_route", "run_after_replace_route", "run_before_delete_route", "run_after_delete_route"]
+        // AWSnycast's add hooks run where a route is created or replaced: the same hooks by another name.
+        let aliases = ["run_before_add_route": "run_before_replace_route", "run_after_add_route": "run_after_replace_route"]
         let section = try mapping(node, key: key, accepted: ["cidr", "instance", "healthcheck", "remote_healthcheck",
-                                                             "if_unhealthy", "never_delete"] + hooks)
+                                                             "if_unhealthy", "never_delete"] + hooks, aliases: aliases)
         guard let cidrNode = section["cidr"] else { throw fail(node, "\(key).cidr", "missing; expected an IPv4 prefix such as 0.0.0.0/0") }
         var cidr = try scalar(cidrNode, "\(key).cidr", expected: "an IPv4 prefix")
         if !cidr.contains("/") { cidr += "/32" }
@@ -283,14 +239,10 @@ extension Reader {
             }
             route.remoteHealthCheck = name
         }
-        if let v = section["if_unhealthy"] { route.ifUnhealthy = try flag(v, "\(key).if_unhealthy") }
-        if let v = section["never_delete"] { route.neverDelete = try flag(v, "\(key).never_delete") }
-        if let v = section["run_before_replace_route"] ?? section["run_before_add_route"] {
-            route.runBeforeReplaceRoute = try argv(v, "\(key).run_before_replace_route")
-        }
-        if let v = section["run_after_replace_route"] ?? section["run_after_add_route"] {
-            route.runAfterReplaceRoute = try argv(v, "\(key).run_after_replace_route")
-        }
+        if let v = section["if_unhealthy"] { route.ifUnhealthy = try boolean(v, "\(key).if_unhealthy") }
+        if let v = section["never_delete"] { route.neverDelete = try boolean(v, "\(key).never_delete") }
+        if let v = section["run_before_replace_route"] { route.runBeforeReplaceRoute = try argv(v, "\(key).run_before_replace_route") }
+        if let v = section["run_after_replace_route"] { route.runAfterReplaceRoute = try argv(v, "\(key).run_after_replace_route") }
         if let v = section["run_before_delete_route"] { route.runBeforeDeleteRoute = try argv(v, "\(key).run_before_delete_route") }
         if let v = section["run_after_delete_route"] { route.runAfterDeleteRoute = try argv(v, "\(key).run_after_delete_route") }
         return route
@@ -311,15 +263,8 @@ extension Reader {
             guard !s.isEmpty else { throw fail(v, "\(key).\(name)", "expected \(expected), got an empty string") }
             return s
         }
-        func url(_ name: String) throws(ConfigError) -> String? {
-            guard let s = try text(name, "an http:// or https:// URL") else { return nil }
-            guard s.hasPrefix("http://") || s.hasPrefix("https://") else {
-                throw fail(section[name], "\(key).\(name)", "expected an http:// or https:// URL, got '\(s)'")
-            }
-            return s
-        }
-        aws.endpoint = try url("endpoint")
-        if let s = try url("metadata_endpoint") { aws.metadataEndpoint = s }
+        aws.endpoint = try text("endpoint", "an http:// or https:// URL")
+        aws.metadataEndpoint = try text("metadata_endpoint", "an http:// or https:// URL")
         aws.profile = try text("profile", "a profile name")
         aws.identity = InstanceIdentity(
             instanceID: try text("instance_id", "an instance id") ?? "", region: try text("region", "a region") ?? "",
@@ -327,11 +272,8 @@ extension Reader {
             mac: try text("mac", "a MAC address") ?? "", vpcID: try text("vpc_id", "a VPC id") ?? "",
             subnetID: try text("subnet_id", "a subnet id") ?? "", interfaceID: try text("interface_id", "an ENI id") ?? "",
             privateIP: try text("private_ip", "an IPv4 address") ?? "")
-        if let v = section["max_attempts"] { aws.retry.maxAttempts = try integer(v, "\(key).max_attempts", 1...20) }
-        if let v = section["timeout"] {
-            aws.timeoutSeconds = try duration(v, "\(key).timeout")
-            guard aws.timeoutSeconds >= 1 else { throw fail(v, "\(key).timeout", "expected at least 1 second") }
-        }
+        if let v = section["max_attempts"] { aws.retry.maxAttempts = try integer(v, "\(key).max_attempts") }
+        if let v = section["timeout"] { aws.timeoutSeconds = try duration(v, "\(key).timeout") }
         return aws
     }
 }

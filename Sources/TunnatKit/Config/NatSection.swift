@@ -1,0 +1,79 @@
+import NatTable
+import PacketKit
+import Yams
+
+extension ConfigReader {
+    func nat(_ node: Node) throws(ConfigError) -> NatConfiguration {
+        let keys = ["private_prefixes", "pool", "port_range", "filtering", "max_flows", "max_flows_per_host",
+                    "verify_checksums", "max_held_fragments", "timeouts", "seed"]
+        let section = try mapping(node, key: "nat", accepted: keys)
+        var prefixes: [IPv4Prefix] = []
+        guard let prefixesNode = section["private_prefixes"] else {
+            throw fail(node, "nat.private_prefixes", "missing; give the prefixes to translate, such as [10.0.0.0/8]")
+        }
+        for (text, item) in try list(prefixesNode, "nat.private_prefixes", expected: "IPv4 prefixes such as 10.0.0.0/8") {
+            guard let prefix = IPv4Prefix(text) else {
+                throw fail(item, "nat.private_prefixes", "expected an IPv4 prefix such as 10.0.0.0/8 (host bits clear), got '\(text)'")
+            }
+            prefixes.append(prefix)
+        }
+        var pool: [IPv4Address] = []
+        guard let poolNode = section["pool"] else {
+            throw fail(node, "nat.pool", "missing; give the external address(es), such as [198.18.0.1]")
+        }
+        for (text, item) in try list(poolNode, "nat.pool", expected: "IPv4 addresses") {
+            guard let address = IPv4Address(text) else {
+                throw fail(item, "nat.pool", "expected an IPv4 address such as 198.18.0.1, got '\(text)'")
+            }
+            pool.append(address)
+        }
+        var config = NatConfiguration(privatePrefixes: prefixes, poolAddresses: pool)
+        if let value = section["port_range"] {
+            let text = try scalar(value, "nat.port_range", expected: "LOW-HIGH")
+            let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+            guard parts.count == 2, let low = UInt16(parts[0]), let high = UInt16(parts[1]), low <= high else {
+                throw fail(value, "nat.port_range", "expected LOW-HIGH with 1024 <= LOW <= HIGH <= 65535, got '\(text)'")
+            }
+            config.portRange = low...high
+        }
+        if let value = section["filtering"] {
+            let text = try scalar(value, "nat.filtering", expected: "a filtering mode")
+            guard let mode = NatConfiguration.Filtering(rawValue: text) else {
+                let accepted = NatConfiguration.Filtering.allCases.map(\.rawValue).joined(separator: ", ")
+                throw fail(value, "nat.filtering", "expected one of \(accepted), got '\(text)'")
+            }
+            config.filtering = mode
+        }
+        if let value = section["max_flows"] { config.maxFlows = try integer(value, "nat.max_flows") }
+        if let value = section["max_flows_per_host"] {
+            if case .scalar(let s) = value, s.string == "unlimited" {
+                config.maxFlowsPerHost = nil
+            } else {
+                config.maxFlowsPerHost = try integer(value, "nat.max_flows_per_host")
+            }
+        }
+        if let value = section["verify_checksums"] { config.verifyChecksums = try boolean(value, "nat.verify_checksums") }
+        if let value = section["max_held_fragments"] { config.maxHeldFragments = try integer(value, "nat.max_held_fragments") }
+        if let value = section["seed"] {
+            let text = try scalar(value, "nat.seed", expected: "a whole number")
+            guard let seed = UInt64(text) else { throw fail(value, "nat.seed", "expected a whole number, got '\(text)'") }
+            config.seed = seed
+        }
+        if let value = section["timeouts"] {
+            let names = ["tcp_established", "tcp_transitory", "udp", "icmp", "fragment"]
+            let timeouts = try mapping(value, key: "nat.timeouts", accepted: names)
+            if let v = timeouts["tcp_established"] {
+                config.timeouts.tcpEstablished = try duration(v, "nat.timeouts.tcp_established")
+            }
+            if let v = timeouts["tcp_transitory"] {
+                config.timeouts.tcpTransitory = try duration(v, "nat.timeouts.tcp_transitory")
+            }
+            if let v = timeouts["udp"] { config.timeouts.udp = try duration(v, "nat.timeouts.udp") }
+            if let v = timeouts["icmp"] { config.timeouts.icmp = try duration(v, "nat.timeouts.icmp") }
+            if let v = timeouts["fragment"] { config.timeouts.fragment = try duration(v, "nat.timeouts.fragment") }
+        }
+        // Ranges, RFC minimums and rules that involve more than one key are the table's own.
+        try validate(config.problems(), prefix: "nat")
+        return config
+    }
+}

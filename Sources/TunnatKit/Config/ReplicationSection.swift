@@ -1,0 +1,47 @@
+import Replication
+import SystemCalls
+import Yams
+
+extension ConfigReader {
+    func replication(_ node: Node) throws(ConfigError) -> ReplicationConfiguration {
+        let keys = ["node_id", "listen", "peers", "key_file", "heartbeat_ms", "peer_timeout_ms", "startup_wait_ms",
+                    "hold_new_flows_ms"]
+        let section = try mapping(node, key: "replication", accepted: keys)
+        func endpoint(_ text: String, _ item: Node, _ key: String) throws(ConfigError) -> UDPEndpoint {
+            guard let e = UDPEndpoint(text) else {
+                throw fail(item, key, "expected ADDRESS:PORT with a specific IPv4 address, such as 10.0.1.10:7800, got '\(text)'")
+            }
+            return e
+        }
+        guard let listenNode = section["listen"] else {
+            throw fail(node, "replication.listen", "missing; give this node's address and UDP port, such as 10.0.1.10:7800")
+        }
+        let listen = try endpoint(try scalar(listenNode, "replication.listen", expected: "ADDRESS:PORT"), listenNode,
+                                  "replication.listen")
+        guard let peersNode = section["peers"] else {
+            throw fail(node, "replication.peers", "missing; give the other nodes' ADDRESS:PORT, such as [10.0.2.10:7800]")
+        }
+        var peers: [UDPEndpoint] = []
+        for (text, item) in try list(peersNode, "replication.peers", expected: "ADDRESS:PORT") {
+            peers.append(try endpoint(text, item, "replication.peers"))
+        }
+        guard let keyNode = section["key_file"] else {
+            throw fail(node, "replication.key_file", "missing; give a file holding at least 32 bytes of shared secret")
+        }
+        let keyFile = try scalar(keyNode, "replication.key_file", expected: "an absolute path")
+        var config = ReplicationConfiguration(node: listen.address, listen: listen, peers: peers, keyFile: keyFile)
+        if let v = section["node_id"] {
+            let id = try integer(v, "replication.node_id")
+            guard let node = UInt32(exactly: id), node > 0 else {
+                throw fail(v, "replication.node_id", "expected a whole number from 1 to \(UInt32.max), got \(id)")
+            }
+            config.node = node
+        }
+        if let v = section["heartbeat_ms"] { config.heartbeatMilliseconds = try integer(v, "replication.heartbeat_ms") }
+        if let v = section["peer_timeout_ms"] { config.peerTimeoutMilliseconds = try integer(v, "replication.peer_timeout_ms") }
+        if let v = section["startup_wait_ms"] { config.startupWaitMilliseconds = try integer(v, "replication.startup_wait_ms") }
+        if let v = section["hold_new_flows_ms"] { config.holdNewFlowsMilliseconds = try integer(v, "replication.hold_new_flows_ms") }
+        try validate(config.problems(), prefix: "replication")
+        return config
+    }
+}
