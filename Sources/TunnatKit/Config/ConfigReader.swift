@@ -93,6 +93,18 @@ final class ConfigReader {
         }
     }
 
+    /// A list of values that each parse as `T` (a single value counts as a list of one); one that does not is
+    /// refused with `invalid(text)`, at its own line.
+    func values<T>(_ node: Node, _ key: String, expected: String, invalid: (String) -> String,
+                   parse: (String) -> T?) throws(ConfigError) -> [T] {
+        var result: [T] = []
+        for (text, item) in try list(node, key, expected: expected) {
+            guard let value = parse(text) else { throw fail(item, key, invalid(text)) }
+            result.append(value)
+        }
+        return result
+    }
+
     /// A whole number; its range is the domain type's to check.
     func integer(_ node: Node, _ key: String) throws(ConfigError) -> Int {
         let text = try scalar(node, key, expected: "a whole number")

@@ -7,26 +7,17 @@ extension ConfigReader {
         let keys = ["private_prefixes", "pool", "port_range", "filtering", "max_flows", "max_flows_per_host",
                     "verify_checksums", "max_held_fragments", "timeouts", "seed"]
         let section = try mapping(node, key: "nat", accepted: keys)
-        var prefixes: [IPv4Prefix] = []
         guard let prefixesNode = section["private_prefixes"] else {
             throw fail(node, "nat.private_prefixes", "missing; give the prefixes to translate, such as [10.0.0.0/8]")
         }
-        for (text, item) in try list(prefixesNode, "nat.private_prefixes", expected: "IPv4 prefixes such as 10.0.0.0/8") {
-            guard let prefix = IPv4Prefix(text) else {
-                throw fail(item, "nat.private_prefixes", "expected an IPv4 prefix such as 10.0.0.0/8 (host bits clear), got '\(text)'")
-            }
-            prefixes.append(prefix)
-        }
-        var pool: [IPv4Address] = []
+        let prefixes = try values(prefixesNode, "nat.private_prefixes", expected: "IPv4 prefixes such as 10.0.0.0/8",
+                                  invalid: { "expected an IPv4 prefix such as 10.0.0.0/8 (host bits clear), got '\($0)'" },
+                                  parse: IPv4Prefix.init)
         guard let poolNode = section["pool"] else {
             throw fail(node, "nat.pool", "missing; give the external address(es), such as [198.18.0.1]")
         }
-        for (text, item) in try list(poolNode, "nat.pool", expected: "IPv4 addresses") {
-            guard let address = IPv4Address(text) else {
-                throw fail(item, "nat.pool", "expected an IPv4 address such as 198.18.0.1, got '\(text)'")
-            }
-            pool.append(address)
-        }
+        let pool = try values(poolNode, "nat.pool", expected: "IPv4 addresses",
+                              invalid: { "expected an IPv4 address such as 198.18.0.1, got '\($0)'" }, parse: IPv4Address.init)
         var config = NatConfiguration(privatePrefixes: prefixes, poolAddresses: pool)
         if let value = section["port_range"] {
             let text = try scalar(value, "nat.port_range", expected: "LOW-HIGH")

@@ -7,24 +7,16 @@ extension ConfigReader {
         let keys = ["node_id", "listen", "peers", "key_file", "heartbeat_ms", "peer_timeout_ms", "startup_wait_ms",
                     "hold_new_flows_ms"]
         let section = try mapping(node, key: "replication", accepted: keys)
-        func endpoint(_ text: String, _ item: Node, _ key: String) throws(ConfigError) -> UDPEndpoint {
-            guard let e = UDPEndpoint(text) else {
-                throw fail(item, key, "expected ADDRESS:PORT with a specific IPv4 address, such as 10.0.1.10:7800, got '\(text)'")
-            }
-            return e
-        }
+        let invalid = { (text: String) in "expected ADDRESS:PORT with a specific IPv4 address, such as 10.0.1.10:7800, got '\(text)'" }
         guard let listenNode = section["listen"] else {
             throw fail(node, "replication.listen", "missing; give this node's address and UDP port, such as 10.0.1.10:7800")
         }
-        let listen = try endpoint(try scalar(listenNode, "replication.listen", expected: "ADDRESS:PORT"), listenNode,
-                                  "replication.listen")
+        let listenText = try scalar(listenNode, "replication.listen", expected: "ADDRESS:PORT")
+        guard let listen = UDPEndpoint(listenText) else { throw fail(listenNode, "replication.listen", invalid(listenText)) }
         guard let peersNode = section["peers"] else {
             throw fail(node, "replication.peers", "missing; give the other nodes' ADDRESS:PORT, such as [10.0.2.10:7800]")
         }
-        var peers: [UDPEndpoint] = []
-        for (text, item) in try list(peersNode, "replication.peers", expected: "ADDRESS:PORT") {
-            peers.append(try endpoint(text, item, "replication.peers"))
-        }
+        let peers = try values(peersNode, "replication.peers", expected: "ADDRESS:PORT", invalid: invalid, parse: UDPEndpoint.init)
         guard let keyNode = section["key_file"] else {
             throw fail(node, "replication.key_file", "missing; give a file holding at least 32 bytes of shared secret")
         }
