@@ -34,6 +34,8 @@ public struct FailoverError: Error, CustomStringConvertible, Sendable {
 /// (in its own VPC only), decides per managed route with `RouteDecision`, and makes the calls. With `noop` it
 /// reports every change it would make and makes none (decided here, not with DryRun). Before taking a route over it
 /// moves the pool address to its own ENI.
+// @unchecked: the route state (lastChange, eniOwners, remoteChecks, raced) is touched only by the one thread that
+// runs passes; other threads reach only the Sendable wake-up, stop signal, claim flag and health checks.
 public final class RouteManager: @unchecked Sendable {
     public let config: FailoverConfiguration
     public let identity: InstanceIdentity
@@ -49,15 +51,22 @@ public final class RouteManager: @unchecked Sendable {
     private var lastChange: [String: Double] = [:]
     private var eniOwners: [String: (instance: String?, ip: String)] = [:]
     private var routerENIs: [String: String] = [:]
-    private let wake = Flag()
-    private let stopping = Flag()
+    /// A verdict flipped, the role changed, or a race was lost: a pass is due now.
+    private let wake: Wakeup
+    private let stopping: StopSignal
     /// Oneshot: run remote checks synchronously to a verdict instead of on threads.
     private var synchronousChecks = false
     /// With replication: this node's role, which decides the routes (RouteDecision.ruleOfRole). Set before `run`.
     public var role: (@Sendable () -> RouteRole)?
 
     public init(config: FailoverConfiguration, identity: InstanceIdentity, ec2: EC2Client, imds: InstanceMetadataClient?,
-                noop: Bool, logger: Logger) {
+                noop: Bool, logger: Logger) throws(FailoverError) {
+        do {
+            wake = try Wakeup()
+            stopping = try StopSignal()
+        } catch {
+            throw FailoverError("route manager: \(error)")
+        }
         self.config = config
         self.identity = identity
         self.ec2 = ec2
@@ -68,7 +77,7 @@ public final class RouteManager: @unchecked Sendable {
         for name in used.sorted() {
             guard let spec = config.healthChecks[name] else { continue }
             healthChecks[name] = HealthCheck(name: name, spec: spec, log: { [logger] in logger.notice("\($0)") },
-                                             onChange: { [wake] _, _ in wake.set() })
+                                             onChange: { [wake] _, _ in wake.signal() })
         }
     }
 
@@ -116,24 +125,22 @@ public final class RouteManager: @unchecked Sendable {
             for check in remoteChecks.values { check.stop() }
         }
         logger.notice("managing routes in \(config.routeTables.count) route table spec(s), poll every \(config.pollTime)s, \(noop ? "noop" : "live")")
-        while !stopping.isSet {
+        while !stopping.isStopped {
             do { _ = try pass() } catch { logger.error("\(error)") }
             // A claim not yet complete is retried within a second, not after poll_time.
-            let until = SystemClock.monotonicSeconds() + (claiming.isSet ? 1 : Double(max(config.pollTime, 1)))
-            while !stopping.isSet, SystemClock.monotonicSeconds() < until {
-                if wake.take() { break }
-                Syscall.sleep(milliseconds: 50)
-            }
+            let wait = claiming.isSet ? 1000 : Int32(clamping: Int(max(config.pollTime, 1)) * 1000)
+            _ = try? Syscall.pollIn(wake.fd, stopping.fd, timeoutMilliseconds: wait)
+            wake.drain()
         }
     }
 
-    public func stop() { stopping.set() }
+    public func stop() { stopping.stop() }
 
     /// The role changed: becoming the active starts a claim (the pool address and every route are taken, retried
     /// every second until they all are); any other role ends it. A pass follows at once.
     public func roleChanged(to role: RouteRole) {
         if role == .active { claiming.set() } else { _ = claiming.take() }
-        wake.set()
+        wake.signal()
     }
     private let claiming = Flag()
     /// A CreateRoute of this pass lost a race: the claim is not complete.
@@ -248,7 +255,7 @@ public final class RouteManager: @unchecked Sendable {
                 // Another instance created it between our read and our call: the next pass sees it and decides.
                 logger.notice("\(table.id) \(spec.cidr): created by someone else meanwhile (\(error)); will re-evaluate")
                 raced = true
-                wake.set()
+                wake.signal()
                 return nil
             }
             run(spec.runAfterReplaceRoute, "run_after_replace_route")
@@ -304,7 +311,7 @@ public final class RouteManager: @unchecked Sendable {
             let check: HealthCheck
             if let existing = remoteChecks[key] { check = existing } else {
                 check = HealthCheck(name: key, spec: template.with(destination: ip), log: { [logger] in logger.notice("\($0)") },
-                                    onChange: { [wake] _, _ in wake.set() })
+                                    onChange: { [wake] _, _ in wake.signal() })
                 remoteChecks[key] = check
                 if !synchronousChecks { check.start() }
             }
@@ -367,7 +374,7 @@ public final class RouteManager: @unchecked Sendable {
     }
 }
 
-/// A flag shared between threads (a health check's flip wakes the route manager).
+/// A flag shared between threads (the claim the route manager is making).
 final class Flag: Sendable {
     private let value = Atomic<Bool>(false)
     func set() { value.store(true, ordering: .relaxed) }

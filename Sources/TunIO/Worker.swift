@@ -80,7 +80,9 @@ public enum FrameProcessor {
 /// One queue's loop: read a batch (non-blocking reads until the queue is empty or the batch is full), translate
 /// it under the lock, write it out; when the queue is empty, wait in poll(2) and retire expired flows.
 /// Generic over the output so that the per-packet calls are direct (STYLE.md, "The per-packet path").
-public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked Sendable {  // one thread owns it
+// @unchecked: a worker, its queue, its output and its buffers belong to the one thread that runs it; only the
+// LockedNAT and the stop signal, both Sendable, are shared.
+public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked Sendable {
     public static var batchSize: Int { 64 }
     /// Room for a virtio-net header and the largest IPv4 packet (a 64 KB GSO super-packet).
     static var slotSize: Int { VirtioNetHeader.size + 65_535 + 1 }

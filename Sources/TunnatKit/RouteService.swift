@@ -36,7 +36,7 @@ public enum RouteService {
                             onRetry: { error, attempt, delay in
                                 logger.warning("\(error); retry \(attempt) in \(delay) ms")
                             })
-        return RouteManager(config: config, identity: identity, ec2: ec2, imds: identity.mac.isEmpty ? nil : imds,
+        return try RouteManager(config: config, identity: identity, ec2: ec2, imds: identity.mac.isEmpty ? nil : imds,
                             noop: noop, logger: logger)
     }
 }
