@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Measures the data plane against the kernel's NAT, in one run, on one topology (scripts/topology.sh):
+# Measures the data plane against the kernel's NAT, in one run, on one topology (scripts/lib/topology.sh):
 # the kernel's nftables masquerade, then tunnat with tun output, then tunnat with raw output. For each:
 # iperf3 TCP single stream both ways, 4 parallel streams, UDP 64-byte packets per second (received), TCP
 # connections per second (ab: short HTTP requests to nginx, a new connection each), and ping RTT.
@@ -12,7 +12,7 @@ seconds=${1:-5}
 [[ "$seconds" =~ ^[0-9]+$ ]] && [ "$seconds" -ge 1 ] && [ "$seconds" -le 60 ] \
   || { echo "usage: scripts/bench-dataplane.sh [SECONDS 1-60]" >&2; exit 64; }
 [ "$(id -u)" = 0 ] || { echo "bench-dataplane.sh: needs root (network namespaces, TUN)" >&2; exit 1; }
-source scripts/topology.sh
+source scripts/lib/topology.sh
 scripts/install-deps.sh --netns
 
 echo "== swift build -c release" >&2

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Failover, measured: repeats "kill -9 the active" N times in the end-to-end topology of failover-e2e.py (the killed
-# node comes back as the standby before the next round, so the roles alternate) with I idle and B busy TCP
-# connections, a UDP stream and pings, and reports per round and in total:
+# Failover, measured: repeats "kill -9 the active" N times in the end-to-end topology of the failover test
+# (scripts/lib/failover_cluster.py; the killed node comes back as the standby before the next round, so the roles
+# alternate) with I idle and B busy TCP connections, a UDP stream and pings, and reports per round and in total:
 #   - the outage: the longest gap in the busy TCP streams, the UDP stream and the pings;
 #   - how many established TCP connections survived (idle and busy);
 #   - the time to takeover (the standby says it is active) and to the route switch (the router follows moto);
@@ -20,8 +20,8 @@ scripts/install-deps.sh --netns >/dev/null
 swift build --product tunnat >/dev/null
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-.venv/bin/python scripts/failover-e2e.py "$here/.build/debug/tunnat" --bench "$n" --idle "$idle" --busy "$busy" \
-  > "$out"
+.venv/bin/python scripts/lib/failover_cluster.py "$here/.build/debug/tunnat" --bench "$n" --idle "$idle" \
+  --busy "$busy" > "$out"
 python3 - "$out" "$idle" "$busy" <<'PY'
 import json, sys
 result = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The demo: tunnat's live data plane in network namespaces (scripts/topology.sh), with the embedded default
+# The demo: tunnat's live data plane in network namespaces (scripts/lib/topology.sh), with the embedded default
 # configuration (tunnat default-config): private 10.0.0.0/8, pool address 198.18.0.1, device tun0, policy
 # routing installed by tunnat itself. A client then runs curl, ping and traceroute through it, and the demo
 # shows what happened and `tunnat status`. Everything is removed at the end. Needs root.
@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "demo.sh: needs root (network namespaces and a TUN device)" >&2; exit 1; }
 scripts/install-deps.sh --netns
-source scripts/topology.sh
+source scripts/lib/topology.sh
 
 echo "== building tunnat"
 swift build --product tunnat 2>&1 | tail -1

@@ -3,10 +3,10 @@
 #
 #   scripts/install-deps.sh          the build and unit tests
 #   scripts/install-deps.sh --netns  also the namespace tests, demo and benchmarks: iproute2, ping, traceroute,
-#                                    dig and dnsmasq, curl, iperf3, nftables, conntrack, ab and nginx; and the
-#                                    failover tests' EC2 emulator (moto[server], with boto3) in .venv/
+#                                    dig and dnsmasq, curl, iperf3, nftables, conntrack, ab and nginx; and, in
+#                                    .venv/, the failover tests' EC2 emulator (moto[server], with boto3) and pytest
 set -euo pipefail
-command -v swift >/dev/null || { echo "install-deps.sh: swift is not on PATH; tunnat needs Swift 6.1 or later" >&2; exit 1; }
+command -v swift >/dev/null || { echo "install-deps.sh: swift is not on PATH; tunnat needs Swift 6.2 or later (swift-tools-version 6.2)" >&2; exit 1; }
 netns=0
 [ "${1:-}" = --netns ] && netns=1
 
@@ -41,16 +41,23 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "iperf3 iperf3/start_daemon boolean false" | debconf-set-selections 2>/dev/null || true
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-# The EC2 API emulator for the failover tests, in a virtualenv of the repository's own (.venv, not in git).
+# The failover tests' EC2 API emulator and their runner, pytest, in a virtualenv of the repository's own (.venv, not
+# in git). Each is checked on its own, so an older .venv with moto alone gets pytest added.
 if [ "$netns" = 1 ]; then
   repo=$(cd "$(dirname "$0")/.." && pwd)
-  if ! "$repo/.venv/bin/python" -c 'import moto, boto3' 2>/dev/null; then
+  if [ ! -x "$repo/.venv/bin/pip" ]; then
     python3 -m venv "$repo/.venv" 2>/dev/null || {
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+      rm -rf "$repo/.venv"
       python3 -m venv "$repo/.venv"
     }
-    echo "install-deps.sh: installing moto[server] into .venv" >&2
-    "$repo/.venv/bin/pip" install -q --disable-pip-version-check 'moto[server]>=5.1,<6'
+  fi
+  py=()
+  "$repo/.venv/bin/python" -c 'import moto, boto3' 2>/dev/null || py+=('moto[server]>=5.1,<6')
+  "$repo/.venv/bin/python" -c 'import pytest' 2>/dev/null || py+=('pytest>=7')
+  if [ ${#py[@]} -gt 0 ]; then
+    echo "install-deps.sh: installing ${py[*]} into .venv" >&2
+    "$repo/.venv/bin/pip" install -q --disable-pip-version-check "${py[@]}"
   fi
 fi
 # nginx's package starts a system-wide server; the tests run their own inside namespaces, so stop that one.

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, requirement and golden tests (swift test), the CLI end to end, the live data
-# plane in network namespaces (needs root), the failover control plane against an EC2 emulator, and the zero-malloc gate on the established-flow path
-# (package-benchmark). .ci/run calls exactly this.
+# plane in network namespaces (needs root), the failover control plane against an EC2 emulator and the failover
+# end to end (pytest, scripts/tests/), and the zero-malloc gate on the established-flow path (package-benchmark).
+# Warnings are errors. .ci/run calls exactly this.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh --no-bench everything but the benchmark gate (a few minutes less)
+#
+# Every suite runs even when one before it failed; the last line sums them all: "tests: N passed, M failed". The
+# exit status is non-zero if any test failed, any suite ended non-zero, or any suite's count could not be read.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 here=$PWD
@@ -20,41 +24,99 @@ done
 scripts/install-deps.sh --netns
 
 step() { printf '\n== %s\n' "$*"; }
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 
 shared=$(cd "$here/.." && pwd)/shared
 [ -d "$shared/testdata/pcaps" ] || { echo "test.sh: ../shared/testdata/pcaps is missing: the golden tests need it beside this repository" >&2; exit 1; }
+tunnat=$here/.build/debug/tunnat
+# Warnings are errors in every target of ours through Package.swift (treatAllWarnings); not passed on the command
+# line, which would hold the dependencies' warnings against us too.
 
-step "swift build"
-swift build
+passed=0
+failed=0
+summary=()
+# tally SUITE STATUS PASSED FAILED: adds a suite's counts to the totals. A suite that exited non-zero with no
+# failure counted (a crash, a setup error, a count that could not be read) counts as one failure.
+tally() {
+  local suite=$1 status=$2 p=${3:-0} f=${4:-0}
+  if [ "$status" != 0 ] && [ "$f" = 0 ]; then f=1; fi
+  passed=$((passed + p))
+  failed=$((failed + f))
+  summary+=("$(printf '%-14s %4d passed, %d failed' "$suite:" "$p" "$f")")
+}
+# count_line FILE PREFIX: "N M" from the last "PREFIX: N passed, M failed" line of FILE, or nothing.
+count_line() { sed -nE "s/^$2: ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/p" "$1" | tail -1; }
+# count_junit FILE: "PASSED FAILED" from a pytest --junitxml report; a skip counts as failed (as root, everything
+# must run: a skipped test proves nothing).
+count_junit() {
+  python3 - "$1" <<'PY' 2>/dev/null || true
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+n = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
+not_passed = n["failures"] + n["errors"] + n["skipped"]
+print(n["tests"] - not_passed, not_passed)
+PY
+}
 
-step "swift test"
-swift test 2>&1 | tee "$log" | grep -vE '^(\[[0-9]+/[0-9]+\]|◇|✔ Test [a-zA-Z].* passed after)' || true
-if ! grep -qE '^✔ Test run with [0-9]+ tests? in [0-9]+ suites? passed' "$log"; then
-  echo "test.sh: swift test failed (the failures are listed above)" >&2
+step "swift build (warnings are errors)"
+if ! swift build; then
+  echo "test.sh: swift build failed; nothing was tested" >&2
+  echo "tests: 0 passed, 1 failed"
   exit 1
 fi
 
+step "swift test (warnings are errors)"
+status=0
+swift test 2>&1 | tee "$work/swift-test.log" \
+  | grep -vE '^(\[[0-9]+/[0-9]+\]|◇|✔ Test [a-zA-Z].* passed after)' || status=${PIPESTATUS[0]}
+# swift-testing's last line: "✔ Test run with N tests in M suites passed ..." or "✘ Test run with N tests ... failed ...".
+total=$(sed -nE 's/^(✔|✘) Test run with ([0-9]+) tests?( in [0-9]+ suites?)? (passed|failed).*/\2/p' "$work/swift-test.log" | tail -1)
+if [ "$status" = 0 ] && grep -qE '^✔ Test run with [0-9]+ tests? in [0-9]+ suites? passed' "$work/swift-test.log"; then
+  tally "swift test" 0 "$total" 0
+else
+  f=$(grep -E '^✘ Test .* failed after' "$work/swift-test.log" | grep -cv '^✘ Test run with' || true)
+  [ "${f:-0}" -gt 0 ] || f=1
+  echo "test.sh: swift test failed (the failures are listed above)" >&2
+  tally "swift test" 1 "$(( ${total:-0} > f ? ${total:-0} - f : 0 ))" "$f"
+fi
+
 step "tunnat CLI end to end"
-scripts/cli-test.sh "$here/.build/debug/tunnat" "$shared/testdata/pcaps"
+status=0
+scripts/tests/cli-test.sh "$tunnat" "$shared/testdata/pcaps" | tee "$work/cli.log" || status=$?
+read -r p f <<<"$(count_line "$work/cli.log" cli)" || true
+tally "cli" "$status" "${p:-0}" "${f:-1}"
 
 step "live data plane in network namespaces (tunnat run, tun and raw output)"
-scripts/netns-test.sh "$here/.build/debug/tunnat" | tee -a "$log"
+status=0
+scripts/tests/netns-test.sh "$tunnat" | tee "$work/netns.log" || status=$?
+read -r p f <<<"$(count_line "$work/netns.log" namespaces)" || true
+tally "namespaces" "$status" "${p:-0}" "${f:-1}"
+
+# pytest SUITE FILE: one pytest suite of scripts/tests/ against the debug build.
+run_pytest() {
+  local suite=$1 file=$2 status=0 p f
+  .venv/bin/python -m pytest "scripts/tests/$file" -q --tunnat "$tunnat" --junitxml "$work/$suite.xml" || status=$?
+  read -r p f <<<"$(count_junit "$work/$suite.xml")" || true
+  tally "$suite" "$status" "${p:-0}" "${f:-1}"
+}
 
 step "failover control plane: tunnat routes against moto_server (SigV4 verified), fake IMDSv2, namespace targets"
-.venv/bin/python scripts/failover-test.py "$here/.build/debug/tunnat" | tee -a "$log"
+run_pytest failover test_failover_routes.py
 
 step "connection-preserving failover end to end: two tunnat instances replicating, kill -9 of the active"
-.venv/bin/python scripts/failover-e2e.py "$here/.build/debug/tunnat" | tee -a "$log"
+run_pytest failover-e2e test_failover_e2e.py
 
 if [ "$bench" = 1 ]; then
   step "benchmark gate: zero mallocs per packet on the established-flow path"
-  scripts/bench.sh --gate
+  status=0
+  scripts/bench.sh --gate | tee "$work/bench.log" || status=$?
+  read -r p f <<<"$(count_line "$work/bench.log" 'bench gate')" || true
+  tally "bench gate" "$status" "${p:-0}" "${f:-1}"
 fi
 
 echo
-grep -E '^✔ Test run with' "$log"
-grep -E '^namespaces: [0-9]+ passed, 0 failed' "$log"
-grep -E '^failover: [0-9]+ passed, 0 failed' "$log"
-grep -E '^failover-e2e: [0-9]+ passed, 0 failed' "$log"
+printf '%s\n' "${summary[@]}"
+echo "tests: $passed passed, $failed failed"
+[ "$failed" = 0 ]

@@ -55,11 +55,12 @@ public final class StopSignal: Sendable {
         wakeup.signal()
     }
 
-    /// Sleeps until stopped or `milliseconds` pass; true if stopped.
+    /// Sleeps until stopped or `milliseconds` pass; true if stopped. A signal handler stops it by writing to its
+    /// descriptor alone (the flag is not async-signal-safe to reach), so a readable descriptor counts as stopped.
     public func sleep(milliseconds: Int32) -> Bool {
         if isStopped { return true }
-        _ = try? Syscall.pollIn(fd, timeoutMilliseconds: milliseconds)
-        return isStopped
+        let readable = (try? Syscall.pollIn(fd, timeoutMilliseconds: milliseconds).0) ?? false
+        return readable || isStopped
     }
 }
 

@@ -45,6 +45,13 @@ import Testing
         #expect(try Syscall.pollIn(stop.fd, timeoutMilliseconds: 0).0)
     }
 
+    /// What a signal handler does (a write to the descriptor, nothing else) counts as a stop.
+    @Test func aWriteToTheDescriptorAloneIsAStop() throws {
+        let stop = try StopSignal()
+        stop.wakeup.signal()
+        #expect(stop.sleep(milliseconds: 1000))
+    }
+
     /// UDP over loopback through the system layer: a datagram sent arrives whole, with its sender.
     @Test func aDatagramCrossesLoopback() throws {
         let a = try UDPSocket(bind: UDPEndpoint(address: 0x7F00_0001, port: 0))

@@ -8,6 +8,9 @@
   to an interface whose instance is gone or stopped read as "blackhole"; RouteAlreadyExists on CreateRoute;
   an instance can be marked impaired; and throttling (RequestLimitExceeded, 503) or InternalError (500) can be
   injected for the next N calls.
+- Moto: moto_server itself on loopback, bootstrapped so that it verifies SigV4 from then on.
+
+scripts/lib/testbed.py starts these for the tests (AWS); nothing here knows about namespaces or tunnat.
 """
 import http.client
 import http.server
@@ -44,22 +47,12 @@ def wait_port(host, port, seconds=30):
     return False
 
 
-def stop_processes(procs, kill=False):
-    """Ends every process still running (SIGTERM, or SIGKILL with kill), waiting up to 5 s for each."""
-    for p in procs:
-        if p.poll() is None:
-            p.kill() if kill else p.terminate()
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-
-
 class Moto:
     """moto_server on loopback that verifies SigV4 after its first three calls: those make an IAM user with every
     permission and its access key (`key`, `secret`), which every later call must sign with."""
 
     def __init__(self, procs, region):
+        # procs: anything with append(), where the moto_server process goes to be ended with the rest.
         self.port = free_port()
         self.region = region
         moto_bin = os.path.join(os.path.dirname(sys.executable), "moto_server")
@@ -168,6 +161,7 @@ class FakeIMDS:
 
     def close(self):
         self.server.shutdown()
+        self.server.server_close()
 
 
 def error_document(code, message):
@@ -209,6 +203,10 @@ class EC2Front:
         self.server = http.server.ThreadingHTTPServer((host, 0), Handler)
         self.url = f"http://{host}:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
 
     def forward(self, body, headers):
         conn = http.client.HTTPConnection("127.0.0.1", self.moto_port, timeout=30)
@@ -288,3 +286,4 @@ class EC2Front:
 
     def close(self):
         self.server.shutdown()
+        self.server.server_close()

@@ -9,9 +9,9 @@
 # the namespaces made here. srv2 sits behind a 1400-byte link and advertises an MSS of 1460, so that traffic to
 # it depends on path MTU discovery through the NAT.
 #
-#   scripts/topology.sh up PREFIX      build it (PREFIX: short, letters and digits)
-#   scripts/topology.sh down PREFIX    remove every namespace PREFIX-*
-#   source scripts/topology.sh          for topology_up / topology_down / topology_kernel_nat in a script
+#   scripts/lib/topology.sh up PREFIX      build it (PREFIX: short, letters and digits)
+#   scripts/lib/topology.sh down PREFIX    remove every namespace PREFIX-*
+#   source scripts/lib/topology.sh          for topology_up / topology_down / topology_kernel_nat in a script
 set -euo pipefail
 
 topology_namespaces() { echo "$1-c1 $1-c2 $1-nat $1-rtr $1-srv $1-srv2"; }
@@ -102,6 +102,6 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   case "${1:-}" in
     up) topology_up "${2:?usage: topology.sh up PREFIX}" ;;
     down) topology_down "${2:?usage: topology.sh down PREFIX}" ;;
-    *) echo "usage: scripts/topology.sh up|down PREFIX" >&2; exit 64 ;;
+    *) echo "usage: scripts/lib/topology.sh up|down PREFIX" >&2; exit 64 ;;
   esac
 fi

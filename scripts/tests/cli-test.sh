@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The tunnat executable end to end: replays of the sample captures, the output file, exit codes and the one-line
-# errors a person gets. Usage: scripts/cli-test.sh PATH/TO/tunnat PATH/TO/pcaps
+# errors a person gets. Usage: scripts/tests/cli-test.sh PATH/TO/tunnat PATH/TO/pcaps
 set -euo pipefail
 tunnat=$1
 pcaps=$2
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 passed=0

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# Integration tests of `tunnat run` in network namespaces (scripts/topology.sh), with real clients and servers:
+# Integration tests of `tunnat run` in network namespaces (scripts/lib/topology.sh), with real clients and servers:
 # curl and python's http.server, dig and dnsmasq, ping, traceroute, iperf3, and python sockets. Each test runs
 # in tun output mode; the core ones again in raw output mode. Needs root (namespaces, TUN, raw sockets).
 #
-#   scripts/netns-test.sh [PATH-TO-TUNNAT]     (default .build/debug/tunnat)
+#   scripts/tests/netns-test.sh [PATH-TO-TUNNAT]     (default .build/debug/tunnat)
 #
 # Every wait is bounded; every namespace, process and file made here is removed on exit.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 here=$PWD
 tunnat=$(realpath "${1:-.build/debug/tunnat}")
-source scripts/topology.sh
+source scripts/lib/topology.sh
 
 if [ "$(id -u)" != 0 ]; then
   echo "netns-test.sh: NOT RUN: the namespace tests need root (network namespaces, a TUN device, raw sockets)" >&2
@@ -53,7 +53,7 @@ timeout 900 ip netns exec "$p-srv" dnsmasq -k --conf-file=/dev/null --no-resolv 
   --listen-address=198.19.0.10 --bind-interfaces --address=/tunnat.test/198.19.0.77 --pid-file= \
   > "$work/dns.log" 2>&1 &
 topology_pids+=($!)
-timeout 900 ip netns exec "$p-srv" python3 scripts/nettools.py echo-server 198.19.0.10 8000 900 &
+timeout 900 ip netns exec "$p-srv" python3 scripts/lib/nettools.py echo-server 198.19.0.10 8000 900 &
 topology_pids+=($!)
 for _ in $(seq 50); do
   in_ns srv ss -ltn | grep -q ':8000' && in_ns srv ss -ltn | grep -q ':80 ' && break
@@ -132,7 +132,7 @@ t_traceroute() {
   [ "$hops" = "1 10.0.1.254 2 198.18.1.254 3 198.19.0.10 " ] || { echo "hops: $hops"; return 1; }
 }
 
-t_port_unreachable() { in_ns c1 python3 scripts/nettools.py udp-refused 198.19.0.10 9999; }
+t_port_unreachable() { in_ns c1 python3 scripts/lib/nettools.py udp-refused 198.19.0.10 9999; }
 
 t_pmtud() {
   in_ns c1 ip route flush cache
@@ -153,23 +153,23 @@ t_pmtud() {
 }
 
 t_hairpin() {
-  timeout 10 ip netns exec "$p-c2" python3 scripts/nettools.py hairpin-listen 7000 198.19.0.10:9 6 &
+  timeout 10 ip netns exec "$p-c2" python3 scripts/lib/nettools.py hairpin-listen 7000 198.19.0.10:9 6 &
   local listener=$!
   sleep 0.5
-  in_ns c1 python3 scripts/nettools.py hairpin-send 198.18.0.1 7000 198.18.0.1
+  in_ns c1 python3 scripts/lib/nettools.py hairpin-send 198.18.0.1 7000 198.18.0.1
   wait "$listener"
 }
 
 t_unsolicited() {
   local before after
   before=$(status_json | json_field "['drops']['no-mapping']")
-  in_ns rtr python3 scripts/nettools.py unsolicited 198.18.0.1
+  in_ns rtr python3 scripts/lib/nettools.py unsolicited 198.18.0.1
   after=$(status_json | json_field "['drops']['no-mapping']")
   [ $((after - before)) -ge 2 ] || { echo "no-mapping drops went from $before to $after"; return 1; }
 }
 
 t_1000_connections() {
-  (ulimit -n 8192 && in_ns c1 timeout 120 python3 scripts/nettools.py many-connections 198.19.0.10 8000 1000)
+  (ulimit -n 8192 && in_ns c1 timeout 120 python3 scripts/lib/nettools.py many-connections 198.19.0.10 8000 1000)
   local flows
   flows=$(status_json | json_field "['flows']")
   [ "$flows" -ge 1000 ] || { echo "tunnat has $flows flows after 1000 connections"; return 1; }

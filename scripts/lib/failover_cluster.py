@@ -1,0 +1,479 @@
+#!/usr/bin/env python3
+"""Two tunnat instances replicating their table in front of a simulated AWS VPC: the world of the end-to-end
+failover test (scripts/tests/test_failover_e2e.py) and of the failover benchmark (scripts/bench-failover.sh).
+
+  failover_cluster.py TUNNAT_BINARY --bench N [--idle I] [--busy B]
+      N kills of the active (the killed node comes back as the standby before the next round), each round's checks
+      on stderr, then the figures as one JSON line on stdout; exit 1 if a check failed. As root.
+
+Topology (namespaces named per run; the root namespace holds moto, the fake IMDS and the EC2 front on a bridge):
+
+  client 10.10.1.10 -- rtr (VPC router: table 200 for the private subnet's default route, and the public address
+                             198.18.0.100 routed to whichever ENI holds its private IP 10.10.0.100, as the internet
+                             gateway does; each read from moto in a loop, at most 100 ms behind)
+  rtr -- nat-a 10.10.0.10 (ENI a)     rtr -- nat-b 10.10.0.11 (ENI b)     rtr -- server 198.18.1.10
+  nat-a, nat-b -- bridge 10.79.0.1 in the root namespace (moto, IMDS, EC2 front), as 10.79.0.2 and 10.79.0.3
+
+The internet gateway's 1:1 rewrite of the Elastic IP to the private IP is left out: the NATs use the public address
+as their pool address, and the router sends it to the ENI that holds the private one.
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from testbed import LIB, AWS, Namespaces, Processes, sh, wait_for
+
+PUBLIC, POOL_PRIVATE, SERVER, CLIENT = "198.18.0.100", "10.10.0.100", "198.18.1.10", "10.10.1.10"
+NAT_IP = {"a": "10.10.0.10", "b": "10.10.0.11"}
+MGMT_IP = {"a": "10.79.0.2", "b": "10.79.0.3"}
+BRIDGE_IP = "10.79.0.1"
+SERVER_PORT = 5001
+OUTAGE_LIMIT = 2.0      # seconds: the longest gap any flow may see across a kill of the active
+MIRROR_LAG_LIMIT = 0.1  # seconds: how far behind moto the router may follow
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+class VPC:
+    """moto's view of the VPC, and the router namespace kept in line with it by two threads (route, pool address)."""
+
+    def __init__(self, aws, router_ns):
+        self.aws, self.router_ns = aws, router_ns
+        ec2 = self.ec2 = aws.ec2
+        self.vpc = ec2.create_vpc(CidrBlock="10.10.0.0/16")["Vpc"]["VpcId"]
+        public = ec2.create_subnet(VpcId=self.vpc, CidrBlock="10.10.0.0/24", AvailabilityZone="us-east-1a")
+        private = ec2.create_subnet(VpcId=self.vpc, CidrBlock="10.10.1.0/24", AvailabilityZone="us-east-1a")
+        public, private = public["Subnet"]["SubnetId"], private["Subnet"]["SubnetId"]
+        self.nat, self.imds = {}, {}
+        for k in ("a", "b"):
+            self.nat[k] = aws.launch(public, NAT_IP[k])
+            self.imds[k] = aws.imds(aws.identity(self.nat[k], self.vpc, public))
+        self.dev = {self.nat["a"]["eni"]: ("nata", NAT_IP["a"]), self.nat["b"]["eni"]: ("natb", NAT_IP["b"])}
+        ec2.assign_private_ip_addresses(NetworkInterfaceId=self.nat["a"]["eni"], PrivateIpAddresses=[POOL_PRIVATE])
+        self.table = ec2.create_route_table(VpcId=self.vpc)["RouteTable"]["RouteTableId"]
+        ec2.create_tags(Resources=[self.table], Tags=[{"Key": "Name", "Value": "private"}])
+        ec2.associate_route_table(RouteTableId=self.table, SubnetId=private)
+        ec2.create_route(RouteTableId=self.table, DestinationCidrBlock="0.0.0.0/0",
+                         NetworkInterfaceId=self.nat["a"]["eni"])
+        self.applied = {"route": None, "pool": None}
+        # Per resource, the longest time from the start of one read of moto to the end of the next one: a change
+        # made just after a read began is in the router by then at the latest.
+        self.lag = {"route": 0.0, "pool": 0.0}
+        self.stop = threading.Event()
+        self.clients = {"route": aws.client("ec2"), "pool": aws.client("ec2")}
+        self.mirror_route(self.clients["route"])
+        self.mirror_pool(self.clients["pool"])
+        self.threads = [threading.Thread(target=self.mirror, args=(what,), daemon=True) for what in ("route", "pool")]
+        for t in self.threads:
+            t.start()
+
+    def route_target(self, ec2):
+        table = ec2.describe_route_tables(RouteTableIds=[self.table])["RouteTables"][0]
+        return next((r.get("NetworkInterfaceId") for r in table["Routes"]
+                     if r.get("DestinationCidrBlock") == "0.0.0.0/0"), None)
+
+    def pool_holders(self, ec2):
+        enis = ec2.describe_network_interfaces(Filters=[{"Name": "vpc-id", "Values": [self.vpc]}])["NetworkInterfaces"]
+        return sorted(e["NetworkInterfaceId"] for e in enis
+                      if any(a["PrivateIpAddress"] == POOL_PRIVATE for a in e["PrivateIpAddresses"]))
+
+    def state(self):
+        """(the ENI the private subnet's default route points at, the ENIs holding the pool address), read now."""
+        return self.route_target(self.ec2), self.pool_holders(self.ec2)
+
+    def mirror_route(self, ec2):
+        route = self.route_target(ec2)
+        if route != self.applied["route"] and route in self.dev:
+            dev, via = self.dev[route]
+            sh("ip", "-n", self.router_ns, "route", "replace", "default", "via", via, "dev", dev, "onlink",
+               "table", "200")
+            self.applied["route"] = route
+
+    def mirror_pool(self, ec2):
+        holders = self.pool_holders(ec2)
+        # While an address moves, moto lists it on both ENIs for a moment: the router keeps the old one until then.
+        if len(holders) == 1 and holders[0] != self.applied["pool"] and holders[0] in self.dev:
+            dev, via = self.dev[holders[0]]
+            sh("ip", "-n", self.router_ns, "route", "replace", f"{PUBLIC}/32", "via", via, "dev", dev, "onlink")
+            self.applied["pool"] = holders[0]
+
+    def mirror(self, what):
+        step = self.mirror_route if what == "route" else self.mirror_pool
+        previous_start = None
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                step(self.clients[what])
+            except Exception as e:  # noqa: BLE001 - a failed read is retried; the lag shows it
+                if not self.stop.is_set():
+                    log(f"  mirror: {e}")
+            if previous_start is not None:
+                self.lag[what] = max(self.lag[what], time.monotonic() - previous_start)
+            previous_start = started
+            self.stop.wait(0.01)
+
+    def close(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(5)
+
+
+class Node:
+    """One tunnat instance, `tunnat run` in its namespace; start() again after kill() is a restart."""
+
+    def __init__(self, cluster, k):
+        self.cluster, self.k = cluster, k
+        self.config = self.write_config()
+        self.proc = None
+        self.runs = 0
+
+    def write_config(self):
+        c, other = self.cluster, "b" if self.k == "a" else "a"
+        path = os.path.join(c.work, f"{self.k}.yaml")
+        with open(path, "w") as f:
+            f.write(f"""nat:
+  private_prefixes: [10.10.1.0/24]
+  pool: [{PUBLIC}]
+tun: {{name: tnat0, queues: 1, routing: {{interface: eth0}}}}
+control_socket: {c.work}/{self.k}.sock
+stats_interval: 0
+replication:
+  listen: {NAT_IP[self.k]}:7800
+  peers: [{NAT_IP[other]}:7800]
+  key_file: {c.work}/sync.key
+  heartbeat_ms: 100
+  peer_timeout_ms: 400
+  startup_wait_ms: 1500
+failover:
+  poll_time: 5
+  pool_address: {POOL_PRIVATE}
+  aws: {{endpoint: "{c.aws.front.url}", metadata_endpoint: "{c.vpc.imds[self.k].url}", timeout: 5}}
+  healthchecks:
+    router: {{type: ping, destination: 10.10.0.1, rise: 1, fall: 2, every: 1}}
+  routetables:
+    private:
+      find: {{type: by_tag, config: {{key: Name, value: private}}}}
+      manage_routes: [{{cidr: 0.0.0.0/0, healthcheck: router}}]
+""")
+        return path
+
+    def start(self):
+        c = self.cluster
+        self.runs += 1
+        env = {"PATH": os.environ["PATH"], "HOME": c.work, "AWS_ACCESS_KEY_ID": c.aws.key,
+               "AWS_SECRET_ACCESS_KEY": c.aws.secret}
+        with open(self.log_path(), "w") as logfile:
+            self.proc = c.procs.start(c.ns.argv(self.k, c.tunnat, "run", "--config", self.config), env=env,
+                                      stdout=logfile, stderr=subprocess.STDOUT)
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def status(self):
+        r = subprocess.run([self.cluster.tunnat, "status", "--socket", os.path.join(self.cluster.work, f"{self.k}.sock"),
+                            "--json"], capture_output=True, text=True, timeout=10)
+        try:
+            return json.loads(r.stdout)
+        except ValueError:
+            return None
+
+    def role(self):
+        s = self.status()
+        return s and s.get("replication", {}).get("role")
+
+    def synced(self):
+        s = self.status()
+        return bool(s and s.get("replication", {}).get("synced"))
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def log_path(self):
+        return os.path.join(self.cluster.work, f"{self.k}.{self.runs}.log")
+
+    def log_tail(self, n=15):
+        try:
+            with open(self.log_path()) as f:
+                return "".join(f.readlines()[-n:])
+        except OSError as e:
+            return f"(no log: {e})"
+
+
+def ping_gap(output):
+    """The longest time between two echo replies in `ping -D` output, and the replies counted."""
+    times = [float(m.group(1)) for m in re.finditer(r"^\[(\d+\.\d+)\].*icmp_seq=", output, re.M)]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    return (max(gaps) if gaps else float("inf")), len(times)
+
+
+class Round:
+    """What the flows saw across one kill of the active, and what the checks read from it."""
+
+    def __init__(self, killed, survivor, busy_expected, figures):
+        self.killed, self.survivor, self.busy_expected = killed, survivor, busy_expected
+        self.figures = figures          # JSON-able: what bench-failover.sh reads
+        self.flows = figures["flows"]   # longflows.py probe's result
+        self.busy = self.flows.get("busy", [])
+        self.idle = self.flows.get("idle", {})
+        self.udp = self.flows.get("udp", {})
+        self.gaps = {"tcp": max([b["max_gap"] for b in self.busy] or [99]), "udp": self.udp.get("max_gap", 99),
+                     "ping": figures["ping_gap"]}
+        figures["gaps"] = self.gaps
+
+    @property
+    def busy_tcp_ok(self):
+        """Every busy connection answered every line, with no error, and all of them ran."""
+        return all(b["error"] is None and b["answered"] == b["sent"] and b["sent"] > 0 for b in self.busy) \
+            and len(self.busy) == self.busy_expected
+
+    @property
+    def idle_tcp_ok(self):
+        return self.idle.get("total", -1) == self.idle.get("survived", -2)
+
+    @property
+    def sources(self):
+        """Every source address:port the server saw, from any flow."""
+        return set(self.idle.get("sources", [])) | {b.get("source") for b in self.busy} | set(self.udp.get("sources", []))
+
+    @property
+    def source_addresses(self):
+        """The addresses alone; a flow that never learned its source counts as the address "none"."""
+        return {(s or "none").split(":")[0] for s in self.sources}
+
+    @property
+    def outage(self):
+        return max(self.gaps.values())
+
+
+class Cluster:
+    """The namespaces, the VPC in moto, the server and the two nodes (not started). up() builds, down() removes."""
+
+    def __init__(self, tunnat, idle=20, busy=2):
+        self.tunnat = os.path.abspath(tunnat)
+        self.idle, self.busy = idle, busy
+        self.procs = Processes()
+        self.ns = Namespaces("tfe")
+        self.bridge = f"{self.ns.prefix}br"
+        self.work = tempfile.mkdtemp(prefix="tunnat-e2e-")
+        self.aws = self.vpc = None
+        self.nodes = {}
+
+    def up(self):
+        self.build_namespaces()
+        key = os.path.join(self.work, "sync.key")
+        with open(key, "wb") as f:
+            f.write(os.urandom(48).hex().encode())
+        os.chmod(key, 0o600)
+        self.aws = AWS(self.procs, host=BRIDGE_IP)
+        self.vpc = VPC(self.aws, self.ns["r"])
+        server = self.procs.start(self.ns.argv("s", sys.executable, os.path.join(LIB, "longflows.py"), "serve", SERVER,
+                                               SERVER_PORT), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                  text=True)
+        server.stdout.readline()
+        self.nodes = {"a": Node(self, "a"), "b": Node(self, "b")}
+        return self
+
+    def down(self):
+        if self.vpc:
+            self.vpc.close()
+        self.procs.stop(kill=True)
+        if self.aws:
+            self.aws.close()
+        self.ns.cleanup()
+        sh("rm", "-rf", self.work, check=False)
+
+    def build_namespaces(self):
+        ns = self.ns
+        for k in ("c", "r", "a", "b", "s"):
+            ns.add(k)
+
+        def link(a, dev_a, b, dev_b):
+            sh("ip", "-n", ns[a], "link", "add", dev_a, "type", "veth", "peer", "name", dev_b, "netns", ns[b])
+            sh("ip", "-n", ns[a], "link", "set", dev_a, "up")
+            sh("ip", "-n", ns[b], "link", "set", dev_b, "up")
+
+        link("c", "eth0", "r", "cli")
+        link("a", "eth0", "r", "nata")
+        link("b", "eth0", "r", "natb")
+        link("s", "eth0", "r", "srv")
+        sh("ip", "-n", ns["c"], "addr", "add", f"{CLIENT}/24", "dev", "eth0")
+        sh("ip", "-n", ns["c"], "route", "add", "default", "via", "10.10.1.1")
+        sh("ip", "-n", ns["r"], "addr", "add", "10.10.1.1/24", "dev", "cli")
+        sh("ip", "-n", ns["r"], "addr", "add", "198.18.1.1/24", "dev", "srv")
+        sh("ip", "-n", ns["s"], "addr", "add", f"{SERVER}/24", "dev", "eth0")
+        sh("ip", "-n", ns["s"], "route", "add", "default", "via", "198.18.1.1")
+        for k, dev in (("a", "nata"), ("b", "natb")):
+            sh("ip", "-n", ns["r"], "addr", "add", "10.10.0.1/32", "dev", dev)
+            sh("ip", "-n", ns["r"], "route", "add", f"{NAT_IP[k]}/32", "dev", dev)
+            sh("ip", "-n", ns[k], "addr", "add", f"{NAT_IP[k]}/32", "dev", "eth0")
+            sh("ip", "-n", ns[k], "route", "add", "10.10.0.1/32", "dev", "eth0")
+            sh("ip", "-n", ns[k], "route", "add", "default", "via", "10.10.0.1")
+            ns.exec(k, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=2")
+        # The private subnet's traffic follows the route table (table 200), everything else the main table.
+        sh("ip", "-n", ns["r"], "rule", "add", "from", "10.10.1.0/24", "iif", "cli", "lookup", "200", "pref", "100")
+        # The internet gateway drops what comes from an instance with a private source it has no public address for:
+        # an untranslated packet that leaves a NAT never reaches the internet.
+        for dev in ("nata", "natb"):
+            sh("ip", "-n", ns["r"], "rule", "add", "from", "10.10.1.0/24", "iif", dev, "blackhole", "pref", "90")
+        ns.exec("r", "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
+                "net.ipv4.conf.default.rp_filter=0")
+        # The management bridge: the NATs reach moto, the IMDS and the EC2 front here.
+        sh("ip", "link", "add", ns.root_link(self.bridge), "type", "bridge")
+        sh("ip", "addr", "add", f"{BRIDGE_IP}/24", "dev", self.bridge)
+        sh("ip", "link", "set", self.bridge, "up")
+        for k in ("a", "b"):
+            end = ns.root_link(f"{ns.prefix}m{k}")
+            sh("ip", "link", "add", end, "type", "veth", "peer", "name", "mgmt", "netns", ns[k])
+            sh("ip", "link", "set", end, "master", self.bridge, "up")
+            sh("ip", "-n", ns[k], "addr", "add", f"{MGMT_IP[k]}/24", "dev", "mgmt")
+            sh("ip", "-n", ns[k], "link", "set", "mgmt", "up")
+
+    def client_reaches_server(self):
+        return subprocess.run(self.ns.argv("c", "ping", "-c", "1", "-W", "1", SERVER), capture_output=True,
+                              timeout=10).returncode == 0
+
+    def holds_everything(self, k):
+        """moto's route and pool address are node k's ENI (and only its)."""
+        route, holders = self.vpc.state()
+        eni = self.vpc.nat[k]["eni"]
+        return route == eni and holders == [eni]
+
+    def failover_round(self, active, standby, seconds=9.0, kill_at=3.0):
+        """Long-lived flows through `active`, then its SIGKILL at `kill_at`: what the flows saw, how long takeover took."""
+        probe = self.procs.start(self.ns.argv("c", sys.executable, os.path.join(LIB, "longflows.py"), "probe", SERVER,
+                                              SERVER_PORT, "--seconds", seconds, "--idle", self.idle,
+                                              "--busy", self.busy),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ping = self.procs.start(self.ns.argv("c", "ping", "-D", "-n", "-i", "0.05", "-w", int(seconds + 2), SERVER),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(kill_at)
+        flows_before = (active.status() or {}).get("flows", 0)
+        killed = time.monotonic()
+        active.kill()
+        took_over = wait_for(lambda: standby.role() == "active", 10, step=0.02)
+        takeover = time.monotonic() - killed
+        eni = self.vpc.nat[standby.k]["eni"]
+        route_moved = wait_for(lambda: self.vpc.applied["route"] == eni and self.vpc.applied["pool"] == eni, 10,
+                               step=0.02)
+        switched = time.monotonic() - killed
+        out, err = probe.communicate(timeout=seconds + 120)
+        ping_out, _ = ping.communicate(timeout=seconds + 30)
+        try:
+            flows = json.loads(out)
+        except ValueError:
+            flows = {"error": f"probe printed no result: {err[-500:]}"}
+        gap, replies = ping_gap(ping_out)
+        return Round(active, standby, self.busy, {
+            "flows_replicated": flows_before, "took_over": took_over, "takeover_seconds": round(takeover, 3),
+            "route_moved": route_moved, "switch_seconds": round(switched, 3), "flows": flows,
+            "ping_gap": round(gap, 3), "ping_replies": replies})
+
+    def replication_overhead(self, active, standby, flows=2000):
+        """A burst of new UDP flows through the active: what it sent to replicate them, what both spent."""
+        def counters():
+            status = active.status() or {}
+            c = dict(status.get("replication", {}).get("counters", {}))
+            c["flows-created"] = status.get("nat", {}).get("flows-created", 0)
+            return c
+
+        before = counters()
+        cpu_a, cpu_s = active.cpu_seconds(), standby.cpu_seconds()
+        burst = ("import socket\n"
+                 f"for i in range({flows}):\n"
+                 "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                 f"    s.sendto(b'x', ('{SERVER}', 9))\n"
+                 "    s.close()\n")
+        self.ns.exec("c", sys.executable, "-c", burst, timeout=60)
+        time.sleep(1.5)
+        after = counters()
+        d = {k: after.get(k, 0) - before.get(k, 0)
+             for k in ("sent-entries", "sent-entries-bytes", "records-sent", "flows-created")}
+        new = max(d["flows-created"], 1)
+        return {"new_flows": d["flows-created"], "entries_messages_per_flow": round(d["sent-entries"] / new, 4),
+                "entries_bytes_per_flow": round(d["sent-entries-bytes"] / new, 1),
+                "records_per_flow": round(d["records-sent"] / new, 3),
+                "active_cpu_seconds": round(active.cpu_seconds() - cpu_a, 3),
+                "standby_cpu_seconds": round(standby.cpu_seconds() - cpu_s, 3)}
+
+
+def rejected_counters(node):
+    """The replication counters of node whose name starts with "rejected" (a message it refused), with their values."""
+    counters = (node.status() or {}).get("replication", {}).get("counters", {})
+    return {k: v for k, v in counters.items() if k.startswith("rejected")}
+
+
+def bench(tunnat, rounds, idle, busy):
+    """The benchmark: `rounds` kills, the same checks as the test suite (but the mirror lag) on stderr, then JSON."""
+    failed = []
+
+    def check(name, ok, detail=""):
+        log(f"  {'ok  ' if ok else 'FAIL'} {name}" + ("" if ok or not detail else f": {detail}"))
+        if not ok:
+            failed.append(name)
+
+    cluster = Cluster(tunnat, idle=idle, busy=busy)
+    try:
+        cluster.up()
+        a, b = cluster.nodes["a"], cluster.nodes["b"]
+        a.start()
+        check("nat-a cold-starts as the active", wait_for(lambda: a.role() == "active", 20), a.log_tail())
+        b.start()
+        check("nat-b follows as standby and completes its bulk sync",
+              wait_for(lambda: b.role() == "standby" and b.synced(), 20), b.log_tail())
+        check("the client reaches the server through nat-a", wait_for(cluster.client_reaches_server, 10))
+        figures = []
+        active, standby = a, b
+        for n in range(rounds):
+            log(f"failover bench: round {n + 1}: flows through nat-{active.k}, then kill -9 nat-{active.k}")
+            r = cluster.failover_round(active, standby)
+            figures.append(r.figures)
+            check(f"nat-{standby.k} takes over", r.figures["took_over"], standby.log_tail())
+            check("the route and the pool address move, the router follows", r.figures["route_moved"])
+            check("every busy TCP connection survives", r.busy_tcp_ok, json.dumps(r.busy))
+            check("every idle TCP connection survives", r.idle_tcp_ok, json.dumps(r.idle.get("failures", [])[:5]))
+            check("one public address throughout", r.source_addresses == {PUBLIC}, str(sorted(r.sources)))
+            check("the UDP stream keeps its address and port", len(r.udp.get("sources", [])) == 1, str(r.udp))
+            check(f"outage at most {OUTAGE_LIMIT}s ({r.gaps})", r.outage <= OUTAGE_LIMIT)
+            active.start()
+            check(f"nat-{active.k} rejoins as standby and resyncs",
+                  wait_for(lambda: active.role() == "standby" and active.synced(), 20), active.log_tail())
+            time.sleep(0.5)
+            check(f"nat-{active.k} does not take the route or the pool address back",
+                  cluster.holds_everything(standby.k) and standby.role() == "active" and active.role() == "standby")
+            counters = rejected_counters(standby)
+            check("no message between the peers was rejected", not counters, str(counters))
+            active, standby = standby, active
+        log("failover bench: replication overhead: 2000 new UDP flows")
+        overhead = cluster.replication_overhead(active, standby)
+        lag = max(cluster.vpc.lag.values())
+        print(json.dumps({"rounds": figures, "overhead": overhead, "router_lag_max_ms": round(lag * 1000, 1)}))
+    finally:
+        cluster.down()
+    log(f"failover bench: {len(failed)} check(s) failed" if failed else "failover bench: every check passed")
+    return 1 if failed else 0
+
+
+def main(argv):
+    def option(name, default):
+        return int(argv[argv.index(name) + 1]) if name in argv else default
+
+    if len(argv) < 2 or "--bench" not in argv:
+        sys.exit(__doc__)
+    if os.geteuid() != 0:
+        sys.exit("failover_cluster.py: needs root (network namespaces, veth pairs, TUN devices); not run")
+    return bench(argv[1], option("--bench", 1), option("--idle", 20), option("--busy", 2))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
