@@ -70,5 +70,26 @@ expect_fail "truncated capture: error with the byte offset" 1 "record at offset 
 expect_fail "unwritable output" 1 "cannot write /nonexistent/x.pcap" \
   "$tunnat" replay "$pcaps/zeek-dns53.pcap" /nonexistent/x.pcap
 
+replay_truncated_tcp() {
+  # A capture (link type 228, raw IPv4) holding a 22-byte IPv4/TCP packet: 2 bytes of TCP header. `replay --list`
+  # once read its ports past the end of the buffer (a trap in a debug build). It must list the packet, count it
+  # as dropped, and exit 0.
+  python3 - "$work/short-tcp.pcap" <<'PY'
+import struct, sys
+ip = bytearray(struct.pack('!BBHHHBBH4s4s', 0x45, 0, 22, 1, 0, 64, 6, 0, bytes([10, 0, 0, 1]), bytes([198, 19, 0, 1])))
+s = sum(struct.unpack('!10H', bytes(ip)))
+while s >> 16: s = (s & 0xFFFF) + (s >> 16)
+ip[10:12] = struct.pack('!H', ~s & 0xFFFF)
+packet = bytes(ip) + b'\x04\xd2'
+with open(sys.argv[1], 'wb') as f:
+    f.write(struct.pack('<IHHiIII', 0xa1b2c3d4, 2, 4, 0, 0, 65535, 228))
+    f.write(struct.pack('<IIII', 1, 0, len(packet), len(packet)) + packet)
+PY
+  "$tunnat" replay --list "$work/short-tcp.pcap" "$work/short-out.pcap" >"$work/short.txt" &&
+  grep -q '^#1 .*tcp 10.0.0.1 > 198.19.0.1' "$work/short.txt" &&
+  grep -q '^dropped: *1$' "$work/short.txt"
+}
+check "replay --list: a packet with a 2-byte TCP header is listed and dropped, never read past its end" replay_truncated_tcp
+
 echo "cli: $passed passed, $failed failed"
 [ "$failed" = 0 ]
