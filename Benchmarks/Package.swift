@@ -1,4 +1,4 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 //
 // tunnat's benchmarks (package-benchmark), kept out of the main package so that building and testing tunnat does
 // not build the benchmark tool and its malloc interposer. Run: scripts/bench.sh (or, here,
@@ -23,6 +23,8 @@ let package = Package(
                 .product(name: "TunIO", package: "tunnat"),
             ],
             path: "Benchmarks/NatBenchmarks",
+            // Warnings are errors here too, as in every target of the main package.
+            swiftSettings: [.treatAllWarnings(as: .error)],
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         )
     ]

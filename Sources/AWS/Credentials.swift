@@ -41,7 +41,7 @@ public final class CredentialProvider: Sendable {
         tried.append("AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are not set")
         let path = Self.sharedCredentialsPath()
         let profileName = profile ?? Environment.value("AWS_PROFILE") ?? "default"
-        if let path, let text = try? String(contentsOfFile: path, encoding: .utf8) {
+        if let path, let bytes = try? FileBytes.read(path), let text = String(validating: bytes, as: UTF8.self) {
             if let c = Self.parseSharedCredentials(text, profile: profileName) {
                 cached.withLock { $0 = (c, .sharedFile(path: path, profile: profileName), nil) }
                 return (c, .sharedFile(path: path, profile: profileName))

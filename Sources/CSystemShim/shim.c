@@ -71,4 +71,6 @@ int tunnat_sendmmsg(int fd, const struct tunnat_datagram *datagrams, unsigned in
     return sendmmsg(fd, msgs, count, 0);
 }
 
+int tunnat_accept_cloexec(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
+
 int tunnat_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }

@@ -156,6 +156,8 @@ public final class HealthCheck: Sendable {
     private let lastDetail = Mutex("")
     /// Wakes the probing thread at once when the check stops.
     private let stopping: StopSignal?
+    /// Set by `stop()` as well, so that a check whose wake-up could not be made (no descriptors left) still stops.
+    private let stopped = Atomic<Bool>(false)
     private let onChange: @Sendable (String, Bool) -> Void
     private let log: @Sendable (String) -> Void
 
@@ -202,12 +204,14 @@ public final class HealthCheck: Sendable {
     /// Starts the probing thread; it ends after `stop()`.
     public func start() {
         let thread = Thread { [self] in
-            while stopping?.isStopped != true {
+            while !stopped.load(ordering: .acquiring) {
                 probeOnce()
                 if let stopping {
                     _ = stopping.sleep(milliseconds: Int32(clamping: Int(spec.every) * 1000))
                 } else {
-                    Syscall.sleep(milliseconds: Int(spec.every) * 1000)
+                    for _ in 0..<(Int(spec.every) * 10) where !stopped.load(ordering: .acquiring) {
+                        Syscall.sleep(milliseconds: 100)
+                    }
                 }
             }
         }
@@ -215,5 +219,8 @@ public final class HealthCheck: Sendable {
         thread.start()
     }
 
-    public func stop() { stopping?.stop() }
+    public func stop() {
+        stopped.store(true, ordering: .releasing)
+        stopping?.stop()
+    }
 }

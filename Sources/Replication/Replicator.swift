@@ -16,7 +16,8 @@ public final class Replicator: ReplicationGate, Sendable {
     let stopping = Atomic<Bool>(false)
     /// Wakes the loop: `stop()`, and the hold asking for its batch to be streamed at once.
     let wakeup: Wakeup
-    /// Signalled whenever `confirmedSerial` moves; the hold waits on it.
+    /// Signalled whenever `confirmedSerial` moves; a held worker waits on it and clears it. Another worker held at
+    /// the same moment may miss that signal and sees the serial at its next 1 ms timeout: no thread ever spins.
     let confirmed: Wakeup
     let published = Mutex(ReplicationStatus())
     let currentRole = Atomic<UInt8>(Role.starting.rawValue)
@@ -73,18 +74,21 @@ public final class Replicator: ReplicationGate, Sendable {
         while !stopping.load(ordering: .acquiring) {
             socket.wait(milliseconds: 5, other: wakeup.fd)
             wakeup.drain()
-            confirmed.drain()
-            node.withLock { node in
-                guard let node else { return }
+            // The health verdict is read and the role observer called outside the node's lock.
+            let healthy = health() ?? false
+            let change = node.withLock { node -> Role? in
+                guard let node else { return nil }
                 while let (length, from) = socket.receive(into: &buffer) {
                     let now = SystemClock.monotonicSeconds()
                     transmit(node.receive(Array(buffer[0..<min(length, buffer.count)]), length: length, from: from, now: now), node)
                 }
                 let now = SystemClock.monotonicSeconds()
-                let (datagrams, change) = node.tick(now: now, healthy: health() ?? false)
+                let (datagrams, change) = node.tick(now: now, healthy: healthy)
                 transmit(datagrams, node)
                 publish(node, now: now, change: change, lastStatus: &lastStatus)
+                return change
             }
+            if let change { onRoleChange.withLock { $0 }?(change) }
         }
         node.withLock { node in
             var never = -Double.infinity
@@ -99,10 +103,7 @@ public final class Replicator: ReplicationGate, Sendable {
 
     func publish(_ node: ReplicationNode, now: Double, change: Role?, lastStatus: inout Double) {
         if confirmedSerial.exchange(node.confirmedSerial, ordering: .acquiringAndReleasing) != node.confirmedSerial { confirmed.signal() }
-        if let change {
-            currentRole.store(change.rawValue, ordering: .releasing)
-            onRoleChange.withLock { $0 }?(change)
-        }
+        if let change { currentRole.store(change.rawValue, ordering: .releasing) }
         if change != nil || now - lastStatus >= 0.1 {
             lastStatus = now
             let status = node.status(now: now)
@@ -123,8 +124,7 @@ public final class Replicator: ReplicationGate, Sendable {
                 heldTimeouts.add(1, ordering: .relaxed)
                 return
             }
-            // Not drained here: every held worker sees the signal; the loop clears it each turn.
-            _ = try? Syscall.pollIn(confirmed.fd, timeoutMilliseconds: 1)
+            confirmed.wait(milliseconds: 1)
         }
     }
 }

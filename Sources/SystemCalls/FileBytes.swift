@@ -6,8 +6,10 @@ public enum FileBytes {
     public struct Failure: Error, CustomStringConvertible {
         public let path: String
         public let verb: String
-        public let errno: Int32
-        public var reason: String { String(cString: strerror(errno)) }
+        /// The call that failed, errno included.
+        public let cause: Errno
+        public var errno: Int32 { cause.code }
+        public var reason: String { cause.reason }
         public var description: String { "cannot \(verb) \(path): \(reason)" }
     }
 
@@ -16,7 +18,7 @@ public enum FileBytes {
             let fd = try Syscall.open(path, O_RDONLY)
             return try Syscall.readAll(fd.rawValue)
         } catch {
-            throw Failure(path: path, verb: "read", errno: error.code)
+            throw Failure(path: path, verb: "read", cause: error)
         }
     }
 
@@ -26,7 +28,7 @@ public enum FileBytes {
             try Syscall.writeAll(fd.rawValue, bytes)
             try fd.close()
         } catch {
-            throw Failure(path: path, verb: "write", errno: error.code)
+            throw Failure(path: path, verb: "write", cause: error)
         }
     }
 }

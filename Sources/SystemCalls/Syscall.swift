@@ -1,3 +1,4 @@
+import CSystemShim
 import Glibc
 
 /// Thin wrappers, one per C call, in the manner of swift-nio's `System.swift`: EINTR is retried, EAGAIN comes
@@ -145,12 +146,10 @@ public enum Syscall {
         try zeroOrErrno("listen") { Glibc.listen(fd, backlog) }
     }
 
-    /// accept(2), then FD_CLOEXEC; nil when nothing is waiting.
+    /// accept4(2) with SOCK_CLOEXEC (no window in which a spawned command inherits it); nil when nothing waits.
     public static func accept(_ fd: Int32) throws(Errno) -> FileDescriptor? {
-        guard let client = try retrying("accept", { Glibc.accept(fd, nil, nil) }) else { return nil }
-        let owned = FileDescriptor(owning: client)
-        try zeroOrErrno("fcntl FD_CLOEXEC") { fcntl(client, F_SETFD, FD_CLOEXEC) }
-        return owned
+        guard let client = try retrying("accept4", { tunnat_accept_cloexec(fd) }) else { return nil }
+        return FileDescriptor(owning: client)
     }
 
     /// sendto(2) of one datagram to an IPv4 address; nil when the socket buffer is full.
@@ -209,7 +208,7 @@ public enum Syscall {
 
     // MARK: - Files and names
 
-    /// lstat(2): the file's mode, nil when there is no such file.
+    /// stat(2), or lstat(2) without `followingLinks`: the file's mode, nil when there is no such file.
     public static func mode(of path: String, followingLinks: Bool = true) throws(Errno) -> mode_t? {
         var info = stat()
         let rc = followingLinks ? stat(path, &info) : lstat(path, &info)

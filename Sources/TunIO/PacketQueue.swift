@@ -1,3 +1,4 @@
+import Glibc
 import SystemCalls
 
 /// Where a worker reads frames from and writes them back to: a TUN queue in the data plane, a `MemoryQueue` in
@@ -23,7 +24,7 @@ public final class MemoryQueue: PacketQueue {
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int? {
         guard !incoming.isEmpty else { return nil }
         let frame = incoming.removeFirst()
-        guard frame.count <= buffer.count else { throw Errno("read", 90 /* EMSGSIZE */) }
+        guard frame.count <= buffer.count else { throw Errno("read", EMSGSIZE) }
         buffer.copyBytes(from: frame)
         return frame.count
     }

@@ -55,10 +55,11 @@ public final class TunQueue: PacketQueue, Sendable {
         try Syscall.read(fd, buffer)
     }
 
-    /// Writes one frame; the kernel takes a TUN write whole or not at all.
+    /// Writes one frame; the kernel takes a TUN write whole or not at all. A full queue (EAGAIN) is a refused
+    /// write, counted by the caller like any other.
     @inline(__always)
     public func write(_ frame: UnsafeRawBufferPointer) throws(Errno) {
-        _ = try Syscall.write(fd, frame)
+        guard try Syscall.write(fd, frame) != nil else { throw Errno("write", EAGAIN) }
     }
 
     public func waitReadable(orStop stop: StopSignal, milliseconds: Int32) throws(Errno) -> Bool {

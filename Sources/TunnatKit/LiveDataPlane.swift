@@ -107,7 +107,7 @@ public enum LiveDataPlane {
                 replicator = try Replicator(config: settings, key: key, table: shared,
                                             health: { routeManager?.isHealthy ?? true }, logger: logger)
             } catch {
-                throw Failure(description: "replication: cannot listen on \(settings.listen): \(error)", errno: error)
+                throw Failure(description: "replication: \(error)", errno: error)
             }
             if let routeManager {
                 routeManager.role = { RouteRole(replicator.role) }
@@ -207,7 +207,7 @@ public enum LiveDataPlane {
     static func readSyncKey(_ path: String, logger: Logger) throws(Failure) -> SyncKey {
         let bytes: [UInt8]
         do { bytes = try FileBytes.read(path) } catch {
-            throw Failure(description: "replication.key_file \(path): cannot read: \(error.reason)", errno: Errno("open \(path)", error.errno))
+            throw Failure(description: "replication.key_file \(path): cannot read: \(error.reason)", errno: error.cause)
         }
         guard let key = SyncKey(bytes) else {
             throw Failure(description: "replication.key_file \(path): holds \(bytes.count) bytes; it needs at least 32 bytes of secret (for example: head -c 48 /dev/urandom | base64 > \(path))")

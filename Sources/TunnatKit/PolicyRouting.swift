@@ -90,7 +90,8 @@ public final class PolicyRouting {
         switch outcome {
         case .exited(0): return nil
         case .exited: return said.isEmpty ? "\(outcome)" : said
-        case .timedOut, .failedToStart: return "\(path): \(outcome)"
+        case .timedOut: return "\(path): \(outcome)"
+        case .failedToStart: return "\(outcome)"
         }
     }
 }

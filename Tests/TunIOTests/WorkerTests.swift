@@ -8,18 +8,37 @@ import Testing
 /// The worker loop on an in-memory queue (as wireguard-go's `tuntest`): frames in, one `iterate()` at a time,
 /// frames out, on a hand-set clock. No device, no sleeps.
 @Suite struct WorkerTests {
-    final class Gate: ReplicationGate {
+    /// Records each hold, and how many frames had been written when it began.
+    // @unchecked: the test drives the worker on its own thread; the queue is read only from there.
+    final class Gate: ReplicationGate, @unchecked Sendable {
         let serials = Mutex<[UInt64]>([])
+        let writtenWhenHeld = Mutex<[Int]>([])
+        var queue: MemoryQueue?
         var holdMilliseconds: Int { 10 }
-        func waitUntilReplicated(_ serial: UInt64) { serials.withLock { $0.append(serial) } }
+        func waitUntilReplicated(_ serial: UInt64) {
+            serials.withLock { $0.append(serial) }
+            let written = queue?.written.count ?? -1
+            writtenWhenHeld.withLock { $0.append(written) }
+        }
     }
+
+    /// The hand-set clock, in seconds.
+    final class ManualClock: Sendable {
+        let seconds = Atomic<UInt64>(1)
+        func store(_ value: UInt64, ordering: AtomicStoreOrdering) { seconds.store(value, ordering: .relaxed) }
+        func load(ordering: AtomicLoadOrdering) -> UInt64 { seconds.load(ordering: .relaxed) }
+    }
+    let now = ManualClock()
 
     func worker(virtioHeaders: Bool, gate: Gate? = nil) throws -> (Worker<MemoryQueue, TunOutput<MemoryQueue>>, MemoryQueue, LockedNAT) {
         let queue = MemoryQueue()
+        gate?.queue = queue
+        let now = self.now
         let table = LockedNAT(nat: try NAT(configuration: NatConfiguration(
             privatePrefixes: [IPv4Prefix("10.0.0.0/8")!], poolAddresses: [pool], seed: 1)))
         let worker = Worker(queue: queue, virtioHeaders: virtioHeaders, output: TunOutput(queue: queue, virtioHeaders: virtioHeaders),
-                            shared: table, stop: try StopSignal(), gate: gate, clock: { .seconds(1) })
+                            shared: table, stop: try StopSignal(), gate: gate,
+                            clock: { .seconds(now.load(ordering: .relaxed)) })
         return (worker, queue, table)
     }
 
@@ -48,12 +67,19 @@ import Testing
         #expect(io.framesRead == 4 && io.packetsWritten == 3)
     }
 
-    /// An empty queue: the worker waits (not at all, here) and retires expired flows.
-    @Test func anIdleTurnWritesNothing() throws {
+    /// An empty queue: the worker waits (not at all, here), writes nothing, and retires flows past their timeout.
+    @Test func anIdleTurnRetiresExpiredFlows() throws {
         let (worker, queue, table) = try worker(virtioHeaders: true)
+        queue.incoming = [frame(VirtioNetHeader(), PacketBuilder.udp(from: (client, 5000), to: (server, 53), payload: payload(8)))]
+        worker.iterate()
+        #expect(queue.takeWritten().count == 1 && table.flowCount == 1)
+        now.store(1 + UInt64(NatConfiguration.Timeouts.rfc4787UDP) - 1, ordering: .relaxed)
+        worker.iterate()
+        #expect(table.flowCount == 1, "not before its timeout")
+        now.store(2 + UInt64(NatConfiguration.Timeouts.rfc4787UDP), ordering: .relaxed)
         worker.iterate()
         #expect(queue.takeWritten().isEmpty)
-        #expect(table.flowCount == 0)
+        #expect(table.flowCount == 0, "retired when idle")
     }
 
     /// A batch that created flows is held for replication (the gate hears its serial); one that made none is not.
@@ -66,6 +92,7 @@ import Testing
         worker.iterate()
         let serial = table.state.withLock { $0.nat.changeSerial }
         #expect(gate.serials.withLock { $0 } == [serial])
+        #expect(gate.writtenWhenHeld.withLock { $0 } == [0], "held before anything of the batch is written")
         queue.incoming = [frame(VirtioNetHeader(), packet)]
         worker.iterate()
         #expect(gate.serials.withLock { $0 } == [serial], "a packet of a known flow is not held")

@@ -33,6 +33,9 @@ int tunnat_tun_get_features(int fd, unsigned int *features);
 /// SIOCGIFFLAGS + SIOCSIFFLAGS(IFF_UP) and SIOCSIFMTU through an AF_INET datagram socket.
 int tunnat_link_up(const char *name, int mtu);
 
+/// accept4(fd, NULL, NULL, SOCK_CLOEXEC): a GNU call the Swift overlay does not export.
+int tunnat_accept_cloexec(int fd);
+
 /// eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK): a descriptor that poll(2) sees as readable once written to.
 int tunnat_eventfd(void);
 
