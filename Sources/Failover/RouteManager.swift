@@ -76,8 +76,12 @@ public final class RouteManager: @unchecked Sendable {
         let used = Set(config.routeTables.values.flatMap { $0.manageRoutes.compactMap(\.healthCheck) })
         for name in used.sorted() {
             guard let spec = config.healthChecks[name] else { continue }
-            healthChecks[name] = HealthCheck(name: name, spec: spec, log: { [logger] in logger.notice("\($0)") },
-                                             onChange: { [wake] _, _ in wake.signal() })
+            do {
+                healthChecks[name] = try HealthCheck(name: name, spec: spec, log: { [logger] in logger.notice("\($0)") },
+                                                     onChange: { [wake] _, _ in wake.signal() })
+            } catch {
+                throw FailoverError("health check \(name): \(error)")
+            }
         }
     }
 
@@ -310,8 +314,12 @@ public final class RouteManager: @unchecked Sendable {
             usedRemote.insert(key)
             let check: HealthCheck
             if let existing = remoteChecks[key] { check = existing } else {
-                check = HealthCheck(name: key, spec: template.with(destination: ip), log: { [logger] in logger.notice("\($0)") },
-                                    onChange: { [wake] _, _ in wake.signal() })
+                do {
+                    check = try HealthCheck(name: key, spec: template.with(destination: ip),
+                                            log: { [logger] in logger.notice("\($0)") }, onChange: { [wake] _, _ in wake.signal() })
+                } catch {
+                    return .unknown("remote check \(key) cannot start: \(error)")
+                }
                 remoteChecks[key] = check
                 if !synchronousChecks { check.start() }
             }

@@ -154,21 +154,19 @@ public final class HealthCheck: Sendable {
     public let spec: HealthCheckSpec
     private let state: Mutex<HealthState>
     private let lastDetail = Mutex("")
-    /// Wakes the probing thread at once when the check stops.
-    private let stopping: StopSignal?
-    /// Set by `stop()` as well, so that a check whose wake-up could not be made (no descriptors left) still stops.
-    private let stopped = Atomic<Bool>(false)
+    /// Stops the probing thread, waking it at once.
+    private let stopping: StopSignal
     private let onChange: @Sendable (String, Bool) -> Void
     private let log: @Sendable (String) -> Void
 
     public init(name: String, spec: HealthCheckSpec, log: @escaping @Sendable (String) -> Void = { _ in },
-                onChange: @escaping @Sendable (String, Bool) -> Void = { _, _ in }) {
+                onChange: @escaping @Sendable (String, Bool) -> Void = { _, _ in }) throws(Errno) {
         self.name = name
         self.spec = spec
         self.state = Mutex(HealthState(rise: spec.rise, fall: spec.fall))
         self.onChange = onChange
         self.log = log
-        stopping = try? StopSignal()
+        stopping = try StopSignal()
     }
 
     public var isHealthy: Bool? { state.withLock { $0.isHealthy } }
@@ -204,23 +202,14 @@ public final class HealthCheck: Sendable {
     /// Starts the probing thread; it ends after `stop()`.
     public func start() {
         let thread = Thread { [self] in
-            while !stopped.load(ordering: .acquiring) {
+            while !stopping.isStopped {
                 probeOnce()
-                if let stopping {
-                    _ = stopping.sleep(milliseconds: Int32(clamping: Int(spec.every) * 1000))
-                } else {
-                    for _ in 0..<(Int(spec.every) * 10) where !stopped.load(ordering: .acquiring) {
-                        Syscall.sleep(milliseconds: 100)
-                    }
-                }
+                _ = stopping.sleep(milliseconds: Int32(clamping: Int(spec.every) * 1000))
             }
         }
         thread.name = "health \(name)"
         thread.start()
     }
 
-    public func stop() {
-        stopped.store(true, ordering: .releasing)
-        stopping?.stop()
-    }
+    public func stop() { stopping.stop() }
 }

@@ -269,4 +269,38 @@ final class Network {
         deliver(good)
         #expect(a.table.flowCount == 2)
     }
+
+    /// A flood on the sync link: forged datagrams from the peer's address, datagrams from strangers, garbage of
+    /// every length. Each is counted under a fixed set of reasons (the counters do not grow with the flood), none
+    /// is applied, and the synced standby keeps its replica and goes on receiving the active's changes.
+    @Test func aFloodOfHostileDatagramsIsCountedAndHarmsNothing() throws {
+        let net = Network()
+        let a = try net.start(1, peers: [2])
+        #expect(net.run(upTo: 1) { a.node.role == .active })
+        for i in 0..<100 { _ = a.table.outbound(UInt8(1 + i), 4000) }
+        let b = try net.start(2, peers: [1])
+        #expect(net.run(upTo: 2) { b.node.synced && b.table.flowCount == 100 })
+        let wrongKey = SyncKey(Array("another key, not the shared one, 32+ bytes".utf8))!
+        var generator = SystemRandomNumberGenerator()
+        let floods = 50_000
+        for i in 0..<floods {
+            let junk: [UInt8]
+            switch i % 3 {
+            case 0:
+                junk = wrongKey.seal(SyncMessage(kind: .entries, sender: 1, epoch: 7, sequence: UInt64(i), acknowledgement: 0,
+                                                 payload: Batch.encode(number: UInt64(i), flags: Batch.reset, records: records(1)[...])))
+            case 1: junk = (0..<Int.random(in: 0...1600, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            default: junk = net.key.seal(SyncMessage(kind: .heartbeat, sender: 1, epoch: 7, sequence: UInt64(i), acknowledgement: 0))
+            }
+            let from = i % 5 == 4 ? UDPEndpoint(address: 0xC612_0000 | UInt32(i), port: UInt16(truncatingIfNeeded: i)) : Network.endpoint(1)
+            _ = b.node.receive(junk, length: junk.count, from: from, now: net.now)
+            if i % 1000 == 0 { net.step() }
+        }
+        let c = b.node.counters
+        #expect(c.count < 40, "counters by reason, not by datagram: \(c.keys.sorted())")
+        #expect(c.filter { $0.key.hasPrefix("rejected-") }.values.reduce(0, +) == UInt64(floods))
+        #expect(b.node.synced && b.node.role == .standby && b.table.flowCount == 100, "the replica is unharmed")
+        for i in 0..<50 { _ = a.table.outbound(200, UInt16(6000 + i)) }
+        #expect(net.run(upTo: 1) { b.table.flowCount == 150 }, "and the active's changes still arrive")
+    }
 }

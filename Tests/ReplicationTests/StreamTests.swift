@@ -161,4 +161,21 @@ func decoded(_ payloads: [[UInt8]]) -> [Batch] { payloads.compactMap { Batch($0)
         let r19 = s.receive(batch(3), reset: {}, apply: { _ in true })
         #expect(r19 == .beforeResync)
     }
+
+    /// Batches in any order and any number, as a hostile or broken active could send them: what waits for a gap
+    /// never exceeds the window, and each batch gets an outcome.
+    @Test func aFloodOfBatchesNeverBuffersMoreThanTheWindow() {
+        var s = InboundStream(leader: 1)
+        _ = s.receive(batch(1, Batch.reset), reset: {}, apply: { _ in true })
+        var generator = SystemRandomNumberGenerator()
+        var tooFar = 0
+        for _ in 0..<100_000 {
+            let number = UInt64.random(in: 3...(3 + 4 * UInt64(OutboundStream.window)), using: &generator)
+            if s.receive(Batch(number: number, flags: 0, records: []), reset: {}, apply: { _ in true }) == .tooFarAhead { tooFar += 1 }
+            #expect(s.buffer.count < OutboundStream.window)
+        }
+        #expect(tooFar > 0 && s.acknowledgement == 1, "batch 2 never came: nothing past it is applied")
+        let filled = s.receive(batch(2), reset: {}, apply: { _ in true })
+        #expect(filled == .applied(OutboundStream.window), "the gap filled, everything buffered is applied in order")
+    }
 }

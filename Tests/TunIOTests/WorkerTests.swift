@@ -25,8 +25,8 @@ import Testing
     /// The hand-set clock, in seconds.
     final class ManualClock: Sendable {
         let seconds = Atomic<UInt64>(1)
-        func store(_ value: UInt64, ordering: AtomicStoreOrdering) { seconds.store(value, ordering: .relaxed) }
-        func load(ordering: AtomicLoadOrdering) -> UInt64 { seconds.load(ordering: .relaxed) }
+        var value: UInt64 { seconds.load(ordering: .relaxed) }
+        func set(_ value: UInt64) { seconds.store(value, ordering: .relaxed) }
     }
     let now = ManualClock()
 
@@ -38,7 +38,7 @@ import Testing
             privatePrefixes: [IPv4Prefix("10.0.0.0/8")!], poolAddresses: [pool], seed: 1)))
         let worker = Worker(queue: queue, virtioHeaders: virtioHeaders, output: TunOutput(queue: queue, virtioHeaders: virtioHeaders),
                             shared: table, stop: try StopSignal(), gate: gate,
-                            clock: { .seconds(now.load(ordering: .relaxed)) })
+                            clock: { .seconds(now.value) })
         return (worker, queue, table)
     }
 
@@ -73,10 +73,10 @@ import Testing
         queue.incoming = [frame(VirtioNetHeader(), PacketBuilder.udp(from: (client, 5000), to: (server, 53), payload: payload(8)))]
         worker.iterate()
         #expect(queue.takeWritten().count == 1 && table.flowCount == 1)
-        now.store(1 + UInt64(NatConfiguration.Timeouts.rfc4787UDP) - 1, ordering: .relaxed)
+        now.set(UInt64(NatConfiguration.Timeouts.rfc4787UDP))
         worker.iterate()
         #expect(table.flowCount == 1, "not before its timeout")
-        now.store(2 + UInt64(NatConfiguration.Timeouts.rfc4787UDP), ordering: .relaxed)
+        now.set(2 + UInt64(NatConfiguration.Timeouts.rfc4787UDP))
         worker.iterate()
         #expect(queue.takeWritten().isEmpty)
         #expect(table.flowCount == 0, "retired when idle")
