@@ -6,7 +6,7 @@ import PacketKit
 
 nonisolated(unsafe) let nat: NAT = try! NAT(configuration: NatConfiguration(
     privatePrefixes: [IPv4Prefix("10.0.0.0/8")!], poolAddresses: [IPv4Address(198, 18, 0, 1), IPv4Address(198, 18, 0, 2)],
-    portRange: 40000...40063, filtering: .addressDependent, maxFlows: 256, maxFlowsPerHost: 32, maxHeldFragments: 8))
+    portRange: 40000...40063, filtering: .addressDependent, maxFlows: 256, maxFlowsPerHost: 32, maxHeldFragments: 8, seed: 1))
 nonisolated(unsafe) var clock: UInt64 = 0
 
 @_cdecl("LLVMFuzzerTestOneInput")

@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#include <sys/random.h>
 #include "CSystemShim.h"
 
 #include <errno.h>
@@ -74,3 +75,5 @@ int tunnat_sendmmsg(int fd, const struct tunnat_datagram *datagrams, unsigned in
 int tunnat_accept_cloexec(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
 
 int tunnat_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
+
+ssize_t tunnat_getrandom(void *buffer, size_t length) { return getrandom(buffer, length, 0); }

@@ -13,15 +13,20 @@ public struct NatConfiguration: Sendable, Equatable {
     public var timeouts: Timeouts
     /// The most flows held at once; new flows past it are refused, existing ones keep working.
     public var maxFlows: Int
-    /// The most flows one private host may hold; nil for no limit.
+    /// The most flows one private host may hold; nil for no limit. A host at its limit cannot take the ports of
+    /// its pool address from the others.
     public var maxFlowsPerHost: Int?
+    /// The most flows of one mapping that inbound packets may create (endpoint-independent filtering: remote
+    /// endpoints the internal one never sent to). Past it, such packets are still let in by the mapping but
+    /// leave no state (counted as `inboundFlowLimit`), so spoofed sources cannot fill the table.
+    public var maxInboundFlowsPerMapping: Int
     /// Verify TCP, UDP and ICMP checksums of whole datagrams and drop those that fail, as the kernel's conntrack
     /// does by default (`nf_conntrack_checksum=1`). Translation itself never needs it: it updates incrementally.
     public var verifyChecksums: Bool
     /// Fragments of a datagram whose first fragment has not been seen yet are held, up to this many in all.
     public var maxHeldFragments: Int
-    /// Seeds port randomisation (RFC 6056) and the hash tables. A live NAT takes it from the kernel's random
-    /// source; a replay fixes it, so the same capture gives the same output.
+    /// Seeds port randomisation (RFC 6056) and the hash tables' keys. A live NAT takes it from the kernel's random
+    /// source (getrandom), new each run; a replay fixes it, so the same capture gives the same output.
     public var seed: UInt64
 
     public enum Filtering: String, Sendable, CaseIterable {
@@ -49,13 +54,22 @@ public struct NatConfiguration: Sendable, Equatable {
         public var tcpEstablished: UInt32 = rfc5382Established
         public var tcpTransitory: UInt32 = rfc5382Transitory
         public var udp: UInt32 = rfc4787UDP
+        /// A TCP connection picked up mid-stream (no SYN seen) that the other side has not answered yet. Shorter
+        /// than RFC 5382's transitory timeout on purpose: no handshake was seen, so nothing says a connection is
+        /// there at all, and a bare ACK must not hold a port for long.
+        public static let defaultUnreplied: UInt32 = 30
+
         public var icmp: UInt32 = rfc5508ICMP
         public var fragment: UInt32 = linuxFragment
+        public var tcpUnreplied: UInt32 = defaultUnreplied
 
         public init() {}
     }
 
     public static let defaultMaxFlows = 1_048_576
+    /// A quarter of one pool address's ports for one protocol: a host can use many, never all of them.
+    public static let defaultMaxFlowsPerHost = 16_384
+    public static let defaultMaxInboundFlowsPerMapping = 16
     public static let defaultPortRange: ClosedRange<UInt16> = 1024...65535
     /// RFC 4787 REQ-3a: internal ports 0-1023 are mapped within 0-1023 (0 itself is never handed out).
     public static let lowPortRange: ClosedRange<UInt16> = 1...1023
@@ -65,8 +79,10 @@ public struct NatConfiguration: Sendable, Equatable {
     public init(
         privatePrefixes: [IPv4Prefix], poolAddresses: [IPv4Address],
         portRange: ClosedRange<UInt16> = defaultPortRange, filtering: Filtering = .endpointIndependent,
-        timeouts: Timeouts = Timeouts(), maxFlows: Int = defaultMaxFlows, maxFlowsPerHost: Int? = nil,
-        verifyChecksums: Bool = true, maxHeldFragments: Int = 64, seed: UInt64 = 0x7475_6E6E_6174
+        timeouts: Timeouts = Timeouts(), maxFlows: Int = defaultMaxFlows,
+        maxFlowsPerHost: Int? = defaultMaxFlowsPerHost,
+        maxInboundFlowsPerMapping: Int = defaultMaxInboundFlowsPerMapping,
+        verifyChecksums: Bool = true, maxHeldFragments: Int = 64, seed: UInt64
     ) {
         self.privatePrefixes = privatePrefixes
         self.poolAddresses = poolAddresses
@@ -75,6 +91,7 @@ public struct NatConfiguration: Sendable, Equatable {
         self.timeouts = timeouts
         self.maxFlows = maxFlows
         self.maxFlowsPerHost = maxFlowsPerHost
+        self.maxInboundFlowsPerMapping = maxInboundFlowsPerMapping
         self.verifyChecksums = verifyChecksums
         self.maxHeldFragments = maxHeldFragments
         self.seed = seed
@@ -101,6 +118,9 @@ public struct NatConfiguration: Sendable, Equatable {
         if let perHost = maxFlowsPerHost, !(1...(1 << 26)).contains(perHost) {
             found.append(("max_flows_per_host", "expected unlimited or a whole number from 1 to 67108864, got \(perHost)"))
         }
+        if !(0...65535).contains(maxInboundFlowsPerMapping) {
+            found.append(("max_inbound_flows_per_mapping", "expected a whole number from 0 to 65535, got \(maxInboundFlowsPerMapping)"))
+        }
         if timeouts.tcpEstablished < Timeouts.rfc5382Established {
             found.append(("timeouts.tcp_established", "must be at least 7440 s (2h4m, RFC 5382 REQ-5)"))
         }
@@ -111,10 +131,26 @@ public struct NatConfiguration: Sendable, Equatable {
         if timeouts.icmp < Timeouts.rfc5508ICMP {
             found.append(("timeouts.icmp", "must be at least 60 s (RFC 5508 REQ-2)"))
         }
+        if !(5...timeouts.tcpTransitory).contains(timeouts.tcpUnreplied) {
+            found.append(("timeouts.tcp_unreplied", "must be from 5 s up to timeouts.tcp_transitory (\(timeouts.tcpTransitory) s)"))
+        }
         if !(1...120).contains(timeouts.fragment) { found.append(("timeouts.fragment", "must be 1 to 120 s")) }
         if !(0...4096).contains(maxHeldFragments) {
             found.append(("max_held_fragments", "expected a whole number from 0 to 4096, got \(maxHeldFragments)"))
         }
         return found
+    }
+
+    /// The key of the "paired" pooling hash (RFC 4787 REQ-2): which pool address a private host gets. Peers must
+    /// agree on it (a standby that takes over gives a host's new mappings the address its replicated ones have),
+    /// so it comes from what they share, the configured pool and prefixes, never from the per-run seed.
+    public var pairingKey: UInt64 {
+        var mixer = SplitMix64(seed: 0x7061_6972)
+        var key: UInt64 = 0
+        for value in poolAddresses.map({ UInt64($0.value) }) + privatePrefixes.map({ UInt64($0.network.value) << 8 | UInt64($0.length) }) {
+            mixer.state ^= value
+            key = mixer.next()
+        }
+        return key
     }
 }

@@ -20,6 +20,13 @@ public enum DropReason: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     case noMapping
     /// Inbound to a mapping whose filter refuses this remote endpoint (RFC 4787 section 5).
     case filtered
+    /// An inbound ICMP query request (an echo request): only replies come in, so no one outside can probe the
+    /// hosts behind a mapping.
+    case inboundRequest
+    /// A TCP segment for no flow that may not open one: an RST, or an inbound segment that is not a SYN.
+    case tcpNoFlow
+    /// An RST or FIN outside the connection's window (RFC 5961): a blind attempt to end the connection.
+    case outOfWindow
     /// An ICMP error about a flow the table does not hold (RFC 5508 REQ-4, REQ-5): dropped, never creating one.
     case icmpErrorNoFlow
     /// The flow table is at `maxFlows`.
@@ -32,8 +39,12 @@ public enum DropReason: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     case fragmentTooShort
     /// A later fragment arrived while the hold buffer was full.
     case fragmentBufferFull
+    /// A later fragment from a source that already holds its share of the hold buffer.
+    case fragmentQuota
     /// A held fragment whose first fragment never came.
     case fragmentTimeout
+    /// A held fragment pushed out, oldest first, to make room for a newer one.
+    case fragmentEvicted
     /// This node is a standby: its table is a replica, and only the active node translates.
     case standby
 
@@ -50,13 +61,18 @@ public enum DropReason: UInt8, CaseIterable, Sendable, CustomStringConvertible {
         case .notPrivateSource: "not-private-source"
         case .noMapping: "no-mapping"
         case .filtered: "filtered"
+        case .inboundRequest: "inbound-request"
+        case .tcpNoFlow: "tcp-no-flow"
+        case .outOfWindow: "out-of-window"
         case .icmpErrorNoFlow: "icmp-error-no-flow"
         case .tableFull: "table-full"
         case .portsExhausted: "ports-exhausted"
         case .hostLimit: "host-limit"
         case .fragmentTooShort: "fragment-too-short"
         case .fragmentBufferFull: "fragment-buffer-full"
+        case .fragmentQuota: "fragment-quota"
         case .fragmentTimeout: "fragment-timeout"
+        case .fragmentEvicted: "fragment-evicted"
         case .standby: "standby"
         }
     }
@@ -65,8 +81,9 @@ public enum DropReason: UInt8, CaseIterable, Sendable, CustomStringConvertible {
 /// What the table did, counted. Plain integers: one table belongs to one worker.
 ///
 /// Every packet is counted once when it arrives: outbound, inbound, hairpin, held, or under a drop reason other
-/// than `fragmentTimeout`. A held fragment is counted a second time when it leaves: as released, or as a
-/// `fragmentTimeout` drop. So `outbound + inbound + hairpin + heldFragments + arrivalDrops == packets`.
+/// than `fragmentTimeout` and `fragmentEvicted`. A held fragment is counted a second time when it leaves: as
+/// released, or as one of those two drops. So `outbound + inbound + hairpin + heldFragments + arrivalDrops ==
+/// packets`.
 public struct NatCounters: Sendable, Equatable {
     public var packets: UInt64 = 0
     public var outbound: UInt64 = 0
@@ -78,6 +95,11 @@ public struct NatCounters: Sendable, Equatable {
     public var flowsExpired: UInt64 = 0
     public var mappingsCreated: UInt64 = 0
     public var portsPreserved: UInt64 = 0
+    /// Unreplied and transitory flows removed, oldest first, to make room for a new flow in a full table.
+    public var flowsEvicted: UInt64 = 0
+    /// Inbound packets let in by an endpoint-independent mapping without creating a flow, because the mapping
+    /// already had `maxInboundFlowsPerMapping` flows made from outside.
+    public var inboundFlowLimit: UInt64 = 0
     var drops = [UInt64](repeating: 0, count: DropReason.allCases.count)
 
     public init() {}
@@ -89,6 +111,6 @@ public struct NatCounters: Sendable, Equatable {
 
     /// Every drop, held fragments that timed out included.
     public var dropped: UInt64 { drops.reduce(0, +) }
-    /// Drops decided when a packet arrived: `dropped` less the held fragments that timed out later.
-    public var arrivalDrops: UInt64 { dropped - self[.fragmentTimeout] }
+    /// Drops decided when a packet arrived: `dropped` less the held fragments that timed out or were evicted.
+    public var arrivalDrops: UInt64 { dropped - self[.fragmentTimeout] - self[.fragmentEvicted] }
 }

@@ -21,7 +21,9 @@ import Darwin
     case tcpTransitory = 1
     case udp = 2
     case icmp = 3
-    static let count = 4
+    /// A TCP connection picked up mid-stream whose other side has not answered (`TCPTracker.pickedUp`).
+    case tcpUnreplied = 4
+    static let count = 5
 }
 
 /// An internal endpoint bound to an external one. 28 bytes.
@@ -32,6 +34,8 @@ import Darwin
     var externalPort: UInt16
     var protocolClass: UInt8
     var pool: UInt8
+    /// Flows of this mapping that an inbound packet created (bounded by `maxInboundFlowsPerMapping`).
+    var inboundFlows: UInt16 = 0
     /// Flows that use this mapping; the mapping goes when the last one does.
     var flows: UInt32
     /// Next mapping in the same by-internal bucket (0: none); also the free-list link.
@@ -39,7 +43,7 @@ import Darwin
     var nextByExternal: UInt32
 }
 
-/// A mapping plus one remote endpoint: the unit that has a timer and TCP state. 28 bytes.
+/// A mapping plus one remote endpoint: the unit that has a timer and TCP state. 48 bytes.
 @usableFromInline struct Flow {
     var mapping: UInt32
     var remoteAddress: UInt32
@@ -51,6 +55,10 @@ import Darwin
     var next: UInt32
     var older: UInt32
     var newer: UInt32
+    /// TCP only: each side's sequence space, to check RSTs and FINs.
+    var window: TCPWindow
+    /// Made by an inbound packet: counted in its mapping's `inboundFlows`.
+    var inboundCreated: Bool
 }
 
 /// Flows and mappings in two preallocated slabs, indexed from 1 (0 means "none"), with three chained hash
@@ -67,8 +75,8 @@ import Darwin
     let mappingsByExternal: UnsafeMutablePointer<UInt32>
     let flowsByKey: UnsafeMutablePointer<UInt32>
     /// Oldest and newest flow of each timer class.
-    var oldest: (UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0)
-    var newest: (UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0)
+    var oldest: (UInt32, UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0, 0)
+    var newest: (UInt32, UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0, 0)
     var mappingHighWater: UInt32 = 0
     var flowHighWater: UInt32 = 0
     var freeMappings: UInt32 = 0
@@ -220,7 +228,7 @@ import Darwin
     }
 
     func insertFlow(mapping: UInt32, remoteAddress: UInt32, remotePort: UInt16, tcp: TCPTracker, timer: TimerClass,
-                    now: UInt32) -> UInt32 {
+                    now: UInt32, window: TCPWindow = .unknown, inboundCreated: Bool = false) -> UInt32 {
         let index: UInt32
         if freeFlows != 0 {
             index = freeFlows
@@ -233,10 +241,12 @@ import Darwin
         let b = flowBucket(mapping, remoteAddress, remotePort)
         (flows + Int(index)).initialize(
             to: Flow(mapping: mapping, remoteAddress: remoteAddress, remotePort: remotePort, tcp: tcp,
-                     timer: timer.rawValue, lastSeen: now, next: flowsByKey[b], older: 0, newer: 0))
+                     timer: timer.rawValue, lastSeen: now, next: flowsByKey[b], older: 0, newer: 0, window: window,
+                     inboundCreated: inboundCreated))
         flowsByKey[b] = index
         appendNewest(index, timer.rawValue)
         mappings[Int(mapping)].flows += 1
+        if inboundCreated { mappings[Int(mapping)].inboundFlows += 1 }
         flowCount += 1
         return index
     }
@@ -248,6 +258,7 @@ import Darwin
                     next: \.next)
         unlinkTimer(index)
         mappings[Int(f.mapping)].flows -= 1
+        if f.inboundCreated { mappings[Int(f.mapping)].inboundFlows -= 1 }
         flows[Int(index)].next = freeFlows
         freeFlows = index
         flowCount -= 1
@@ -270,7 +281,7 @@ import Darwin
         withUnsafeBytes(of: oldest) { $0.load(fromByteOffset: Int(timer) * 4, as: UInt32.self) }
     }
 
-    @inline(__always) func setEnd(_ ends: inout (UInt32, UInt32, UInt32, UInt32), _ timer: UInt8, _ value: UInt32) {
+    @inline(__always) func setEnd(_ ends: inout (UInt32, UInt32, UInt32, UInt32, UInt32), _ timer: UInt8, _ value: UInt32) {
         withUnsafeMutableBytes(of: &ends) { $0.storeBytes(of: value, toByteOffset: Int(timer) * 4, as: UInt32.self) }
     }
 

@@ -37,52 +37,101 @@ final class FragmentTracker {
 
     /// The most datagrams whose translation is remembered at once; the oldest is forgotten first.
     static let maxRewrites = 4096
+    /// The most bytes held at once, whatever their count: a held fragment may be up to 64 KiB.
+    static let maxHeldBytes = 1 << 20
 
     let lifetime: UInt32
     let maxHeld: Int
+    /// The most fragments one source may have held at once: a quarter of the buffer, so that one sender cannot
+    /// take it all (spoofed senders still can; then the oldest go first, and a datagram whose parts arrive
+    /// together still gets through).
+    let maxHeldPerSource: Int
     var rewrites: [Key: Rewrite] = [:]
-    /// Keys in the order they were registered; since every entry lives `lifetime`, that is also expiry order.
+    /// Keys in the order they were registered, a ring of `maxRewrites`: since every entry lives `lifetime` from
+    /// its registration, that is also expiry order. A key is in it once, however often its first fragment comes.
     var order: [Key] = []
     var orderHead = 0
     var held: [Held] = []
+    var heldHead = 0
+    var heldBytes = 0
+    var heldPerSource: [UInt32: Int] = [:]
     var released: [(bytes: [UInt8], direction: NatDirection)] = []
+    /// Held fragments that timed out or were evicted since the last `takeLost()`.
+    var timedOut = 0
+    var evicted = 0
 
     init(lifetime: UInt32, maxHeld: Int) {
         self.lifetime = lifetime
         self.maxHeld = maxHeld
+        maxHeldPerSource = max(1, maxHeld / 4)
     }
 
+    var heldCount: Int { held.count - heldHead }
+
     /// Remembers how the first fragment of `original` was translated, and releases any fragments of the same
-    /// datagram that were waiting for it.
+    /// datagram that were waiting for it. A repeated first fragment updates the translation without living longer.
     func register(original: Key, as translated: IPv4Packet, direction: NatDirection, now: UInt32) {
-        if rewrites.count >= Self.maxRewrites { forgetOldest() }
-        rewrites[original] = Rewrite(source: translated.source, destination: translated.destination,
-                                     direction: direction, expires: now &+ lifetime)
-        order.append(original)
-        guard !held.isEmpty else { return }
+        if var known = rewrites[original] {
+            known.source = translated.source
+            known.destination = translated.destination
+            known.direction = direction
+            rewrites[original] = known
+        } else {
+            if rewrites.count >= Self.maxRewrites { forgetOldest() }
+            rewrites[original] = Rewrite(source: translated.source, destination: translated.destination,
+                                         direction: direction, expires: now &+ lifetime)
+            order.append(original)
+        }
+        guard heldCount > 0 else { return }
         var kept: [Held] = []
-        for fragment in held {
+        for fragment in held[heldHead...] {
             guard fragment.key == original else {
                 kept.append(fragment)
                 continue
             }
+            forgetHeld(fragment)
             var bytes = fragment.bytes
             bytes.withUnsafeMutableBytes { apply(rewrites[original]!, to: IPv4Packet(unchecked: $0)) }
             released.append((bytes, direction))
         }
         held = kept
+        heldHead = 0
     }
 
-    /// A later fragment: translated in place if its first fragment was seen, else held (or refused when full).
+    /// A later fragment: translated in place if its first fragment was seen, else held. A source over its share
+    /// is refused; a full buffer makes room by evicting its oldest fragments.
     func follow(_ ip: IPv4Packet, now: UInt32) -> Verdict {
         let key = Key(ip)
         if let rewrite = rewrites[key] {
             apply(rewrite, to: ip)
             return .forward(rewrite.direction)
         }
-        guard held.count < maxHeld else { return .drop(.fragmentBufferFull) }
+        guard maxHeld > 0, ip.buffer.count <= Self.maxHeldBytes else { return .drop(.fragmentBufferFull) }
+        guard heldPerSource[key.source, default: 0] < maxHeldPerSource else { return .drop(.fragmentQuota) }
+        while heldCount >= maxHeld || heldBytes + ip.buffer.count > Self.maxHeldBytes {
+            forgetHeld(held[heldHead])
+            heldHead += 1
+            evicted += 1
+        }
         held.append(Held(key: key, bytes: Array(ip.buffer), arrived: now))
+        heldBytes += ip.buffer.count
+        heldPerSource[key.source, default: 0] += 1
+        compactHeld()
         return .held
+    }
+
+    func forgetHeld(_ fragment: Held) {
+        heldBytes -= fragment.bytes.count
+        let left = heldPerSource[fragment.key.source, default: 1] - 1
+        heldPerSource[fragment.key.source] = left == 0 ? nil : left
+    }
+
+    /// Drops the consumed front of `held` once it is most of the array (amortised O(1) per fragment).
+    func compactHeld() {
+        if heldHead > 64 && heldHead * 2 > held.count {
+            held.removeFirst(heldHead)
+            heldHead = 0
+        }
     }
 
     func apply(_ rewrite: Rewrite, to ip: IPv4Packet) {
@@ -90,8 +139,8 @@ final class FragmentTracker {
         if ip.destination != rewrite.destination { ip.setDestination(rewrite.destination) }
     }
 
-    /// Forgets translations and held fragments past their lifetime; returns how many held fragments timed out.
-    func expire(now: UInt32) -> Int {
+    /// Forgets translations and held fragments past their lifetime (counted in `timedOut`).
+    func expire(now: UInt32) {
         while orderHead < order.count {
             let key = order[orderHead]
             if let entry = rewrites[key] {
@@ -100,23 +149,28 @@ final class FragmentTracker {
             }
             orderHead += 1
         }
-        if orderHead > 1024 && orderHead * 2 > order.count {
-            order.removeFirst(orderHead)
-            orderHead = 0
-        }
-        var timedOut = 0
-        while let first = held.first, Int64(now) - Int64(first.arrived) >= Int64(lifetime) {
-            held.removeFirst()
+        compactOrder()
+        while heldHead < held.count, Int64(now) - Int64(held[heldHead].arrived) >= Int64(lifetime) {
+            forgetHeld(held[heldHead])
+            heldHead += 1
             timedOut += 1
         }
-        return timedOut
+        compactHeld()
     }
 
     func forgetOldest() {
         while orderHead < order.count {
             let key = order[orderHead]
             orderHead += 1
-            if rewrites.removeValue(forKey: key) != nil { return }
+            if rewrites.removeValue(forKey: key) != nil { break }
+        }
+        compactOrder()
+    }
+
+    func compactOrder() {
+        if orderHead > 1024 && orderHead * 2 > order.count {
+            order.removeFirst(orderHead)
+            orderHead = 0
         }
     }
 }

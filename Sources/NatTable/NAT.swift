@@ -33,6 +33,9 @@ public final class NAT {
     let verifyChecksums: Bool
     let filtering: NatConfiguration.Filtering
     let maxFlowsPerHost: Int?
+    let maxInboundFlowsPerMapping: Int
+    /// The key of the paired-pooling hash: from the configuration, so that peers agree on it.
+    let pairingKey: UInt64
     /// Flows per private host, kept only when a per-host limit is set.
     var flowsPerHost: [UInt32: UInt32] = [:]
     /// Flows per (mapping, remote address), kept only for address-dependent filtering.
@@ -64,10 +67,12 @@ public final class NAT {
         privatePrefixes = configuration.privatePrefixes
         pool = configuration.poolAddresses.map(\.value)
         let t = configuration.timeouts
-        timeouts = [t.tcpEstablished, t.tcpTransitory, t.udp, t.icmp]
+        timeouts = [t.tcpEstablished, t.tcpTransitory, t.udp, t.icmp, t.tcpUnreplied]
         verifyChecksums = configuration.verifyChecksums
         filtering = configuration.filtering
         maxFlowsPerHost = configuration.maxFlowsPerHost
+        maxInboundFlowsPerMapping = configuration.maxInboundFlowsPerMapping
+        pairingKey = configuration.pairingKey
     }
 
     public var flowCount: Int { store.flowCount }
@@ -84,6 +89,12 @@ public final class NAT {
         guard m != 0 else { return nil }
         let mapping = store.mappings[Int(m)]
         return (IPv4Address(mapping.externalAddress), Port(mapping.externalPort))
+    }
+
+    /// What the fragment tracker holds: remembered first-fragment translations, their expiry-order entries (never
+    /// more than the translations), and later fragments held with their bytes. All bounded.
+    public var fragmentState: (translations: Int, orderEntries: Int, held: Int, heldBytes: Int) {
+        (fragments.rewrites.count, fragments.order.count - fragments.orderHead, fragments.heldCount, fragments.heldBytes)
     }
 
     /// Later fragments released by the arrival of their first fragment, already translated, in arrival order.
@@ -149,7 +160,10 @@ public final class NAT {
         } else {
             throw .notPrivateSource
         }
-        guard ip.fragmentOffset == 0 else { return fragments.follow(ip, now: now) }
+        guard ip.fragmentOffset == 0 else {
+            defer { countFragmentLosses() }
+            return fragments.follow(ip, now: now)
+        }
 
         let original = ip.isFragment ? FragmentTracker.Key(ip) : nil
         let transport = try Transport(ip, verify: verifyChecksums && !trusted && !ip.isFragment)
@@ -183,6 +197,7 @@ public final class NAT {
     /// Internet to a pool address: only through an existing mapping, and only if its filter lets this remote in.
     @inline(__always)
     func translateInbound(_ ip: IPv4Packet, _ transport: Transport, now: UInt32) throws(DropReason) {
+        if case .icmpQuery(let icmp) = transport, icmp.type.isQueryRequest { throw .inboundRequest }
         let ports = transport.ports
         let m = store.findMapping(external: transport.protocolClass.rawValue, ip.destination.value, ports.destination)
         guard m != 0 else { throw .noMapping }
@@ -239,12 +254,13 @@ public final class NAT {
         let inbound = direction == .inbound
         let m: UInt32
         let f: UInt32
+        // ICMP query flows are keyed by the remote address alone (see `refreshFlow`).
         if inbound {
             m = store.findMapping(external: cls.rawValue, quoted.source.value, sourcePort)
-            f = m == 0 ? 0 : store.findFlow(m, quoted.destination.value, destinationPort)
+            f = m == 0 ? 0 : store.findFlow(m, quoted.destination.value, cls == .icmp ? 0 : destinationPort)
         } else {
             m = store.findMapping(internal: cls.rawValue, quoted.destination.value, destinationPort)
-            f = m == 0 ? 0 : store.findFlow(m, quoted.source.value, sourcePort)
+            f = m == 0 ? 0 : store.findFlow(m, quoted.source.value, cls == .icmp ? 0 : sourcePort)
         }
         guard f != 0 else { throw .icmpErrorNoFlow }
         let map = store.mappings[Int(m)]
@@ -320,57 +336,108 @@ public final class NAT {
     }
 
     /// Finds the flow of mapping `m` with this remote endpoint and marks it seen, or creates it: outbound always
-    /// (within limits), inbound only as far as the filter allows (RFC 4787 section 5, RFC 5382 REQ-3).
+    /// (within limits), inbound only as the filter allows (RFC 4787 section 5, RFC 5382 REQ-3) and within
+    /// `maxInboundFlowsPerMapping`. A packet that the filter lets in but that may not make a flow passes without
+    /// leaving state. TCP RSTs and FINs outside the connection's window are refused before anything changes.
     @inline(__always)
-    func refreshFlow(_ m: UInt32, remote: UInt32, _ remotePort: UInt16, _ transport: Transport, outbound: Bool,
+    func refreshFlow(_ m: UInt32, remote: UInt32, _ port: UInt16, _ transport: Transport, outbound: Bool,
                      now: UInt32) throws(DropReason) {
+        // An ICMP query has one identifier, translated: its flows are keyed by the remote address alone.
+        let remotePort = transport.protocolClass == .icmp ? 0 : port
         let f = store.findFlow(m, remote, remotePort)
         if f != 0 {
             var timer = transport.timer
             if case .tcp(let segment) = transport {
-                let before = store.flows[Int(f)].tcp
-                store.flows[Int(f)].tcp.observe(segment.flags, outbound: outbound)
-                timer = store.flows[Int(f)].tcp.timer
-                if recording && store.flows[Int(f)].tcp != before { record(.upsert, flow: f) }
+                let flow = store.flows + Int(f)
+                let flags = segment.flags
+                if flags.contains(.rst) || flags.contains(.fin) {
+                    guard flow.pointee.window.accepts(segment, outbound: outbound) else { throw .outOfWindow }
+                }
+                flow.pointee.window.observe(segment, length: segment.payload.count, outbound: outbound)
+                let before = flow.pointee.tcp
+                flow.pointee.tcp.observe(flags, outbound: outbound)
+                timer = flow.pointee.tcp.timer
+                if recording && flow.pointee.tcp != before { record(.upsert, flow: f) }
             }
             store.touch(f, now: now, timer: timer)
             return
         }
+        var tracker = TCPTracker.none
+        var window = TCPWindow.unknown
+        var timer = transport.timer
+        if case .tcp(let segment) = transport {
+            let flags = segment.flags
+            // An RST ends what is not there; from outside, only a SYN may open a connection.
+            if flags.contains(.rst) || (!outbound && (!flags.contains(.syn) || flags.contains(.ack))) {
+                throw .tcpNoFlow
+            }
+            tracker = TCPTracker.opening(with: flags, outbound: outbound)
+            window.observe(segment, length: segment.payload.count, outbound: outbound)
+            timer = tracker.timer
+        }
+        let map = store.mappings[Int(m)]
         if !outbound {
             switch filtering {
             case .endpointIndependent: break
             case .addressDependent:
+                // Let in from an address the internal endpoint sent to; the state stays the outbound flows'.
                 guard flowsPerRemoteAddress[Self.remoteKey(m, remote)] != nil else { throw .filtered }
+                return
             case .addressAndPortDependent: throw .filtered
             }
+            // ICMP queries are answered by the host that was asked, over the flow that asking made.
+            if case .icmpQuery = transport { throw .filtered }
+            guard Int(map.inboundFlows) < maxInboundFlowsPerMapping, store.flowCount < store.capacity,
+                  maxFlowsPerHost.map({ Int(flowsPerHost[map.internalAddress] ?? 0) < $0 }) ?? true
+            else {
+                counters.inboundFlowLimit &+= 1
+                return
+            }
+        } else {
+            // A mapping made for this packet was checked for room by `mapping(...)`; an older one has flows.
+            try checkRoomForFlow(internalAddress: map.internalAddress, keeping: m)
         }
-        let map = store.mappings[Int(m)]
-        // A mapping made for this packet was checked for room by `mapping(...)`; an older one has flows.
-        try checkRoomForFlow(internalAddress: map.internalAddress)
-        var tracker = TCPTracker.none
-        var timer = transport.timer
-        if case .tcp(let segment) = transport {
-            tracker = TCPTracker.opening(with: segment.flags, outbound: outbound)
-            timer = tracker.timer
-        }
-        let created = insertFlow(m, remote: remote, remotePort, tcp: tracker, timer: timer, now: now)
+        let created = insertFlow(m, remote: remote, remotePort, tcp: tracker, timer: timer, now: now,
+                                 window: window, inboundCreated: !outbound)
         counters.flowsCreated &+= 1
         if recording { record(.upsert, flow: created) }
     }
 
     /// Inserts a flow of mapping `m` and counts it against the per-host and per-remote limits.
     func insertFlow(_ m: UInt32, remote: UInt32, _ remotePort: UInt16, tcp: TCPTracker, timer: TimerClass,
-                    now: UInt32) -> UInt32 {
+                    now: UInt32, window: TCPWindow = .unknown, inboundCreated: Bool = false) -> UInt32 {
         let f = store.insertFlow(mapping: m, remoteAddress: remote, remotePort: remotePort, tcp: tcp, timer: timer,
-                                 now: now)
+                                 now: now, window: window, inboundCreated: inboundCreated)
         if maxFlowsPerHost != nil { flowsPerHost[store.mappings[Int(m)].internalAddress, default: 0] += 1 }
         if filtering == .addressDependent { flowsPerRemoteAddress[Self.remoteKey(m, remote), default: 0] += 1 }
         return f
     }
 
-    func checkRoomForFlow(internalAddress: UInt32) throws(DropReason) {
-        guard store.flowCount < store.capacity else { throw .tableFull }
+    /// Refuses a flow for a host at its limit; in a full table, makes room by evicting (`evictOne`) or refuses.
+    func checkRoomForFlow(internalAddress: UInt32, keeping m: UInt32 = 0) throws(DropReason) {
         if let limit = maxFlowsPerHost, Int(flowsPerHost[internalAddress] ?? 0) >= limit { throw .hostLimit }
+        guard store.flowCount >= store.capacity else { return }
+        guard evictOne(keeping: m) else { throw .tableFull }
+    }
+
+    /// Removes the oldest unreplied flow, else the oldest transitory one (opening, closing or reset), to make room
+    /// for a new flow. Established TCP, UDP and ICMP flows are never evicted: a flood of new flows cannot push
+    /// out the connections that work. Mapping `keeping`, about to get a flow, is never left empty and released.
+    func evictOne(keeping m: UInt32) -> Bool {
+        for timer in [TimerClass.tcpUnreplied, .tcpTransitory] {
+            var f = store.oldestFlow(timer.rawValue)
+            // The first few candidates suffice: only one of them can be the last flow of `keeping`.
+            for _ in 0..<2 where f != 0 {
+                let flow = store.flows[Int(f)]
+                if flow.mapping != m || store.mappings[Int(m)].flows > 1 {
+                    removeFlow(f)
+                    counters.flowsEvicted &+= 1
+                    return true
+                }
+                f = flow.newer
+            }
+        }
+        return false
     }
 
     static func remoteKey(_ mapping: UInt32, _ remote: UInt32) -> UInt64 { UInt64(mapping) << 32 | UInt64(remote) }
@@ -394,9 +461,18 @@ public final class NAT {
             }
         }
         counters.flowsExpired &+= UInt64(retired)
-        let timedOut = fragments.expire(now: t)
-        if timedOut > 0 { counters[.fragmentTimeout] &+= UInt64(timedOut) }
+        fragments.expire(now: t)
+        countFragmentLosses()
         return retired
+    }
+
+    /// Moves the held fragments the tracker lost (timed out, evicted) into the drop counters.
+    @inline(__always) func countFragmentLosses() {
+        guard fragments.timedOut | fragments.evicted != 0 else { return }
+        counters[.fragmentTimeout] &+= UInt64(fragments.timedOut)
+        counters[.fragmentEvicted] &+= UInt64(fragments.evicted)
+        fragments.timedOut = 0
+        fragments.evicted = 0
     }
 
     func removeFlow(_ f: UInt32) {
@@ -437,8 +513,8 @@ public final class NAT {
     /// The pool address a private host always gets: a keyed hash of its address (RFC 4787 REQ-2, "paired").
     @inline(__always) func pairedPoolIndex(_ address: UInt32) -> Int {
         guard pool.count > 1 else { return 0 }
-        let mixed = ((UInt64(address) ^ store.seed0) &* 0x9E37_79B9_7F4A_7C15) >> 32
-        return Int(mixed % UInt64(pool.count))
+        var mixer = SplitMix64(seed: UInt64(address) ^ pairingKey)
+        return mixer.next(below: pool.count)
     }
 
     static func protocolClass(_ proto: IPProtocol) -> ProtocolClass? {

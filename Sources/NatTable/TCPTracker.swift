@@ -1,7 +1,7 @@
 import PacketKit
 
 /// What a NAT needs to know of a TCP connection to pick its idle timeout (RFC 5382 section 5): has it been
-/// opened from both sides, and has either side closed or reset it. One byte per flow.
+/// opened from both sides, and has either side closed or reset it. One byte per flow, replicated as it is.
 ///
 /// RFC 5382 REQ-2 asks for every valid RFC 793 sequence, simultaneous open included: a SYN seen in each direction
 /// (SYN/SYN-ACK, or two SYNs crossing) makes the connection established, whatever order they came in.
@@ -13,15 +13,19 @@ import PacketKit
     static let finOutbound: UInt8 = 0x04
     static let finInbound: UInt8 = 0x08
     static let reset: UInt8 = 0x10
+    /// Made by an outbound segment that was not a SYN: a connection already open when the NAT first saw it (a NAT
+    /// restarted, or a table taken over without a replica), as Linux does with `nf_conntrack_tcp_loose`. Until
+    /// the other side answers it stays under the short unreplied timer, so that bare ACKs cannot hold ports for
+    /// the two hours an established connection gets.
+    static let pickedUp: UInt8 = 0x20
 
     static let none = TCPTracker(bits: 0)
 
-    /// The state of a flow created by this packet. An outbound segment that is not a SYN picks up a connection
-    /// already open (a NAT restarted, or a table taken over), as Linux does with `nf_conntrack_tcp_loose`.
+    /// The state of a flow created by this packet.
     static func opening(with flags: TCPFlags, outbound: Bool) -> TCPTracker {
         var tracker = TCPTracker.none
         if outbound && !flags.contains(.syn) && !flags.contains(.rst) {
-            tracker.bits = synOutbound | synInbound
+            tracker.bits = synOutbound | pickedUp
         }
         tracker.observe(flags, outbound: outbound)
         return tracker
@@ -32,6 +36,8 @@ import PacketKit
             bits |= Self.reset
             return
         }
+        // The first answer to a picked-up connection: both sides are there.
+        if !outbound && bits & Self.pickedUp != 0 { bits |= Self.synInbound }
         if flags.contains(.syn) {
             // A fresh SYN on a closed or closing 4-tuple is a new connection reusing it (RFC 9293 section 3.10.7.4).
             if !flags.contains(.ack) && bits & (Self.reset | Self.finOutbound | Self.finInbound) != 0 { bits = 0 }
@@ -46,5 +52,118 @@ import PacketKit
             && bits & (Self.finOutbound | Self.finInbound | Self.reset) == 0
     }
 
-    var timer: TimerClass { isEstablished ? .tcpEstablished : .tcpTransitory }
+    /// Picked up from one side and never answered by the other.
+    var isUnreplied: Bool { bits & (Self.pickedUp | Self.synInbound) == Self.pickedUp && bits & Self.reset == 0 }
+
+    var timer: TimerClass { isEstablished ? .tcpEstablished : isUnreplied ? .tcpUnreplied : .tcpTransitory }
+}
+
+/// Where each side of a TCP connection is in its sequence space, as Linux conntrack tracks it (after Guido van
+/// Rooij, "Real stateful TCP packet filtering in IP Filter"), reduced to what the NAT needs it for: telling an RST
+/// or FIN of the connection from a blind one (RFC 5961's concern). Forwarding data never depends on it.
+///
+/// Per direction: `end`, the sequence number just past the furthest segment sent (SYN and FIN count one), and
+/// `window`, the largest receive window the sender advertised, in bytes (scaled). A side not seen yet is unknown;
+/// a table taken over from a replica starts with both unknown and learns them from the next segments.
+@usableFromInline struct TCPWindow: Equatable, Sendable {
+    var endOutbound: UInt32 = 0
+    var endInbound: UInt32 = 0
+    var windowOutbound: UInt32 = 0
+    var windowInbound: UInt32 = 0
+    /// The window scale each side offered in its SYN (RFC 7323 section 2.2): outbound in the low nibble, inbound
+    /// in the high one; `noScale` when that SYN carried no option or was not seen.
+    var scales: UInt8 = 0xFF
+    var seen: UInt8 = 0
+
+    static let noScale: UInt8 = 0xF
+    static let seenOutbound: UInt8 = 0x01
+    static let seenInbound: UInt8 = 0x02
+    static let synOutbound: UInt8 = 0x04
+    static let synInbound: UInt8 = 0x08
+    /// RFC 7323: a shift above 14 is taken as 14.
+    static let maxScale: UInt8 = 14
+    /// The window assumed for a side whose scale is unknown (a connection picked up mid-stream): the largest
+    /// there can be, so that no segment of a real connection is ever refused for a guess.
+    static let unknownWindow: UInt32 = 0xFFFF << 14
+
+    static let unknown = TCPWindow()
+
+    /// Learns from a segment sent in direction `outbound`. `length` is the segment's data length.
+    @inline(__always)
+    mutating func observe(_ segment: TCPSegment, length: Int, outbound: Bool) {
+        let flags = segment.flags
+        let syn = flags.contains(.syn)
+        if syn {
+            let offered = Self.windowScale(segment.options) ?? Self.noScale
+            scales = outbound ? (scales & 0xF0) | offered : (scales & 0x0F) | offered << 4
+            seen |= outbound ? Self.synOutbound : Self.synInbound
+        }
+        var end = segment.sequenceNumber.value &+ UInt32(truncatingIfNeeded: length)
+        if syn { end &+= 1 }
+        if flags.contains(.fin) { end &+= 1 }
+        // Windows in SYNs are never scaled (RFC 7323 section 2.2).
+        let window = syn ? UInt32(segment.window) : UInt32(segment.window) << UInt32(scale(outbound: outbound))
+        let mask = outbound ? Self.seenOutbound : Self.seenInbound
+        if outbound {
+            if seen & mask == 0 || Int32(bitPattern: end &- endOutbound) > 0 { endOutbound = end }
+            windowOutbound = max(windowOutbound, window)
+        } else {
+            if seen & mask == 0 || Int32(bitPattern: end &- endInbound) > 0 { endInbound = end }
+            windowInbound = max(windowInbound, window)
+        }
+        seen |= mask
+    }
+
+    /// The shift that applies to windows sent in this direction: the offered one if both SYNs offered one, 0 if
+    /// both SYNs were seen and one did not, the largest when the handshake was not seen.
+    @inline(__always) func scale(outbound: Bool) -> UInt8 {
+        guard seen & (Self.synOutbound | Self.synInbound) == Self.synOutbound | Self.synInbound else {
+            return Self.maxScale
+        }
+        let out = scales & 0x0F
+        let inb = scales >> 4
+        guard out != Self.noScale && inb != Self.noScale else { return 0 }
+        return outbound ? out : inb
+    }
+
+    /// Whether an RST or FIN sent in direction `outbound` lies where the receiver could accept it: within the
+    /// receiver's largest window either side of the sender's furthest sequence number (the receiver's RCV.NXT is
+    /// at most that far behind, RFC 5961 section 3.2). An RST answering a SYN (no segment seen from the sender
+    /// yet) must acknowledge exactly that SYN (RFC 9293 section 3.10.7.3). Nothing known of either side (a table
+    /// taken over): accepted, the tracking starts there.
+    @inline(__always)
+    func accepts(_ segment: TCPSegment, outbound: Bool) -> Bool {
+        let sender = outbound ? Self.seenOutbound : Self.seenInbound
+        let receiver = outbound ? Self.seenInbound : Self.seenOutbound
+        let receiverEnd = outbound ? endInbound : endOutbound
+        guard seen & sender != 0 else {
+            if seen & receiver == 0 { return true }
+            let flags = segment.flags
+            return flags.contains(.rst) && flags.contains(.ack) && segment.acknowledgmentNumber.value == receiverEnd
+        }
+        let senderEnd = outbound ? endOutbound : endInbound
+        var window = seen & receiver != 0 ? (outbound ? windowInbound : windowOutbound) : Self.unknownWindow
+        window = min(max(window, 1), Self.unknownWindow)
+        let low = senderEnd &- window
+        return segment.sequenceNumber.value &- low <= 2 &* window
+    }
+
+    /// The shift of a window scale option (kind 3, length 3), if the options hold one.
+    static func windowScale(_ options: UnsafeMutableRawBufferPointer) -> UInt8? {
+        var i = 0
+        while i < options.count {
+            let kind = options[i]
+            if kind == 0 { return nil }
+            if kind == 1 {
+                i += 1
+                continue
+            }
+            guard i + 1 < options.count else { return nil }
+            let length = Int(options[i + 1])
+            guard length >= 2, i + length <= options.count else { return nil }
+            if kind == 3 && length == 3 { return min(options[i + 2], maxScale) }
+            i += length
+        }
+        return nil
+    }
 }

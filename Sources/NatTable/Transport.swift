@@ -64,10 +64,12 @@ import PacketKit
         }
     }
 
-    /// Only a request may open an ICMP query mapping; a reply needs one already (RFC 5508 REQ-1).
+    /// Only a request may open an ICMP query mapping; a reply needs one already (RFC 5508 REQ-1). An RST never
+    /// opens anything.
     @inline(__always) var mayCreateMapping: Bool {
         switch self {
-        case .tcp, .udp: true
+        case .tcp(let tcp): !tcp.flags.contains(.rst)
+        case .udp: true
         case .icmpQuery(let icmp): icmp.type.isQueryRequest
         case .icmpError: false
         }

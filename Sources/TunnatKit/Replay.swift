@@ -75,6 +75,9 @@ public struct ReplayResult: Sendable {
 }
 
 public enum Replay {
+    /// The seed a replay uses when the configuration fixes none, so that a capture always replays the same way.
+    public static let defaultSeed: UInt64 = 0x7475_6E6E_6174
+
     public static func run(capture: [UInt8], configuration: NatConfiguration, options: ReplayOptions = ReplayOptions())
         throws(PcapError) -> ReplayResult {
         let nat: NAT

@@ -14,8 +14,9 @@ public struct StatusReport: Codable, Equatable, Sendable {
     public var uptimeSeconds: UInt64
     public var flows: Int
     public var mappings: Int
-    /// The NAT's counters: packets, outbound, inbound, hairpin, held and released fragments, flows created and
-    /// expired, mappings created, ports preserved.
+    /// The NAT's counters: packets, outbound, inbound, hairpin, held and released fragments, flows created,
+    /// expired and evicted, inbound packets let in without a flow (inbound-flow-limit), mappings created, ports
+    /// preserved.
     public var nat: [String: UInt64]
     /// Packets dropped, by reason (every reason, zeros included).
     public var drops: [String: UInt64]
@@ -39,6 +40,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
                     "held-fragments": c.heldFragments, "released-fragments": c.releasedFragments,
                     "flows-created": c.flowsCreated, "flows-expired": c.flowsExpired,
                     "mappings-created": c.mappingsCreated, "ports-preserved": c.portsPreserved,
+                    "flows-evicted": c.flowsEvicted, "inbound-flow-limit": c.inboundFlowLimit,
                     "dropped": c.dropped]
         var drops: [String: UInt64] = [:]
         for reason in DropReason.allCases { drops[reason.description] = c[reason] }
@@ -65,7 +67,8 @@ public struct StatusReport: Codable, Equatable, Sendable {
         lines.append("device \(device): \(queues) queue(s), offloads \(offloads), output \(output), up \(uptimeSeconds)s")
         lines.append("flows \(flows), mappings \(mappings)")
         let order = ["packets", "outbound", "inbound", "hairpin", "dropped", "held-fragments", "released-fragments",
-                     "flows-created", "flows-expired", "mappings-created", "ports-preserved"]
+                     "flows-created", "flows-expired", "flows-evicted", "inbound-flow-limit", "mappings-created",
+                     "ports-preserved"]
         lines.append("packets:")
         for key in order { lines.append("  \(key.padding(toLength: 20, withPad: " ", startingAt: 0)) \(nat[key] ?? 0)") }
         let dropped = drops.filter { $0.value > 0 }.sorted { ($0.value, $1.key) > ($1.value, $0.key) }

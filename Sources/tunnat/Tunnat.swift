@@ -170,11 +170,14 @@ struct ReplayCommand: ParsableCommand {
 
     func run() throws {
         let configuration = try loadConfiguration(config)
+        // A replay is reproducible: the same capture gives the same ports, unless the file fixes another seed.
+        var nat = configuration.nat
+        if !configuration.seedConfigured { nat.seed = Replay.defaultSeed }
         let capture: [UInt8]
         do { capture = try FileBytes.read(input) } catch { throw fail(error.description) }
         let result: ReplayResult
         do {
-            result = try Replay.run(capture: capture, configuration: configuration.nat,
+            result = try Replay.run(capture: capture, configuration: nat,
                                     options: ReplayOptions(privateSideCapture: privateSide, keepInputs: list))
         } catch {
             throw fail("\(input): \(error)")

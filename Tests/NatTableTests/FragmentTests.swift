@@ -64,11 +64,45 @@ import Testing
         let nat = try makeNAT { $0.maxHeldFragments = 2 }
         let lost = (0..<3).map { fragments(id: UInt16(100 + $0)).pieces[1] }
         #expect(send(nat, lost[0], at: 0).verdict == .held)
-        #expect(send(nat, lost[1], at: 0).verdict == .held)
-        #expect(send(nat, lost[2], at: 0).verdict == .drop(.fragmentBufferFull))
+        // One source may hold a quarter of the buffer (at least one fragment).
+        #expect(send(nat, lost[1], at: 0).verdict == .drop(.fragmentQuota))
         nat.expire(now: .seconds(30), budget: 10)
-        #expect(nat.counters[.fragmentTimeout] == 2)
+        #expect(nat.counters[.fragmentTimeout] == 1)
         #expect(send(nat, lost[2], at: 31).verdict == .held, "room again")
+        #expect(nat.fragmentState.held == 1)
+    }
+
+    /// Later fragments from many sources (spoofed ones, say): the buffer never grows past its bound, the oldest
+    /// go first, and a datagram whose pieces arrive together is still put together.
+    @Test func aFullHoldBufferEvictsTheOldest() throws {
+        let nat = try makeNAT { $0.maxHeldFragments = 8 }
+        for i in 0..<1000 {
+            let source = IPv4Address(198, 19, UInt8(i >> 8), UInt8(i & 0xFF))
+            let piece = PacketBuilder.ipv4(source: source, destination: pool1, protocol: .udp, transport: [UInt8](repeating: 7, count: 16),
+                                           identification: UInt16(i), fragmentOffset: 24)
+            #expect(send(nat, piece).verdict == .held)
+        }
+        #expect(nat.fragmentState.held == 8)
+        #expect(nat.counters[.fragmentEvicted] == 992)
+        #expect(nat.counters.outbound + nat.counters.inbound + nat.counters.heldFragments + nat.counters.arrivalDrops
+                == nat.counters.packets)
+        let (_, pieces) = fragments(id: 7)
+        #expect(send(nat, pieces[2]).verdict == .held)
+        #expect(send(nat, pieces[0]).verdict == .forward(.outbound))
+        #expect(nat.takeReleasedFragments().count == 1)
+    }
+
+    /// The same first fragment again and again (the same datagram identity) is one remembered translation, not
+    /// one entry per copy.
+    @Test func aRepeatedFirstFragmentIsRememberedOnce() throws {
+        let nat = try makeNAT()
+        let (_, pieces) = fragments(id: 0x99)
+        for _ in 0..<100_000 { #expect(send(nat, pieces[0]).verdict == .forward(.outbound)) }
+        let state = nat.fragmentState
+        #expect(state.translations == 1 && state.orderEntries == 1)
+        // Many datagrams: bounded by the tracker's size, the oldest forgotten first.
+        for id in 0..<10_000 { send(nat, fragments(id: UInt16(id)).pieces[0]) }
+        #expect(nat.fragmentState.translations <= 4096 && nat.fragmentState.orderEntries <= 4096)
     }
 
     @Test func inboundFragmentsFollowTheFirstToTheHost() throws {

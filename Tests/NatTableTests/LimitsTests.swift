@@ -61,7 +61,7 @@ import Testing
     }
 
     @Test func configurationProblemsNameTheirKeys() {
-        var configuration = NatConfiguration(privatePrefixes: [], poolAddresses: [IPv4Address(10, 0, 0, 1)])
+        var configuration = NatConfiguration(privatePrefixes: [], poolAddresses: [IPv4Address(10, 0, 0, 1)], seed: 1)
         configuration.timeouts.udp = 30
         configuration.privatePrefixes = [IPv4Prefix("10.0.0.0/8")!]
         let keys = configuration.problems().map(\.key)

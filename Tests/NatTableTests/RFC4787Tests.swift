@@ -132,8 +132,9 @@ import Testing
         let nat = try makeNAT()
         #expect(send(nat, udp(server, 53, pool1, 5000)).verdict == .drop(.noMapping))
         #expect(send(nat, tcp(server, 4444, pool1, 22, [.syn])).verdict == .drop(.noMapping))
-        #expect(send(nat, ping(server, pool1, id: 9)).verdict == .drop(.noMapping))
-        #expect(nat.counters[.noMapping] == 3 && nat.flowCount == 0)
+        #expect(send(nat, ping(server, pool1, id: 9, reply: true)).verdict == .drop(.noMapping))
+        #expect(send(nat, ping(server, pool1, id: 9)).verdict == .drop(.inboundRequest))
+        #expect(nat.counters[.noMapping] == 3 && nat.counters[.inboundRequest] == 1 && nat.flowCount == 0)
     }
 
     @Test(arguments: [IPv4Address(172, 16, 0, 1), IPv4Address(192, 168, 1, 1), IPv4Address(198, 19, 0, 10)])

@@ -88,10 +88,11 @@ import Testing
 
     @Test func outboundMidStreamSegmentPicksUpConnectionAsEstablished() throws {
         // A NAT that restarted sees an ACK of a connection it never saw open: like nf_conntrack_tcp_loose, it
-        // takes it up rather than cutting the connection.
+        // takes it up rather than cutting the connection, and it is established once the other side answers.
         let nat = try makeNAT()
         let ack = send(nat, tcp(hostA, 40000, server, 80, [.ack], payload: [1, 2, 3]))
         #expect(ack.verdict == .forward(.outbound))
+        #expect(send(nat, tcp(server, 80, pool1, ack.sourcePort, [.ack])).verdict == .forward(.inbound))
         nat.expire(now: .seconds(3600), budget: 100)
         #expect(nat.flowCount == 1)
     }

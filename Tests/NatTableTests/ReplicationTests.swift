@@ -59,10 +59,16 @@ import Testing
         #expect(echo.destination == hostA && echo.sourcePort == 77)
         // Unsolicited traffic is refused by the replica as by the active.
         #expect(send(replica, udp(server, 53, pool1, 9999), at: 100_001).verdict == .drop(.noMapping))
-        // The replica's allocator knows the replicated ports: a new host cannot be given one of them.
-        let other = send(replica, udp(IPv4Address(10, 0, 0, 9), t.sourcePort, server, 1), at: 100_001)
-        #expect(other.verdict == .forward(.outbound))
-        #expect(!(other.source == t.source && other.sourcePort == t.sourcePort))
+        // The replica's allocator knows the replicated ports: a new host asking for the same TCP port cannot be
+        // given it (several hosts, so that some are paired with the same pool address as hostA).
+        var samePool = 0
+        for i: UInt8 in 9...24 {
+            let other = send(replica, tcp(IPv4Address(10, 0, 0, i), 40000, server, 1, [.syn]), at: 100_001)
+            #expect(other.verdict == .forward(.outbound))
+            #expect(!(other.source == t.source && other.sourcePort == t.sourcePort))
+            if other.source == t.source { samePool += 1 }
+        }
+        #expect(samePool > 0)
     }
 
     @Test func deletesAndStateChangesFollow() throws {

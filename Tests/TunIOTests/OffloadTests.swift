@@ -9,7 +9,7 @@ let server = IPv4Address("198.19.0.10")!
 let pool = IPv4Address("198.18.0.1")!
 
 func makeNAT() throws -> NAT {
-    try NAT(configuration: NatConfiguration(privatePrefixes: [IPv4Prefix("10.0.0.0/8")!], poolAddresses: [pool]))
+    try NAT(configuration: NatConfiguration(privatePrefixes: [IPv4Prefix("10.0.0.0/8")!], poolAddresses: [pool], seed: 3))
 }
 
 /// A frame as the TUN hands it over: virtio-net header, then the packet.

@@ -9,8 +9,22 @@ import TunnatKit
         #expect(nat.privatePrefixes == [IPv4Prefix("10.0.0.0/8")!])
         #expect(nat.poolAddresses == [IPv4Address(198, 18, 0, 1)])
         #expect(nat.portRange == 1024...65535 && nat.filtering == .endpointIndependent)
-        #expect(nat.maxFlows == 1_048_576 && nat.maxFlowsPerHost == nil && nat.verifyChecksums)
+        #expect(nat.maxFlows == 1_048_576 && nat.maxFlowsPerHost == 16_384 && nat.verifyChecksums)
+        #expect(nat.maxInboundFlowsPerMapping == 16)
         #expect(nat.timeouts == NatConfiguration.Timeouts())
+    }
+
+    /// Without `nat.seed`, every reading of a file draws a new seed from getrandom: ports and hash keys differ
+    /// from run to run and from deployment to deployment. With it, the seed is the one given.
+    @Test func theSeedIsNewEachRunUnlessFixed() throws {
+        let seeds = try (0..<8).map { _ in try ConfigFile.parse(Self.base, file: "t.yaml") }
+        #expect(Set(seeds.map(\.nat.seed)).count == 8)
+        #expect(seeds.allSatisfy { !$0.seedConfigured })
+        let fixed = try ConfigFile.parse("nat:\n  private_prefixes: [10.0.0.0/8]\n  pool: [198.18.0.1]\n  seed: 99\n",
+                                         file: "t.yaml")
+        #expect(fixed.nat.seed == 99 && fixed.seedConfigured)
+        // What peers must agree on comes from the shared configuration, not the seed.
+        #expect(Set(seeds.map(\.nat.pairingKey)).count == 1)
     }
 
     @Test func everyKeyIsRead() throws {
@@ -22,15 +36,17 @@ import TunnatKit
               filtering: address-dependent
               max_flows: 1000
               max_flows_per_host: 50
+              max_inbound_flows_per_mapping: 3
               verify_checksums: false
               max_held_fragments: 8
               seed: 7
-              timeouts: {tcp_established: 3h, tcp_transitory: 300, udp: 2m30s, icmp: 90s, fragment: 15}
+              timeouts: {tcp_established: 3h, tcp_transitory: 300, tcp_unreplied: 20s, udp: 2m30s, icmp: 90s, fragment: 15}
             """, file: "t.yaml").nat
         #expect(config.privatePrefixes.count == 2 && config.poolAddresses == [IPv4Address(198, 18, 0, 1)])
         #expect(config.portRange == 20000...29999 && config.filtering == .addressDependent)
         #expect(config.maxFlows == 1000 && config.maxFlowsPerHost == 50 && !config.verifyChecksums)
-        #expect(config.maxHeldFragments == 8 && config.seed == 7)
+        #expect(config.maxHeldFragments == 8 && config.seed == 7 && config.maxInboundFlowsPerMapping == 3)
+        #expect(config.timeouts.tcpUnreplied == 20)
         #expect(config.timeouts.tcpEstablished == 10800 && config.timeouts.tcpTransitory == 300)
         #expect(config.timeouts.udp == 150 && config.timeouts.icmp == 90 && config.timeouts.fragment == 15)
     }

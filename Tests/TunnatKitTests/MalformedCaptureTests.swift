@@ -69,7 +69,7 @@ import TunnatKit
             writer.append(entry.1, timestamp: PcapTimestamp(seconds: 100 + UInt32(i), nanoseconds: 0))
         }
         let configuration = NatConfiguration(privatePrefixes: [IPv4Prefix("10.0.0.0/8")!],
-                                             poolAddresses: [IPv4Address(198, 18, 0, 1)])
+                                             poolAddresses: [IPv4Address(198, 18, 0, 1)], seed: Replay.defaultSeed)
         let result = try Replay.run(capture: writer.bytes, configuration: configuration)
         #expect(result.records == Self.cases.count)
         for (outcome, entry) in zip(result.outcomes, Self.cases) {
@@ -111,7 +111,7 @@ import TunnatKit
             writer.append(packet, timestamp: PcapTimestamp(seconds: UInt32(i / 100), nanoseconds: 0))
         }
         let configuration = NatConfiguration(privatePrefixes: [IPv4Prefix("10.0.0.0/8")!],
-                                             poolAddresses: [IPv4Address(198, 18, 0, 1)])
+                                             poolAddresses: [IPv4Address(198, 18, 0, 1)], seed: Replay.defaultSeed)
         let result = try Replay.run(capture: writer.bytes, configuration: configuration)
         let c = result.counters
         #expect(c.packets == UInt64(count))

@@ -38,7 +38,7 @@ let benchmarks: @Sendable () -> Void = {
     }
     func makeNAT(capacity: Int) -> NAT {
         try! NAT(configuration: NatConfiguration(
-            privatePrefixes: [IPv4Prefix("10.0.0.0/8")!], poolAddresses: pool, maxFlows: capacity))
+            privatePrefixes: [IPv4Prefix("10.0.0.0/8")!], poolAddresses: pool, maxFlows: capacity, seed: 0x7475_6E6E_6174))
     }
     func populate(_ nat: NAT) {
         var packet = PacketBuilder.udp(from: host(0), to: (server, 443), payload: [UInt8](repeating: 0, count: 64))

@@ -48,4 +48,7 @@ struct tunnat_datagram {
 /// sendmmsg(fd, ...) of up to 64 datagrams; returns how many the kernel took.
 int tunnat_sendmmsg(int fd, const struct tunnat_datagram *datagrams, unsigned int count);
 
+/// getrandom(buf, len, 0) (sys/random.h, which Swift's Glibc module does not export).
+ssize_t tunnat_getrandom(void *buffer, size_t length);
+
 #endif

@@ -6,7 +6,10 @@ import Yams
 
 /// Everything a tunnat configuration file sets.
 public struct TunnatConfiguration: Sendable, Equatable {
+    /// Its seed is `nat.seed` if the file gives one, else new from getrandom each time the file is read.
     public var nat: NatConfiguration
+    /// Whether the file fixed `nat.seed` (a replay then uses it; otherwise a replay fixes its own).
+    public var seedConfigured = false
     /// Health checks and AWS route management (AWSnycast's configuration); nil: none.
     public var failover: FailoverConfiguration?
     /// State replication to standby peers and the active/standby roles; nil: a single node, always active.
@@ -83,7 +86,8 @@ public enum ConfigFile {
         guard let natNode = top["nat"] else {
             throw ConfigError(file: reader.file, line: nil, key: "nat", message: "missing; the file needs a 'nat' section")
         }
-        var config = TunnatConfiguration(nat: try reader.nat(natNode))
+        let (nat, seedConfigured) = try reader.nat(natNode)
+        var config = TunnatConfiguration(nat: nat, seedConfigured: seedConfigured)
         if let node = top["tun"] { config.tun = try reader.tun(node) }
         if let node = top["control_socket"] {
             config.controlSocket = try reader.scalar(node, "control_socket", expected: "an absolute path")

@@ -15,8 +15,11 @@ public enum DefaultConfiguration {
           # to), or address-and-port-dependent (address and port pairs the host sent to).
           filtering: endpoint-independent
           max_flows: 1048576
-          # A number, or unlimited.
-          max_flows_per_host: unlimited
+          # The most flows one private host may hold (a quarter of a pool address's ports): a number, or unlimited.
+          max_flows_per_host: 16384
+          # The most flows of one mapping that packets from outside may create (endpoint-independent filtering);
+          # past it they still reach the host, leaving no state.
+          max_inbound_flows_per_mapping: 16
           # Drop TCP/UDP/ICMP datagrams whose checksum fails, as the kernel's conntrack does by default.
           verify_checksums: true
           # Later fragments that arrive before their first fragment are held, at most this many at once.
@@ -24,6 +27,7 @@ public enum DefaultConfiguration {
           timeouts:
             tcp_established: 2h4m   # RFC 5382 REQ-5 minimum
             tcp_transitory: 4m      # RFC 5382 REQ-5 minimum
+            tcp_unreplied: 30s      # picked up mid-stream (no SYN seen), until the other side answers
             udp: 5m                 # RFC 4787 REQ-5 recommendation
             icmp: 60s               # RFC 5508 REQ-2 minimum
             fragment: 30s           # Linux ipfrag_time

@@ -1,11 +1,13 @@
 import NatTable
 import PacketKit
+import SystemCalls
 import Yams
 
 extension ConfigReader {
-    func nat(_ node: Node) throws(ConfigError) -> NatConfiguration {
+    /// The `nat` section, and whether it fixed the seed (when it does not, the seed comes from getrandom).
+    func nat(_ node: Node) throws(ConfigError) -> (NatConfiguration, seedConfigured: Bool) {
         let keys = ["private_prefixes", "pool", "port_range", "filtering", "max_flows", "max_flows_per_host",
-                    "verify_checksums", "max_held_fragments", "timeouts", "seed"]
+                    "max_inbound_flows_per_mapping", "verify_checksums", "max_held_fragments", "timeouts", "seed"]
         let section = try mapping(node, key: "nat", accepted: keys)
         guard let prefixesNode = section["private_prefixes"] else {
             throw fail(node, "nat.private_prefixes", "missing; give the prefixes to translate, such as [10.0.0.0/8]")
@@ -18,7 +20,7 @@ extension ConfigReader {
         }
         let pool = try values(poolNode, "nat.pool", expected: "IPv4 addresses",
                               invalid: { "expected an IPv4 address such as 198.18.0.1, got '\($0)'" }, parse: IPv4Address.init)
-        var config = NatConfiguration(privatePrefixes: prefixes, poolAddresses: pool)
+        var config = NatConfiguration(privatePrefixes: prefixes, poolAddresses: pool, seed: SystemRandom.uint64())
         if let value = section["port_range"] {
             let text = try scalar(value, "nat.port_range", expected: "LOW-HIGH")
             let parts = text.split(separator: "-", omittingEmptySubsequences: false)
@@ -43,6 +45,9 @@ extension ConfigReader {
                 config.maxFlowsPerHost = try integer(value, "nat.max_flows_per_host")
             }
         }
+        if let value = section["max_inbound_flows_per_mapping"] {
+            config.maxInboundFlowsPerMapping = try integer(value, "nat.max_inbound_flows_per_mapping")
+        }
         if let value = section["verify_checksums"] { config.verifyChecksums = try boolean(value, "nat.verify_checksums") }
         if let value = section["max_held_fragments"] { config.maxHeldFragments = try integer(value, "nat.max_held_fragments") }
         if let value = section["seed"] {
@@ -51,7 +56,7 @@ extension ConfigReader {
             config.seed = seed
         }
         if let value = section["timeouts"] {
-            let names = ["tcp_established", "tcp_transitory", "udp", "icmp", "fragment"]
+            let names = ["tcp_established", "tcp_transitory", "tcp_unreplied", "udp", "icmp", "fragment"]
             let timeouts = try mapping(value, key: "nat.timeouts", accepted: names)
             if let v = timeouts["tcp_established"] {
                 config.timeouts.tcpEstablished = try duration(v, "nat.timeouts.tcp_established")
@@ -59,12 +64,15 @@ extension ConfigReader {
             if let v = timeouts["tcp_transitory"] {
                 config.timeouts.tcpTransitory = try duration(v, "nat.timeouts.tcp_transitory")
             }
+            if let v = timeouts["tcp_unreplied"] {
+                config.timeouts.tcpUnreplied = try duration(v, "nat.timeouts.tcp_unreplied")
+            }
             if let v = timeouts["udp"] { config.timeouts.udp = try duration(v, "nat.timeouts.udp") }
             if let v = timeouts["icmp"] { config.timeouts.icmp = try duration(v, "nat.timeouts.icmp") }
             if let v = timeouts["fragment"] { config.timeouts.fragment = try duration(v, "nat.timeouts.fragment") }
         }
         // Ranges, RFC minimums and rules that involve more than one key are the table's own.
         try validate(config.problems(), prefix: "nat")
-        return config
+        return (config, section["seed"] != nil)
     }
 }
