@@ -51,8 +51,13 @@ ip netns exec "$p-c1" traceroute -n -q 1 -w 2 -m 6 198.19.0.10
 say "tunnat status"
 "$tunnat" status
 
-say "stopping tunnat (SIGTERM): it removes its routing and the device"
+say "stopping tunnat (SIGTERM): the device goes; the rules and the blackhole stay (tun.routing.on_stop: keep)"
 kill -TERM "$tunnat_pid"
 wait "$tunnat_pid" || true
 tail -3 "$work/tunnat.log"
+ip -n "$p-nat" rule | grep 'lookup 100' || echo "no tunnat rules in $p-nat!"
+ip -n "$p-nat" route show table 100
+
+say "tunnat routing remove: gives the host back to the kernel's forwarding"
+ip netns exec "$p-nat" "$tunnat" routing remove
 ip -n "$p-nat" rule | grep -q 'lookup 100' && echo "policy rules left behind!" || echo "no tunnat rules left in $p-nat"

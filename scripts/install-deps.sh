@@ -3,7 +3,7 @@
 #
 #   scripts/install-deps.sh          the build and unit tests
 #   scripts/install-deps.sh --netns  also the namespace tests, demo and benchmarks: iproute2, ping, traceroute,
-#                                    dig and dnsmasq, curl, iperf3, nftables, conntrack, ab and nginx; and, in
+#                                    dig and dnsmasq, curl, iperf3, nftables, conntrack, tcpdump, ab and nginx; and, in
 #                                    .venv/, the failover tests' EC2 emulator (moto[server], with boto3) and pytest
 set -euo pipefail
 command -v swift >/dev/null || { echo "install-deps.sh: swift is not on PATH; tunnat needs Swift 6.2 or later (swift-tools-version 6.2)" >&2; exit 1; }
@@ -29,6 +29,7 @@ if [ "$netns" = 1 ]; then
   want iperf3 iperf3
   want nft nftables
   want conntrack conntrack
+  want tcpdump tcpdump
   want ab apache2-utils
   want nginx nginx-light
   want setpriv util-linux

@@ -424,18 +424,20 @@ public final class NAT {
     /// for a new flow. Established TCP, UDP and ICMP flows are never evicted: a flood of new flows cannot push
     /// out the connections that work. Mapping `keeping`, about to get a flow, is never left empty and released.
     func evictOne(keeping m: UInt32) -> Bool {
-        for timer in [TimerClass.tcpUnreplied, .tcpTransitory] {
-            var f = store.oldestFlow(timer.rawValue)
-            // The first few candidates suffice: only one of them can be the last flow of `keeping`.
-            for _ in 0..<2 where f != 0 {
-                let flow = store.flows[Int(f)]
-                if flow.mapping != m || store.mappings[Int(m)].flows > 1 {
-                    removeFlow(f)
-                    counters.flowsEvicted &+= 1
-                    return true
-                }
-                f = flow.newer
+        evictOldest(.tcpUnreplied, keeping: m) || evictOldest(.tcpTransitory, keeping: m)
+    }
+
+    func evictOldest(_ timer: TimerClass, keeping m: UInt32) -> Bool {
+        var f = store.oldestFlow(timer.rawValue)
+        // The first two candidates suffice: only one of them can be the last flow of `keeping`.
+        for _ in 0..<2 where f != 0 {
+            let flow = store.flows[Int(f)]
+            if flow.mapping != m || store.mappings[Int(m)].flows > 1 {
+                removeFlow(f)
+                counters.flowsEvicted &+= 1
+                return true
             }
+            f = flow.newer
         }
         return false
     }

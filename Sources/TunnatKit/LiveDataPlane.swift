@@ -68,20 +68,25 @@ public enum LiveDataPlane {
             throw Failure(description: error.description, errno: error.errno)
         }
 
-        let routing = PolicyRouting(device: device.name, routing: tun.routing, nat: config.nat)
+        let routing: PolicyRouting?
         if installRouting && tun.routing.install {
-            do { try routing.install() } catch { throw Failure(description: "installing policy routing: \(error)") }
-            logger.info("policy routing installed", metadata: [
-                "table": "\(tun.routing.table)", "priority": "\(tun.routing.priority)",
-                "private": "\(config.nat.privatePrefixes.map(\.description).joined(separator: ","))",
-                "pool": "\(config.nat.poolAddresses.map(\.description).joined(separator: ","))",
-            ])
+            routing = try installPolicyRouting(config, device: device.name, logger: logger)
         } else {
+            routing = nil
             logger.notice("policy routing not installed: route private traffic and the pool addresses into \(device.name) yourself")
         }
         defer {
-            routing.remove()
-            logger.info("policy routing removed")
+            if let routing {
+                let kept = routing.stop()
+                switch tun.routing.onStop {
+                case .keep:
+                    logger.notice("policy routing kept (tun.routing.on_stop: keep): private sources still go to table \(tun.routing.table), where the blackhole drops them, so nothing leaves untranslated; 'tunnat routing remove' with this configuration gives the host back", metadata: [
+                        "kept": "\(kept.count) rule(s) and route(s)", "removed": "the routes through \(device.name)",
+                    ])
+                case .remove:
+                    logger.notice("policy routing removed (tun.routing.on_stop: remove): with IP forwarding on, the kernel forwards private traffic untranslated")
+                }
+            }
         }
 
         // The failover module (health checks and AWS routes), when configured: it must be able to start
@@ -154,10 +159,11 @@ public enum LiveDataPlane {
         let started = SystemClock.monotonicNanoseconds()
         let report = { @Sendable () -> StatusReport in
             let uptime = (SystemClock.monotonicNanoseconds() - started) / 1_000_000_000
+            let kernel = StatusReport.kernelCounters(device: device.name)
             return shared.state.withLock { state in
                 StatusReport(device: device.name, queues: device.queues.count, offloads: device.offloads.description,
                              output: tun.output.rawValue, uptimeSeconds: uptime, nat: state.nat, io: state.io,
-                             replication: replicator?.status)
+                             kernel: kernel, replication: replicator?.status)
             }
         }
 
@@ -203,6 +209,35 @@ public enum LiveDataPlane {
         logger.info("stopped", metadata: summary(report()))
     }
 
+    /// The policy routing for `device`, installed. With `tun.routing.interface` empty, the private side is where the
+    /// main table routes the private prefixes (found now, logged); a private source is accepted from there only.
+    static func installPolicyRouting(_ config: TunnatConfiguration, device: String, logger: Logger) throws(Failure) -> PolicyRouting {
+        let settings = config.tun.routing
+        var interfaces = [settings.interface]
+        if settings.interface.isEmpty {
+            let found: (interfaces: [String], sharedWithDefault: [String])
+            do { found = try PolicyRouting.findPrivateInterfaces(prefixes: config.nat.privatePrefixes, device: device) } catch {
+                throw Failure(description: error.description)
+            }
+            interfaces = found.interfaces
+            logger.info("private side: the interfaces of the main table's routes into the private prefixes (tun.routing.interface is empty)",
+                        metadata: ["interfaces": "\(interfaces.joined(separator: ","))"])
+            if !found.sharedWithDefault.isEmpty {
+                logger.notice("\(found.sharedWithDefault.joined(separator: ", ")) also carries the default route: tunnat cannot tell a spoofed private source arriving there from a real one; on a one-ENI AWS NAT instance the VPC's own anti-spoofing is what stops them, elsewhere give the private side an interface of its own")
+            }
+        }
+        let routing = PolicyRouting(device: device, routing: settings, nat: config.nat, interfaces: interfaces)
+        let counts: (added: Int, found: Int)
+        do { counts = try routing.install() } catch { throw Failure(description: "installing policy routing: \(error)") }
+        let rules = config.nat.privatePrefixes.flatMap { prefix in interfaces.map { "from \(prefix) iif \($0)" } }
+        logger.info("policy routing installed", metadata: [
+            "table": "\(settings.table)", "priority": "\(settings.priority)", "rules": "\(rules.joined(separator: ", "))",
+            "pool": "\(config.nat.poolAddresses.map(\.description).joined(separator: ","))",
+            "added": "\(counts.added)", "already-there": "\(counts.found)",
+        ])
+        return routing
+    }
+
     /// The shared key: at least 32 bytes, readable by tunnat alone.
     static func readSyncKey(_ path: String, logger: Logger) throws(Failure) -> SyncKey {
         let bytes: [UInt8]
@@ -224,6 +259,7 @@ public enum LiveDataPlane {
         let drops = r.drops.filter { $0.value > 0 }.sorted { $0.key < $1.key }
         if !drops.isEmpty { metadata["drops"] = "\(drops.map { "\($0.key)=\($0.value)" }.joined(separator: ","))" }
         if let errors = r.io["write-errors"], errors > 0 { metadata["write-errors"] = "\(errors)" }
+        if let dropped = r.kernel?["tun-tx-dropped"], dropped > 0 { metadata["tun-tx-dropped"] = "\(dropped)" }
         return metadata
     }
 }

@@ -2,6 +2,7 @@ import Failover
 import Foundation
 import NatTable
 import Replication
+import SystemCalls
 import TunIO
 
 /// What `tunnat status` shows: a snapshot of a running data plane, sent as one JSON object over the control
@@ -22,11 +23,15 @@ public struct StatusReport: Codable, Equatable, Sendable {
     public var drops: [String: UInt64]
     /// The I/O side: frames read and written, GSO, checksums completed, bad headers, errors.
     public var io: [String: UInt64]
+    /// The kernel's own counters of the TUN device, read when the report is made (`kernelCounters`): drops there
+    /// happen before tunnat sees a packet, so they are in none of the counts above.
+    public var kernel: [String: UInt64]?
     /// This node's role and the replication counters, when replication is configured.
     public var replication: ReplicationStatus?
 
     public init(device: String, queues: Int, offloads: String, output: String, uptimeSeconds: UInt64,
-                nat: NAT, io: IOCounters, replication: ReplicationStatus? = nil) {
+                nat: NAT, io: IOCounters, kernel: [String: UInt64]? = nil, replication: ReplicationStatus? = nil) {
+        self.kernel = kernel
         self.replication = replication
         self.device = device
         self.queues = queues
@@ -46,6 +51,26 @@ public struct StatusReport: Codable, Equatable, Sendable {
         for reason in DropReason.allCases { drops[reason.description] = c[reason] }
         self.drops = drops
         self.io = Dictionary(uniqueKeysWithValues: io.fields)
+    }
+
+    /// The kernel's counters in the order `text` shows them, with the sysfs file each comes from. The device's
+    /// transmit side is the kernel handing packets to tunnat: `tx_dropped` counts those it could not queue to
+    /// tunnat's readers (a queue full); its receive side is tunnat writing packets into the kernel.
+    public static let kernelFields: [(key: String, file: String)] = [
+        ("tun-tx-dropped", "tx_dropped"), ("tun-rx-dropped", "rx_dropped"),
+        ("tun-tx-errors", "tx_errors"), ("tun-rx-errors", "rx_errors"),
+    ]
+
+    /// Reads `/sys/class/net/DEVICE/statistics/*` for `kernelFields`; a counter that cannot be read is left out.
+    public static func kernelCounters(device: String) -> [String: UInt64] {
+        var counters: [String: UInt64] = [:]
+        for (key, file) in kernelFields {
+            guard let bytes = try? FileBytes.read("/sys/class/net/\(device)/statistics/\(file)"),
+                  let value = UInt64(String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+            else { continue }
+            counters[key] = value
+        }
+        return counters
     }
 
     public func json() -> [UInt8] {
@@ -79,6 +104,12 @@ public struct StatusReport: Codable, Equatable, Sendable {
         lines.append("io:")
         for (key, _) in IOCounters().fields {
             lines.append("  \(key.padding(toLength: 20, withPad: " ", startingAt: 0)) \(io[key] ?? 0)")
+        }
+        if let kernel {
+            lines.append("kernel (\(device) statistics):")
+            for (key, _) in Self.kernelFields {
+                lines.append("  \(key.padding(toLength: 20, withPad: " ", startingAt: 0)) \(kernel[key].map(String.init) ?? "unreadable")")
+            }
         }
         if let r = replication {
             lines.append("replication: node \(r.node) \(r.role), term \(r.term)"

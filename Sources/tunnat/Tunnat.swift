@@ -12,8 +12,8 @@ struct Tunnat: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tunnat",
         abstract: "A userspace NAT data plane for Linux NAT instances.",
-        subcommands: [RunCommand.self, StatusCommand.self, RoutesCommand.self, ReplayCommand.self, DefaultConfigCommand.self,
-                      CheckConfigCommand.self])
+        subcommands: [RunCommand.self, StatusCommand.self, RoutingCommand.self, RoutesCommand.self, ReplayCommand.self,
+                      DefaultConfigCommand.self, CheckConfigCommand.self])
 }
 
 /// Prints one line to standard error and exits non-zero: the shape of every user-facing failure.
@@ -35,7 +35,8 @@ struct RunCommand: ParsableCommand {
             Creates the TUN device (tun.name), installs the policy routing that sends private sources and the pool \
             addresses into it (unless --no-routing or tun.routing.install: false), translates, and answers \
             `tunnat status` on control_socket. Needs CAP_NET_ADMIN (and CAP_NET_RAW for raw output), and \
-            net.ipv4.ip_forward=1. Everything it set up is removed on exit.
+            net.ipv4.ip_forward=1. On exit the device goes; the rules and the blackhole that keep private traffic \
+            from leaving untranslated stay unless tun.routing.on_stop is remove (see `tunnat routing remove`).
             """)
 
     @Option(name: .long, help: "YAML configuration file (default: the embedded one, see `tunnat default-config`).")
@@ -68,6 +69,43 @@ func bootstrapLogging(_ levelName: String) throws -> Logger {
         return handler
     }
     return Logger(label: "tunnat")
+}
+
+struct RoutingCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "routing", abstract: "The policy routing that `tunnat run` leaves in place when it stops.",
+        subcommands: [RoutingRemoveCommand.self])
+}
+
+struct RoutingRemoveCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "remove",
+        abstract: "Remove tunnat's policy rules and table: the host forwards private traffic untranslated again.",
+        discussion: """
+            A stop keeps the rules that send private sources to tun.routing.table, and the blackhole there \
+            (tun.routing.on_stop: keep, the default), so that nothing leaves untranslated while tunnat is not \
+            running. This removes every rule at tun.routing.priority from a private prefix to that table, on any \
+            interface, and flushes the table. Refused while the device tun.name exists (tunnat is running). \
+            Needs CAP_NET_ADMIN.
+            """)
+
+    @Option(name: .long, help: "YAML configuration file (default: the embedded one, see `tunnat default-config`).")
+    var config: String?
+
+    func run() throws {
+        let configuration = try loadConfiguration(config)
+        let tun = configuration.tun
+        guard Syscall.interfaceIndex(tun.name) == 0 else {
+            throw fail("\(tun.name) exists, so tunnat is running: stop it first (with tun.routing.on_stop: remove it removes its routing itself)")
+        }
+        let ran: [String]
+        do { ran = try PolicyRouting.removeLeftovers(routing: tun.routing, nat: configuration.nat) } catch {
+            throw fail(error.description)
+        }
+        for command in ran { print(command) }
+        print(ran.isEmpty ? "no tunnat policy routing found (table \(tun.routing.table), priority \(tun.routing.priority))"
+                          : "policy routing removed: with IP forwarding on, the kernel forwards private traffic untranslated")
+    }
 }
 
 struct RoutesCommand: ParsableCommand {

@@ -61,7 +61,7 @@ import TunnatKit
               offloads: false
               mtu: 9000
               output: raw
-              routing: {install: false, table: 42, priority: 1000, interface: eth1}
+              routing: {install: false, table: 42, priority: 1000, interface: eth1, on_stop: remove}
             control_socket: /run/x/t.sock
             log_level: debug
             stats_interval: 5m
@@ -69,10 +69,18 @@ import TunnatKit
         #expect(config.tun.name == "nat0" && config.tun.queues == 3 && !config.tun.offloads && config.tun.mtu == 9000)
         #expect(config.tun.output == .raw)
         #expect(!config.tun.routing.install && config.tun.routing.table == 42 && config.tun.routing.priority == 1000)
-        #expect(config.tun.routing.interface == "eth1")
+        #expect(config.tun.routing.interface == "eth1" && config.tun.routing.onStop == .remove)
         #expect(config.controlSocket == "/run/x/t.sock" && config.logLevel == "debug" && config.statsInterval == 300)
         let defaults = ConfigFile.defaults()
         #expect(defaults.tun == TunConfiguration() && defaults.controlSocket == "/run/tunnat.sock")
+    }
+
+    /// Fail closed unless the file says otherwise: a stop keeps the rules and the blackhole.
+    @Test(arguments: [("", TunConfiguration.Routing.OnStop.keep), ("tun:\n  routing:\n    on_stop: keep\n", .keep),
+                      ("tun:\n  routing:\n    on_stop: remove\n", .remove)])
+    func onStopKeepsTheFenceByDefault(text: String, expected: TunConfiguration.Routing.OnStop) throws {
+        #expect(try ConfigFile.parse(Self.base + text, file: "t.yaml").tun.routing.onStop == expected)
+        #expect(ConfigFile.defaults().tun.routing.onStop == .keep)
     }
 
     /// Each mistake gets one line naming the file, the line, the key and what is accepted.
@@ -107,7 +115,10 @@ import TunnatKit
         (Self.base + "tun:\n  name: a/b\n", "t.yaml:4: tun.name: expected an interface name of 1 to 15 characters"),
         (Self.base + "tun:\n  mtu: 100\n", "t.yaml:4: tun.mtu: expected 0 (the kernel's default) or 576 to 65535"),
         (Self.base + "tun:\n  routing:\n    table: 254\n", "t.yaml:5: tun.routing.table: tables 253-255 are the kernel's"),
-        (Self.base + "tun:\n  routing:\n    via: eth0\n", "t.yaml:5: tun.routing.via: unknown key; accepted here: install, table, priority, interface"),
+        (Self.base + "tun:\n  routing:\n    via: eth0\n",
+         "t.yaml:5: tun.routing.via: unknown key; accepted here: install, table, priority, interface, on_stop"),
+        (Self.base + "tun:\n  routing:\n    on_stop: delete\n", "t.yaml:5: tun.routing.on_stop: expected keep or remove, got 'delete'"),
+        (Self.base + "tun:\n  routing:\n    on_stop: [keep]\n", "t.yaml:5: tun.routing.on_stop: expected keep or remove"),
         (Self.base + "control_socket: tunnat.sock\n", "t.yaml:3: control_socket: expected an absolute path"),
         (Self.base + "log_level: loud\n", "t.yaml:3: log_level: expected one of trace, debug, info"),
         (Self.base + "replication:\n  peers: [10.0.1.10:7800]\n  key_file: /k\n",

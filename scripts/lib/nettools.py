@@ -9,9 +9,15 @@ message when what it checks does not hold. Run inside a namespace with `ip netns
   nettools.py hairpin-listen PORT PRIMER SECONDS    bind UDP PORT, send one datagram to PRIMER (ADDR:PORT) to
                                                     open a mapping, then answer the first datagram received
   nettools.py hairpin-send ADDR PORT EXPECT         send to ADDR:PORT, expect a reply whose body names EXPECT
+  nettools.py udp-sources PORT SECONDS              bind UDP PORT for SECONDS, then print how many datagrams came
+                                                    from each source address (JSON)
+  nettools.py spoof IFACE DSTMAC SRC DST PORT N     send N UDP datagrams SRC -> DST:PORT as raw Ethernet frames
+                                                    (AF_PACKET) out of IFACE to DSTMAC: any source, no routing
 """
 import asyncio
+import json
 import socket
+import struct
 import sys
 import time
 
@@ -134,6 +140,50 @@ def hairpin_send(addr, port, expect):
     print(f"hairpin: the listener saw {expect}; the reply came back from {peer[0]}:{peer[1]}")
 
 
+def udp_sources(port, seconds):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", port))
+    counts = {}
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        s.settimeout(left)
+        try:
+            _, peer = s.recvfrom(2000)
+        except (socket.timeout, TimeoutError):
+            break
+        counts[peer[0]] = counts.get(peer[0], 0) + 1
+    print(json.dumps(counts))
+
+
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def spoof(iface, dst_mac, src, dst, port, n):
+    src_mac = open(f"/sys/class/net/{iface}/address").read().strip()
+    ether = bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex(src_mac.replace(":", "")) + b"\x08\x00"
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    for i in range(n):
+        payload = f"spoofed {i}".encode()
+        udp_length = 8 + len(payload)
+        pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 17, udp_length)
+        udp = struct.pack("!HHHH", 40000 + i, port, udp_length, 0) + payload
+        udp_sum = checksum(pseudo + udp) or 0xFFFF
+        udp = udp[:6] + struct.pack("!H", udp_sum) + udp[8:]
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + udp_length, i, 0, 64, 17, 0,
+                         socket.inet_aton(src), socket.inet_aton(dst))
+        ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+        s.send(ether + ip + udp)
+        time.sleep(0.01)
+    print(f"sent {n} UDP datagrams {src} -> {dst}:{port} out of {iface} to {dst_mac}")
+
+
 def main(argv):
     if len(argv) < 2:
         fail(__doc__)
@@ -150,6 +200,10 @@ def main(argv):
         hairpin_listen(int(args[0]), args[1], float(args[2]))
     elif cmd == "hairpin-send":
         hairpin_send(args[0], int(args[1]), args[2])
+    elif cmd == "udp-sources":
+        udp_sources(int(args[0]), float(args[1]))
+    elif cmd == "spoof":
+        spoof(args[0], args[1], args[2], args[3], int(args[4]), int(args[5]))
     else:
         fail(f"unknown command {cmd}\n{__doc__}")
 

@@ -43,13 +43,18 @@ public enum DefaultConfiguration {
           # Where translated packets go: tun (back into the TUN, GSO super-packets whole) or raw (a raw IP socket).
           output: tun
           routing:
-            # On start: 'ip rule from <private prefix> lookup <table>' and 'default dev <tun>' in that table, and
-            # '<pool address>/32 dev <tun>' in main. All of it is removed on exit.
+            # On start: 'ip rule from <private prefix> iif <interface> lookup <table>', 'default dev <tun>' and a
+            # blackhole default in that table, and '<pool address>/32 dev <tun>' in main.
             install: true
             table: 100
             priority: 100
-            # The interface private traffic arrives on. Empty: any interface, the host's own traffic excepted.
+            # The interface private traffic arrives on. Empty: the interfaces of the main table's routes to the
+            # private prefixes, found on start.
             interface: ""
+            # On a clean stop: keep (the rules and the blackhole stay, so private traffic is dropped, never
+            # forwarded untranslated) or remove (the host forwards it untranslated again).
+            # 'tunnat routing remove' removes what keep left.
+            on_stop: keep
         # 'tunnat status' asks the running data plane here.
         control_socket: /run/tunnat.sock
         # trace, debug, info, notice, warning, error or critical.

@@ -20,14 +20,26 @@ public struct TunConfiguration: Sendable, Equatable {
     public var routing = Routing()
 
     public struct Routing: Sendable, Equatable {
-        /// Install the policy routing on start and remove it on exit.
+        /// What a clean stop does with the routing that keeps private sources from leaving untranslated.
+        public enum OnStop: String, Sendable, CaseIterable {
+            /// Keep the rules and the blackhole in the table, so that private traffic is dropped while tunnat is not
+            /// running (fail closed); only the routes through the device go, with the device.
+            case keep
+            /// Remove everything: the host forwards private traffic untranslated again, as it did before tunnat.
+            case remove
+        }
+
+        /// Install the policy routing on start.
         public var install = true
         /// The routing table that holds `default dev <tun>`.
         public var table = 100
         /// The priority of the `ip rule`s that send private sources to that table.
         public var priority = 100
-        /// The interface private traffic arrives on; empty: any interface, the host's own traffic excepted.
+        /// The interface private traffic arrives on; empty: the interfaces of the main table's routes into the
+        /// private prefixes, found on start. Private sources arriving anywhere else are never translated.
         public var interface = ""
+        /// `keep` unless the file says otherwise: fail closed.
+        public var onStop = OnStop.keep
         public init() {}
     }
 
@@ -73,12 +85,20 @@ extension ConfigReader {
             tun.output = output
         }
         if let value = section["routing"] {
-            let routing = try mapping(value, key: "tun.routing", accepted: ["install", "table", "priority", "interface"])
+            let routing = try mapping(value, key: "tun.routing",
+                                      accepted: ["install", "table", "priority", "interface", "on_stop"])
             if let v = routing["install"] { tun.routing.install = try boolean(v, "tun.routing.install") }
             if let v = routing["table"] { tun.routing.table = try integer(v, "tun.routing.table") }
             if let v = routing["priority"] { tun.routing.priority = try integer(v, "tun.routing.priority") }
             if let v = routing["interface"] {
                 tun.routing.interface = try scalar(v, "tun.routing.interface", expected: "an interface name or \"\"")
+            }
+            if let v = routing["on_stop"] {
+                let text = try scalar(v, "tun.routing.on_stop", expected: "keep or remove")
+                guard let onStop = TunConfiguration.Routing.OnStop(rawValue: text) else {
+                    throw fail(v, "tun.routing.on_stop", "expected keep or remove, got '\(text)'")
+                }
+                tun.routing.onStop = onStop
             }
         }
         try validate(tun.problems(), prefix: "tun")
