@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, requirement and golden tests (swift test), the CLI end to end, the live data
-# plane in network namespaces (needs root), the failover control plane against an EC2 emulator and the failover
-# end to end (pytest, scripts/tests/), and the zero-malloc gate on the established-flow path (package-benchmark).
+# plane in network namespaces (needs root), the failover control plane against an EC2 emulator, the failover
+# end to end and the floods (pytest, scripts/tests/), and the zero-malloc gate on the established-flow path (package-benchmark).
 # Warnings are errors. .ci/run calls exactly this.
 #
 #   scripts/test.sh            everything
@@ -107,6 +107,10 @@ run_pytest failover test_failover_routes.py
 
 step "connection-preserving failover end to end: two tunnat instances replicating, kill -9 of the active"
 run_pytest failover-e2e test_failover_e2e.py
+
+step "floods: bounded attacks on a running tunnat while established TCP and UDP flows run through it"
+FLOOD_TABLE="$work/flood-table.md" run_pytest floods test_floods.py
+[ -f "$work/flood-table.md" ] && cat "$work/flood-table.md"
 
 if [ "$bench" = 1 ]; then
   step "benchmark gate: zero mallocs per packet on the established-flow path"

@@ -52,8 +52,9 @@ import PacketKit
             && bits & (Self.finOutbound | Self.finInbound | Self.reset) == 0
     }
 
-    /// Picked up from one side and never answered by the other.
-    var isUnreplied: Bool { bits & (Self.pickedUp | Self.synInbound) == Self.pickedUp && bits & Self.reset == 0 }
+    /// Picked up from one side and never answered by the other, other than with an RST (the usual answer to a bare
+    /// ACK of a connection that does not exist): it keeps the short timer.
+    var isUnreplied: Bool { bits & (Self.pickedUp | Self.synInbound) == Self.pickedUp }
 
     var timer: TimerClass { isEstablished ? .tcpEstablished : isUnreplied ? .tcpUnreplied : .tcpTransitory }
 }
@@ -130,14 +131,16 @@ import PacketKit
     /// receiver's largest window either side of the sender's furthest sequence number (the receiver's RCV.NXT is
     /// at most that far behind, RFC 5961 section 3.2). An RST answering a SYN (no segment seen from the sender
     /// yet) must acknowledge exactly that SYN (RFC 9293 section 3.10.7.3). Nothing known of either side (a table
-    /// taken over): accepted, the tracking starts there.
+    /// taken over), or only a mid-stream segment from the receiver (a connection picked up: the RST that answers it
+    /// takes its sequence number from an acknowledgment the NAT does not keep): accepted, the tracking starts there.
     @inline(__always)
     func accepts(_ segment: TCPSegment, outbound: Bool) -> Bool {
         let sender = outbound ? Self.seenOutbound : Self.seenInbound
         let receiver = outbound ? Self.seenInbound : Self.seenOutbound
+        let receiverSYN = outbound ? Self.synInbound : Self.synOutbound
         let receiverEnd = outbound ? endInbound : endOutbound
         guard seen & sender != 0 else {
-            if seen & receiver == 0 { return true }
+            if seen & receiver == 0 || seen & receiverSYN == 0 { return true }
             let flags = segment.flags
             return flags.contains(.rst) && flags.contains(.ack) && segment.acknowledgmentNumber.value == receiverEnd
         }

@@ -176,6 +176,17 @@ import Testing
         #expect(NatConfiguration.Timeouts().tcpUnreplied == 30)
     }
 
+    /// A server answers a bare ACK of a connection it does not have with an RST whose sequence number is that
+    /// ACK's acknowledgment (RFC 9293 3.10.7.1): it passes, and the flow keeps the short timer.
+    @Test func theRSTAnsweringAPickedUpSegmentPassesAndKeepsTheShortTimer() throws {
+        let nat = try makeNAT()
+        let ack = send(nat, segment((hostA, 40000), (server, 80), [.ack], seq: 7, ack: 123_456_789))
+        #expect(send(nat, segment((server, 80), (pool1, ack.sourcePort), [.rst], seq: 123_456_789)).verdict
+                == .forward(.inbound))
+        nat.expire(now: .seconds(30), budget: 10)
+        #expect(nat.flowCount == 0)
+    }
+
     @Test func bareACKsFromOneHostCannotTakeEveryPort() throws {
         // The default per-host limit: a quarter of a pool address's ports.
         let nat = try makeNAT(maxFlows: 100_000) { $0.maxFlowsPerHost = NatConfiguration.defaultMaxFlowsPerHost }
