@@ -28,6 +28,9 @@ let package = Package(
         .library(name: "SystemCalls", targets: ["SystemCalls"]),
         .library(name: "TunIO", targets: ["TunIO"]),
         .library(name: "TunnatKit", targets: ["TunnatKit"]),
+        // For the fuzz targets' package (Fuzz/), which reaches the replication and XML parsers directly.
+        .library(name: "Replication", targets: ["Replication"]),
+        .library(name: "AWS", targets: ["AWS"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

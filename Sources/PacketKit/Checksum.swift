@@ -75,18 +75,24 @@ public enum Checksum {
     @inlinable public static func finish(_ sum: UInt16) -> UInt16 { ~sum }
 
     /// RFC 1624 equation 3: the new checksum when one 16-bit word covered by `checksum` changes from `old` to
-    /// `new`: HC' = ~(~HC + ~m + m'). Unlike equation 2 it never turns a valid checksum into 0x0000 by itself
-    /// except where a full recomputation would, and it carries an existing error through unchanged.
+    /// `new`: HC' = ~(~HC + ~m + m'). It carries an existing error through unchanged.
+    ///
+    /// Its one flaw: when every word the checksum covers is zero afterwards, the true sum is +0 and only 0xFFFF
+    /// complements it, but equation 3 yields 0x0000 (its sum comes out as -0, 0xFFFF). Only ICMP, with no
+    /// pseudo-header, can get there (an echo reply with identifier, sequence and data all 0). 0x0000 is therefore
+    /// written as 0xFFFF, which verifies wherever 0x0000 would (they are the two zeros of one's complement).
     @inlinable
     public static func update(_ checksum: UInt16, old: UInt16, new: UInt16) -> UInt16 {
-        ~fold(UInt64(~checksum) &+ UInt64(~old) &+ UInt64(new))
+        nonZero(~fold(UInt64(~checksum) &+ UInt64(~old) &+ UInt64(new)))
     }
 
     /// RFC 1624 equation 3 for a 32-bit field (an address): both of its words at once.
     @inlinable
     public static func update(_ checksum: UInt16, old: UInt32, new: UInt32) -> UInt16 {
-        ~fold(
+        nonZero(~fold(
             UInt64(~checksum) &+ UInt64(~UInt16(truncatingIfNeeded: old >> 16)) &+ UInt64(~UInt16(truncatingIfNeeded: old))
-                &+ UInt64(new >> 16) &+ UInt64(new & 0xFFFF))
+                &+ UInt64(new >> 16) &+ UInt64(new & 0xFFFF)))
     }
+
+    @inlinable static func nonZero(_ checksum: UInt16) -> UInt16 { checksum == 0 ? 0xFFFF : checksum }
 }

@@ -130,7 +130,10 @@ public struct RoleMachine: Sendable {
     }
 
     mutating func becomeActive(peers: [PeerView], now: Double, coldStart: Bool) -> Transition {
-        term = max(term, peers.map(\.term).max() ?? 0) + 1
+        // Terms come from peers' heartbeats: authenticated, but numbers from the network all the same. At the
+        // largest one the next term stays there (ties go to the lower node id) rather than overflow.
+        let highest = max(term, peers.map(\.term).max() ?? 0)
+        term = highest == .max ? .max : highest + 1
         role = .active
         leader = node
         since = now

@@ -21,6 +21,18 @@ import Testing
         #expect(send(nat, ping(hostA, server, id: 5, reply: true)).verdict == .drop(.noMapping))
     }
 
+    /// Found by fuzzing (Fuzz/Sources/FuzzTranslate): an echo reply whose identifier, sequence number and data are
+    /// all zero sums to +0, which only a checksum of 0xFFFF complements; translation, which rewrites the identifier
+    /// incrementally, once turned that checksum into 0x0000, and the host would have dropped the reply.
+    @Test func allZeroEchoReplyKeepsAValidChecksum() throws {
+        let nat = try makeNAT()
+        let out = send(nat, PacketBuilder.icmpQuery(from: hostA, to: server, identifier: 0, sequence: 0, payload: []))
+        #expect(out.verdict == .forward(.outbound))
+        let reply = send(nat, PacketBuilder.icmpQuery(from: server, to: pool1, type: .echoReply, identifier: out.sourcePort,
+                                                      sequence: 0, payload: []))
+        #expect(reply.verdict == .forward(.inbound) && reply.destinationPort == 0)
+    }
+
     @Test func rfc5508Req2QueryTimeoutAtLeast60s() throws {
         let nat = try makeNAT()
         send(nat, ping(hostA, server, id: 1), at: 100)

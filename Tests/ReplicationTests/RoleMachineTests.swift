@@ -22,6 +22,14 @@ import Testing
         #expect(m.role == .active)
     }
 
+    /// Found by fuzzing (Fuzz/Sources/FuzzSync): a peer's heartbeat carrying the largest term made the next
+    /// takeover overflow and trap. The term saturates instead; ties still go to the lower node id.
+    @Test func aPeerAtTheLargestTermDoesNotOverflowTheNextTerm() {
+        var m = machine(1)
+        #expect(m.step(now: 2.1, peers: [peer(2, .standby, term: .max, heard: 2.1)], healthy: true)
+                == .becomeActive(term: .max, coldStart: true))
+    }
+
     @Test func twoStartingNodesAgreeOnTheLowerID() {
         var a = machine(1)
         var b = machine(2)

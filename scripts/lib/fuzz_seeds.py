@@ -1,0 +1,353 @@
+"""Seed corpora and dictionaries for the libFuzzer targets in Fuzz/ (scripts/fuzz.sh runs this).
+
+    python3 scripts/lib/fuzz_seeds.py OUT_DIR TARGET...
+
+Writes OUT_DIR/seeds/TARGET/* (one input per file, named by its SHA-1) and, for the text parsers,
+OUT_DIR/TARGET.dict. Every seed is built from what the repository already holds: the IPv4 packets of
+../shared/testdata/pcaps, the configurations embedded in the sources, tests and docs, the EC2 responses of the
+tests, and the replication wire format (datagrams sealed with the fuzz targets' key). The control bytes in front of
+the packet and sync seeds are described at the top of each target's source.
+"""
+import glob
+import hashlib
+import hmac
+import os
+import re
+import struct
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHARED = os.path.join(os.path.dirname(REPO), "shared")
+
+
+def write(out, data):
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, hashlib.sha1(data).hexdigest()), "wb") as f:
+        f.write(data)
+
+
+# --- Packets -----------------------------------------------------------------------------------------------------
+
+def pcap_files():
+    return sorted(glob.glob(os.path.join(SHARED, "testdata", "pcaps", "*.pcap")))
+
+
+def pcap_packets():
+    """The IPv4 packets of the sample captures (Ethernet frames stripped), in capture order."""
+    packets = []
+    for path in pcap_files():
+        data = open(path, "rb").read()
+        endian = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+        link = struct.unpack(endian + "I", data[20:24])[0]
+        off = 24
+        while off + 16 <= len(data):
+            caplen = struct.unpack(endian + "I", data[off + 8:off + 12])[0]
+            frame = data[off + 16:off + 16 + caplen]
+            off += 16 + caplen
+            if link == 1:
+                if frame[12:14] != b"\x08\x00":
+                    continue
+                frame = frame[14:]
+            if frame and frame[0] >> 4 == 4:
+                packets.append(frame)
+    return packets
+
+
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while s > 0xFFFF:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
+def ipv4(proto, src, dst, payload, ident=1):
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident, 0, 64, proto, 0,
+                         bytes(src), bytes(dst))
+    header = header[:10] + struct.pack("!H", 0xFFFF - checksum(header)) + header[12:]
+    return header + payload
+
+
+def tcp_super_packet(size):
+    """A TCP/IPv4 packet with `size` payload bytes and a zero checksum (the targets fill in what they need)."""
+    tcp = struct.pack("!HHIIBBHHH", 40000, 80, 0xFFFFF000, 1, 5 << 4, 0x18 | 0x01 | 0x80, 65535, 0, 0)
+    return ipv4(6, [10, 0, 0, 1], [198, 19, 0, 10], tcp + bytes((i * 7 + 3) & 0xFF for i in range(size)))
+
+
+def udp_super_packet(size):
+    udp = struct.pack("!HHHH", 40000, 443, 8 + size, 0)
+    return ipv4(17, [10, 0, 0, 1], [198, 19, 0, 10], udp + bytes((i * 5 + 1) & 0xFF for i in range(size)))
+
+
+def seeds_translate(out):
+    for packet in pcap_packets():
+        # engine | addressing << 2 | fix transport checksum (0x10) | time (<< 6); then the pick byte.
+        for control, pick in [(0x00 | 1 << 2 | 0x10, 1), (0x01 | 3 << 2 | 0x10, 0), (0x02 | 2 << 2 | 0x10, 0),
+                              (0x03 | 0 << 2 | 0x10, 0), (0x01 | 0 << 2, 0), (0x00 | 0x20 | 0x10, 2),
+                              (0x02 | 1 << 2 | 0x10 | 0x80, 3)]:
+            write(out, bytes([control, pick]) + packet)
+
+
+def seeds_offload(out):
+    packets = pcap_packets() + [tcp_super_packet(3000), udp_super_packet(3000)]
+    for packet in packets:
+        write(out, bytes([0x00]) + bytes(10) + packet)                   # a zeroed header (no offloads)
+        write(out, bytes([0x01 | 0x08]) + packet)                        # NEEDS_CSUM, made outbound
+        write(out, bytes([0x02 | 0x08]) + struct.pack("!H", 536) + packet)  # GSO, 536-byte segments
+        write(out, bytes([0x03 | 0x10 | 0x04]) + packet)                 # DATA_VALID, hop compensated
+    for packet, size in [(tcp_super_packet(3000), 1448), (udp_super_packet(3000), 1200)]:
+        write(out, bytes([0x02 | 0x08]) + struct.pack("!H", size) + packet)
+        # The same as the kernel's header bytes: NEEDS_CSUM, GSO type, hdr_len, gso_size, csum_start, csum_offset.
+        tcp = packet[9] == 6
+        raw = struct.pack("<BBHHHH", 1, 1 if tcp else 5, 40 if tcp else 28, size, 20, 16 if tcp else 6)
+        write(out, bytes([0x00 | 0x08]) + raw + packet)
+
+
+def seeds_pcap(out):
+    for path in pcap_files():
+        write(out, open(path, "rb").read())
+
+
+# --- Replication ---------------------------------------------------------------------------------------------------
+
+KEY = b"0123456789abcdef0123456789abcdef-fuzz-key"
+KINDS = {"heartbeat": 1, "entries": 2, "ack": 3, "resyncRequest": 4}
+
+
+def seal(kind, sender, epoch, sequence, ack, payload):
+    body = struct.pack("!IBBHIIQQHH", 0x544E5359, 1, KINDS[kind], 0, sender, epoch, sequence, ack, len(payload), 0)
+    body += payload
+    return body + hmac.new(KEY, body, hashlib.sha256).digest()
+
+
+def heartbeat(role, term, leader, healthy=True, synced=False):
+    return struct.pack("!BBBBQI", role, (1 if healthy else 0) | (2 if synced else 0), 0, 0, term, leader)
+
+
+def record(op, proto, internal, iport, external, eport, remote, rport, tcp_state=0):
+    return struct.pack("!BBBB4sHH4s4sHH", op, proto, tcp_state, 0, bytes(internal), iport, eport, bytes(external),
+                       bytes(remote), rport, 0)
+
+
+def batch(number, flags, records):
+    return struct.pack("!QBBH", number, flags, 0, len(records)) + b"".join(records)
+
+
+RECORDS = [
+    record(1, 17, [10, 0, 0, 1], 5000, [198, 18, 0, 1], 5000, [198, 19, 0, 1], 53),
+    record(1, 6, [10, 0, 0, 2], 40000, [198, 18, 0, 1], 40001, [198, 19, 0, 2], 443, tcp_state=0x0F),
+    record(1, 1, [10, 0, 0, 3], 77, [198, 18, 0, 1], 77, [198, 19, 0, 3], 77),
+    record(2, 17, [10, 0, 0, 1], 5000, [198, 18, 0, 1], 5000, [198, 19, 0, 1], 53),
+]
+
+
+def message(desc, ack, payload):
+    """One message of the sync target's sealed modes: [desc][ack][u16 length][payload]."""
+    return bytes([desc, ack]) + struct.pack("!H", len(payload)) + payload
+
+
+def seeds_sync(out):
+    # Mode 0: raw datagrams to a standby whose active is node 1 (epoch 50, sequence 1 already seen).
+    datagrams = [
+        seal("heartbeat", 1, 50, 2, 0, heartbeat(2, 1, 1)),
+        seal("entries", 1, 50, 3, 0, batch(1, 1, RECORDS[:2])),
+        seal("entries", 1, 50, 4, 0, batch(2, 2, RECORDS[2:])),
+        seal("ack", 1, 50, 5, 0, b""),
+        seal("resyncRequest", 1, 50, 6, 0, b""),
+    ]
+    framed = b"".join(struct.pack("!H", len(d)) + d for d in datagrams)
+    write(out, bytes([0x00]) + framed)
+    write(out, bytes([0x04]) + framed)
+    for d in datagrams:
+        write(out, bytes([0x00]) + struct.pack("!H", len(d)) + d)
+    # Mode 1: a standby following node 1: a resync in two batches, out of order, then heartbeats and acks.
+    tick, later = 0x40, 0x80
+    heartbeat_kind, entries_kind, ack_kind, resync_kind = 0, 1, 2, 3
+    write(out, bytes([0x01])
+          + message(entries_kind | tick, 0, batch(7, 1, RECORDS[:2]))
+          + message(entries_kind | tick, 0, batch(8, 2, RECORDS[2:3]))
+          + message(entries_kind, 0, batch(9, 0, RECORDS[3:]))
+          + message(heartbeat_kind | tick, 0, heartbeat(2, 1, 1)))
+    write(out, bytes([0x01])
+          + message(entries_kind, 0, batch(5, 1, RECORDS[:1]))
+          + message(entries_kind, 0, batch(7, 0, RECORDS[2:3]))
+          + message(entries_kind | tick, 0, batch(6, 2, RECORDS[1:2]))
+          + message(heartbeat_kind | 0x04, 0, heartbeat(1, 1, 1, synced=True))
+          + message(heartbeat_kind | later | tick, 0, heartbeat(2, 1, 1, healthy=False)))
+    write(out, bytes([0x01])
+          + message(heartbeat_kind | 0x04 | tick, 0, heartbeat(2, 2, 3))
+          + message(entries_kind | 0x04, 0, batch(1, 1, RECORDS[:2]))
+          + message(heartbeat_kind | 0x08 | tick, 0, heartbeat(2, 3, 1))
+          + message(entries_kind | 0x20, 0, batch(1, 1, RECORDS[:1])))
+    # Mode 2: an active (term 1) with three flows: a standby appears, is resynced, acknowledges; then an active of
+    # a higher term makes it step down.
+    write(out, bytes([0x02])
+          + message(heartbeat_kind | tick, 0, heartbeat(1, 1, 2))
+          + message(ack_kind | tick, 1, b"")
+          + message(resync_kind | tick, 0, b"")
+          + message(ack_kind | later | tick, 2, b"")
+          + message(heartbeat_kind | tick, 0, heartbeat(1, 1, 2, synced=True)))
+    write(out, bytes([0x02])
+          + message(heartbeat_kind | tick, 0, heartbeat(1, 1, 2))
+          + message(heartbeat_kind | 0x04 | tick, 0, heartbeat(2, 5, 3))
+          + message(entries_kind | 0x04 | tick, 0, batch(1, 1, RECORDS[:2])))
+    # Mode 3: the decoders: a batch, a sealed datagram, replay-window triples.
+    write(out, bytes([0x03]) + batch(3, 3, RECORDS))
+    write(out, bytes([0x03]) + datagrams[1])
+    write(out, bytes([0x03]) + bytes([0x00, 0x00, 0x05, 0x00, 0x00, 0x03, 0x00, 0x04, 0x10, 0x40, 0x00, 0x01,
+                                      0x00, 0x00, 0x06]))
+
+
+# --- Text parsers ----------------------------------------------------------------------------------------------------
+
+def swift_strings(path):
+    """Swift string literals of a source file: multi-line ones dedented as Swift does, single-line ones with their
+    escapes decoded. Literals with interpolation are skipped."""
+    text = open(path, encoding="utf-8").read()
+    found = []
+    for m in re.finditer(r'"""\n(.*?)\n([ \t]*)"""', text, re.S):
+        body, indent = m.group(1), m.group(2)
+        if "\\(" in body:
+            continue
+        lines = [line[len(indent):] if line.startswith(indent) else line.lstrip() for line in body.split("\n")]
+        found.append("\n".join(lines) + "\n")
+    for m in re.finditer(r'(?<!")"((?:[^"\\\n]|\\.)*)"(?!")', text):
+        body = m.group(1)
+        if "\\(" in body:
+            continue
+        found.append(re.sub(r'\\(.)', lambda e: {"n": "\n", "t": "\t", "0": "\0"}.get(e.group(1), e.group(1)), body))
+    return found
+
+
+def markdown_blocks(path, language):
+    text = open(path, encoding="utf-8").read()
+    return [m.group(1) for m in re.finditer(r"```" + language + r"\n(.*?)```", text, re.S)]
+
+
+def seeds_config(out):
+    texts = swift_strings(os.path.join(REPO, "Sources/TunnatKit/Config/DefaultConfiguration.swift"))[:1]
+    for path in sorted(glob.glob(os.path.join(REPO, "Tests/TunnatKitTests/*Config*.swift"))):
+        texts += [t for t in swift_strings(path) if re.search(r"^(nat|failover|routetables|route_tables|healthchecks|poll_time)\s*:", t, re.M)]
+    for path in sorted(glob.glob(os.path.join(REPO, "docs/*.md")) + [os.path.join(REPO, "README.md")]):
+        texts += markdown_blocks(path, "yaml")
+    texts += [open(p, encoding="utf-8").read() for p in sorted(glob.glob(os.path.join(REPO, "examples/*.yaml")))]
+    for t in texts:
+        write(out, t.encode())
+    return len(texts)
+
+
+def dict_config(path):
+    words = set()
+    for source in glob.glob(os.path.join(REPO, "Sources/TunnatKit/Config/*.swift")):
+        for word in re.findall(r'"([a-zA-Z_][a-zA-Z_0-9.-]{1,40})"', open(source, encoding="utf-8").read()):
+            words.add(word)
+    words |= {"true", "false", "unlimited", "SELF", "10.0.0.0/8", "198.18.0.1", "10.0.1.10:7800", "0.0.0.0/0",
+              "5m", "2h4m", "300s", "1h30m15s", "1024-65535", ": ", "- ", "{", "}", "[", "]", "&a", "*a", "!!str",
+              "---", "...", "<<: "}
+    with open(path, "w") as f:
+        for w in sorted(words):
+            f.write('"%s"\n' % w.replace("\\", "\\\\").replace('"', '\\"'))
+
+
+EC2_RESPONSES = [
+    """<?xml version="1.0" encoding="UTF-8"?>
+<DescribeNetworkInterfacesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+  <requestId>fc45294c-example</requestId>
+  <networkInterfaceSet>
+    <item>
+      <networkInterfaceId>eni-0f7db0e1e2b8f2a61</networkInterfaceId>
+      <subnetId>subnet-9</subnetId>
+      <vpcId>vpc-1</vpcId>
+      <macAddress>02:a1:b2:c3:d4:e5</macAddress>
+      <privateIpAddress>10.0.1.10</privateIpAddress>
+      <sourceDestCheck>false</sourceDestCheck>
+      <attachment><attachmentId>eni-attach-1</attachmentId><instanceId>i-0123</instanceId><status>attached</status></attachment>
+      <privateIpAddressesSet>
+        <item><privateIpAddress>10.0.1.10</privateIpAddress><primary>true</primary></item>
+        <item><privateIpAddress>10.0.1.50</privateIpAddress><primary>false</primary>
+          <association><publicIp>203.0.113.7</publicIp></association></item>
+      </privateIpAddressesSet>
+    </item>
+  </networkInterfaceSet>
+  <nextToken/>
+</DescribeNetworkInterfacesResponse>
+""",
+    """<?xml version="1.0" encoding="UTF-8"?>
+<DescribeInstanceStatusResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+  <requestId>3be1508e-example</requestId>
+  <instanceStatusSet>
+    <item>
+      <instanceId>i-0456</instanceId>
+      <availabilityZone>eu-west-1a</availabilityZone>
+      <instanceState><code>16</code><name>running</name></instanceState>
+      <systemStatus><status>ok</status><details><item><name>reachability</name><status>passed</status></item></details></systemStatus>
+      <instanceStatus><status>impaired</status><details><item><name>reachability</name><status>failed</status></item></details></instanceStatus>
+    </item>
+  </instanceStatusSet>
+  <nextToken>page-2</nextToken>
+</DescribeInstanceStatusResponse>
+""",
+    """<?xml version="1.0" encoding="UTF-8"?>
+<DescribeAddressesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+  <requestId>f7de5e98-example</requestId>
+  <addressesSet>
+    <item><publicIp>203.0.113.7</publicIp><allocationId>eipalloc-1</allocationId><domain>vpc</domain>
+      <networkInterfaceId>eni-0f7db0e1e2b8f2a61</networkInterfaceId><privateIpAddress>10.0.1.50</privateIpAddress></item>
+  </addressesSet>
+</DescribeAddressesResponse>
+""",
+    """<?xml version="1.0" encoding="UTF-8"?>
+<ReplaceRouteResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>59dbff89-example</requestId><return>true</return></ReplaceRouteResponse>
+""",
+    """<?xml version="1.0" encoding="UTF-8"?>
+<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>5a2a-example</RequestID></Response>
+""",
+]
+
+
+def seeds_xml(out):
+    texts = [t for t in swift_strings(os.path.join(REPO, "Tests/AWSTests/XMLTests.swift")) if "<" in t]
+    texts += EC2_RESPONSES
+    for t in texts:
+        write(out, t.encode())
+
+
+def dict_xml(path):
+    names = set()
+    for source in glob.glob(os.path.join(REPO, "Sources/AWS/*.swift")):
+        names |= set(re.findall(r'(?:value|items|child|first)\("([A-Za-z]+)"\)', open(source, encoding="utf-8").read()))
+    names |= {"item", "Error", "Errors", "Code", "Message", "gatewayId", "natGatewayId"}
+    tokens = {"<?xml version=\"1.0\"?>", "<!--", "-->", "<![CDATA[", "]]>", "<!DOCTYPE a>", "&amp;", "&lt;", "&gt;",
+              "&quot;", "&apos;", "&#x41;", "&#65;", "&#x10FFFF;", "</", "/>", " xmlns=\"a\"", "a:b", "=\"v\"", "='v'"}
+    with open(path, "w") as f:
+        for n in sorted(names):
+            f.write('"<%s>"\n"</%s>"\n' % (n, n))
+        for t in sorted(tokens):
+            f.write('"%s"\n' % t.replace("\\", "\\\\").replace('"', '\\"'))
+
+
+def main():
+    out, targets = sys.argv[1], sys.argv[2:]
+    for target in targets:
+        seeds = os.path.join(out, "seeds", target)
+        if target == "translate":
+            seeds_translate(seeds)
+        elif target == "offload":
+            seeds_offload(seeds)
+        elif target == "sync":
+            seeds_sync(seeds)
+        elif target == "xml":
+            seeds_xml(seeds)
+            dict_xml(os.path.join(out, "xml.dict"))
+        elif target == "config":
+            seeds_config(seeds)
+            dict_config(os.path.join(out, "config.dict"))
+        elif target == "pcap":
+            seeds_pcap(seeds)
+        else:
+            sys.exit("fuzz_seeds.py: unknown target %s" % target)
+
+
+if __name__ == "__main__":
+    main()
