@@ -42,13 +42,14 @@ public struct Batch: Sendable, Equatable {
         return out
     }
 
-    /// Decodes a payload; nil if it is cut short, too long, numbered 0, or holds a record that does not decode.
+    /// Decodes a payload; nil if it is cut short, too long, numbered 0 or 2^64-1 (no batch could follow it: the
+    /// standby's next expected number would overflow), or holds a record that does not decode.
     public init?(_ payload: [UInt8]) {
         guard payload.count >= 12 else { return nil }
         number = payload.loadBE(UInt64.self, at: 0)
         flags = payload[8]
         let count = Int(payload.loadBE(UInt16.self, at: 10))
-        guard number > 0, payload.count == 12 + count * FlowRecord.encodedSize else { return nil }
+        guard number > 0, number < .max, payload.count == 12 + count * FlowRecord.encodedSize else { return nil }
         records = []
         records.reserveCapacity(count)
         for i in 0..<count {

@@ -50,7 +50,8 @@ public struct ReplicationConfiguration: Sendable, Equatable {
         range("peer_timeout_ms", peerTimeoutMilliseconds, 50...600_000)
         range("startup_wait_ms", startupWaitMilliseconds, 0...600_000)
         range("hold_new_flows_ms", holdNewFlowsMilliseconds, 0...1000)
-        if peerTimeoutMilliseconds < 3 * heartbeatMilliseconds {
+        // Only for a heartbeat in range (reported above if not): 3 times any Int may overflow.
+        if (10...10_000).contains(heartbeatMilliseconds), peerTimeoutMilliseconds < 3 * heartbeatMilliseconds {
             found.append(("peer_timeout_ms", "must be at least 3 heartbeats (\(3 * heartbeatMilliseconds) ms), got \(peerTimeoutMilliseconds)"))
         }
         return found

@@ -43,6 +43,15 @@ import Testing
         #expect(throws: SyncRejection.badLength) { try Self.key.open(datagram + [0]) }
     }
 
+    /// Found by fuzzing (Fuzz/Sources/FuzzSync): a resync batch numbered 2^64-1 made the standby's next expected
+    /// number overflow, and the standby trapped. Such a batch, like one numbered 0, does not decode.
+    @Test func batchesNumberedZeroOrTheLargestNumberDoNotDecode() {
+        for number: UInt64 in [0, .max] {
+            #expect(Batch(Batch.encode(number: number, flags: Batch.reset, records: [])) == nil, "number \(number)")
+        }
+        #expect(Batch(Batch.encode(number: .max - 1, flags: Batch.reset, records: [])) != nil)
+    }
+
     @Test func anotherVersionIsRejected() {
         var datagram = Self.key.seal(Self.message)
         datagram[4] = 2

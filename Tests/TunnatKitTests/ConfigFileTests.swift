@@ -135,6 +135,11 @@ import TunnatKit
          "replication.key_file: expected an absolute path, got 'k'"),
         (Self.base + "replication:\n  listen: 10.0.0.10:7800\n  peers: [10.0.1.10:7800]\n  key_file: /k\n  peer_timeout_ms: 100\n",
          "replication.peer_timeout_ms: must be at least 3 heartbeats (300 ms), got 100"),
+        // Both once trapped on an overflow instead (found writing the config fuzz target, Fuzz/Sources/FuzzConfig).
+        ("nat:\n  private_prefixes: [10.0.0.0/8]\n  pool: [198.18.0.1]\n  timeouts:\n    udp: 99999999999999999h\n",
+         "nat.timeouts.udp: expected a duration such as 300, 300s, 5m or 2h4m, got '99999999999999999h'"),
+        (Self.base + "replication:\n  listen: 10.0.0.10:7800\n  peers: [10.0.1.10:7800]\n  key_file: /k\n  heartbeat_ms: 9223372036854775807\n",
+         "replication.heartbeat_ms: expected a whole number from 10 to 10000, got 9223372036854775807"),
         ("", "t.yaml: the file is empty"),
         ("nat: [\n", "t.yaml: not valid YAML"),
     ])

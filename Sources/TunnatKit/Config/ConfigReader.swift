@@ -143,7 +143,9 @@ final class ConfigReader {
                 continue
             }
             let units: [Character: (Int, UInt64)] = ["h": (3, 3600), "m": (2, 60), "s": (1, 1)]
-            guard let (rank, scale) = units[ch], rank < lastUnit, let n = UInt64(digits) else { return nil }
+            // Each part is at most UInt32.max, so that the sum cannot overflow before the check below.
+            guard let (rank, scale) = units[ch], rank < lastUnit, let n = UInt64(digits), n <= UInt64(UInt32.max)
+            else { return nil }
             total += n * scale
             lastUnit = rank
             digits = ""
