@@ -23,6 +23,9 @@ p="tb$$"
 work=$(mktemp -d /tmp/tunnat-bench.XXXXXX)
 tunnat_pid=
 trap 'topology_cleanup "$p" "$work"' EXIT
+# bash skips the EXIT trap when a signal kills it (timeout sends TERM): exit instead, so the namespaces go too.
+trap 'exit 143' TERM
+trap 'exit 130' INT
 topology_up "$p"
 # Many short connections from one client: use the whole port range and reuse TIME_WAIT ports, in every mode.
 ip netns exec "$p-c1" sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1

@@ -16,6 +16,9 @@ tunnat=$(realpath .build/debug/tunnat)
 p="demo$$"
 work=$(mktemp -d /tmp/tunnat-demo.XXXXXX)
 trap 'topology_cleanup "$p" "$work"' EXIT
+# bash skips the EXIT trap when a signal kills it (timeout sends TERM): exit instead, so the namespaces go too.
+trap 'exit 143' TERM
+trap 'exit 130' INT
 say() { printf '\n== %s\n' "$*"; }
 
 say "topology: client 10.0.1.1 -> nat (tunnat) -> router 198.18.1.254 -> server 198.19.0.10"

@@ -21,6 +21,9 @@ fi
 p="tn$$"
 work=$(mktemp -d /tmp/tunnat-netns.XXXXXX)
 trap 'topology_cleanup "$p" "$work"' EXIT
+# bash skips the EXIT trap when a signal kills it (timeout sends TERM): exit instead, so the namespaces go too.
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 passed=0
 failed=0
