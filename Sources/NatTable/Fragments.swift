@@ -49,10 +49,8 @@ final class FragmentTracker {
     var rewrites: [Key: Rewrite] = [:]
     /// Keys in the order they were registered, a ring of `maxRewrites`: since every entry lives `lifetime` from
     /// its registration, that is also expiry order. A key is in it once, however often its first fragment comes.
-    var order: [Key] = []
-    var orderHead = 0
-    var held: [Held] = []
-    var heldHead = 0
+    var order = FIFO<Key>()
+    var held = FIFO<Held>()
     var heldBytes = 0
     var heldPerSource: [UInt32: Int] = [:]
     var released: [(bytes: [UInt8], direction: NatDirection)] = []
@@ -66,7 +64,7 @@ final class FragmentTracker {
         maxHeldPerSource = max(1, maxHeld / 4)
     }
 
-    var heldCount: Int { held.count - heldHead }
+    var heldCount: Int { held.count }
 
     /// Remembers how the first fragment of `original` was translated, and releases any fragments of the same
     /// datagram that were waiting for it. A repeated first fragment updates the translation without living longer.
@@ -84,7 +82,7 @@ final class FragmentTracker {
         }
         guard heldCount > 0 else { return }
         var kept: [Held] = []
-        for fragment in held[heldHead...] {
+        for fragment in held.elements {
             guard fragment.key == original else {
                 kept.append(fragment)
                 continue
@@ -94,8 +92,7 @@ final class FragmentTracker {
             bytes.withUnsafeMutableBytes { apply(rewrites[original]!, to: IPv4Packet(unchecked: $0)) }
             released.append((bytes, direction))
         }
-        held = kept
-        heldHead = 0
+        held = FIFO(kept)
     }
 
     /// A later fragment: translated in place if its first fragment was seen, else held. A source over its share
@@ -108,15 +105,13 @@ final class FragmentTracker {
         }
         guard maxHeld > 0, ip.buffer.count <= Self.maxHeldBytes else { return .drop(.fragmentBufferFull) }
         guard heldPerSource[key.source, default: 0] < maxHeldPerSource else { return .drop(.fragmentQuota) }
-        while heldCount >= maxHeld || heldBytes + ip.buffer.count > Self.maxHeldBytes {
-            forgetHeld(held[heldHead])
-            heldHead += 1
+        while heldCount >= maxHeld || heldBytes + ip.buffer.count > Self.maxHeldBytes, let oldest = held.popFirst() {
+            forgetHeld(oldest)
             evicted += 1
         }
         held.append(Held(key: key, bytes: Array(ip.buffer), arrived: now))
         heldBytes += ip.buffer.count
         heldPerSource[key.source, default: 0] += 1
-        compactHeld()
         return .held
     }
 
@@ -126,14 +121,6 @@ final class FragmentTracker {
         heldPerSource[fragment.key.source] = left == 0 ? nil : left
     }
 
-    /// Drops the consumed front of `held` once it is most of the array (amortised O(1) per fragment).
-    func compactHeld() {
-        if heldHead > 64 && heldHead * 2 > held.count {
-            held.removeFirst(heldHead)
-            heldHead = 0
-        }
-    }
-
     func apply(_ rewrite: Rewrite, to ip: IPv4Packet) {
         if ip.source != rewrite.source { ip.setSource(rewrite.source) }
         if ip.destination != rewrite.destination { ip.setDestination(rewrite.destination) }
@@ -141,36 +128,49 @@ final class FragmentTracker {
 
     /// Forgets translations and held fragments past their lifetime (counted in `timedOut`).
     func expire(now: UInt32) {
-        while orderHead < order.count {
-            let key = order[orderHead]
+        while let key = order.first {
             if let entry = rewrites[key] {
                 guard Int64(now) - Int64(entry.expires) >= 0 else { break }
                 rewrites[key] = nil
             }
-            orderHead += 1
+            _ = order.popFirst()
         }
-        compactOrder()
-        while heldHead < held.count, Int64(now) - Int64(held[heldHead].arrived) >= Int64(lifetime) {
-            forgetHeld(held[heldHead])
-            heldHead += 1
+        while let first = held.first, Int64(now) - Int64(first.arrived) >= Int64(lifetime) {
+            forgetHeld(first)
+            _ = held.popFirst()
             timedOut += 1
         }
-        compactHeld()
     }
 
     func forgetOldest() {
-        while orderHead < order.count {
-            let key = order[orderHead]
-            orderHead += 1
+        while let key = order.popFirst() {
             if rewrites.removeValue(forKey: key) != nil { break }
         }
-        compactOrder()
     }
+}
 
-    func compactOrder() {
-        if orderHead > 1024 && orderHead * 2 > order.count {
-            order.removeFirst(orderHead)
-            orderHead = 0
+/// A first-in first-out queue over an array: taking from the front moves an index, and the taken front is dropped
+/// once it is most of the array (amortised O(1) per element, memory at most twice what is queued).
+struct FIFO<Element> {
+    private var storage: [Element]
+    private var head = 0
+
+    init(_ elements: [Element] = []) { storage = elements }
+
+    var count: Int { storage.count - head }
+    var first: Element? { head < storage.count ? storage[head] : nil }
+    var elements: ArraySlice<Element> { storage[head...] }
+
+    mutating func append(_ element: Element) { storage.append(element) }
+
+    mutating func popFirst() -> Element? {
+        guard head < storage.count else { return nil }
+        let element = storage[head]
+        head += 1
+        if head > 64 && head * 2 > storage.count {
+            storage.removeFirst(head)
+            head = 0
         }
+        return element
     }
 }

@@ -94,7 +94,7 @@ public final class NAT {
     /// What the fragment tracker holds: remembered first-fragment translations, their expiry-order entries (never
     /// more than the translations), and later fragments held with their bytes. All bounded.
     public var fragmentState: (translations: Int, orderEntries: Int, held: Int, heldBytes: Int) {
-        (fragments.rewrites.count, fragments.order.count - fragments.orderHead, fragments.heldCount, fragments.heldBytes)
+        (fragments.rewrites.count, fragments.order.count, fragments.heldCount, fragments.heldBytes)
     }
 
     /// Later fragments released by the arrival of their first fragment, already translated, in arrival order.
@@ -388,7 +388,7 @@ public final class NAT {
             // ICMP queries are answered by the host that was asked, over the flow that asking made.
             if case .icmpQuery = transport { throw .filtered }
             guard Int(map.inboundFlows) < maxInboundFlowsPerMapping, store.flowCount < store.capacity,
-                  maxFlowsPerHost.map({ Int(flowsPerHost[map.internalAddress] ?? 0) < $0 }) ?? true
+                  !isAtHostLimit(map.internalAddress)
             else {
                 counters.inboundFlowLimit &+= 1
                 return
@@ -415,9 +415,14 @@ public final class NAT {
 
     /// Refuses a flow for a host at its limit; in a full table, makes room by evicting (`evictOne`) or refuses.
     func checkRoomForFlow(internalAddress: UInt32, keeping m: UInt32 = 0) throws(DropReason) {
-        if let limit = maxFlowsPerHost, Int(flowsPerHost[internalAddress] ?? 0) >= limit { throw .hostLimit }
+        if isAtHostLimit(internalAddress) { throw .hostLimit }
         guard store.flowCount >= store.capacity else { return }
         guard evictOne(keeping: m) else { throw .tableFull }
+    }
+
+    func isAtHostLimit(_ internalAddress: UInt32) -> Bool {
+        guard let limit = maxFlowsPerHost else { return false }
+        return Int(flowsPerHost[internalAddress] ?? 0) >= limit
     }
 
     /// Removes the oldest unreplied flow, else the oldest transitory one (opening, closing or reset), to make room
