@@ -72,6 +72,36 @@ int tunnat_sendmmsg(int fd, const struct tunnat_datagram *datagrams, unsigned in
     return sendmmsg(fd, msgs, count, 0);
 }
 
+int tunnat_recvmmsg(int fd, struct tunnat_receive_slot *slots, unsigned int count) {
+    enum { batch = 64 };
+    struct mmsghdr msgs[batch];
+    struct iovec iov[batch];
+    struct sockaddr_in from[batch];
+    if (count > batch) count = batch;
+    memset(msgs, 0, sizeof(struct mmsghdr) * count);
+    for (unsigned int i = 0; i < count; i++) {
+        iov[i].iov_base = slots[i].bytes;
+        iov[i].iov_len = slots[i].capacity;
+        msgs[i].msg_hdr.msg_name = &from[i];
+        msgs[i].msg_hdr.msg_namelen = sizeof from[i];
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // MSG_TRUNC: each msg_len is the datagram's real length, as recvfrom(2) returns it (udp(7)).
+    int n = recvmmsg(fd, msgs, count, MSG_DONTWAIT | MSG_TRUNC, NULL);
+    for (int i = 0; i < n; i++) {
+        slots[i].length = msgs[i].msg_len;
+        slots[i].source_address = from[i].sin_addr.s_addr;
+        slots[i].source_port = from[i].sin_port;
+    }
+    return n;
+}
+
+int tunnat_attach_filter(int fd, const struct sock_filter *program, unsigned short count) {
+    struct sock_fprog fprog = { .len = count, .filter = (struct sock_filter *)program };
+    return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &fprog, sizeof fprog);
+}
+
 int tunnat_accept_cloexec(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
 
 int tunnat_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }

@@ -143,10 +143,16 @@ public final class RouteManager: @unchecked Sendable {
     /// The role changed: becoming the active starts a claim (the pool address and every route are taken, retried
     /// every second until they all are); any other role ends it. A pass follows at once.
     public func roleChanged(to role: RouteRole) {
+        _ = claimed.take()
         if role == .active { claiming.set() } else { _ = claiming.take() }
         wake.signal()
     }
     private let claiming = Flag()
+    private let claimed = Flag()
+
+    /// This node, the active, holds the pool address and every managed route (its claim is complete). A planned
+    /// handover waits for the new active to say so.
+    public var holdsEverything: Bool { claimed.isSet }
     /// A CreateRoute of this pass lost a race: the claim is not complete.
     private var raced = false
 
@@ -206,6 +212,7 @@ public final class RouteManager: @unchecked Sendable {
         for problem in problems { logger.error("\(problem)") }
         if claim && problems.isEmpty && !noop && !raced {
             _ = claiming.take()
+            claimed.set()
             logger.notice("takeover complete: this node holds the pool address and every managed route")
         }
         if !problems.isEmpty && changes.isEmpty {

@@ -260,6 +260,8 @@ import Darwin
         mappings[Int(f.mapping)].flows -= 1
         if f.inboundCreated { mappings[Int(f.mapping)].inboundFlows -= 1 }
         flows[Int(index)].next = freeFlows
+        // A free slot has no mapping (indices start at 1): a walk over the slots (NAT.snapshot) skips it.
+        flows[Int(index)].mapping = 0
         freeFlows = index
         flowCount -= 1
         return f.mapping

@@ -135,16 +135,34 @@ extension NAT {
                           remoteAddress: IPv4Address(flow.remoteAddress), remotePort: flow.remotePort)
     }
 
-    /// Every flow as an upsert, oldest first within each timer class: what a replica needs to start from.
+    /// How many flow slots one call of `snapshot(from:)` reads at most: the bound on how long a resync holds the
+    /// data plane's lock at a time (about 25 ns a slot).
+    public static let snapshotSlots = 8192
+
+    /// The live flows in the slots from `cursor` on (0: the beginning), at most `slots` slots, as upserts; and where
+    /// the next part starts, nil at the end. Flows made or removed behind the cursor are changes, recorded as such.
+    public func snapshot(from cursor: Int, slots: Int = NAT.snapshotSlots) -> SnapshotPart {
+        let end = Int(store.flowHighWater)
+        let first = max(cursor, 1)
+        let last = min(end, first + max(slots, 1) - 1)
+        var records: [FlowRecord] = []
+        if first <= last {
+            records.reserveCapacity(min(last - first + 1, store.flowCount))
+            for i in first...last where store.flows[i].mapping != 0 {
+                records.append(flowRecord(.upsert, UInt32(i)))
+            }
+        }
+        return SnapshotPart(records: records, next: last >= end ? nil : last + 1)
+    }
+
+    /// Every flow as an upsert: what a replica needs to start from (tests; replication walks in parts).
     public func snapshot() -> [FlowRecord] {
         var out: [FlowRecord] = []
-        out.reserveCapacity(store.flowCount)
-        for timer in 0..<UInt8(TimerClass.count) {
-            var f = store.oldestFlow(timer)
-            while f != 0 {
-                out.append(flowRecord(.upsert, f))
-                f = store.flows[Int(f)].newer
-            }
+        var cursor: Int? = 0
+        while let c = cursor {
+            let part = snapshot(from: c)
+            out += part.records
+            cursor = part.next
         }
         return out
     }
@@ -233,29 +251,41 @@ extension NAT {
     }
 }
 
+/// A part of a walk over the table: the flows of some slots, and where the next part starts (nil: the walk is over).
+public struct SnapshotPart: Sendable, Equatable {
+    public var records: [FlowRecord]
+    public var next: Int?
+
+    public init(records: [FlowRecord], next: Int?) {
+        self.records = records
+        self.next = next
+    }
+}
+
 /// What replication takes from the live table in one go: the changes since the last time and, when asked for,
-/// a snapshot of every flow taken at the same instant (so that the snapshot holds exactly the changes taken).
+/// parts of the table read at the same instant (so that each part is newer than every change taken with it).
 public struct TableChanges: Sendable {
     public var records: [FlowRecord]
     /// Some changes were lost to the bounded queue: every standby needs a bulk resync.
     public var overflowed: Bool
     /// The serial number of the newest change (`NAT.changeSerial`).
     public var serial: UInt64
-    public var snapshot: [FlowRecord]?
+    /// One part for each cursor asked for, in order.
+    public var parts: [SnapshotPart]
 
-    public init(records: [FlowRecord], overflowed: Bool, serial: UInt64, snapshot: [FlowRecord]?) {
+    public init(records: [FlowRecord], overflowed: Bool, serial: UInt64, parts: [SnapshotPart] = []) {
         self.records = records
         self.overflowed = overflowed
         self.serial = serial
-        self.snapshot = snapshot
+        self.parts = parts
     }
 }
 
 /// The data plane's table as replication sees it: a narrow, typed port. The data plane implements it by taking
 /// its lock for each call; nothing of the table escapes the call, and replication keeps its own state outside.
 public protocol ReplicaPort: AnyObject, Sendable {
-    /// The changes since the last call; with `snapshot` (or `snapshotIfOverflowed` and an overflow) every flow too.
-    func takeChanges(snapshot: Bool, snapshotIfOverflowed: Bool) -> TableChanges
+    /// The changes since the last call, and a part of the table from each of `cursors` (`NAT.snapshot(from:)`).
+    func takeChanges(snapshotFrom cursors: [Int]) -> TableChanges
     /// Applies records of the active's table in order; the failures (the records skipped).
     func apply(_ records: [FlowRecord], now: NatInstant) -> [ApplyFailure]
     /// Becomes the live table (translating, recording changes) or a replica (dropping, recording nothing); a
@@ -269,11 +299,10 @@ public protocol ReplicaPort: AnyObject, Sendable {
 
 extension NAT {
     /// `ReplicaPort.takeChanges` on the table itself (the port's implementations call it under their lock).
-    public func takeChanges(snapshot: Bool, snapshotIfOverflowed: Bool) -> TableChanges {
+    public func takeChanges(snapshotFrom cursors: [Int]) -> TableChanges {
         let (records, overflowed) = takeChanges()
-        let wanted = snapshot || (overflowed && snapshotIfOverflowed)
         return TableChanges(records: records, overflowed: overflowed, serial: changeSerial,
-                            snapshot: wanted ? self.snapshot() : nil)
+                            parts: cursors.map { snapshot(from: $0) })
     }
 
     /// `ReplicaPort.apply`: each record in order, the failures collected.

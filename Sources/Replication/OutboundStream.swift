@@ -4,12 +4,18 @@ import NatTable
 /// come back, and `tick(now:)` says which batches to send. No socket, no clock: `now` is an argument.
 ///
 /// Batches are numbered from 1; at most `window` are unacknowledged at a time; each is sent again after 50 ms,
-/// doubling up to 1 s, until acknowledged. A bulk resync is a snapshot streamed like changes: its first batch says
-/// "reset", its last "end"; once "end" is acknowledged the standby holds the whole table.
+/// doubling up to 1 s, until acknowledged. A bulk resync walks the table a part at a time (`wantsSnapshot`), each
+/// part queued after the changes taken with it, and streams it like changes: its first batch says "reset", the one
+/// that carries the walk's last record "end"; once "end" is acknowledged the standby holds the whole table.
+/// Changes made during the walk stream on in between: records are idempotent, and each part and each change is
+/// queued in the order it was taken from the table, so the standby ends with the table as it is.
 public struct OutboundStream: Sendable {
     public static let window = 128
     /// Records waiting beyond this make the standby resync instead (a snapshot is cheaper than an unbounded queue).
     public static let maxPending = 1 << 18
+    /// A resync reads the next part of the table only while fewer records than this wait to be sent: the walk
+    /// keeps pace with the link, and the queue stays small.
+    public static let snapshotBacklog = 4 * window * Batch.recordsPerBatch
 
     struct InFlight: Sendable {
         var number: UInt64
@@ -44,6 +50,8 @@ public struct OutboundStream: Sendable {
     public private(set) var resyncing = false
     /// When the current resync began (a repeated request soon after is the same request).
     public private(set) var resyncStarted = -Double.infinity
+    /// The walk of the resync under way: where the next part of the table starts; nil when there is none.
+    public private(set) var cursor: Int?
     var resetNext = false
     var endRemaining: Int?
     var endNumber: UInt64 = 0
@@ -53,27 +61,35 @@ public struct OutboundStream: Sendable {
     public var unacknowledged: Int { inFlight.count }
     public var waiting: Int { pending.count - head }
 
-    /// Starts a bulk resync from `snapshot`, taken when the newest change was `serial`. Batch numbers go on from
-    /// where they were, so that a late acknowledgement of the old stream means nothing.
-    public mutating func beginResync(snapshot: [FlowRecord], serial: UInt64, now: Double) {
+    /// Starts a bulk resync: what was queued is dropped, and the walk starts at the table's beginning. Batch
+    /// numbers go on from where they were, so that a late acknowledgement of the old stream means nothing.
+    public mutating func beginResync(now: Double) {
         var out = OutboundStream()
         out.next = next
         out.acked = next - 1
         out.started = true
         out.resyncing = true
         out.resetNext = true
-        out.endRemaining = snapshot.count
-        out.pending = snapshot
-        out.pendingSerial = serial
+        out.cursor = 0
         out.resyncStarted = now
         self = out
     }
 
-    /// Queues changes (the newest with `serial`); false when the standby is now more than `maxPending` records
-    /// behind and needs a resync instead.
-    public mutating func enqueue(_ changes: [FlowRecord], serial: UInt64) -> Bool {
-        guard started, !changes.isEmpty else { return true }
+    /// Where the next part of the table should be read from, when the resync wants one now.
+    public var wantsSnapshot: Int? { waiting < Self.snapshotBacklog ? cursor : nil }
+
+    /// Queues the changes taken from the table, then the part of the walk read at the same instant (newer than
+    /// every one of those changes); `serial` is the newest change's. False when the standby is now more than
+    /// `maxPending` records behind and needs a resync instead.
+    public mutating func enqueue(_ changes: [FlowRecord], part: SnapshotPart? = nil, serial: UInt64) -> Bool {
+        guard started else { return true }
         pending.append(contentsOf: changes)
+        if let part, cursor != nil {
+            pending.append(contentsOf: part.records)
+            cursor = part.next
+            // The walk is over: the batch that carries its last record ends the resync.
+            if part.next == nil { endRemaining = pending.count - head }
+        }
         pendingSerial = serial
         return pending.count - head <= Self.maxPending
     }
@@ -96,7 +112,7 @@ public struct OutboundStream: Sendable {
     /// New batches while the window has room, then the retransmissions that are due.
     public mutating func tick(now: Double) -> Sends {
         var sends = Sends()
-        while inFlight.count < Self.window && (head < pending.count || resetNext) {
+        while inFlight.count < Self.window && (head < pending.count || resetNext || endRemaining == 0) {
             let take = min(Batch.recordsPerBatch, pending.count - head)
             var flags: UInt8 = 0
             if resetNext { flags |= Batch.reset }

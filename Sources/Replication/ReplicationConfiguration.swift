@@ -1,14 +1,36 @@
 import SystemCalls
 
-/// The `replication` section: this node, its peers, the shared key, and the timing of the role machine.
+/// A peer: its node id and the address and port it sends from. A message is taken only from that address under
+/// that id.
+public struct ReplicationPeer: Sendable, Equatable, CustomStringConvertible {
+    public var node: UInt32
+    public var endpoint: UDPEndpoint
+
+    public init(node: UInt32, endpoint: UDPEndpoint) {
+        self.node = node
+        self.endpoint = endpoint
+    }
+
+    /// A peer given by address alone has the default id of a node: its listen address as a number.
+    public init(_ endpoint: UDPEndpoint) { self.init(node: endpoint.address, endpoint: endpoint) }
+
+    public var description: String { "node \(node) at \(endpoint)" }
+}
+
+/// The `replication` section: this node, its peers, the shared keys, and the timing of the role machine.
 public struct ReplicationConfiguration: Sendable, Equatable {
     /// This node's id, unique in the group; the lower id wins ties. Default: the listen address as a number.
     public var node: UInt32
     /// The address and UDP port this node sends from and listens on (a specific address, not 0.0.0.0).
     public var listen: UDPEndpoint
-    public var peers: [UDPEndpoint]
-    /// A file holding at least 32 bytes of shared key material.
+    public var peers: [ReplicationPeer]
+    /// A file holding at least 32 bytes of shared key material: the key this node seals with.
     public var keyFile: String
+    /// The id of `keyFile`'s key on the wire (1-255).
+    public var keyID = 1
+    /// A second key, accepted on receipt but never sealed with: the other half of a key rotation.
+    public var acceptKeyFile: String?
+    public var acceptKeyID: Int?
     public var heartbeatMilliseconds = 100
     /// A peer not heard from for this long is gone; an active gone this long is taken over.
     public var peerTimeoutMilliseconds = 600
@@ -18,7 +40,7 @@ public struct ReplicationConfiguration: Sendable, Equatable {
     /// (milliseconds); 0: never hold.
     public var holdNewFlowsMilliseconds = 0
 
-    public init(node: UInt32, listen: UDPEndpoint, peers: [UDPEndpoint], keyFile: String) {
+    public init(node: UInt32, listen: UDPEndpoint, peers: [ReplicationPeer], keyFile: String) {
         self.node = node
         self.listen = listen
         self.peers = peers
@@ -39,13 +61,33 @@ public struct ReplicationConfiguration: Sendable, Equatable {
             found.append(("node_id", "expected a whole number from 1 to \(UInt32.max), got 0"))
         }
         if peers.isEmpty { found.append(("peers", "expected at least one peer")) }
-        for (i, peer) in peers.enumerated() where peer == listen || peers[..<i].contains(peer) {
-            found.append(("peers", "'\(peer)' is this node's own address or given twice"))
+        for (i, peer) in peers.enumerated() {
+            if peer.endpoint == listen || peers[..<i].contains(where: { $0.endpoint == peer.endpoint }) {
+                found.append(("peers", "'\(peer.endpoint)' is this node's own address or given twice"))
+            }
+            if peer.node == node || peers[..<i].contains(where: { $0.node == peer.node }) {
+                found.append(("peers", "node id \(peer.node) (\(peer.endpoint)) is this node's own id or another peer's; every node needs its own (node_id)"))
+            }
         }
-        if let zero = peers.first(where: { $0.address == 0 }) {
-            found.append(("peers", "expected ADDRESS:PORT with a specific IPv4 address, got '\(zero)'"))
+        if let zero = peers.first(where: { $0.endpoint.address == 0 }) {
+            found.append(("peers", "expected ADDRESS:PORT with a specific IPv4 address, got '\(zero.endpoint)'"))
+        }
+        if let zero = peers.first(where: { $0.node == 0 }) {
+            found.append(("peers", "expected a node_id from 1 to \(UInt32.max) for \(zero.endpoint), got 0"))
         }
         if !keyFile.hasPrefix("/") { found.append(("key_file", "expected an absolute path, got '\(keyFile)'")) }
+        range("key_id", keyID, 1...255)
+        if let file = acceptKeyFile {
+            if !file.hasPrefix("/") { found.append(("accept_key_file", "expected an absolute path, got '\(file)'")) }
+            if let id = acceptKeyID {
+                range("accept_key_id", id, 1...255)
+                if id == keyID { found.append(("accept_key_id", "must differ from key_id (\(keyID))")) }
+            } else {
+                found.append(("accept_key_id", "missing; give the id of accept_key_file's key (1-255, not key_id)"))
+            }
+        } else if acceptKeyID != nil {
+            found.append(("accept_key_file", "missing; accept_key_id needs the file of that key"))
+        }
         range("heartbeat_ms", heartbeatMilliseconds, 10...10_000)
         range("peer_timeout_ms", peerTimeoutMilliseconds, 50...600_000)
         range("startup_wait_ms", startupWaitMilliseconds, 0...600_000)
@@ -66,9 +108,13 @@ public struct ReplicationStatus: Codable, Sendable, Equatable {
         public var alive: Bool
         public var role: String
         public var synced: Bool
+        /// A session with it is established (SessionHandshake).
+        public var session: Bool
         /// Batches sent to it and not yet acknowledged; records waiting to be sent to it.
         public var inFlight: Int
         public var pending: Int
+        /// A bulk resync to it is under way.
+        public var resyncing: Bool
     }
     public var node: UInt32 = 0
     /// starting, standby or active.
@@ -78,6 +124,8 @@ public struct ReplicationStatus: Codable, Sendable, Equatable {
     public var leader: UInt32 = 0
     /// A standby's replica is complete.
     public var synced = false
+    /// A planned handover from this node: empty, "underway to node N", "complete" or "failed: why".
+    public var handover = ""
     /// Messages and bytes sent and received, records sent and applied, retransmits, resyncs, takeovers, and
     /// rejected messages by reason.
     public var counters: [String: UInt64] = [:]

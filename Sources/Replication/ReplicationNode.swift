@@ -1,3 +1,4 @@
+import Hashing
 import Logging
 import NatTable
 import PacketKit
@@ -11,55 +12,88 @@ public struct OutgoingDatagram: Sendable, Equatable {
 }
 
 /// State replication and this node's role, as a sans-IO state machine: datagrams and time go in (`receive`,
-/// `tick`), sealed datagrams come out. It owns the role machine, one `OutboundStream` per peer (while active) and
-/// the `InboundStream` from its active (while standby), and reaches the table only through `ReplicaPort`. It
-/// reads no clock and opens no socket: `Replicator` is the loop around it, and tests drive it directly.
+/// `tick`), sealed datagrams come out. It owns the role machine, a session (`PeerSession`) with each peer, one
+/// `OutboundStream` per peer (while active) and the `InboundStream` from its active (while standby), and reaches
+/// the table only through `ReplicaPort`. It reads no clock, draws no randomness and opens no socket: `Replicator`
+/// is the loop around it, and tests drive it directly.
 ///
 /// The active sends each standby the table's changes as numbered batches; a standby applies them strictly in
 /// order and acknowledges the highest batch it holds everything up to. A standby that follows a new active, falls
-/// behind by more than `OutboundStream.maxPending` records, or finds its replica in conflict, gets a bulk resync;
-/// after its end the standby is synced and may take over. Every message is sealed with the shared key and
-/// checked against the sender's replay window (SyncMessage.swift).
+/// behind by more than `OutboundStream.maxPending` records, or finds its replica in conflict, gets a bulk resync
+/// (a walk over the table in parts, while changes stream on); after its end the standby is synced and may take
+/// over. A planned handover (`beginHandover`) has the active tell a synced standby to take over and keep applying
+/// the active's changes until the routes are the new active's, so that no flow is lost.
 public final class ReplicationNode {
     final class Peer {
+        let node: UInt32
         let endpoint: UDPEndpoint
-        var window = ReplayWindow()
+        var session = PeerSession()
         var view: PeerView?
         var out = OutboundStream()
+        /// Why this peer's next resync is due (logged when it starts).
+        var resyncReason = ""
 
-        init(endpoint: UDPEndpoint) { self.endpoint = endpoint }
+        init(_ peer: ReplicationPeer) {
+            node = peer.node
+            endpoint = peer.endpoint
+        }
 
         func isAlive(now: Double, within: Double) -> Bool { view.map { now - $0.heard < within } ?? false }
     }
 
+    /// A planned handover under way from this node (the active) to `target`.
+    public struct Handover: Sendable, Equatable {
+        public enum State: Sendable, Equatable {
+            case underway
+            /// The target is active, holds the routes, and has every change: this node may go.
+            case complete
+            case failed(String)
+        }
+        public var target: UInt32
+        public var started: Double
+        public var state = State.underway
+    }
+
+    /// Hellos opened per peer and second at most; more are dropped unopened (`helloRate`).
+    static let hellosPerSecond = 64
+
     public let config: ReplicationConfiguration
-    let key: SyncKey
+    let keyring: SyncKeyring
     let table: any ReplicaPort
     let logger: Logger
-    /// This run's start: a restart is a new epoch to the peers' replay windows.
-    let epoch: UInt32
+    /// This process's run id (random): in every hello, so that peers can tell a restart from a new session.
+    let run: UInt64
+    let random: () -> UInt64
+    /// Numbers every message this node sends; with random session nonces, an IV never repeats under a key.
     var sequence: UInt64 = 0
     var machine: RoleMachine
     var peers: [Peer]
     var inbound = InboundStream()
+    /// After a planned handover to this node: the former active, whose changes this node still applies.
+    var predecessor: UInt32?
+    public private(set) var handover: Handover?
+    /// A role change decided while receiving (a handover), reported by the next `tick`.
+    var changedWhileReceiving: Role?
     public private(set) var counters: [String: UInt64] = [:]
     var lastHeartbeat = -Double.infinity
     /// Every change up to this serial is acknowledged by every standby in sync (or there is none to wait for).
     public private(set) var confirmedSerial: UInt64 = .max
-    /// The last health verdict the owner gave (`tick`); heartbeats carry it.
+    /// The last health verdict and route state the owner gave (`tick`); heartbeats carry them.
     var healthy = false
+    var routesHeld = false
 
-    /// The table becomes a replica until this node is the active one.
-    public init(config: ReplicationConfiguration, key: SyncKey, epoch: UInt32, table: any ReplicaPort, logger: Logger,
-                now: Double) {
+    /// The table becomes a replica until this node is the active one. `random` draws session nonces.
+    public init(config: ReplicationConfiguration, keyring: SyncKeyring, run: UInt64, random: @escaping () -> UInt64,
+                table: any ReplicaPort, logger: Logger, now: Double) {
         self.config = config
-        self.key = key
-        self.epoch = epoch
+        self.keyring = keyring
+        self.run = run
+        self.random = random
         self.table = table
         self.logger = logger
         machine = RoleMachine(node: config.node, deadAfter: Double(config.peerTimeoutMilliseconds) / 1000,
                               startupWait: Double(config.startupWaitMilliseconds) / 1000, now: now)
-        peers = config.peers.map { Peer(endpoint: $0) }
+        peers = config.peers.map(Peer.init)
         table.setLive(false, clearing: false, now: NatInstant(nanoseconds: 0))
     }
 
@@ -67,6 +101,7 @@ public final class ReplicationNode {
     public var term: UInt64 { machine.term }
     public var leader: UInt32 { machine.leader }
     public var synced: Bool { machine.synced }
+    var heartbeatInterval: Double { Double(config.heartbeatMilliseconds) / 1000 }
 
     func count(_ name: String, _ n: UInt64 = 1) {
         if n > 0 { counters[name, default: 0] &+= n }
@@ -76,17 +111,24 @@ public final class ReplicationNode {
 
     // MARK: - Time
 
-    /// Steps the role machine, streams changes while active, and sends heartbeats when due. Returns what to send
-    /// and the new role, if it changed.
-    public func tick(now: Double, healthy: Bool) -> (datagrams: [OutgoingDatagram], roleChange: Role?) {
+    /// Steps the role machine, streams changes while active, sends heartbeats (or hellos, to a peer without a
+    /// session) when due, and moves a handover on. `routesHeld`: the route manager holds every route and the pool
+    /// address (true without one). Returns what to send and the new role, if it changed.
+    public func tick(now: Double, healthy: Bool, routesHeld: Bool = true) -> (datagrams: [OutgoingDatagram], roleChange: Role?) {
         self.healthy = healthy
+        self.routesHeld = routesHeld && machine.role == .active
         var out: [OutgoingDatagram] = []
-        let change = step(now: now, into: &out)
+        var change = changedWhileReceiving
+        changedWhileReceiving = nil
+        // A node handing over keeps its role (and its table live) until it leaves.
+        if handover == nil, let stepped = step(now: now, into: &out) { change = stepped }
+        endSuccession(now: now)
         if machine.role == .active { stream(now: now, into: &out) }
-        if now - lastHeartbeat >= Double(config.heartbeatMilliseconds) / 1000 {
+        if now - lastHeartbeat >= heartbeatInterval {
             lastHeartbeat = now
             heartbeat(into: &out)
             requestResyncIfWaiting(now: now, into: &out)
+            if handover?.state == .underway { moveHandover(now: now, into: &out) }
         }
         return (out, change)
     }
@@ -94,63 +136,76 @@ public final class ReplicationNode {
     func step(now: Double, into out: inout [OutgoingDatagram]) -> Role? {
         let views = peers.compactMap(\.view)
         guard let transition = machine.step(now: now, peers: views, healthy: healthy) else { return nil }
+        return apply(transition, now: now, into: &out)
+    }
+
+    func apply(_ transition: RoleMachine.Transition, now: Double, into out: inout [OutgoingDatagram],
+               handedOverBy: UInt32? = nil) -> Role {
         switch transition {
         case .becomeActive(let term, let coldStart):
             let flows = table.setLive(true, clearing: false, now: instant(now)).flows
             for peer in peers { peer.out = OutboundStream() }
-            inbound = InboundStream()
-            count(coldStart ? "cold-starts" : "takeovers")
-            if coldStart {
+            predecessor = handedOverBy
+            // After a handover the former active's stream goes on until it leaves; otherwise it is over.
+            if handedOverBy == nil { inbound = InboundStream() }
+            if let handedOverBy {
+                count("handovers-taken")
+                logger.notice("replication: node \(handedOverBy) hands over; active now (term \(term)) with \(flows) replicated flows")
+            } else if coldStart {
+                count("cold-starts")
                 logger.notice("replication: no active peer; starting as the active (term \(term)) with \(flows) flows")
             } else {
+                count("takeovers")
                 logger.notice("replication: taking over as the active (term \(term)) with \(flows) replicated flows")
             }
         case .follow(let leader, let term):
             let wasActive = table.setLive(false, clearing: true, now: instant(now)).wasLive
             for peer in peers { peer.out = OutboundStream() }
             inbound = InboundStream(leader: leader)
+            predecessor = nil
             if wasActive { count("step-downs") }
             logger.notice("replication: \(wasActive ? "stepping down; " : "")following active node \(leader) (term \(term)), resyncing")
-            if let peer = peers.first(where: { $0.view?.node == leader }) { send(.resyncRequest, to: peer, into: &out) }
+            if let peer = peers.first(where: { $0.node == leader }) { send(.resyncRequest, to: peer, into: &out) }
             inbound.lastRequest = now
         case .restart:
             logger.warning("replication: active node \(inbound.leader) is gone before this replica was complete; starting over")
             inbound = InboundStream()
+            predecessor = nil
         }
         confirmedSerial = machine.role == .active ? 0 : .max
         return machine.role
     }
 
+    /// The former active of a handover is gone or no longer active: its stream is over.
+    func endSuccession(now: Double) {
+        guard let p = predecessor, let peer = peers.first(where: { $0.node == p }) else { return }
+        if !peer.isAlive(now: now, within: machine.deadAfter) || peer.view?.role != .active {
+            predecessor = nil
+            inbound = InboundStream()
+            logger.info("replication: node \(p) has left; the handover is over")
+        }
+    }
+
     // MARK: - Receiving
 
-    /// One datagram from the network (`length` is its real length, which may exceed `datagram.count` when it was
-    /// cut short on receipt). Returns what to send in answer.
+    /// One datagram from `from` (`length` is its real length, which may exceed `datagram.count` when it was cut
+    /// short on receipt). Returns what to send in answer.
     public func receive(_ datagram: [UInt8], length: Int, from: UDPEndpoint, now: Double) -> [OutgoingDatagram] {
-        guard let peer = peers.first(where: { $0.endpoint == from }) else {
-            count("rejected-unknown-peer")
-            return []
-        }
-        guard length <= datagram.count else {
-            count("rejected-\(SyncRejection.badLength)")
-            return []
-        }
         let message: SyncMessage
+        let peer: Peer
         do throws(SyncRejection) {
-            message = try key.open(datagram)
-            if message.epoch > peer.window.epoch && peer.window.epoch != 0 {
-                // The peer restarted: whatever it held or we sent it is gone.
-                peer.view = nil
-                peer.out = OutboundStream()
-            }
-            try peer.window.accept(epoch: message.epoch, sequence: message.sequence)
+            (message, peer) = try authenticate(datagram, length: length, from: from, now: now)
         } catch {
             count("rejected-\(error)")
             return []
         }
-        count("received")
-        count("received-bytes", UInt64(datagram.count))
         var out: [OutgoingDatagram] = []
+        // A hello is authentic but may be a replay of an old one: counted apart from the session's messages.
+        count(message.kind == .hello ? "received-hellos" : "received")
+        count("received-bytes", UInt64(datagram.count))
         switch message.kind {
+        case .hello:
+            hello(message, from: peer, now: now, into: &out)
         case .heartbeat:
             guard message.payload.count >= 16, let role = Role(rawValue: message.payload[0]) else {
                 count("rejected-bad-heartbeat")
@@ -159,8 +214,8 @@ public final class ReplicationNode {
             let flags = message.payload[1]
             let term = message.payload.loadBE(UInt64.self, at: 4)
             let leader = message.payload.loadBE(UInt32.self, at: 12)
-            peer.view = PeerView(node: message.sender, role: role, term: term, healthy: flags & 1 != 0,
-                                 synced: flags & 2 != 0, leader: leader, heard: now)
+            peer.view = PeerView(node: peer.node, role: role, term: term, healthy: flags & 1 != 0,
+                                 synced: flags & 2 != 0, leader: leader, heard: now, routesHeld: flags & 4 != 0)
             acknowledged(message.acknowledgement, by: peer, now: now)
         case .ack:
             peer.view?.heard = now
@@ -169,26 +224,92 @@ public final class ReplicationNode {
             peer.view?.heard = now
             // A repeated request for a resync that has just begun is the same request.
             if machine.role == .active, !peer.out.resyncing || now - peer.out.resyncStarted > 1 {
-                logger.info("replication: \(peer.endpoint) asks for a resync")
                 peer.out.wantsResync = true
+                peer.resyncReason = "it asked for one"
             }
         case .entries:
             peer.view?.heard = now
             entries(message, from: peer, now: now, into: &out)
+        case .handover:
+            peer.view?.heard = now
+            takeHandover(from: peer, now: now, into: &out)
         }
         return out
     }
 
+    /// The checks every datagram passes before anything in it is used, cheapest first: the header, the ids and
+    /// address, the session (a comparison, no decryption), then the tag, then the replay window.
+    func authenticate(_ datagram: [UInt8], length: Int, from: UDPEndpoint, now: Double) throws(SyncRejection) -> (SyncMessage, Peer) {
+        let header = try SyncMessage(header: datagram, length: length)
+        guard header.receiver == config.node else { throw .wrongReceiver }
+        guard header.sender != config.node else { throw .ownID }
+        guard let peer = peers.first(where: { $0.node == header.sender }) else { throw .unknownSender }
+        guard peer.endpoint == from else { throw .wrongAddress }
+        guard keyring.holds(header.keyID) else { throw .unknownKey }
+        if header.kind == .hello {
+            guard peer.session.mayOpenHello(now: now, limit: Self.hellosPerSecond) else { throw .helloRate }
+            guard let key = keyring.messageKey(for: header) else { throw .unknownKey }
+            return (try SyncKeyring.open(datagram, header: header, with: key), peer)
+        }
+        guard peer.session.holds(senderNonce: header.senderNonce, receiverNonce: header.receiverNonce) else {
+            throw .noSession
+        }
+        let key: AEADKey
+        if let cached = peer.session.receiveKeys[header.keyID] {
+            key = cached
+        } else {
+            guard let made = keyring.messageKey(for: header) else { throw .unknownKey }
+            peer.session.receiveKeys[header.keyID] = made
+            key = made
+        }
+        let message = try SyncKeyring.open(datagram, header: header, with: key)
+        try peer.session.window.accept(sequence: message.sequence)
+        return (message, peer)
+    }
+
+    func hello(_ message: SyncMessage, from peer: Peer, now: Double, into out: inout [OutgoingDatagram]) {
+        guard message.payload.count >= 8 else { return count("rejected-bad-hello") }
+        let run = message.payload.loadBE(UInt64.self, at: 0)
+        let outcome: PeerSession.HelloOutcome
+        do throws(SyncRejection) {
+            outcome = try peer.session.hello(senderNonce: message.senderNonce, echo: message.receiverNonce,
+                                             answerWanted: message.flags & SyncMessage.answerWanted != 0, run: run,
+                                             now: now, answerInterval: heartbeatInterval / 2, random: random)
+        } catch {
+            return count("rejected-\(error)")
+        }
+        switch outcome {
+        case .established(let restarted, let confirm):
+            count("sessions-established")
+            if restarted {
+                // The peer restarted: whatever it held or was sent is gone.
+                count("peer-restarts")
+                peer.view = nil
+                peer.out = OutboundStream()
+                logger.notice("replication: \(peer.endpoint) (node \(peer.node)) restarted; new session")
+            } else {
+                logger.info("replication: session with \(peer.endpoint) (node \(peer.node)) established")
+            }
+            if confirm { sendHello(to: peer, nonce: peer.session.local, echo: peer.session.remote, flags: 0, into: &out) }
+        case .answer:
+            sendHello(to: peer, nonce: peer.session.pending, echo: message.senderNonce, flags: SyncMessage.answerWanted,
+                      into: &out)
+        case .nothing:
+            break
+        }
+    }
+
+    /// Whether batches from `peer` are this node's to apply: from the active it follows, or from the former active
+    /// of a handover.
+    func followsStream(of peer: Peer) -> Bool {
+        guard inbound.leader == peer.node else { return false }
+        return (machine.role == .standby && machine.leader == peer.node) || (machine.role == .active && predecessor == peer.node)
+    }
+
     /// A batch of the active's changes, applied strictly in order.
     func entries(_ message: SyncMessage, from peer: Peer, now: Double, into out: inout [OutgoingDatagram]) {
-        guard machine.role == .standby, message.sender == machine.leader, inbound.leader == machine.leader else {
-            count("entries-not-from-leader")
-            return
-        }
-        guard let batch = Batch(message.payload) else {
-            count("rejected-bad-entries")
-            return
-        }
+        guard followsStream(of: peer) else { return count("entries-not-from-leader") }
+        guard let batch = Batch(message.payload) else { return count("rejected-bad-entries") }
         let outcome = inbound.receive(batch, reset: {
             table.removeAll()
             machine.synced = false
@@ -202,9 +323,7 @@ public final class ReplicationNode {
         case .conflict:
             // The replica disagrees with the active: only a full resync can mend it.
             machine.synced = false
-            if let leader = peers.first(where: { $0.view?.node == machine.leader }) {
-                send(.resyncRequest, to: leader, into: &out)
-            }
+            if machine.role == .standby { send(.resyncRequest, to: peer, into: &out) }
             inbound.lastRequest = now
         }
         send(.ack, to: peer, into: &out)
@@ -219,7 +338,7 @@ public final class ReplicationNode {
             logger.warning("replication: \(failures.count) record(s) could not be applied (\(failures[0])); asking for a resync")
             return false
         }
-        if batch.flags & Batch.end != 0 && !machine.synced {
+        if batch.flags & Batch.end != 0 && !machine.synced && machine.role == .standby {
             machine.synced = true
             count("resyncs-completed")
             logger.notice("replication: replica of node \(machine.leader) complete (\(table.flowCount) flows); eligible to take over")
@@ -229,9 +348,70 @@ public final class ReplicationNode {
 
     func requestResyncIfWaiting(now: Double, into out: inout [OutgoingDatagram]) {
         guard machine.role == .standby, inbound.awaitingResync, now - inbound.lastRequest >= 0.5,
-              let peer = peers.first(where: { $0.view?.node == machine.leader }) else { return }
+              let peer = peers.first(where: { $0.node == machine.leader }) else { return }
         inbound.lastRequest = now
         send(.resyncRequest, to: peer, into: &out)
+    }
+
+    // MARK: - Planned handover
+
+    /// Starts a planned handover to the lowest-numbered synced, healthy standby that follows this node; nil when
+    /// one has begun, or why none can (not the active, or no such standby).
+    public func beginHandover(now: Double) -> String? {
+        guard handover == nil else { return nil }
+        guard machine.role == .active else { return "this node is \(machine.role), not the active" }
+        let me = config.node
+        let candidates = peers.filter {
+            guard let v = $0.view, $0.isAlive(now: now, within: machine.deadAfter) else { return false }
+            return v.role == .standby && v.leader == me && v.synced && v.healthy && $0.out.started && !$0.out.resyncing
+        }
+        guard let target = candidates.min(by: { $0.node < $1.node }) else {
+            return "no synced, healthy standby follows this node"
+        }
+        handover = Handover(target: target.node, started: now)
+        count("handovers-begun")
+        logger.notice("replication: handing over to node \(target.node) (\(target.endpoint)); translating until it holds the routes")
+        return nil
+    }
+
+    /// Every heartbeat of a handover: tell the target again, until it is active, holds the routes and has every
+    /// change; give up after `handoverTimeout`.
+    func moveHandover(now: Double, into out: inout [OutgoingDatagram]) {
+        guard var h = handover, let peer = peers.first(where: { $0.node == h.target }) else { return }
+        defer { handover = h }
+        if let v = peer.view, v.role == .active, v.term > machine.term, v.routesHeld,
+           peer.out.waiting == 0, peer.out.unacknowledged == 0, !peer.out.resyncing {
+            h.state = .complete
+            count("handovers-complete")
+            logger.notice("replication: node \(h.target) is active and holds the routes and every flow; handover complete after \(Int((now - h.started) * 1000)) ms")
+            return
+        }
+        if now - h.started > handoverTimeout {
+            h.state = .failed("node \(h.target) did not take over within \(Int(handoverTimeout)) s")
+            count("handovers-failed")
+            logger.error("replication: handover to node \(h.target) failed: no takeover within \(Int(handoverTimeout)) s")
+            return
+        }
+        guard peer.view?.role != .active else { return }
+        var payload: [UInt8] = []
+        payload.appendBE(machine.term)
+        send(.handover, to: peer, payload: payload, into: &out)
+    }
+
+    /// How long a handover may take: the takeover, then the route switch (AWS API calls, retried).
+    var handoverTimeout: Double { max(10, 4 * machine.deadAfter) }
+
+    /// The active this node follows hands over: take over if synced and healthy.
+    func takeHandover(from peer: Peer, now: Double, into out: inout [OutgoingDatagram]) {
+        guard machine.role == .standby, machine.leader == peer.node else {
+            return count(machine.role == .active && predecessor == peer.node ? "handover-repeated" : "handover-not-from-leader")
+        }
+        guard let transition = machine.handover(from: peer.node, now: now, peers: peers.compactMap(\.view), healthy: healthy) else {
+            count("handover-refused")
+            logger.warning("replication: node \(peer.node) asks this node to take over, but it is \(machine.synced ? "unhealthy" : "not synced")")
+            return
+        }
+        changedWhileReceiving = apply(transition, now: now, into: &out, handedOverBy: peer.node)
     }
 
     // MARK: - The active's side
@@ -242,10 +422,13 @@ public final class ReplicationNode {
         updateConfirmed(now: now)
     }
 
-    /// The serial every standby in sync has acknowledged; the data plane's hold waits on it.
+    /// The serial every standby in sync has acknowledged; the data plane's hold waits on it. A standby still
+    /// resyncing holds nothing up: it is not a takeover candidate yet.
     func updateConfirmed(now: Double) {
-        let followers = peers.filter { $0.out.started && $0.isAlive(now: now, within: machine.deadAfter) }
-        confirmedSerial = followers.map { $0.out.resyncing ? 0 : $0.out.ackedSerial }.min() ?? .max
+        let followers = peers.filter {
+            $0.out.started && !$0.out.resyncing && $0.session.established && $0.isAlive(now: now, within: machine.deadAfter)
+        }
+        confirmedSerial = followers.map(\.out.ackedSerial).min() ?? .max
     }
 
     func stream(now: Double, into out: inout [OutgoingDatagram]) {
@@ -255,27 +438,35 @@ public final class ReplicationNode {
             // A new follower; one that needs a resync later asks for it (resyncRequest).
             if view.role == .standby && view.leader == me && !view.synced && !peer.out.started && !peer.out.wantsResync {
                 peer.out.wantsResync = true
+                peer.resyncReason = "a new follower"
             }
         }
-        // One call for the changes and the snapshot, so that the snapshot holds exactly the changes taken so far;
-        // lost changes (an overflow) mean every started standby needs the whole table again.
-        let changes = table.takeChanges(snapshot: peers.contains(where: \.out.wantsResync),
-                                        snapshotIfOverflowed: peers.contains(where: \.out.started))
+        // A resync starts at once for a standby that was in sync; one under way restarts at most once a second.
+        for peer in peers where peer.out.wantsResync && peer.session.established
+            && (!peer.out.resyncing || now - peer.out.resyncStarted >= 1) {
+            peer.out.beginResync(now: now)
+            count("resyncs-started")
+            logger.notice("replication: bulk resync to \(peer.endpoint) (\(peer.resyncReason)), \(table.flowCount) flows in the table")
+        }
+        // The changes and the parts of the table the resyncs want, taken in one call so that each part is newer
+        // than every change taken with it.
+        let wanting = peers.filter { $0.out.wantsSnapshot != nil }
+        let changes = table.takeChanges(snapshotFrom: wanting.map { $0.out.wantsSnapshot! })
         if changes.overflowed {
-            for peer in peers where peer.out.started { peer.out.wantsResync = true }
-            logger.warning("replication: more than \(NAT.maxPendingChanges) changes waited; resyncing every standby")
+            for peer in peers where peer.out.started {
+                peer.out.wantsResync = true
+                peer.resyncReason = "more than \(NAT.maxPendingChanges) changes waited"
+            }
         }
         for peer in peers {
-            if peer.out.wantsResync, let snapshot = changes.snapshot {
-                peer.out.beginResync(snapshot: snapshot, serial: changes.serial, now: now)
-                count("resyncs-started")
-                logger.notice("replication: bulk resync of \(snapshot.count) flows to \(peer.endpoint)")
-            } else if !peer.out.enqueue(changes.records, serial: changes.serial) {
-                logger.warning("replication: \(peer.endpoint) is more than \(OutboundStream.maxPending) records behind; resyncing it")
+            let part = wanting.firstIndex { $0 === peer }.map { changes.parts[$0] }
+            if part != nil { count("snapshot-parts") }
+            if !peer.out.enqueue(changes.records, part: part, serial: changes.serial) {
                 peer.out.wantsResync = true
+                peer.resyncReason = "more than \(OutboundStream.maxPending) records behind"
             }
         }
-        for peer in peers where peer.out.started && peer.isAlive(now: now, within: machine.deadAfter) {
+        for peer in peers where peer.out.started && peer.session.established && peer.isAlive(now: now, within: machine.deadAfter) {
             let sends = peer.out.tick(now: now)
             count("records-sent", UInt64(sends.recordsSent))
             count("retransmits", UInt64(sends.retransmits))
@@ -286,20 +477,44 @@ public final class ReplicationNode {
 
     // MARK: - Sending
 
+    /// A heartbeat to each peer in session; a hello (answer wanted) to each peer without one.
     func heartbeat(into out: inout [OutgoingDatagram]) {
-        var payload: [UInt8] = [machine.role.rawValue, (healthy ? 1 : 0) | (machine.synced && machine.role == .standby ? 2 : 0), 0, 0]
+        let flags: UInt8 = (healthy ? 1 : 0) | (machine.synced && machine.role == .standby ? 2 : 0) | (routesHeld ? 4 : 0)
+        var payload: [UInt8] = [machine.role.rawValue, flags, 0, 0]
         payload.appendBE(machine.term)
         payload.appendBE(machine.leader)
-        for peer in peers { send(.heartbeat, to: peer, payload: payload, into: &out) }
+        for peer in peers {
+            if peer.session.established {
+                send(.heartbeat, to: peer, payload: payload, into: &out)
+            } else {
+                sendHello(to: peer, nonce: peer.session.challenge(random), echo: 0, flags: SyncMessage.answerWanted,
+                          into: &out)
+            }
+        }
     }
 
-    func send(_ kind: SyncMessage.Kind, to peer: Peer, payload: [UInt8] = [], into out: inout [OutgoingDatagram]) {
+    func sendHello(to peer: Peer, nonce: UInt64, echo: UInt64, flags: UInt8, into out: inout [OutgoingDatagram]) {
         sequence += 1
-        // The acknowledgement goes only to the active this node follows; to anyone else it means nothing.
-        let ack = machine.role == .standby && peer.view?.node == machine.leader ? inbound.acknowledgement : 0
-        let bytes = key.seal(SyncMessage(kind: kind, sender: config.node, epoch: epoch, sequence: sequence,
-                                         acknowledgement: ack, payload: payload))
-        out.append(OutgoingDatagram(bytes: bytes, to: peer.endpoint, kind: kind))
+        var payload: [UInt8] = []
+        payload.appendBE(run)
+        let message = SyncMessage(kind: .hello, keyID: keyring.sendingID, flags: flags, sender: config.node,
+                                  receiver: peer.node, senderNonce: nonce, receiverNonce: echo, sequence: sequence,
+                                  payload: payload)
+        out.append(OutgoingDatagram(bytes: keyring.seal(message), to: peer.endpoint, kind: .hello))
+    }
+
+    /// A message of the session with `peer`; none without a session (the next hello starts one).
+    func send(_ kind: SyncMessage.Kind, to peer: Peer, payload: [UInt8] = [], into out: inout [OutgoingDatagram]) {
+        guard peer.session.established else { return count("unsent-no-session") }
+        sequence += 1
+        // The acknowledgement goes only to the active whose stream this node applies; to anyone else it means nothing.
+        let ack = followsStream(of: peer) ? inbound.acknowledgement : 0
+        let message = SyncMessage(kind: kind, keyID: keyring.sendingID, sender: config.node, receiver: peer.node,
+                                  senderNonce: peer.session.local, receiverNonce: peer.session.remote,
+                                  sequence: sequence, acknowledgement: ack, payload: payload)
+        if peer.session.sendKey == nil { peer.session.sendKey = keyring.messageKey(for: message) }
+        guard let key = peer.session.sendKey else { preconditionFailure("the sending key id is always held") }
+        out.append(OutgoingDatagram(bytes: SyncKeyring.seal(message, with: key), to: peer.endpoint, kind: kind))
     }
 
     /// The loop reports each datagram it handed to the kernel, or could not.
@@ -321,11 +536,18 @@ public final class ReplicationNode {
         s.leader = machine.leader
         s.synced = machine.synced
         s.counters = counters
+        s.handover = switch handover?.state {
+        case nil: ""
+        case .underway: "underway to node \(handover!.target)"
+        case .complete: "complete"
+        case .failed(let why): "failed: \(why)"
+        }
         s.peers = peers.map { p in
             ReplicationStatus.PeerStatus(
-                endpoint: p.endpoint.description, node: p.view?.node ?? 0, alive: p.isAlive(now: now, within: machine.deadAfter),
+                endpoint: p.endpoint.description, node: p.node, alive: p.isAlive(now: now, within: machine.deadAfter),
                 role: p.view.map { "\($0.role)" } ?? "unknown", synced: p.view?.synced ?? false,
-                inFlight: p.out.unacknowledged, pending: p.out.waiting)
+                session: p.session.established, inFlight: p.out.unacknowledged, pending: p.out.waiting,
+                resyncing: p.out.resyncing)
         }
         return s
     }

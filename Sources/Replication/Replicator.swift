@@ -4,9 +4,17 @@ import Synchronization
 import SystemCalls
 
 /// The loop around `ReplicationNode`, on one thread: it waits on the UDP socket and its wake-up, hands the node
-/// every datagram and the time, and sends what the node returns. It also publishes the node's role, status and
-/// confirmed serial for other threads (the route manager, `tunnat status`, the workers' hold).
+/// a bounded number of datagrams and then the time, and sends what the node returns. It also publishes the node's
+/// role, status and confirmed serial for other threads (the route manager, `tunnat status`, the workers' hold),
+/// and carries out a planned handover when asked (`handOver`).
+///
+/// The kernel drops datagrams from any address but the peers' before they reach this loop (a socket filter), and
+/// the node is stepped after at most `receiveBudget` datagrams, so that a flood cannot delay heartbeats or role
+/// decisions by more than one budget's work.
 public final class Replicator: ReplicationGate, Sendable {
+    /// Datagrams handled between two ticks of the node at most.
+    static let receiveBudget = 256
+
     public let config: ReplicationConfiguration
     let socket: UDPSocket
     let logger: Logger
@@ -14,7 +22,7 @@ public final class Replicator: ReplicationGate, Sendable {
     /// The node is touched only by the loop's thread; the lock is there for the compiler and is never contended.
     let node: Mutex<ReplicationNode?>
     let stopping = Atomic<Bool>(false)
-    /// Wakes the loop: `stop()`, and the hold asking for its batch to be streamed at once.
+    /// Wakes the loop: `stop()`, a handover, and the hold asking for its batch to be streamed at once.
     let wakeup: Wakeup
     /// Signalled whenever `confirmedSerial` moves; a held worker waits on it and clears it. Another worker held at
     /// the same moment may miss that signal and sees the serial at its next 1 ms timeout: no thread ever spins.
@@ -23,37 +31,47 @@ public final class Replicator: ReplicationGate, Sendable {
     let currentRole = Atomic<UInt8>(Role.starting.rawValue)
     let confirmedSerial = Atomic<UInt64>(.max)
     let heldTimeouts = Atomic<UInt64>(0)
+    let handoverWanted = Atomic<Bool>(false)
+    /// A handover has begun: the route manager must leave the routes to the new active from now on.
+    let handingOver = Atomic<Bool>(false)
+    /// Why the last handover asked for could not begin; empty if it began.
+    let handoverRefusal = Mutex("")
     /// Called on the replicator's thread after each change of role (the route manager's wake-up). Set before `run`.
     let onRoleChange: Mutex<(@Sendable (Role) -> Void)?> = Mutex(nil)
+    /// Whether this node holds every managed route and the pool address (the route manager); nil: no route manager.
+    let routesHeld: Mutex<(@Sendable () -> Bool)?> = Mutex(nil)
+    /// The worst time the table's lock was held for replication (the port reports it), for the status.
+    let holdReport: @Sendable () -> UInt64
 
     public var holdMilliseconds: Int { config.holdNewFlowsMilliseconds }
 
-    public init(config: ReplicationConfiguration, key: SyncKey, table: any ReplicaPort,
-                health: @escaping @Sendable () -> Bool?, logger: Logger) throws(Errno) {
+    public init(config: ReplicationConfiguration, keyring: SyncKeyring, table: any ReplicaPort,
+                health: @escaping @Sendable () -> Bool?, holdReport: @escaping @Sendable () -> UInt64 = { 0 },
+                logger: Logger) throws(Errno) {
         self.config = config
         self.logger = logger
         self.health = health
-        socket = try UDPSocket(bind: config.listen)
+        self.holdReport = holdReport
+        // The filter is attached before the socket is bound: nothing from elsewhere is ever queued.
+        socket = try UDPSocket(bind: config.listen, admitting: config.peers.map(\.endpoint))
         wakeup = try Wakeup()
         confirmed = try Wakeup()
-        let node = ReplicationNode(config: config, key: key, epoch: Self.currentEpoch(), table: table, logger: logger,
+        let node = ReplicationNode(config: config, keyring: keyring, run: SystemRandom.uint64(),
+                                   random: { SystemRandom.uint64() }, table: table, logger: logger,
                                    now: SystemClock.monotonicSeconds())
         published.withLock { $0 = node.status(now: SystemClock.monotonicSeconds()) }
         self.node = Mutex(node)
     }
 
-    /// The start time in sixteenths of a second since 2024-01-01 (32 bits last 8.5 years): a process cannot
-    /// restart within 1/16 s, so each run's epoch is larger than the last one's while the clock is not set back.
-    static func currentEpoch() -> UInt32 {
-        let (seconds, nanoseconds) = SystemClock.realtime()
-        let sixteenths = (seconds - 1_704_067_200) * 16 + nanoseconds / 62_500_000
-        return UInt32(clamping: max(sixteenths, 1))
-    }
-
     public var role: Role { Role(rawValue: currentRole.load(ordering: .acquiring)) ?? .starting }
+
+    /// The role as far as the routes go: a node handing over leaves them to the new active.
+    public var routeRole: Role { handingOver.load(ordering: .acquiring) ? .standby : role }
+
     public var status: ReplicationStatus {
         var s = published.withLock { $0 }
         s.counters["hold-timeouts"] = heldTimeouts.load(ordering: .relaxed)
+        s.counters["table-hold-max-us"] = holdReport() / 1000
         return s
     }
 
@@ -61,29 +79,77 @@ public final class Replicator: ReplicationGate, Sendable {
         onRoleChange.withLock { $0 = observer }
     }
 
+    public func setRoutesHeld(_ held: @escaping @Sendable () -> Bool) {
+        routesHeld.withLock { $0 = held }
+    }
+
     public func stop() {
         stopping.store(true, ordering: .releasing)
         wakeup.signal()
     }
 
+    /// What a planned handover came to.
+    public enum HandoverResult: Sendable, Equatable {
+        /// The new active holds the routes and every flow.
+        case complete
+        /// None could begin (not the active, or no synced standby): the reason.
+        case notPossible(String)
+        case failed(String)
+    }
+
+    /// Hands this node's role to a synced standby and returns once it holds the routes and every flow, or why
+    /// not. Called on stopping (SIGTERM) and by `tunnat handover`; the data plane translates throughout.
+    public func handOver(timeout: Double) -> HandoverResult {
+        handoverRefusal.withLock { $0 = "" }
+        handoverWanted.store(true, ordering: .releasing)
+        wakeup.signal()
+        let deadline = SystemClock.monotonicSeconds() + timeout
+        while SystemClock.monotonicSeconds() < deadline {
+            let refusal = handoverRefusal.withLock { $0 }
+            if !refusal.isEmpty { return .notPossible(refusal) }
+            let state = published.withLock { $0.handover }
+            if state == "complete" { return .complete }
+            if state.hasPrefix("failed") { return .failed(state) }
+            _ = try? Syscall.pollIn(-1, -1, timeoutMilliseconds: 10)
+        }
+        return .failed("no answer within \(Int(timeout)) s")
+    }
+
     /// Runs until `stop()`.
     public func run() {
         logger.notice("replication: node \(config.node) listening on \(config.listen), peers \(config.peers.map(\.description).joined(separator: ", "))")
-        var buffer = [UInt8](repeating: 0, count: 2048)
+        // Larger than any valid message, so that a longer one shows as such (its real length is reported).
+        var buffers = DatagramBuffers(count: 64, size: 2048)
         var lastStatus = -Double.infinity
         while !stopping.load(ordering: .acquiring) {
             socket.wait(milliseconds: 5, other: wakeup.fd)
             wakeup.drain()
-            // The health verdict is read and the role observer called outside the node's lock.
+            // The health verdict and route state are read, and the role observer called, outside the node's lock.
             let healthy = health() ?? false
+            let held = routesHeld.withLock { $0 }?() ?? true
             let change = node.withLock { node -> Role? in
                 guard let node else { return nil }
-                while let (length, from) = socket.receive(into: &buffer) {
+                var handled = 0
+                while handled < Self.receiveBudget {
+                    let got = socket.receiveMany(into: &buffers)
+                    guard got > 0 else { break }
+                    handled += got
                     let now = SystemClock.monotonicSeconds()
-                    transmit(node.receive(Array(buffer[0..<min(length, buffer.count)]), length: length, from: from, now: now), node)
+                    for i in 0..<got {
+                        let d = buffers[i]
+                        let bytes = buffers.withBytes(of: i) { Array($0.prefix(d.length)) }
+                        transmit(node.receive(bytes, length: d.length, from: d.source, now: now), node)
+                    }
                 }
                 let now = SystemClock.monotonicSeconds()
-                let (datagrams, change) = node.tick(now: now, healthy: healthy)
+                if handoverWanted.exchange(false, ordering: .acquiringAndReleasing) {
+                    if let refusal = node.beginHandover(now: now) {
+                        handoverRefusal.withLock { $0 = refusal }
+                    } else {
+                        handingOver.store(true, ordering: .releasing)
+                    }
+                }
+                let (datagrams, change) = node.tick(now: now, healthy: healthy, routesHeld: held)
                 transmit(datagrams, node)
                 publish(node, now: now, change: change, lastStatus: &lastStatus)
                 return change
@@ -104,7 +170,7 @@ public final class Replicator: ReplicationGate, Sendable {
     func publish(_ node: ReplicationNode, now: Double, change: Role?, lastStatus: inout Double) {
         if confirmedSerial.exchange(node.confirmedSerial, ordering: .acquiringAndReleasing) != node.confirmedSerial { confirmed.signal() }
         if let change { currentRole.store(change.rawValue, ordering: .releasing) }
-        if change != nil || now - lastStatus >= 0.1 {
+        if change != nil || now - lastStatus >= 0.1 || node.handover?.state != nil && node.handover?.state != .underway {
             lastStatus = now
             let status = node.status(now: now)
             published.withLock { $0 = status }

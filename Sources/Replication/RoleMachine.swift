@@ -29,8 +29,12 @@ public struct PeerView: Sendable, Equatable {
     public var leader: UInt32
     /// When it was heard (monotonic seconds).
     public var heard: Double
+    /// An active that holds every managed route and the pool address (a handover waits for it).
+    public var routesHeld: Bool
 
-    public init(node: UInt32, role: Role, term: UInt64, healthy: Bool, synced: Bool, leader: UInt32, heard: Double) {
+    public init(node: UInt32, role: Role, term: UInt64, healthy: Bool, synced: Bool, leader: UInt32, heard: Double,
+                routesHeld: Bool = false) {
+        self.routesHeld = routesHeld
         self.node = node
         self.role = role
         self.term = term
@@ -116,6 +120,13 @@ public struct RoleMachine: Sendable {
             guard isFirst(among: alive.filter { $0.role != .active && $0.healthy }) else { return nil }
             return becomeActive(peers: alive, now: now, coldStart: true)
         }
+    }
+
+    /// The active this standby follows is leaving and hands over (a planned handover): take over now, with a
+    /// larger term, if the replica is complete and this node healthy; nil (nothing changes) otherwise.
+    public mutating func handover(from active: UInt32, now: Double, peers: [PeerView], healthy: Bool) -> Transition? {
+        guard role == .standby, active == leader, synced, healthy else { return nil }
+        return becomeActive(peers: peers.filter { now - $0.heard < deadAfter && $0.node != node }, now: now, coldStart: false)
     }
 
     func isFirst(among others: [PeerView]) -> Bool { !others.contains { $0.node < node } }

@@ -122,6 +122,22 @@ public enum Syscall {
         }
     }
 
+    /// getsockopt(2) of an integer option.
+    public static func intOption(_ fd: Int32, _ level: Int32, _ name: Int32, call: String) throws(Errno) -> Int32 {
+        var value: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        try zeroOrErrno(call) { getsockopt(fd, level, name, &value, &length) }
+        return value
+    }
+
+    /// setsockopt(SO_ATTACH_FILTER) of a classic BPF program (socket(7); the kernel's
+    /// Documentation/networking/filter.rst). It replaces any filter attached before.
+    public static func attachFilter(_ fd: Int32, _ program: [sock_filter]) throws(Errno) {
+        try zeroOrErrno("setsockopt SO_ATTACH_FILTER") {
+            program.withUnsafeBufferPointer { tunnat_attach_filter(fd, $0.baseAddress, UInt16($0.count)) }
+        }
+    }
+
     /// Runs `body` with `address` as a `sockaddr` pointer and its length.
     @inline(__always)
     public static func withSockaddr<A, R>(_ address: A, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
@@ -177,6 +193,12 @@ public enum Syscall {
         return n.map { ($0, from) }
     }
 
+    /// recvmmsg(2) with MSG_DONTWAIT | MSG_TRUNC into up to 64 `slots`: how many datagrams arrived, nil when none
+    /// was waiting. Each slot gets the datagram's real length and its sender.
+    public static func recvmmsg(_ fd: Int32, _ slots: UnsafeMutableBufferPointer<tunnat_receive_slot>) throws(Errno) -> Int? {
+        try retrying("recvmmsg") { tunnat_recvmmsg(fd, slots.baseAddress, UInt32(slots.count)) }.map(Int.init)
+    }
+
     // MARK: - Waiting
 
     /// poll(2) for POLLIN on up to `fds.count` descriptors (a negative one is ignored); returns which are readable
@@ -216,6 +238,16 @@ public enum Syscall {
         if errno == ENOENT { return nil }
         throw Errno("stat \(path)")
     }
+
+    /// fstat(2).
+    public static func fstat(_ fd: Int32) throws(Errno) -> stat {
+        var info = stat()
+        try zeroOrErrno("fstat") { Glibc.fstat(fd, &info) }
+        return info
+    }
+
+    /// geteuid(2): the user whose permissions the process's file accesses are checked against.
+    public static var effectiveUserID: uid_t { geteuid() }
 
     /// unlink(2); a missing file is not an error.
     public static func unlink(_ path: String) {

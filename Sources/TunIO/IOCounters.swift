@@ -20,8 +20,14 @@ public struct IOCounters: Sendable, Equatable {
     public var lastWriteErrno: Int32 = 0
     /// Read errors other than "nothing to read".
     public var readErrors: UInt64 = 0
+    /// The longest a worker waited for the table's lock before a batch (nanoseconds; a maximum, not a sum).
+    public var lockWaitMax: UInt64 = 0
 
     public init() {}
+
+    @inline(__always) public mutating func noteLockWait(_ nanoseconds: UInt64) {
+        if nanoseconds > lockWaitMax { lockWaitMax = nanoseconds }
+    }
 
     public static func += (lhs: inout IOCounters, rhs: IOCounters) {
         lhs.framesRead &+= rhs.framesRead
@@ -36,6 +42,7 @@ public struct IOCounters: Sendable, Equatable {
         lhs.writeErrors &+= rhs.writeErrors
         if rhs.lastWriteErrno != 0 { lhs.lastWriteErrno = rhs.lastWriteErrno }
         lhs.readErrors &+= rhs.readErrors
+        lhs.noteLockWait(rhs.lockWaitMax)
     }
 
     /// Name and value of every counter, in a fixed order, for `tunnat status`.
@@ -43,6 +50,7 @@ public struct IOCounters: Sendable, Equatable {
         [("frames-read", framesRead), ("bytes-read", bytesRead), ("gso-frames-read", gsoFramesRead),
          ("packets-written", packetsWritten), ("bytes-written", bytesWritten), ("segments-split", segmentsSplit),
          ("checksums-completed", checksumsCompleted), ("bad-virtio-header", badVirtioHeader),
-         ("unsupported-gso", unsupportedGSO), ("write-errors", writeErrors), ("read-errors", readErrors)]
+         ("unsupported-gso", unsupportedGSO), ("write-errors", writeErrors), ("read-errors", readErrors),
+         ("lock-wait-max-us", lockWaitMax / 1000)]
     }
 }

@@ -12,27 +12,41 @@ public final class LockedNAT: Sendable {
     }
     /// Guards the NAT and the counters; the NAT never leaves it.
     public let state: Mutex<State>
+    /// The longest replication held the lock in one call (nanoseconds): what a packet may wait behind it.
+    let longestHold = Atomic<UInt64>(0)
 
     public init(nat: consuming sending NAT) {
         state = Mutex(State(nat: nat))
     }
+
+    public var replicationHoldMaxNanoseconds: UInt64 { longestHold.load(ordering: .relaxed) }
+
+    /// Runs `body` under the lock for replication, timing how long the lock was held.
+    func held<T>(_ body: (inout State) -> sending T) -> sending T {
+        state.withLock { state in
+            let start = SystemClock.monotonicNanoseconds()
+            let result = body(&state)
+            longestHold.max(SystemClock.monotonicNanoseconds() &- start, ordering: .relaxed)
+            return result
+        }
+    }
 }
 
 extension LockedNAT: ReplicaPort {
-    public func takeChanges(snapshot: Bool, snapshotIfOverflowed: Bool) -> TableChanges {
-        state.withLock { $0.nat.takeChanges(snapshot: snapshot, snapshotIfOverflowed: snapshotIfOverflowed) }
+    public func takeChanges(snapshotFrom cursors: [Int]) -> TableChanges {
+        held { $0.nat.takeChanges(snapshotFrom: cursors) }
     }
 
     public func apply(_ records: [FlowRecord], now: NatInstant) -> [ApplyFailure] {
-        state.withLock { $0.nat.apply(records, now: now) }
+        held { $0.nat.apply(records, now: now) }
     }
 
     @discardableResult
     public func setLive(_ live: Bool, clearing: Bool, now: NatInstant) -> (wasLive: Bool, flows: Int) {
-        state.withLock { $0.nat.setLive(live, clearing: clearing, now: now) }
+        held { $0.nat.setLive(live, clearing: clearing, now: now) }
     }
 
-    public func removeAll() { state.withLock { $0.nat.removeAll() } }
+    public func removeAll() { held { $0.nat.removeAll() } }
 
     public var flowCount: Int { state.withLock { $0.nat.flowCount } }
 }
@@ -149,7 +163,8 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
         let now = clock()
         let compensate = output.compensatesForwardingHop
         let (released, newFlows, serial) = shared.state.withLock { state in
-            let before = state.nat.changeSerial
+            counters.noteLockWait(clock().nanoseconds &- now.nanoseconds)
+            let before = state.nat.counters.flowsCreated
             for i in 0..<count {
                 let frame = slot(i).prefix(upTo: lengths[i])
                 outcomes[i] = FrameProcessor.process(frame, nat: state.nat, now: now,
@@ -157,9 +172,10 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
             }
             state.io += counters
             counters = IOCounters()
-            return (state.nat.takeReleasedFragments(), state.nat.changeSerial != before, state.nat.changeSerial)
+            return (state.nat.takeReleasedFragments(), state.nat.counters.flowsCreated != before, state.nat.changeSerial)
         }
-        // The batch made or changed flows: hold it (bounded) until the standbys have them.
+        // The batch made flows: hold it (bounded) until the standbys have them, so that a takeover right after
+        // finds every flow whose first packet left. Changes to existing flows are not worth the wait.
         if newFlows, let gate { gate.waitUntilReplicated(serial) }
         for i in 0..<count {
             if case .send(let header) = outcomes[i] {

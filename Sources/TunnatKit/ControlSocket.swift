@@ -1,9 +1,9 @@
 import Glibc
 import SystemCalls
 
-/// The local control socket (AF_UNIX, stream): `tunnat run` answers every connection with one status report
-/// in JSON and closes it; `tunnat status` connects and reads. The socket is made mode 0600: the counters are the
-/// operator's business.
+/// The local control socket (AF_UNIX, stream): a client sends one request line, `status` (or nothing) or
+/// `handover`; `tunnat run` answers with the status report in JSON, or with the handover's outcome in one line,
+/// and closes. The socket is made mode 0600: the counters and the handover are the operator's business.
 public enum ControlSocket {
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
@@ -11,15 +11,20 @@ public enum ControlSocket {
         public let errno: Errno?
     }
 
-    /// Asks a running data plane for its status.
-    public static func query(_ path: String) throws(Failure) -> [UInt8] {
+    /// Asks a running data plane for its status (`request` "status") or to hand over ("handover"), waiting for
+    /// the answer at most `timeout` seconds.
+    public static func query(_ path: String, request: String = "status", timeout: Int = 5) throws(Failure) -> [UInt8] {
         let fd: FileDescriptor
         do { fd = try UnixSocket.connect(path) } catch {
             throw Failure(description: "cannot reach a running tunnat at \(path): \(error.reason) (is 'tunnat run' running, with this control_socket?)", errno: error)
         }
-        UnixSocket.setTimeout(fd.rawValue, seconds: 5, sending: false)
-        do { return try Syscall.readAll(fd.rawValue) } catch {
-            throw Failure(description: "reading from \(path): \(error.reason)", errno: error)
+        UnixSocket.setTimeout(fd.rawValue, seconds: timeout, sending: false)
+        UnixSocket.setTimeout(fd.rawValue, seconds: 2, sending: true)
+        do {
+            try Syscall.writeAll(fd.rawValue, Array("\(request)\n".utf8), sendFlags: Int32(MSG_NOSIGNAL))
+            return try Syscall.readAll(fd.rawValue)
+        } catch {
+            throw Failure(description: "talking to \(path): \(error.reason)", errno: error)
         }
     }
 
@@ -47,15 +52,22 @@ public enum ControlSocket {
             self.path = path
         }
 
-        /// Answers connections with `report()` until `stop` is given.
-        public func serve(stop: StopSignal, report: () -> [UInt8]) {
+        /// Answers connections with `report()` (or `handover()`, asked for) until `stop` is given.
+        public func serve(stop: StopSignal, report: () -> [UInt8], handover: () -> [UInt8] = { Array("no handover here\n".utf8) }) {
             while !stop.isStopped {
                 guard let (ready, stopped) = try? Syscall.pollIn(descriptor.rawValue, stop.fd, timeoutMilliseconds: -1),
                       !stopped else { return }
                 guard ready, let client = try? Syscall.accept(descriptor.rawValue) else { continue }
                 UnixSocket.setTimeout(client.rawValue, seconds: 2, sending: true)
+                // The request line, if the client sends one soon; a client that sends nothing gets the status.
+                var request = [UInt8](repeating: 0, count: 64)
+                var got = 0
+                if let (readable, _) = try? Syscall.pollIn(client.rawValue, timeoutMilliseconds: 200), readable {
+                    got = request.withUnsafeMutableBytes { ((try? Syscall.read(client.rawValue, $0)) ?? nil) ?? 0 }
+                }
+                let answer = request[..<got].starts(with: Array("handover".utf8)) ? handover() : report()
                 // A client that went away gets nothing; the next one is served.
-                try? Syscall.writeAll(client.rawValue, report(), sendFlags: Int32(MSG_NOSIGNAL))
+                try? Syscall.writeAll(client.rawValue, answer, sendFlags: Int32(MSG_NOSIGNAL))
             }
         }
 

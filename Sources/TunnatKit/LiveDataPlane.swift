@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NatTable
 import Replication
+import Synchronization
 import SystemCalls
 import TunIO
 
@@ -105,18 +106,20 @@ public enum LiveDataPlane {
         // nothing, and the routes follow the role (set before the route manager's first pass).
         var replication: (replicator: Replicator, thread: DispatchGroup)?
         if let settings = config.replication {
-            let key = try readSyncKey(settings.keyFile, logger: logger)
+            let keyring = try readKeyring(settings)
             let routeManager = manager
             let replicator: Replicator
             do {
-                replicator = try Replicator(config: settings, key: key, table: shared,
-                                            health: { routeManager?.isHealthy ?? true }, logger: logger)
+                replicator = try Replicator(config: settings, keyring: keyring, table: shared,
+                                            health: { routeManager?.isHealthy ?? true },
+                                            holdReport: { shared.replicationHoldMaxNanoseconds }, logger: logger)
             } catch {
                 throw Failure(description: "replication: \(error)", errno: error)
             }
             if let routeManager {
-                routeManager.role = { RouteRole(replicator.role) }
+                routeManager.role = { RouteRole(replicator.routeRole) }
                 replicator.setRoleObserver { routeManager.roleChanged(to: RouteRole($0)) }
+                replicator.setRoutesHeld { routeManager.holdsEverything }
             }
             replication = (replicator, RouteService.thread("tunnat-replication") { replicator.run() })
         }
@@ -178,8 +181,31 @@ public enum LiveDataPlane {
             thread.start()
         }
         group.enter()
+        // A planned handover (SIGTERM, or `tunnat handover`) happens once, before the stop.
+        let handedOver = Atomic<Bool>(false)
+        let handOver = { @Sendable () -> String in
+            guard let replicator, !handedOver.exchange(true, ordering: .acquiringAndReleasing) else {
+                return replicator == nil ? "no replication configured: nothing to hand over" : "a handover has already run"
+            }
+            let timeout = Double(max(10_000, 4 * (config.replication?.peerTimeoutMilliseconds ?? 0)) + 5_000) / 1000
+            switch replicator.handOver(timeout: timeout) {
+            case .complete:
+                logger.notice("handover complete: the new active holds the routes and every flow; stopping")
+                return "handover complete"
+            case .notPossible(let why):
+                logger.notice("no handover (\(why)); stopping: a standby, if any, takes over when this node falls silent")
+                return "no handover: \(why)"
+            case .failed(let why):
+                logger.error("handover failed (\(why)); stopping anyway")
+                return "handover failed: \(why)"
+            }
+        }
         let controlThread = Thread {
-            control.serve(stop: stop) { report().json() }
+            control.serve(stop: stop, report: { report().json() }, handover: {
+                let outcome = handOver()
+                signals.stop()
+                return Array("\(outcome)\n".utf8)
+            })
             group.leave()
         }
         controlThread.name = "tunnat-control"
@@ -191,6 +217,7 @@ public enum LiveDataPlane {
         while true {
             if signals.sleep(milliseconds: 1000) {
                 logger.info("stopping", metadata: ["signal": "\(StopSignals.receivedName)"])
+                if replicator?.role == .active { _ = handOver() }
                 break
             }
             let now = SystemClock.monotonicNanoseconds()
@@ -238,19 +265,27 @@ public enum LiveDataPlane {
         return routing
     }
 
-    /// The shared key: at least 32 bytes, readable by tunnat alone.
-    static func readSyncKey(_ path: String, logger: Logger) throws(Failure) -> SyncKey {
-        let bytes: [UInt8]
-        do { bytes = try FileBytes.read(path) } catch {
-            throw Failure(description: "replication.key_file \(path): cannot read: \(error.reason)", errno: error.cause)
+    /// The shared keys: each at least 32 bytes, in a file owned by this user and readable by it alone.
+    static func readKeyring(_ settings: ReplicationConfiguration) throws(Failure) -> SyncKeyring {
+        var files = [(key: "replication.key_file", path: settings.keyFile, id: settings.keyID)]
+        if let file = settings.acceptKeyFile, let id = settings.acceptKeyID {
+            files.append((key: "replication.accept_key_file", path: file, id: id))
         }
-        guard let key = SyncKey(bytes) else {
-            throw Failure(description: "replication.key_file \(path): holds \(bytes.count) bytes; it needs at least 32 bytes of secret (for example: head -c 48 /dev/urandom | base64 > \(path))")
+        var keys: [UInt8: [UInt8]] = [:]
+        for file in files {
+            let bytes: [UInt8]
+            do { bytes = try FileBytes.readSecret(file.path) } catch {
+                throw Failure(description: "\(file.key): \(error)")
+            }
+            guard SyncKeyring.material(bytes) != nil else {
+                throw Failure(description: "\(file.key) \(file.path): holds \(bytes.count) bytes; it needs at least 32 bytes of secret (for example: head -c 48 /dev/urandom | base64 > \(file.path))")
+            }
+            keys[UInt8(file.id)] = bytes
         }
-        if let mode = try? Syscall.mode(of: path), mode & 0o077 != 0 {
-            logger.warning("replication.key_file \(path) is readable by others (mode \(String(mode & 0o777, radix: 8))); chmod 600 it")
+        guard let keyring = SyncKeyring(keys: keys, sendingID: UInt8(settings.keyID)) else {
+            throw Failure(description: "replication: the keys could not be set up")
         }
-        return key
+        return keyring
     }
 
     static func summary(_ r: StatusReport) -> Logger.Metadata {

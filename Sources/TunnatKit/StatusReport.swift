@@ -113,9 +113,11 @@ public struct StatusReport: Codable, Equatable, Sendable {
         }
         if let r = replication {
             lines.append("replication: node \(r.node) \(r.role), term \(r.term)"
-                + (r.role == "standby" ? ", following \(r.leader), replica \(r.synced ? "complete" : "incomplete")" : ""))
+                + (r.role == "standby" ? ", following \(r.leader), replica \(r.synced ? "complete" : "incomplete")" : "")
+                + (r.handover.isEmpty ? "" : ", handover \(r.handover)"))
             for p in r.peers {
                 lines.append("  peer \(p.endpoint) node \(p.node): \(p.alive ? p.role : "silent")\(p.synced ? " (synced)" : "")"
+                    + "\(p.session ? "" : ", no session")\(p.resyncing ? ", resyncing" : "")"
                     + ", \(p.inFlight) batch(es) in flight, \(p.pending) record(s) pending")
             }
             for (key, value) in r.counters.sorted(by: { $0.key < $1.key }) {

@@ -12,7 +12,7 @@ struct Tunnat: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tunnat",
         abstract: "A userspace NAT data plane for Linux NAT instances.",
-        subcommands: [RunCommand.self, StatusCommand.self, RoutingCommand.self, RoutesCommand.self, ReplayCommand.self,
+        subcommands: [RunCommand.self, StatusCommand.self, HandoverCommand.self, RoutingCommand.self, RoutesCommand.self, ReplayCommand.self,
                       DefaultConfigCommand.self, CheckConfigCommand.self])
 }
 
@@ -178,6 +178,33 @@ struct StatusCommand: ParsableCommand {
             throw fail("\(path) answered something that is not a tunnat status report")
         }
         print(report.text)
+    }
+}
+
+struct HandoverCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "handover",
+        abstract: "Hand the active role to a synced standby, then stop this node.",
+        discussion: """
+            The planned way to take an active NAT out of service (as SIGTERM does): a synced standby is told to \
+            take over; this node translates until the standby holds the routes, the pool address and every flow, \
+            then stops. Without a synced standby nothing is handed over and the node stops all the same. Prints \
+            the outcome; exits 0 when the handover completed, 1 otherwise.
+            """)
+
+    @Option(name: .long, help: "The control socket (default: control_socket of --config, else \(TunConfiguration.defaultControlSocket)).")
+    var socket: String?
+
+    @Option(name: .long, help: "Configuration file whose control_socket to use.")
+    var config: String?
+
+    func run() throws {
+        let path = try socket ?? loadConfiguration(config).controlSocket
+        let bytes: [UInt8]
+        do { bytes = try ControlSocket.query(path, request: "handover", timeout: 700) } catch { throw fail(error.description) }
+        let outcome = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        print(outcome)
+        if outcome != "handover complete" { throw ExitCode(1) }
     }
 }
 

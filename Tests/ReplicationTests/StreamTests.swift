@@ -15,6 +15,14 @@ func records(_ n: Int, from first: Int = 0) -> [FlowRecord] {
 
 func decoded(_ payloads: [[UInt8]]) -> [Batch] { payloads.compactMap { Batch($0) } }
 
+extension OutboundStream {
+    /// A resync whose walk reads the whole `snapshot` in one part.
+    mutating func beginResync(snapshot: [FlowRecord], serial: UInt64, now: Double) {
+        beginResync(now: now)
+        _ = enqueue([], part: SnapshotPart(records: snapshot, next: nil), serial: serial)
+    }
+}
+
 /// The active's side: events in, batches out, on a hand-turned clock.
 @Suite struct OutboundStreamTests {
     @Test func aStreamSendsNothingBeforeItsFirstResync() {
@@ -92,6 +100,39 @@ func decoded(_ payloads: [[UInt8]]) -> [Batch] { payloads.compactMap { Batch($0)
         #expect(sent[0].records == records(3, from: 100))
         _ = s.acknowledge(2)
         #expect(s.ackedSerial == 5)
+    }
+
+    /// The walk is read a part at a time, only while the queue is short, and the changes taken with each part go
+    /// before it; the end flag rides on the batch with the walk's last record.
+    @Test func aResyncWalksTheTableInPartsWithChangesInBetween() {
+        var s = OutboundStream()
+        s.beginResync(now: 0)
+        #expect(s.wantsSnapshot == 0)
+        let part1 = SnapshotPart(records: records(OutboundStream.snapshotBacklog), next: 9000)
+        let queued = s.enqueue(records(2, from: 500_000), part: part1, serial: 7)
+        #expect(queued)
+        #expect(s.wantsSnapshot == nil, "a full backlog reads no more of the table")
+        var sent: [Batch] = []
+        var now = 0.0
+        var acked: UInt64 = 0
+        while s.waiting > 0 {
+            sent += decoded(s.tick(now: now).batches)
+            acked = sent.last!.number
+            _ = s.acknowledge(acked)
+            now += 0.001
+        }
+        #expect(s.wantsSnapshot == 9000, "the walk goes on where the part ended")
+        let last = s.enqueue(records(1, from: 600_000), part: SnapshotPart(records: records(3, from: 700_000), next: nil), serial: 9)
+        #expect(last)
+        #expect(s.wantsSnapshot == nil && s.resyncing)
+        sent += decoded(s.tick(now: now).batches)
+        let all = sent.flatMap(\.records)
+        #expect(Array(all.prefix(2)) == records(2, from: 500_000), "changes before the part taken with them")
+        #expect(Array(all.suffix(4)) == records(1, from: 600_000) + records(3, from: 700_000))
+        #expect(sent.first!.flags == Batch.reset && sent.last!.flags == Batch.end)
+        #expect(sent.dropFirst().dropLast().allSatisfy { $0.flags == 0 })
+        let done = s.acknowledge(sent.last!.number)
+        #expect(done && !s.resyncing && s.ackedSerial == 9)
     }
 
     @Test func aStandbyTooFarBehindIsToldToResync() {

@@ -1,6 +1,8 @@
 import NatTable
 import PacketKit
 import Testing
+import Replication
+import SystemCalls
 import TunnatKit
 
 @Suite struct ConfigFileTests {
@@ -167,13 +169,51 @@ import TunnatKit
 
             """
         let r = try #require(try ConfigFile.parse(text, file: "t.yaml").replication)
-        #expect(r.listen.description == "10.0.0.10:7800" && r.peers.map(\.description) == ["10.0.1.10:7800", "10.0.2.10:7801"])
+        #expect(r.listen.description == "10.0.0.10:7800" && r.peers.map(\.endpoint.description) == ["10.0.1.10:7800", "10.0.2.10:7801"])
+        #expect(r.peers.map(\.node) == [0x0A00_010A, 0x0A00_020A], "a peer by address alone has its address as id")
         #expect(r.node == 0x0A00_000A, "the listen address by default")
         #expect(r.keyFile == "/etc/tunnat/sync.key" && r.heartbeatMilliseconds == 50 && r.peerTimeoutMilliseconds == 400)
         #expect(r.startupWaitMilliseconds == 1000 && r.holdNewFlowsMilliseconds == 20)
         let withID = try ConfigFile.parse(text + "  node_id: 7\n", file: "t.yaml")
         #expect(withID.replication?.node == 7)
         #expect(try ConfigFile.parse(Self.base, file: "t.yaml").replication == nil)
+    }
+
+    @Test func peersWithIdsAndASecondKeyAreRead() throws {
+        let text = Self.base + """
+            replication:
+              node_id: 1
+              listen: 10.0.0.10:7800
+              peers:
+                - {node_id: 2, address: 10.0.1.10:7800}
+              key_file: /etc/tunnat/sync-2.key
+              key_id: 2
+              accept_key_file: /etc/tunnat/sync-1.key
+              accept_key_id: 1
+
+            """
+        let r = try #require(try ConfigFile.parse(text, file: "t.yaml").replication)
+        #expect(r.peers == [ReplicationPeer(node: 2, endpoint: UDPEndpoint("10.0.1.10:7800")!)])
+        #expect(r.keyID == 2 && r.acceptKeyFile == "/etc/tunnat/sync-1.key" && r.acceptKeyID == 1)
+    }
+
+    @Test(arguments: [
+        ("  node_id: 2\n  peers:\n    - {node_id: 2, address: 10.0.1.10:7800}\n",
+         "replication.peers: node id 2 (10.0.1.10:7800) is this node's own id or another peer's"),
+        ("  peers:\n    - {address: 10.0.1.10:7800, port: 1}\n", "replication.peers.port: unknown key; accepted here: node_id, address"),
+        ("  peers:\n    - {node_id: 3}\n", "replication.peers.address: missing"),
+        ("  peers: [10.0.1.10:7800]\n  key_id: 0\n", "replication.key_id: expected a whole number from 1 to 255, got 0"),
+        ("  peers: [10.0.1.10:7800]\n  accept_key_file: /k2\n", "replication.accept_key_id: missing"),
+        ("  peers: [10.0.1.10:7800]\n  accept_key_file: /k2\n  accept_key_id: 1\n", "replication.accept_key_id: must differ from key_id (1)"),
+    ])
+    func replicationIdMistakesAreNamed(lines: String, expected: String) {
+        let text = Self.base + "replication:\n  listen: 10.0.0.10:7800\n  key_file: /k\n" + lines
+        do {
+            _ = try ConfigFile.parse(text, file: "t.yaml")
+            Issue.record("accepted: \(text)")
+        } catch {
+            #expect(error.description.contains(expected), "\(error.description)")
+        }
     }
 
     @Test func unreadableFileSaysWhy() {

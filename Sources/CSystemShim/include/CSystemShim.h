@@ -1,12 +1,15 @@
 // CSystemShim: the Linux calls that Swift cannot make directly: ioctls whose request numbers are function-like
-// macros (TUNSETIFF, TUNSETOFFLOAD, TUNSETVNETHDRSZ, SIOCSIFFLAGS, SIOCSIFMTU) and the GNU-only batched
-// socket calls. Each function returns what its C call returns (-1 with errno set on failure); nothing else.
+// macros (TUNSETIFF, TUNSETOFFLOAD, TUNSETVNETHDRSZ, SIOCSIFFLAGS, SIOCSIFMTU), the GNU-only batched
+// socket calls and SO_ATTACH_FILTER's struct sock_fprog. Each function returns what its C call returns (-1 with
+// errno set on failure); nothing else.
 #ifndef TUNNAT_CSYSTEMSHIM_H
 #define TUNNAT_CSYSTEMSHIM_H
 
 #include <stdint.h>
 #include <stddef.h>
 #include <sys/types.h>
+// struct sock_filter, the classic BPF opcode parts (BPF_LD, BPF_ABS, ...) and SKF_NET_OFF, for Swift to use by name.
+#include <linux/filter.h>
 
 // linux/if_tun.h
 #define TUNNAT_IFF_TUN 0x0001
@@ -47,6 +50,22 @@ struct tunnat_datagram {
 };
 /// sendmmsg(fd, ...) of up to 64 datagrams; returns how many the kernel took.
 int tunnat_sendmmsg(int fd, const struct tunnat_datagram *datagrams, unsigned int count);
+
+/// One receive slot for recvmmsg: the caller's buffer (`bytes`, `capacity` bytes), and what the kernel filled in:
+/// the datagram's real `length` (MSG_TRUNC: longer than `capacity` when it was cut) and its sender's IPv4 address
+/// and port (network order).
+struct tunnat_receive_slot {
+    void *bytes;
+    size_t capacity;
+    size_t length;
+    uint32_t source_address;
+    uint16_t source_port;
+};
+/// recvmmsg(fd, ..., MSG_DONTWAIT | MSG_TRUNC, NULL) into up to 64 slots; returns how many datagrams arrived.
+int tunnat_recvmmsg(int fd, struct tunnat_receive_slot *slots, unsigned int count);
+
+/// setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER) of a classic BPF program of `count` instructions.
+int tunnat_attach_filter(int fd, const struct sock_filter *program, unsigned short count);
 
 /// getrandom(buf, len, 0) (sys/random.h, which Swift's Glibc module does not export).
 ssize_t tunnat_getrandom(void *buffer, size_t length);
