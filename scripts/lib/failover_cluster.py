@@ -2,9 +2,12 @@
 """Two tunnat instances replicating their table in front of a simulated AWS VPC: the world of the end-to-end
 failover test (scripts/tests/test_failover_e2e.py) and of the failover benchmark (scripts/bench-failover.sh).
 
-  failover_cluster.py TUNNAT_BINARY --bench N [--idle I] [--busy B]
+  failover_cluster.py TUNNAT_BINARY --bench N [--idle I] [--busy B] [--preload P [--churn C]]
       N kills of the active (the killed node comes back as the standby before the next round), each round's checks
       on stderr, then the figures as one JSON line on stdout; exit 1 if a check failed. As root.
+      With P > 0, first P idle UDP flows through the active (preload_flows.py, to 198.19.0.0/16, which the router
+      blackholes), then a restart of the standby timed until its replica is complete while C new UDP flows a second
+      (default 200) go through the active; the rounds run on top of the preloaded table.
 
 Topology (namespaces named per run; the root namespace holds moto, the fake IMDS and the EC2 front on a bridge):
 
@@ -12,6 +15,7 @@ Topology (namespaces named per run; the root namespace holds moto, the fake IMDS
                              198.18.0.100 routed to whichever ENI holds its private IP 10.10.0.100, as the internet
                              gateway does; each read from moto in a loop, at most 100 ms behind)
   rtr -- nat-a 10.10.0.10 (ENI a)     rtr -- nat-b 10.10.0.11 (ENI b)     rtr -- server 198.18.1.10
+                                                                            rtr: 198.19.0.0/16 blackholed (preload)
   nat-a, nat-b -- bridge 10.79.0.1 in the root namespace (moto, IMDS, EC2 front), as 10.79.0.2 and 10.79.0.3
 
 The internet gateway's 1:1 rewrite of the Elastic IP to the private IP is left out: the NATs use the public address
@@ -20,6 +24,7 @@ as their pool address, and the router sends it to the ENI that holds the private
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -35,7 +40,14 @@ MGMT_IP = {"a": "10.79.0.2", "b": "10.79.0.3"}
 BRIDGE_IP = "10.79.0.1"
 SERVER_PORT = 5001
 OUTAGE_LIMIT = 2.0      # seconds: the longest gap any flow may see across a kill of the active
+HANDOVER_OUTAGE_LIMIT = 1.0  # seconds: the same across a planned handover (the route switch only)
 MIRROR_LAG_LIMIT = 0.1  # seconds: how far behind moto the router may follow
+PRELOAD_PREFIX = "198.19.0.0/16"  # where preload_flows.py sends; the router drops it without a word (no ICMP)
+PRELOAD_LIMIT = 120.0   # seconds: the preload's bound
+MAX_PRELOAD = 1 << 24   # flows: ample for the 1,048,576 the design asks to test at
+RESYNC_LIMIT = 60.0     # seconds: how long a restarted standby may take to hold a preloaded table
+REJOIN_LIMIT = 20.0     # seconds: how long a node restarted after a round may take to resync (no preload)
+RESYNC_CHURN = 200      # new flows a second through the active while the standby resyncs the preloaded table
 
 
 def log(message):
@@ -138,10 +150,16 @@ class Node:
     def write_config(self):
         c, other = self.cluster, "b" if self.k == "a" else "a"
         path = os.path.join(c.work, f"{self.k}.yaml")
+        # A preload puts every flow on one private host, and they must outlive the whole run: room for them and a
+        # quarter more, no per-host limit, an hour of UDP idle time.
+        limits = "" if not c.preload else f"""
+  max_flows: {c.preload + c.preload // 4 + 65536}
+  max_flows_per_host: unlimited
+  timeouts: {{udp: 1h}}"""
         with open(path, "w") as f:
             f.write(f"""nat:
   private_prefixes: [10.10.1.0/24]
-  pool: [{PUBLIC}]
+  pool: [{PUBLIC}]{limits}
 tun: {{name: tnat0, queues: 1, routing: {{interface: eth0}}}}
 control_socket: {c.work}/{self.k}.sock
 stats_interval: 0
@@ -179,11 +197,13 @@ failover:
         self.proc.wait(10)
 
     def status(self):
-        r = subprocess.run([self.cluster.tunnat, "status", "--socket", os.path.join(self.cluster.work, f"{self.k}.sock"),
-                            "--json"], capture_output=True, text=True, timeout=10)
+        """`tunnat status --json`, or None when it gives no answer within 10 s (a node busy, starting or dead)."""
         try:
+            r = subprocess.run([self.cluster.tunnat, "status", "--socket",
+                                os.path.join(self.cluster.work, f"{self.k}.sock"), "--json"],
+                               capture_output=True, text=True, timeout=10)
             return json.loads(r.stdout)
-        except ValueError:
+        except (ValueError, subprocess.TimeoutExpired):
             return None
 
     def role(self):
@@ -256,12 +276,59 @@ class Round:
         return max(self.gaps.values())
 
 
+class FlowSender:
+    """preload_flows.py in the client namespace: idle UDP flows on request, from `sockets` source ports of its own."""
+
+    def __init__(self, cluster, sockets):
+        self.proc = cluster.procs.start(cluster.ns.argv("c", sys.executable, os.path.join(LIB, "preload_flows.py"),
+                                                        sockets),
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.ready = self.reply(10)[:1] == ["ready"]
+
+    def reply(self, within):
+        """The next line it prints, as words; none if it prints nothing within `within` seconds."""
+        ready, _, _ = select.select([self.proc.stdout], [], [], max(within, 0.0))
+        return self.proc.stdout.readline().split() if ready else []
+
+    def start(self, first, count, rate):
+        """Asks for flows first .. first+count-1 at `rate` per second, without waiting for them."""
+        try:
+            self.proc.stdin.write(f"{first} {count} {int(rate)}\n")
+        except OSError:  # it has gone; the caller sees it in the figures
+            pass
+
+    def send(self, first, count, rate, within):
+        """Sends flows first .. first+count-1 at `rate` per second: (sent, failed, seconds), or None if it does not
+        answer within `within` seconds."""
+        self.start(first, count, rate)
+        words = self.reply(within)
+        return (int(words[1]), int(words[2]), float(words[3])) if words[:1] == ["sent"] else None
+
+    def close(self):
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+            self.proc.wait(10)
+        except (OSError, subprocess.TimeoutExpired):
+            self.stop()
+
+    def stop(self):
+        """Ends it mid-send (the churn of time_resync)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
 class Cluster:
     """The namespaces, the VPC in moto, the server and the two nodes (not started). up() builds, down() removes."""
 
-    def __init__(self, tunnat, idle=20, busy=2):
+    def __init__(self, tunnat, idle=20, busy=2, preload=0):
         self.tunnat = os.path.abspath(tunnat)
-        self.idle, self.busy = idle, busy
+        self.idle, self.busy, self.preload = idle, busy, preload
         self.procs = Processes()
         self.ns = Namespaces("tfe")
         self.bridge = f"{self.ns.prefix}br"
@@ -328,6 +395,9 @@ class Cluster:
             sh("ip", "-n", ns["r"], "rule", "add", "from", "10.10.1.0/24", "iif", dev, "blackhole", "pref", "90")
         ns.exec("r", "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
                 "net.ipv4.conf.default.rp_filter=0")
+        # The preload's destinations: the internet side drops them without an answer (a blackhole route sends no
+        # ICMP), so each preloaded flow stays one idle outbound datagram in the NAT.
+        sh("ip", "-n", ns["r"], "route", "add", "blackhole", PRELOAD_PREFIX)
         # The management bridge: the NATs reach moto, the IMDS and the EC2 front here.
         sh("ip", "link", "add", ns.root_link(self.bridge), "type", "bridge")
         sh("ip", "addr", "add", f"{BRIDGE_IP}/24", "dev", self.bridge)
@@ -349,8 +419,10 @@ class Cluster:
         eni = self.vpc.nat[k]["eni"]
         return route == eni and holders == [eni]
 
-    def failover_round(self, active, standby, seconds=9.0, kill_at=3.0):
-        """Long-lived flows through `active`, then its SIGKILL at `kill_at`: what the flows saw, how long takeover took."""
+    def failover_round(self, active, standby, seconds=9.0, kill_at=3.0, handover=False):
+        """Long-lived flows through `active`, then at `kill_at` its SIGKILL, or with `handover` a planned handover
+        (`tunnat handover`, which returns once the new active holds everything, then the old one stops): what the
+        flows saw, how long takeover took."""
         probe = self.procs.start(self.ns.argv("c", sys.executable, os.path.join(LIB, "longflows.py"), "probe", SERVER,
                                               SERVER_PORT, "--seconds", seconds, "--idle", self.idle,
                                               "--busy", self.busy),
@@ -360,13 +432,22 @@ class Cluster:
         time.sleep(kill_at)
         flows_before = (active.status() or {}).get("flows", 0)
         killed = time.monotonic()
-        active.kill()
+        handed = None
+        if handover:
+            handed = subprocess.Popen([self.tunnat, "handover", "--socket", os.path.join(self.work, f"{active.k}.sock")],
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        else:
+            active.kill()
         took_over = wait_for(lambda: standby.role() == "active", 10, step=0.02)
         takeover = time.monotonic() - killed
         eni = self.vpc.nat[standby.k]["eni"]
         route_moved = wait_for(lambda: self.vpc.applied["route"] == eni and self.vpc.applied["pool"] == eni, 10,
                                step=0.02)
         switched = time.monotonic() - killed
+        outcome = None
+        if handed:
+            outcome = handed.communicate(timeout=60)[0].strip()
+            active.proc.wait(30)
         out, err = probe.communicate(timeout=seconds + 120)
         ping_out, _ = ping.communicate(timeout=seconds + 30)
         try:
@@ -377,7 +458,134 @@ class Cluster:
         return Round(active, standby, self.busy, {
             "flows_replicated": flows_before, "took_over": took_over, "takeover_seconds": round(takeover, 3),
             "route_moved": route_moved, "switch_seconds": round(switched, 3), "flows": flows,
-            "ping_gap": round(gap, 3), "ping_replies": replies})
+            "ping_gap": round(gap, 3), "ping_replies": replies, "handover": outcome})
+
+    def preload_flows(self, active, n, seconds=PRELOAD_LIMIT, sockets=4, chunk=16384):
+        """n idle UDP flows from the client through `active` (preload_flows.py), counted by the active's flows-created.
+        Sent a chunk at a time: a chunk whose flows all appear raises the rate by a tenth; one that falls short
+        (datagrams lost before the NAT saw them: in the TUN's queue when the NAT's worker waits for a core) is sent
+        again at 0.7 times the rate. Small chunks keep what a loss costs small; on 2 shared cores the rate settles
+        near 40,000 flows/s. Bounded by `seconds`; the figures say whether all n were made ("ok") and what it took."""
+        refusals = ("table-full", "host-limit", "ports-exhausted")
+        now = {k: 0 for k in ("created", "flows", "evicted", "tun-tx-dropped", *refusals)}
+
+        def table():
+            st = active.status()
+            if st is None:  # no answer this time: the last one stands
+                return now
+            drops = st.get("drops", {})
+            return {"created": st.get("nat", {}).get("flows-created", 0), "flows": st.get("flows", 0),
+                    "evicted": st.get("nat", {}).get("flows-evicted", 0),
+                    "tun-tx-dropped": (st.get("kernel") or {}).get("tun-tx-dropped", 0),
+                    **{k: drops.get(k, 0) for k in refusals}}
+
+        figures = {"flows": n, "ok": False, "error": None, "chunks": 0, "chunks_resent": 0, "datagrams": 0,
+                   "send_failed": 0, "send_seconds": 0.0}
+        sender = FlowSender(self, sockets)
+        base = now = table()
+        rate, min_rate, max_rate = 30_000.0, 2_000.0, 2_000_000.0
+        done = 0
+        started = time.monotonic()
+        deadline = started + seconds
+        if not sender.ready:
+            figures["error"] = "preload_flows.py did not start"
+        elif active.role() != "active":
+            figures["error"] = f"nat-{active.k} is not the active (role {active.role()}); nothing preloaded"
+        while figures["error"] is None and done < n and time.monotonic() < deadline:
+            count = min(chunk, n - done)
+            answer = sender.send(done, count, rate, within=deadline - time.monotonic() + 5)
+            if answer is None:
+                figures["error"] = f"preload_flows.py stopped answering (exit {sender.proc.poll()})"
+                break
+            figures["chunks"] += 1
+            figures["datagrams"] += answer[0]
+            figures["send_failed"] += answer[1]
+            figures["send_seconds"] += answer[2]
+            # The NAT may still be reading its queue: wait for the chunk's flows, or for the count to stand still.
+            target, last, still_since = done + count, None, time.monotonic()
+            settle_until = min(time.monotonic() + 5, deadline)
+            while time.monotonic() < settle_until:
+                now = table()
+                if now["created"] - base["created"] >= target:
+                    break
+                if now["created"] != last:
+                    last, still_since = now["created"], time.monotonic()
+                elif time.monotonic() - still_since >= 0.15:
+                    break
+                time.sleep(0.02)
+            refused = {k: now[k] - base[k] for k in refusals if now[k] > base[k]}
+            if refused:
+                figures["error"] = f"the active refused flows: {refused} (nat.max_flows, max_flows_per_host?)"
+                break
+            if now["created"] - base["created"] >= target:
+                done = target
+                rate = min(rate * 1.1, max_rate)
+            else:
+                figures["chunks_resent"] += 1
+                rate = max(rate * 0.7, min_rate)
+        elapsed = time.monotonic() - started
+        sender.close()
+        made = now["created"] - base["created"]
+        figures.update({
+            "ok": done >= n and figures["error"] is None, "made": made, "seconds": round(elapsed, 3),
+            "flows_per_second": round(made / elapsed) if elapsed > 0 else 0, "last_rate": int(rate),
+            "send_seconds": round(figures["send_seconds"], 3), "active_flows": now["flows"],
+            "flows_evicted": now["evicted"] - base["evicted"],
+            "tun_tx_dropped": now["tun-tx-dropped"] - base["tun-tx-dropped"]})
+        if not figures["ok"] and figures["error"] is None:
+            figures["error"] = f"{made} of {n} flows after {elapsed:.0f} s (limit {seconds:.0f} s)"
+        return figures
+
+    def time_resync(self, active, standby, flows, seconds=RESYNC_LIMIT, churn=0):
+        """Restarts the standby (kill -9, start, as a round does) and times it until it says its replica is complete
+        and holds at least `flows` flows, for at most `seconds`, while `churn` new UDP flows a second go through the
+        active (a resync must stream while the active forwards, and its changes queue behind the snapshot). Then
+        both nodes' flows, their resync counters, and the active's worst lock hold and wait (None where the status
+        has no such counter)."""
+        sender = None
+        created = lambda: ((active.status() or {}).get("nat") or {}).get("flows-created", 0)  # noqa: E731
+        churn_before = created()
+        if churn:
+            sender = FlowSender(self, 1)
+            if sender.ready:
+                sender.start(0, int(churn * (seconds + 10)), churn)
+        standby.kill()
+        standby.start()
+        started = time.monotonic()
+        seen = {"standby_seconds": None, "status": None}
+
+        def complete():
+            st = standby.status()
+            if st is None:
+                return False
+            seen["status"] = st
+            r = st.get("replication", {})
+            if r.get("role") == "standby" and seen["standby_seconds"] is None:
+                seen["standby_seconds"] = round(time.monotonic() - started, 3)
+            return r.get("role") == "standby" and bool(r.get("synced")) and st.get("flows", 0) >= flows
+
+        try:
+            synced = wait_for(complete, seconds, step=0.1)
+            took = time.monotonic() - started
+        finally:
+            if sender:
+                sender.stop()
+        a, b = active.status() or {}, standby.status() or seen["status"] or {}
+
+        def resyncs(st):
+            c = st.get("replication", {}).get("counters", {})
+            return {k: c.get(k, 0) for k in ("resyncs-started", "resyncs-completed", "records-sent", "records-applied",
+                                             "retransmits")}
+
+        return {"synced": synced, "seconds": round(took, 3), "limit": seconds, "standby_seconds": seen["standby_seconds"],
+                "flows_wanted": flows, "active_flows": a.get("flows"), "standby_flows": b.get("flows"),
+                "standby_role": b.get("replication", {}).get("role"),
+                "standby_synced": b.get("replication", {}).get("synced"),
+                "churn_per_second": churn if sender and sender.ready else 0,
+                "churn_flows": (a.get("nat") or {}).get("flows-created", 0) - churn_before,
+                "active_counters": resyncs(a), "standby_counters": resyncs(b),
+                "table_hold_max_us": a.get("replication", {}).get("counters", {}).get("table-hold-max-us"),
+                "lock_wait_max_us": a.get("io", {}).get("lock-wait-max-us")}
 
     def replication_overhead(self, active, standby, flows=2000):
         """A burst of new UDP flows through the active: what it sent to replicate them, what both spent."""
@@ -413,8 +621,10 @@ def rejected_counters(node):
     return {k: v for k, v in counters.items() if k.startswith("rejected")}
 
 
-def bench(tunnat, rounds, idle, busy):
-    """The benchmark: `rounds` kills, the same checks as the test suite (but the mirror lag) on stderr, then JSON."""
+def bench(tunnat, rounds, idle, busy, preload=0, churn=RESYNC_CHURN, handover=False):
+    """The benchmark: `rounds` kills, the same checks as the test suite (but the mirror lag) on stderr, then JSON.
+    With `preload`, that many idle flows first, and the time a restarted standby takes to hold them while `churn`
+    new flows a second go through the active."""
     failed = []
 
     def check(name, ok, detail=""):
@@ -422,7 +632,8 @@ def bench(tunnat, rounds, idle, busy):
         if not ok:
             failed.append(name)
 
-    cluster = Cluster(tunnat, idle=idle, busy=busy)
+    cluster = Cluster(tunnat, idle=idle, busy=busy, preload=preload)
+    rejoin_limit = RESYNC_LIMIT if preload else REJOIN_LIMIT
     try:
         cluster.up()
         a, b = cluster.nodes["a"], cluster.nodes["b"]
@@ -432,11 +643,33 @@ def bench(tunnat, rounds, idle, busy):
         check("nat-b follows as standby and completes its bulk sync",
               wait_for(lambda: b.role() == "standby" and b.synced(), 20), b.log_tail())
         check("the client reaches the server through nat-a", wait_for(cluster.client_reaches_server, 10))
+        loaded = resync = None
+        if preload:
+            log(f"failover bench: preload of {preload} idle UDP flows through nat-a")
+            loaded = cluster.preload_flows(a, preload)
+            check(f"{preload} flows preloaded within {PRELOAD_LIMIT:.0f} s", loaded["ok"], loaded["error"])
+            log(f"  {loaded['made']} flows in {loaded['seconds']} s ({loaded['flows_per_second']}/s), "
+                f"{loaded['datagrams']} datagrams, {loaded['chunks_resent']} chunk(s) sent again")
+            log(f"failover bench: restart of nat-b, timed until its replica is complete ({churn} new flows/s meanwhile)")
+            resync = cluster.time_resync(a, b, loaded["made"], churn=churn)
+            check(f"nat-b holds the {loaded['made']} flows within {RESYNC_LIMIT:.0f} s of its restart",
+                  resync["synced"],
+                  f"not synced after {RESYNC_LIMIT:.0f} s: standby {resync['standby_flows']} flows, role "
+                  f"{resync['standby_role']}, synced {resync['standby_synced']}; resyncs started/completed: active "
+                  f"{resync['active_counters']['resyncs-started']}/{resync['active_counters']['resyncs-completed']}, "
+                  f"standby {resync['standby_counters']['resyncs-started']}/"
+                  f"{resync['standby_counters']['resyncs-completed']}")
         figures = []
         active, standby = a, b
         for n in range(rounds):
-            log(f"failover bench: round {n + 1}: flows through nat-{active.k}, then kill -9 nat-{active.k}")
-            r = cluster.failover_round(active, standby)
+            planned = handover and n % 2 == 1
+            log(f"failover bench: round {n + 1}: flows through nat-{active.k}, then "
+                + (f"a planned handover from nat-{active.k}" if planned else f"kill -9 nat-{active.k}"))
+            r = cluster.failover_round(active, standby, handover=planned)
+            r.figures["mode"] = "handover" if planned else "kill"
+            if planned:
+                check("tunnat handover completes", r.figures["handover"] == "handover complete", str(r.figures["handover"]))
+            limit = HANDOVER_OUTAGE_LIMIT if planned else OUTAGE_LIMIT
             figures.append(r.figures)
             check(f"nat-{standby.k} takes over", r.figures["took_over"], standby.log_tail())
             check("the route and the pool address move, the router follows", r.figures["route_moved"])
@@ -444,10 +677,10 @@ def bench(tunnat, rounds, idle, busy):
             check("every idle TCP connection survives", r.idle_tcp_ok, json.dumps(r.idle.get("failures", [])[:5]))
             check("one public address throughout", r.source_addresses == {PUBLIC}, str(sorted(r.sources)))
             check("the UDP stream keeps its address and port", len(r.udp.get("sources", [])) == 1, str(r.udp))
-            check(f"outage at most {OUTAGE_LIMIT}s ({r.gaps})", r.outage <= OUTAGE_LIMIT)
+            check(f"outage at most {limit}s ({r.gaps})", r.outage <= limit)
             active.start()
             check(f"nat-{active.k} rejoins as standby and resyncs",
-                  wait_for(lambda: active.role() == "standby" and active.synced(), 20), active.log_tail())
+                  wait_for(lambda: active.role() == "standby" and active.synced(), rejoin_limit), active.log_tail())
             time.sleep(0.5)
             check(f"nat-{active.k} does not take the route or the pool address back",
                   cluster.holds_everything(standby.k) and standby.role() == "active" and active.role() == "standby")
@@ -457,7 +690,8 @@ def bench(tunnat, rounds, idle, busy):
         log("failover bench: replication overhead: 2000 new UDP flows")
         overhead = cluster.replication_overhead(active, standby)
         lag = max(cluster.vpc.lag.values())
-        print(json.dumps({"rounds": figures, "overhead": overhead, "router_lag_max_ms": round(lag * 1000, 1)}))
+        print(json.dumps({"rounds": figures, "overhead": overhead, "router_lag_max_ms": round(lag * 1000, 1),
+                          "preload": loaded, "resync": resync}))
     finally:
         cluster.down()
     log(f"failover bench: {len(failed)} check(s) failed" if failed else "failover bench: every check passed")
@@ -470,9 +704,14 @@ def main(argv):
 
     if len(argv) < 2 or "--bench" not in argv:
         sys.exit(__doc__)
+    if not 0 <= option("--preload", 0) <= MAX_PRELOAD:
+        sys.exit(f"failover_cluster.py: --preload: expected 0 to {MAX_PRELOAD} flows, got {option('--preload', 0)}")
+    if not 0 <= option("--churn", RESYNC_CHURN) <= 100_000:
+        sys.exit(f"failover_cluster.py: --churn: expected 0 to 100000 flows a second, got {option('--churn', 0)}")
     if os.geteuid() != 0:
         sys.exit("failover_cluster.py: needs root (network namespaces, veth pairs, TUN devices); not run")
-    return bench(argv[1], option("--bench", 1), option("--idle", 20), option("--busy", 2))
+    return bench(argv[1], option("--bench", 1), option("--idle", 20), option("--busy", 2), option("--preload", 0),
+                 option("--churn", RESYNC_CHURN), handover="--handover" in argv)
 
 
 if __name__ == "__main__":
