@@ -33,6 +33,7 @@ if [ "$netns" = 1 ]; then
   want ab apache2-utils
   want nginx nginx-light
   want setpriv util-linux
+  want cc gcc           # the sync-link flood test builds its flooder (scripts/lib/udpflood.c)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "install-deps.sh: missing ${need[*]}; run as root to install" >&2; exit 1; fi

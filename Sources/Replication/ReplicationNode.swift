@@ -238,7 +238,8 @@ public final class ReplicationNode {
     }
 
     /// The checks every datagram passes before anything in it is used, cheapest first: the header, the ids and
-    /// address, the session (a comparison, no decryption), then the tag, then the replay window.
+    /// address, the session and the replay window's pre-check (comparisons, no decryption), then the tag, then the
+    /// replay window.
     func authenticate(_ datagram: [UInt8], length: Int, from: UDPEndpoint, now: Double) throws(SyncRejection) -> (SyncMessage, Peer) {
         let header = try SyncMessage(header: datagram, length: length)
         guard header.receiver == config.node else { throw .wrongReceiver }
@@ -254,6 +255,7 @@ public final class ReplicationNode {
         guard peer.session.holds(senderNonce: header.senderNonce, receiverNonce: header.receiverNonce) else {
             throw .noSession
         }
+        guard peer.session.window.mayAccept(header.sequence) else { throw .replayed }
         let key: AEADKey
         if let cached = peer.session.receiveKeys[header.keyID] {
             key = cached

@@ -261,6 +261,14 @@ public struct ReplayWindow: Sendable, Equatable {
 
     public init() {}
 
+    /// Whether `sequence` could be accepted, without recording it: checked before a decryption, so that a flood of
+    /// old or repeated sequences costs a comparison each (RFC 4303 section 3.4.3 does the same).
+    public func mayAccept(_ sequence: UInt64) -> Bool {
+        guard sequence > 0 else { return false }
+        if sequence > newest { return true }
+        return newest - sequence < Self.size && !isSet(sequence)
+    }
+
     /// Accepts `sequence` (and records it) or says why not. Call only for authenticated messages.
     public mutating func accept(sequence: UInt64) throws(SyncRejection) {
         guard sequence > 0 else { throw .replayed }

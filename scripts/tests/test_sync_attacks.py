@@ -1,0 +1,183 @@
+"""The replication link under attack, in network namespaces: the two tunnat nodes of the failover cluster
+(scripts/lib/failover_cluster.py), and an attacker in the router namespace between them that captures their
+datagrams (tcpdump) and sends its own with any source address (a raw socket). Each attack must change neither
+role, term nor table, and the nodes must keep their heartbeats. Needs root.
+
+  .venv/bin/python -m pytest scripts/tests/test_sync_attacks.py [-k NAME] [--tunnat PATH]
+
+Every packet stays between the cluster's namespaces; the flood is bounded (rate and seconds).
+"""
+import os
+import select
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+
+from failover_cluster import NAT_IP, Cluster
+from testbed import LIB, wait_for
+
+PORT = 7800
+FLOOD_RATE, FLOOD_SECONDS = 300_000, 3
+
+
+@pytest.fixture(scope="module")
+def pair(root, tunnat):
+    """nat-a active, nat-b its synced standby."""
+    c = Cluster(tunnat, idle=0, busy=0)
+    try:
+        c.up()
+        a, b = c.nodes["a"], c.nodes["b"]
+        a.start()
+        assert wait_for(lambda: a.role() == "active", 20), a.log_tail()
+        b.start()
+        assert wait_for(lambda: b.role() == "standby" and b.synced(), 20), b.log_tail()
+        yield c
+    finally:
+        c.down()
+
+
+def replication(node):
+    return (node.status() or {}).get("replication", {})
+
+
+def snapshot(c):
+    """Who is what: roles, terms, leaders, whether b is synced, and both tables' flows."""
+    a, b = c.nodes["a"], c.nodes["b"]
+    sa, sb = a.status() or {}, b.status() or {}
+    ra, rb = sa.get("replication", {}), sb.get("replication", {})
+    return {"roles": (ra.get("role"), rb.get("role")), "terms": (ra.get("term"), rb.get("term")),
+            "b follows": rb.get("leader"), "b synced": rb.get("synced"), "flows": (sa.get("flows"), sb.get("flows"))}
+
+
+def capture(c, seconds):
+    """The sync datagrams seen on the router for `seconds`: [(src, sport, dst, dport, payload)]."""
+    path = os.path.join(c.work, f"sync-{time.monotonic_ns()}.pcap")
+    proc = subprocess.Popen(c.ns.argv("r", "tcpdump", "-i", "any", "-U", "-w", path, "udp", "port", str(PORT)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # tcpdump says "listening on ..." once it captures.
+    started = wait_for(lambda: select.select([proc.stderr], [], [], 0.1)[0] != [], 10)
+    assert started, "tcpdump did not start"
+    time.sleep(seconds)
+    proc.terminate()
+    proc.wait(10)
+    return read_pcap(path)
+
+
+def read_pcap(path):
+    """UDP datagrams of a pcap (link types Ethernet and Linux cooked v1/v2), each once per direction."""
+    with open(path, "rb") as f:
+        data = f.read()
+    linktype = struct.unpack_from("<I", data, 20)[0]
+    offset = {1: 14, 113: 16, 276: 20}[linktype]
+    out, seen, i = [], set(), 24
+    while i + 16 <= len(data):
+        caplen = struct.unpack_from("<I", data, i + 8)[0]
+        frame = data[i + 16:i + 16 + caplen]
+        i += 16 + caplen
+        ip = frame[offset:]
+        if len(ip) < 28 or ip[0] >> 4 != 4 or ip[9] != 17:
+            continue
+        ihl = (ip[0] & 15) * 4
+        src, dst = ".".join(map(str, ip[12:16])), ".".join(map(str, ip[16:20]))
+        sport, dport, length = struct.unpack_from("!HHH", ip, ihl)
+        payload = bytes(ip[ihl + 8:ihl + length])
+        key = (src, dst, payload)
+        if key not in seen:  # "any" sees a forwarded datagram twice (in and out)
+            seen.add(key)
+            out.append((src, sport, dst, dport, payload))
+    return out
+
+
+INJECT = r"""
+import socket, struct, sys
+src, sport, dst, dport, path = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
+data = open(path, "rb").read()
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+i = 0
+while i < len(data):
+    (n,) = struct.unpack_from("!H", data, i)
+    payload = data[i + 2:i + 2 + n]
+    i += 2 + n
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + n, 0, 0, 64, 17, 0, socket.inet_aton(src), socket.inet_aton(dst))
+    s.sendto(header + struct.pack("!HHHH", sport, dport, 8 + n, 0) + payload, (dst, 0))
+"""
+
+
+def inject(c, src, dst, payloads):
+    """Sends `payloads` from the router namespace as UDP datagrams src:7800 -> dst:7800 (any source address)."""
+    path = os.path.join(c.work, f"inject-{time.monotonic_ns()}.bin")
+    with open(path, "wb") as f:
+        for p in payloads:
+            f.write(struct.pack("!H", len(p)) + p)
+    subprocess.run(c.ns.argv("r", sys.executable, "-c", INJECT, src, PORT, dst, PORT, path), check=True, timeout=60)
+
+
+def counters(node):
+    return replication(node).get("counters", {})
+
+
+def test_a_reflected_datagram_changes_nothing(pair):
+    """Datagrams from nat-a to nat-b, sent back to nat-a as if nat-b sent them."""
+    a = pair.nodes["a"]
+    before = snapshot(pair)
+    sent = [p for src, _, dst, _, p in capture(pair, 1.0) if src == NAT_IP["a"] and dst == NAT_IP["b"]]
+    assert len(sent) >= 5, "nat-a sends heartbeats every 100 ms"
+    was = counters(a).get("rejected-wrongReceiver", 0)
+    inject(pair, NAT_IP["b"], NAT_IP["a"], sent)
+    assert wait_for(lambda: counters(a).get("rejected-wrongReceiver", 0) >= was + len(sent), 5), counters(a)
+    time.sleep(1.5)
+    assert snapshot(pair) == before
+
+
+def test_a_replay_of_a_captured_session_after_a_restart_changes_nothing(pair):
+    """nat-b restarts; everything nat-a sent it before is replayed to the new nat-b."""
+    a, b = pair.nodes["a"], pair.nodes["b"]
+    old = [p for src, _, dst, _, p in capture(pair, 2.0) if src == NAT_IP["a"] and dst == NAT_IP["b"]]
+    assert len(old) >= 10
+    b.kill()
+    b.start()
+    assert wait_for(lambda: b.role() == "standby" and b.synced(), 20), b.log_tail()
+    before = snapshot(pair)
+    established = counters(b).get("sessions-established", 0)
+    inject(pair, NAT_IP["a"], NAT_IP["b"], old * 3)
+    refused = lambda: sum(v for k, v in counters(b).items() if k in ("rejected-noSession", "rejected-staleHello",
+                                                                    "rejected-replayed", "rejected-helloRate"))
+    assert wait_for(lambda: refused() >= len(old), 5), counters(b)
+    time.sleep(1.5)
+    assert snapshot(pair) == before
+    assert counters(b).get("sessions-established", 0) == established, "no replay started a session"
+
+
+def test_a_spoofed_flood_changes_nothing_and_heartbeats_keep_their_period(pair):
+    """300,000 datagrams a second for 3 s to the standby, from the active's address and port, each a captured
+    heartbeat of the current session with a new sequence and a wrong tag (the costliest kind to refuse)."""
+    a, b = pair.nodes["a"], pair.nodes["b"]
+    flooder = os.path.join(pair.work, "udpflood")
+    subprocess.run(["cc", "-O2", "-o", flooder, os.path.join(LIB, "udpflood.c")], check=True)
+    beats = [p for src, _, dst, _, p in capture(pair, 2.0) if src == NAT_IP["a"] and dst == NAT_IP["b"] and p[5] == 1]
+    assert beats, "a heartbeat of nat-a to capture"
+    template = os.path.join(pair.work, "heartbeat.bin")
+    with open(template, "wb") as f:
+        f.write(beats[-1])
+    before = snapshot(pair)
+    ca, cb = counters(a), counters(b)
+    start = time.monotonic()
+    run = subprocess.run(pair.ns.argv("r", flooder, NAT_IP["a"], PORT, NAT_IP["b"], PORT, FLOOD_RATE, FLOOD_SECONDS,
+                                      template), capture_output=True, text=True, timeout=FLOOD_SECONDS + 30)
+    elapsed = time.monotonic() - start
+    assert run.returncode == 0, run.stderr
+    sent = int(run.stdout.split()[1])
+    assert sent >= FLOOD_RATE * FLOOD_SECONDS * 0.9, run.stdout
+    after_a, after_b = counters(a), counters(b)
+    refused = sum(after_b.get(k, 0) - cb.get(k, 0) for k in after_b if k.startswith("rejected-"))
+    # Both nodes went on sending heartbeats every 100 ms throughout.
+    for name, c0, c1 in (("nat-a", ca, after_a), ("nat-b", cb, after_b)):
+        beats_sent = c1.get("sent-heartbeat", 0) - c0.get("sent-heartbeat", 0)
+        assert beats_sent >= 0.8 * elapsed / 0.1, f"{name} sent {beats_sent} heartbeats in {elapsed:.1f} s"
+    time.sleep(1.5)
+    print(f"flood: {run.stdout.strip()}, refused by nat-b {refused}")
+    assert refused > 0
+    assert snapshot(pair) == before
