@@ -7,7 +7,8 @@
 //
 //   fuzz-translate  NAT.translate on IPv4 packets, header checksum fixed up after mutation, state kept
 //   fuzz-offload    virtio-net header, Offload.prepare/finish through FrameProcessor, GSO splitting
-//   fuzz-sync       SyncKey.open, Batch, FlowRecord, and ReplicationNode.receive behind a valid MAC
+//   fuzz-sync       wire format 2: SyncKeyring.open, the header, Batch, FlowRecord, the replay window, and
+//                   ReplicationNode.receive behind a valid tag (the target plays the peers, handshake included)
 //   fuzz-xml        the AWS XML reader and the EC2 response decoding on top of it
 //   fuzz-config     ConfigFile.parse and FailoverConfigFile.parse (YAML through Yams)
 //   fuzz-pcap       the capture reader `tunnat replay` takes files with (PcapReader, link-layer payloads)
@@ -23,24 +24,26 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
-        // What more than one target needs: checksum fix-ups and a byte reader over the fuzz input.
+        // Every target's entry point: SwiftPM renames an executable's `main` (CFuzzerDriver.h says why).
+        .target(name: "CFuzzerDriver", path: "Sources/CFuzzerDriver"),
+        // What more than one target needs: checksum fix-ups, a byte reader over the fuzz input, `require`.
         .target(
             name: "FuzzSupport",
             dependencies: [.product(name: "PacketKit", package: "tunnat")],
             path: "Sources/FuzzSupport", swiftSettings: strict),
         .executableTarget(
             name: "fuzz-translate",
-            dependencies: ["FuzzSupport", .product(name: "PacketKit", package: "tunnat"),
+            dependencies: ["CFuzzerDriver", "FuzzSupport", .product(name: "PacketKit", package: "tunnat"),
                            .product(name: "NatTable", package: "tunnat")],
             path: "Sources/FuzzTranslate", swiftSettings: strict),
         .executableTarget(
             name: "fuzz-offload",
-            dependencies: ["FuzzSupport", .product(name: "PacketKit", package: "tunnat"),
+            dependencies: ["CFuzzerDriver", "FuzzSupport", .product(name: "PacketKit", package: "tunnat"),
                            .product(name: "NatTable", package: "tunnat"), .product(name: "TunIO", package: "tunnat")],
             path: "Sources/FuzzOffload", swiftSettings: strict),
         .executableTarget(
             name: "fuzz-sync",
-            dependencies: ["FuzzSupport", .product(name: "PacketKit", package: "tunnat"),
+            dependencies: ["CFuzzerDriver", "FuzzSupport", .product(name: "PacketKit", package: "tunnat"),
                            .product(name: "NatTable", package: "tunnat"), .product(name: "TunIO", package: "tunnat"),
                            .product(name: "Replication", package: "tunnat"),
                            .product(name: "SystemCalls", package: "tunnat"),
@@ -48,15 +51,16 @@ let package = Package(
             path: "Sources/FuzzSync", swiftSettings: strict),
         .executableTarget(
             name: "fuzz-xml",
-            dependencies: [.product(name: "AWS", package: "tunnat")],
+            dependencies: ["CFuzzerDriver", "FuzzSupport", .product(name: "AWS", package: "tunnat")],
             path: "Sources/FuzzXML", swiftSettings: strict),
         .executableTarget(
             name: "fuzz-config",
-            dependencies: [.product(name: "TunnatKit", package: "tunnat")],
+            dependencies: ["CFuzzerDriver", "FuzzSupport", .product(name: "TunnatKit", package: "tunnat")],
             path: "Sources/FuzzConfig", swiftSettings: strict),
         .executableTarget(
             name: "fuzz-pcap",
-            dependencies: [.product(name: "PacketKit", package: "tunnat"), .product(name: "TunnatKit", package: "tunnat")],
+            dependencies: ["CFuzzerDriver", "FuzzSupport", .product(name: "PacketKit", package: "tunnat"),
+                           .product(name: "TunnatKit", package: "tunnat")],
             path: "Sources/FuzzPcap", swiftSettings: strict),
     ]
 )

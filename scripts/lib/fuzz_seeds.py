@@ -5,12 +5,12 @@
 Writes OUT_DIR/seeds/TARGET/* (one input per file, named by its SHA-1) and, for the text parsers,
 OUT_DIR/TARGET.dict. Every seed is built from what the repository already holds: the IPv4 packets of
 ../shared/testdata/pcaps, the configurations embedded in the sources, tests and docs, the EC2 responses of the
-tests, and the replication wire format (datagrams sealed with the fuzz targets' key). The control bytes in front of
-the packet and sync seeds are described at the top of each target's source.
+tests, and the replication wire format (version 2 datagrams with the header right and the tag not, and message
+sequences that the sync target seals itself). The control bytes in front of the packet and sync seeds are described
+at the top of each target's source.
 """
 import glob
 import hashlib
-import hmac
 import os
 import re
 import struct
@@ -111,18 +111,20 @@ def seeds_pcap(out):
 
 # --- Replication ---------------------------------------------------------------------------------------------------
 
-KEY = b"0123456789abcdef0123456789abcdef-fuzz-key"
-KINDS = {"heartbeat": 1, "entries": 2, "ack": 3, "resyncRequest": 4}
+KINDS = {"heartbeat": 1, "entries": 2, "ack": 3, "resyncRequest": 4, "hello": 5, "handover": 6}
 
 
-def seal(kind, sender, epoch, sequence, ack, payload):
-    body = struct.pack("!IBBHIIQQHH", 0x544E5359, 1, KINDS[kind], 0, sender, epoch, sequence, ack, len(payload), 0)
-    body += payload
-    return body + hmac.new(KEY, body, hashlib.sha256).digest()
+def unsealed(kind, payload, sender=1, receiver=2, key_id=1, flags=0, nonces=(0, 0), sequence=1, ack=0):
+    """A wire-format-2 datagram as the sync target's mode 0 takes it: a real header and payload, and a tag of
+    zeros (the target writes the session's nonces in; the tag it cannot: that is the point)."""
+    header = struct.pack("!IBBBBIIQQQQHH", 0x544E5359, 2, KINDS[kind], key_id, flags, sender, receiver, nonces[0],
+                         nonces[1], sequence, ack, len(payload), 0)
+    return header + payload + bytes(16)
 
 
-def heartbeat(role, term, leader, healthy=True, synced=False):
-    return struct.pack("!BBBBQI", role, (1 if healthy else 0) | (2 if synced else 0), 0, 0, term, leader)
+def heartbeat(role, term, leader, healthy=True, synced=False, routes=False):
+    return struct.pack("!BBBBQI", role, (1 if healthy else 0) | (2 if synced else 0) | (4 if routes else 0), 0, 0,
+                       term, leader)
 
 
 def record(op, proto, internal, iport, external, eport, remote, rport, tcp_state=0):
@@ -142,64 +144,103 @@ RECORDS = [
 ]
 
 
-def message(desc, ack, payload):
-    """One message of the sync target's sealed modes: [desc][ack][u16 length][payload]."""
-    return bytes([desc, ack]) + struct.pack("!H", len(payload)) + payload
+def message(desc, payload=b"", variant=0, ack=0):
+    """One message of the sync target's sealed modes: [desc][variant][ack][u16 length][payload]."""
+    return bytes([desc, variant, ack]) + struct.pack("!H", len(payload)) + payload
 
 
 def seeds_sync(out):
-    # Mode 0: raw datagrams to a standby whose active is node 1 (epoch 50, sequence 1 already seen).
+    # Mode 0: raw datagrams to a standby in session with nodes 1 and 3 and following node 1. Flags: 1 a header that
+    # parses, 2 the session's ids and nonces written in (so the bytes reach the tag), 4 as node 3.
     datagrams = [
-        seal("heartbeat", 1, 50, 2, 0, heartbeat(2, 1, 1)),
-        seal("entries", 1, 50, 3, 0, batch(1, 1, RECORDS[:2])),
-        seal("entries", 1, 50, 4, 0, batch(2, 2, RECORDS[2:])),
-        seal("ack", 1, 50, 5, 0, b""),
-        seal("resyncRequest", 1, 50, 6, 0, b""),
+        unsealed("heartbeat", heartbeat(2, 1, 1)),
+        unsealed("entries", batch(1, 1, RECORDS[:2]), sequence=3),
+        unsealed("entries", batch(2, 2, RECORDS[2:]), sequence=4, key_id=2),
+        unsealed("ack", b"", sequence=5, ack=2),
+        unsealed("resyncRequest", b"", sequence=6),
+        unsealed("hello", struct.pack("!Q", 7), flags=1, nonces=(99, 0)),
+        unsealed("handover", struct.pack("!Q", 1)),
     ]
-    framed = b"".join(struct.pack("!H", len(d)) + d for d in datagrams)
-    write(out, bytes([0x00]) + framed)
-    write(out, bytes([0x04]) + framed)
+    for flags in (0x00, 0x03, 0x07):
+        write(out, bytes([0x00]) + b"".join(bytes([flags]) + struct.pack("!H", len(d)) + d for d in datagrams))
+    write(out, bytes([0x04]) + b"".join(bytes([0x03]) + struct.pack("!H", len(d)) + d for d in datagrams))
     for d in datagrams:
-        write(out, bytes([0x00]) + struct.pack("!H", len(d)) + d)
+        write(out, bytes([0x00, 0x03]) + struct.pack("!H", len(d)) + d)
+    write(out, bytes([0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x05]) + b"TNSY")
+    # The sealed modes. desc: the kind (0-7), 0x08 as node 3, 0x10 a huge acknowledgement, 0x20 0.3 s later,
+    # 0x40 tick after it, 0x80 flip the node's health; variant: the tampering (0-7), 0x08 repeat the sequence,
+    # 0x10-0x30 a hello's echo (none, the node's challenge, the session's, stale), 0x40 a new run id, 0x80 a bit
+    # flipped.
+    heartbeat_kind, entries_kind, ack_kind, resync_kind, hello_kind, handover_kind, begin_handover = 0, 1, 2, 3, 4, 5, 7
+    node3, huge, later, tick, flip_health = 0x08, 0x10, 0x20, 0x40, 0x80
     # Mode 1: a standby following node 1: a resync in two batches, out of order, then heartbeats and acks.
-    tick, later = 0x40, 0x80
-    heartbeat_kind, entries_kind, ack_kind, resync_kind = 0, 1, 2, 3
     write(out, bytes([0x01])
-          + message(entries_kind | tick, 0, batch(7, 1, RECORDS[:2]))
-          + message(entries_kind | tick, 0, batch(8, 2, RECORDS[2:3]))
-          + message(entries_kind, 0, batch(9, 0, RECORDS[3:]))
-          + message(heartbeat_kind | tick, 0, heartbeat(2, 1, 1)))
+          + message(entries_kind | tick, batch(7, 1, RECORDS[:2]))
+          + message(entries_kind | tick, batch(8, 2, RECORDS[2:3]))
+          + message(entries_kind, batch(9, 0, RECORDS[3:]))
+          + message(heartbeat_kind | tick, heartbeat(2, 1, 1)))
     write(out, bytes([0x01])
-          + message(entries_kind, 0, batch(5, 1, RECORDS[:1]))
-          + message(entries_kind, 0, batch(7, 0, RECORDS[2:3]))
-          + message(entries_kind | tick, 0, batch(6, 2, RECORDS[1:2]))
-          + message(heartbeat_kind | 0x04, 0, heartbeat(1, 1, 1, synced=True))
-          + message(heartbeat_kind | later | tick, 0, heartbeat(2, 1, 1, healthy=False)))
+          + message(entries_kind, batch(5, 1, RECORDS[:1]))
+          + message(entries_kind, batch(7, 0, RECORDS[2:3]))
+          + message(entries_kind | tick, batch(6, 2, RECORDS[1:2]))
+          + message(heartbeat_kind | node3, heartbeat(1, 1, 1, synced=True))
+          + message(heartbeat_kind | later | tick, heartbeat(2, 1, 1, healthy=False)))
     write(out, bytes([0x01])
-          + message(heartbeat_kind | 0x04 | tick, 0, heartbeat(2, 2, 3))
-          + message(entries_kind | 0x04, 0, batch(1, 1, RECORDS[:2]))
-          + message(heartbeat_kind | 0x08 | tick, 0, heartbeat(2, 3, 1))
-          + message(entries_kind | 0x20, 0, batch(1, 1, RECORDS[:1])))
+          + message(heartbeat_kind | node3 | tick, heartbeat(2, 2, 3))
+          + message(entries_kind | node3, batch(1, 1, RECORDS[:2]))
+          + message(heartbeat_kind | tick, heartbeat(2, 3, 1))
+          + message(entries_kind, batch(1, 1, RECORDS[:1]), variant=0x08))
+    # A resync in one batch, then a planned handover from node 1: the standby takes over.
+    write(out, bytes([0x01])
+          + message(entries_kind | tick, batch(1, 3, RECORDS[:3]))
+          + message(heartbeat_kind | tick, heartbeat(2, 1, 1))
+          + message(handover_kind | tick, struct.pack("!Q", 1))
+          + message(heartbeat_kind | tick, heartbeat(2, 1, 1))
+          + message(entries_kind | tick, batch(2, 0, RECORDS[3:])))
+    # New sessions: node 1 starts a handshake, completes it, restarts (a new run id); node 3 replays an old one.
+    write(out, bytes([0x01])
+          + message(hello_kind)
+          + message(hello_kind, variant=0x10)
+          + message(heartbeat_kind | tick, heartbeat(2, 1, 1))
+          + message(hello_kind | later, variant=0x40)
+          + message(hello_kind, variant=0x10, ack=1)
+          + message(hello_kind | node3, variant=0x20)
+          + message(hello_kind | node3, variant=0x30)
+          + message(hello_kind | node3, variant=0x04)
+          + message(heartbeat_kind | tick, heartbeat(2, 1, 1)))
+    # Every tampering of a heartbeat and of a batch, a repeated sequence, a flipped bit, key id 2.
+    write(out, bytes([0x01]) + b"".join(message(heartbeat_kind, heartbeat(2, 1, 1), variant=v) for v in range(8))
+          + b"".join(message(entries_kind, batch(1, 1, RECORDS[:2]), variant=v) for v in (1, 2, 3, 4, 5, 7, 0x80, 6))
+          + message(entries_kind | tick, batch(2, 2, RECORDS[2:]), variant=0x08))
     # Mode 2: an active (term 1) with three flows: a standby appears, is resynced, acknowledges; then an active of
     # a higher term makes it step down.
     write(out, bytes([0x02])
-          + message(heartbeat_kind | tick, 0, heartbeat(1, 1, 2))
-          + message(ack_kind | tick, 1, b"")
-          + message(resync_kind | tick, 0, b"")
-          + message(ack_kind | later | tick, 2, b"")
-          + message(heartbeat_kind | tick, 0, heartbeat(1, 1, 2, synced=True)))
+          + message(heartbeat_kind | tick, heartbeat(1, 1, 2))
+          + message(ack_kind | tick, ack=1)
+          + message(resync_kind | tick)
+          + message(ack_kind | later | tick, ack=2)
+          + message(heartbeat_kind | tick, heartbeat(1, 1, 2, synced=True)))
     write(out, bytes([0x02])
-          + message(heartbeat_kind | tick, 0, heartbeat(1, 1, 2))
-          + message(heartbeat_kind | 0x04 | tick, 0, heartbeat(2, 5, 3))
-          + message(entries_kind | 0x04 | tick, 0, batch(1, 1, RECORDS[:2])))
-    # Mode 3: the decoders: a batch, a sealed datagram, replay-window triples.
+          + message(heartbeat_kind | tick, heartbeat(1, 1, 2))
+          + message(heartbeat_kind | node3 | tick, heartbeat(2, 5, 3))
+          + message(entries_kind | node3 | tick, batch(1, 1, RECORDS[:2])))
+    # A planned handover to node 1 once it is synced: begun, taken (node 1 active, term 2, routes held), complete.
+    write(out, bytes([0x02])
+          + message(heartbeat_kind | tick, heartbeat(1, 1, 2))
+          + message(ack_kind | tick, ack=1)
+          + message(heartbeat_kind | tick, heartbeat(1, 1, 2, synced=True), ack=1)
+          + message(ack_kind | tick, ack=1)
+          + message(begin_handover | tick)
+          + message(heartbeat_kind | later | tick, heartbeat(2, 2, 1))
+          + message(heartbeat_kind | tick, heartbeat(2, 2, 1, routes=True), ack=1)
+          + message(heartbeat_kind | huge | flip_health | tick, heartbeat(2, 2, 1, routes=True)))
+    # Mode 3: the decoders: a batch, a header (and a message made of it), replay-window triples.
     write(out, bytes([0x03]) + batch(3, 3, RECORDS))
     write(out, bytes([0x03]) + datagrams[1])
-    write(out, bytes([0x03]) + bytes([0x00, 0x00, 0x05, 0x00, 0x00, 0x03, 0x00, 0x04, 0x10, 0x40, 0x00, 0x01,
-                                      0x00, 0x00, 0x06]))
+    write(out, bytes([0x03]) + datagrams[5])
+    write(out, bytes([0x03]) + bytes([0x00, 0x00, 0x05, 0x00, 0x00, 0x03, 0x00, 0x04, 0x10, 0x01, 0x00, 0x01,
+                                      0x00, 0x00, 0x06, 0x03, 0x04, 0x00, 0x02, 0xFF, 0xFF, 0x03, 0x00, 0x01]))
 
-
-# --- Text parsers ----------------------------------------------------------------------------------------------------
 
 def swift_strings(path):
     """Swift string literals of a source file: multi-line ones dedented as Swift does, single-line ones with their

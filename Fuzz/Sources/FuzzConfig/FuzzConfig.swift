@@ -4,11 +4,19 @@
 //
 // Bad input from a person must give a `ConfigError`, never a crash. Checked besides "no crash": the error names
 // the file it was given.
+import CFuzzerDriver
+import FuzzSupport
 import TunnatKit
 
 func check(_ error: ConfigError) {
     let line = error.description
     require(line.hasPrefix("fuzz.yaml"), "error does not name the file: \(line)")
+}
+
+/// The process's entry point (SwiftPM links `main` to it): libFuzzer's driver, with the function below.
+@_cdecl("fuzz_config_main")
+func entryPoint(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    fuzz_run(argc, argv)
 }
 
 @_cdecl("LLVMFuzzerTestOneInput")

@@ -18,6 +18,7 @@
 // Checked besides "no crash": a forwarded frame still parses; a well-formed partial checksum (mode 1), moved
 // through translation and finished, verifies; every GSO segment verifies, has the length its header says, and the
 // segments' payloads add up to the super-packet's.
+import CFuzzerDriver
 import FuzzSupport
 import NatTable
 import PacketKit
@@ -30,6 +31,12 @@ nonisolated(unsafe) var clockSeconds: UInt64 = 1000
 nonisolated(unsafe) var counters = IOCounters()
 /// Where GSO segments are written, as RawOutput's 256 KB arena.
 nonisolated(unsafe) let arena = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10, alignment: 16)
+
+/// The process's entry point (SwiftPM links `main` to it): libFuzzer's driver, with the function below.
+@_cdecl("fuzz_offload_main")
+func entryPoint(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    fuzz_run(argc, argv)
+}
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {

@@ -4,8 +4,16 @@
 // translation.)
 //
 // Checked besides "no crash": every record read, written out again with PcapWriter, reads back the same.
+import CFuzzerDriver
+import FuzzSupport
 import PacketKit
 import TunnatKit
+
+/// The process's entry point (SwiftPM links `main` to it): libFuzzer's driver, with the function below.
+@_cdecl("fuzz_pcap_main")
+func entryPoint(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    fuzz_run(argc, argv)
+}
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {

@@ -16,6 +16,7 @@
 //
 // Checked on every input, besides "no crash": a forwarded packet (and a released fragment) still parses with a
 // valid header checksum, and a forwarded packet whose every checksum verified before translation verifies after it.
+import CFuzzerDriver
 import FuzzSupport
 import NatTable
 import PacketKit
@@ -36,6 +37,8 @@ final class Engine {
     let recording: Bool
     var recent: [Flow] = []
     var next = 0
+    /// Where the walk over the table (a resync's snapshot parts) goes on; nil: none under way.
+    var walk: Int?
 
     init(_ configuration: NatConfiguration, recording: Bool = false) {
         nat = try! NAT(configuration: configuration)
@@ -133,6 +136,12 @@ func setQuote(_ p: UnsafeMutableRawBufferPointer, ihl: Int, flow: Engine.Flow, s
     fixIPv4HeaderChecksum(quote)
 }
 
+/// The process's entry point (SwiftPM links `main` to it): libFuzzer's driver, with the function below.
+@_cdecl("fuzz_translate_main")
+func entryPoint(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    fuzz_run(argc, argv)
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     var input = FuzzInput(data, size)
@@ -214,6 +223,21 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         require(bytes.withUnsafeMutableBytes { (try? IPv4Packet(validating: $0)) != nil },
                      "released fragment does not parse")
     }
-    if engine.recording { _ = nat.takeChanges(snapshot: clockSeconds % 7 == 0, snapshotIfOverflowed: true) }
+    if engine.recording { takeChanges(engine) }
     return 0
+}
+
+/// Takes the change feed as the active does during a resync: with the next part of a walk over the table (begun
+/// every 7th second and after an overflow). A part is upserts only and moves the walk forward.
+func takeChanges(_ engine: Engine) {
+    let changes = engine.nat.takeChanges(snapshotFrom: engine.walk.map { [$0] } ?? [])
+    if let cursor = engine.walk {
+        require(changes.parts.count == 1, "one cursor asked for, \(changes.parts.count) parts given")
+        let part = changes.parts[0]
+        require(part.records.allSatisfy { $0.operation == .upsert }, "a snapshot part holds a delete")
+        require(part.next.map { $0 > cursor } ?? true, "the walk does not move forward from slot \(cursor)")
+        engine.walk = part.next
+    } else if clockSeconds % 7 == 0 || changes.overflowed {
+        engine.walk = 0
+    }
 }

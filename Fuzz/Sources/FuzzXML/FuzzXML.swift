@@ -3,6 +3,8 @@
 // interfaces, instance status, addresses, error documents, paging tokens).
 //
 // Checked besides "no crash": a parsed tree is no deeper than the reader's limit.
+import CFuzzerDriver
+import FuzzSupport
 import AWS
 
 func depth(_ e: XMLElement) -> Int { 1 + (e.children.map(depth).max() ?? 0) }
@@ -46,6 +48,12 @@ func walk(_ root: XMLElement) {
         for name in ["publicIp", "allocationId", "networkInterfaceId", "privateIpAddress"] { use(item.value(name)) }
     }
     if sink == -1 { print(sink) }
+}
+
+/// The process's entry point (SwiftPM links `main` to it): libFuzzer's driver, with the function below.
+@_cdecl("fuzz_xml_main")
+func entryPoint(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    fuzz_run(argc, argv)
 }
 
 @_cdecl("LLVMFuzzerTestOneInput")
