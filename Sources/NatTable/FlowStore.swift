@@ -307,11 +307,12 @@ import Darwin
 }
 
 /// SplitMix64 (Steele, Lea, Flood 2014): a small, fast generator for port randomisation and hash keys. The NAT
-/// is seeded by its caller, so a replay is reproducible and a live NAT unpredictable.
-@usableFromInline struct SplitMix64 {
+/// is seeded by its caller, so a replay is reproducible and a live NAT unpredictable. Public for the tests and
+/// fuzz targets that need a seeded generator of their own.
+public struct SplitMix64: Sendable {
     var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

@@ -136,10 +136,11 @@ public final class ReplicationNode {
     func step(now: Double, into out: inout [OutgoingDatagram]) -> Role? {
         let views = peers.compactMap(\.view)
         guard let transition = machine.step(now: now, peers: views, healthy: healthy) else { return nil }
-        return apply(transition, now: now, into: &out)
+        return enter(transition, now: now, into: &out)
     }
 
-    func apply(_ transition: RoleMachine.Transition, now: Double, into out: inout [OutgoingDatagram],
+    /// Carries out a transition of the role machine: the table, the streams, the log.
+    func enter(_ transition: RoleMachine.Transition, now: Double, into out: inout [OutgoingDatagram],
                handedOverBy: UInt32? = nil) -> Role {
         switch transition {
         case .becomeActive(let term, let coldStart):
@@ -401,7 +402,11 @@ public final class ReplicationNode {
     }
 
     /// How long a handover may take: the takeover, then the route switch (AWS API calls, retried).
-    var handoverTimeout: Double { max(10, 4 * machine.deadAfter) }
+    var handoverTimeout: Double { Self.handoverTimeout(config) }
+
+    public static func handoverTimeout(_ config: ReplicationConfiguration) -> Double {
+        max(10, 4 * Double(config.peerTimeoutMilliseconds) / 1000)
+    }
 
     /// The active this node follows hands over: take over if synced and healthy.
     func takeHandover(from peer: Peer, now: Double, into out: inout [OutgoingDatagram]) {
@@ -413,7 +418,7 @@ public final class ReplicationNode {
             logger.warning("replication: node \(peer.node) asks this node to take over, but it is \(machine.synced ? "unhealthy" : "not synced")")
             return
         }
-        changedWhileReceiving = apply(transition, now: now, into: &out, handedOverBy: peer.node)
+        changedWhileReceiving = enter(transition, now: now, into: &out, handedOverBy: peer.node)
     }
 
     // MARK: - The active's side
@@ -452,8 +457,8 @@ public final class ReplicationNode {
         }
         // The changes and the parts of the table the resyncs want, taken in one call so that each part is newer
         // than every change taken with it.
-        let wanting = peers.filter { $0.out.wantsSnapshot != nil }
-        let changes = table.takeChanges(snapshotFrom: wanting.map { $0.out.wantsSnapshot! })
+        let wanting = peers.compactMap { peer in peer.out.wantsSnapshot.map { (peer: peer, cursor: $0) } }
+        let changes = table.takeChanges(snapshotFrom: wanting.map(\.cursor))
         if changes.overflowed {
             for peer in peers where peer.out.started {
                 peer.out.wantsResync = true
@@ -461,7 +466,7 @@ public final class ReplicationNode {
             }
         }
         for peer in peers {
-            let part = wanting.firstIndex { $0 === peer }.map { changes.parts[$0] }
+            let part = wanting.firstIndex { $0.peer === peer }.map { changes.parts[$0] }
             if part != nil { count("snapshot-parts") }
             if !peer.out.enqueue(changes.records, part: part, serial: changes.serial) {
                 peer.out.wantsResync = true

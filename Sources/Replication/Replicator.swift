@@ -36,6 +36,8 @@ public final class Replicator: ReplicationGate, Sendable {
     let handingOver = Atomic<Bool>(false)
     /// Why the last handover asked for could not begin; empty if it began.
     let handoverRefusal = Mutex("")
+    /// Signalled when a handover asked for is refused, completes or fails.
+    let handoverSettled: Wakeup
     /// Called on the replicator's thread after each change of role (the route manager's wake-up). Set before `run`.
     let onRoleChange: Mutex<(@Sendable (Role) -> Void)?> = Mutex(nil)
     /// Whether this node holds every managed route and the pool address (the route manager); nil: no route manager.
@@ -56,6 +58,7 @@ public final class Replicator: ReplicationGate, Sendable {
         socket = try UDPSocket(bind: config.listen, admitting: config.peers.map(\.endpoint))
         wakeup = try Wakeup()
         confirmed = try Wakeup()
+        handoverSettled = try Wakeup()
         let node = ReplicationNode(config: config, keyring: keyring, run: SystemRandom.uint64(),
                                    random: { SystemRandom.uint64() }, table: table, logger: logger,
                                    now: SystemClock.monotonicSeconds())
@@ -98,21 +101,25 @@ public final class Replicator: ReplicationGate, Sendable {
     }
 
     /// Hands this node's role to a synced standby and returns once it holds the routes and every flow, or why
-    /// not. Called on stopping (SIGTERM) and by `tunnat handover`; the data plane translates throughout.
-    public func handOver(timeout: Double) -> HandoverResult {
+    /// not. Called on stopping (SIGTERM) and by `tunnat handover`; the data plane translates throughout. The node
+    /// gives up after `ReplicationNode.handoverTimeout`; this waits that long and 5 s more at most.
+    public func handOver() -> HandoverResult {
         handoverRefusal.withLock { $0 = "" }
+        handoverSettled.drain()
         handoverWanted.store(true, ordering: .releasing)
         wakeup.signal()
+        let timeout = ReplicationNode.handoverTimeout(config) + 5
         let deadline = SystemClock.monotonicSeconds() + timeout
-        while SystemClock.monotonicSeconds() < deadline {
+        while true {
             let refusal = handoverRefusal.withLock { $0 }
             if !refusal.isEmpty { return .notPossible(refusal) }
             let state = published.withLock { $0.handover }
             if state == "complete" { return .complete }
             if state.hasPrefix("failed") { return .failed(state) }
-            _ = try? Syscall.pollIn(-1, -1, timeoutMilliseconds: 10)
+            let left = deadline - SystemClock.monotonicSeconds()
+            if left <= 0 { return .failed("no answer within \(Int(timeout)) s") }
+            _ = handoverSettled.wait(milliseconds: Int32(min(left * 1000 + 1, 1000)))
         }
-        return .failed("no answer within \(Int(timeout)) s")
     }
 
     /// Runs until `stop()`.
@@ -145,6 +152,7 @@ public final class Replicator: ReplicationGate, Sendable {
                 if handoverWanted.exchange(false, ordering: .acquiringAndReleasing) {
                     if let refusal = node.beginHandover(now: now) {
                         handoverRefusal.withLock { $0 = refusal }
+                        handoverSettled.signal()
                     } else {
                         handingOver.store(true, ordering: .releasing)
                     }
@@ -170,10 +178,12 @@ public final class Replicator: ReplicationGate, Sendable {
     func publish(_ node: ReplicationNode, now: Double, change: Role?, lastStatus: inout Double) {
         if confirmedSerial.exchange(node.confirmedSerial, ordering: .acquiringAndReleasing) != node.confirmedSerial { confirmed.signal() }
         if let change { currentRole.store(change.rawValue, ordering: .releasing) }
-        if change != nil || now - lastStatus >= 0.1 || node.handover?.state != nil && node.handover?.state != .underway {
+        let settled = node.handover.map { $0.state != .underway } ?? false
+        if change != nil || now - lastStatus >= 0.1 || settled {
             lastStatus = now
             let status = node.status(now: now)
             published.withLock { $0 = status }
+            if settled { handoverSettled.signal() }
         }
     }
 

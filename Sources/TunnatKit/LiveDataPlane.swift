@@ -187,8 +187,7 @@ public enum LiveDataPlane {
             guard let replicator, !handedOver.exchange(true, ordering: .acquiringAndReleasing) else {
                 return replicator == nil ? "no replication configured: nothing to hand over" : "a handover has already run"
             }
-            let timeout = Double(max(10_000, 4 * (config.replication?.peerTimeoutMilliseconds ?? 0)) + 5_000) / 1000
-            switch replicator.handOver(timeout: timeout) {
+            switch replicator.handOver() {
             case .complete:
                 logger.notice("handover complete: the new active holds the routes and every flow; stopping")
                 return "handover complete"

@@ -186,6 +186,22 @@ def cmd_udp(o):
     return flood_ip(packet, o.dst, o)
 
 
+def cmd_replay_udp(o):
+    """Sends captured UDP payloads (a file of 2-byte big-endian lengths, each followed by its payload) from
+    src:sport to dst:dport, whatever src is: a replay, or a reflection when src is the receiver's own peer."""
+    src, dst = addr(o.src), addr(o.dst)
+    data = open(o.file, "rb").read()
+    payloads, i = [], 0
+    while i + 2 <= len(data):
+        (n,) = struct.unpack_from("!H", data, i)
+        payloads.append(data[i + 2:i + 2 + n])
+        i += 2 + n
+    s = raw_ip_socket()
+    for p in payloads:
+        s.sendto(ipv4(src, dst, socket.IPPROTO_UDP, udp(src, dst, o.sport, o.dport, p), ip_id()), (o.dst, 0))
+    return {"sent": len(payloads)}
+
+
 def cmd_first_fragment(o):
     src, dst = addr(o.src), addr(o.dst)
     data = b"f" * 64  # a multiple of 8, so a second fragment could follow at offset 9 (72 bytes)
@@ -342,6 +358,14 @@ def big_receive_buffer(s, size=32 << 20):
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
 
+def raw_watch_socket(proto):
+    """A raw socket of `proto` that receives a copy of each such packet delivered here, polled every 0.2 s."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, proto)
+    big_receive_buffer(s)
+    s.settimeout(0.2)
+    return s
+
+
 def receive_until(s, seconds, each):
     """Calls each(data, peer) for what s receives, until SIGTERM or `seconds`; s must have a short timeout."""
     stop_on_sigterm()
@@ -434,9 +458,7 @@ def cmd_udp_count(o):
 
 def cmd_tcp_watch(o):
     # A raw TCP socket receives a copy of every TCP segment delivered to this namespace's addresses.
-    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
-    big_receive_buffer(s)
-    s.settimeout(0.2)
+    s = raw_watch_socket(socket.IPPROTO_TCP)
     src = addr(o.src)
     result = {"segments": 0, "rst": 0, "fin": 0}
 
@@ -455,9 +477,7 @@ def cmd_tcp_watch(o):
 
 def cmd_icmp_watch(o):
     # A raw ICMP socket receives a copy of every ICMP message delivered to this namespace's addresses.
-    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-    big_receive_buffer(s)
-    s.settimeout(0.2)
+    s = raw_watch_socket(socket.IPPROTO_ICMP)
     result = {"count": 0, "idents": []}
 
     def each(packet, peer):
@@ -629,6 +649,12 @@ def main():
     p.add_argument("--dst", required=True)
     p.add_argument("--ident", type=lambda v: int(v, 0), required=True)
     p.add_argument("--count", type=int, default=3)
+    p = sub.add_parser("replay-udp")
+    p.add_argument("--src", required=True)
+    p.add_argument("--sport", type=int, required=True)
+    p.add_argument("--dst", required=True)
+    p.add_argument("--dport", type=int, required=True)
+    p.add_argument("--file", required=True)
     p = sub.add_parser("new-flow")
     p.add_argument("--dst", required=True)
     p.add_argument("--port", type=int, required=True)

@@ -91,28 +91,16 @@ def read_pcap(path):
     return out
 
 
-INJECT = r"""
-import socket, struct, sys
-src, sport, dst, dport, path = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
-data = open(path, "rb").read()
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-i = 0
-while i < len(data):
-    (n,) = struct.unpack_from("!H", data, i)
-    payload = data[i + 2:i + 2 + n]
-    i += 2 + n
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + n, 0, 0, 64, 17, 0, socket.inet_aton(src), socket.inet_aton(dst))
-    s.sendto(header + struct.pack("!HHHH", sport, dport, 8 + n, 0) + payload, (dst, 0))
-"""
-
-
 def inject(c, src, dst, payloads):
-    """Sends `payloads` from the router namespace as UDP datagrams src:7800 -> dst:7800 (any source address)."""
+    """Sends `payloads` from the router namespace as UDP datagrams src:7800 -> dst:7800, whatever src is
+    (floods.py replay-udp)."""
     path = os.path.join(c.work, f"inject-{time.monotonic_ns()}.bin")
     with open(path, "wb") as f:
         for p in payloads:
             f.write(struct.pack("!H", len(p)) + p)
-    subprocess.run(c.ns.argv("r", sys.executable, "-c", INJECT, src, PORT, dst, PORT, path), check=True, timeout=60)
+    subprocess.run(c.ns.argv("r", sys.executable, os.path.join(LIB, "floods.py"), "replay-udp", "--src", src,
+                             "--sport", PORT, "--dst", dst, "--dport", PORT, "--file", path),
+                   check=True, timeout=60, stdout=subprocess.DEVNULL)
 
 
 def counters(node):

@@ -64,19 +64,8 @@ let logger: Logger = {
     return l
 }()
 
-/// SplitMix64 (Steele, Lea, Flood 2014): the seeded generator the node draws its nonces from (NatTable's is
-/// internal).
-struct SplitMix64 {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+extension SplitMix64 {
+    /// The node's nonces are never 0 (0 means "none").
     mutating func nonzero() -> UInt64 {
         var n = next()
         while n == 0 { n = next() }
@@ -113,7 +102,7 @@ final class Harness {
     let node: ReplicationNode
     let table: LockedNAT
     var peers = [FuzzPeer(node: 1), FuzzPeer(node: 3)]
-    var random = SplitMix64(state: 0x7065_6572)
+    var random = SplitMix64(seed: 0x7065_6572)
     var now = 0.01
     var healthy = true
 
@@ -128,7 +117,7 @@ final class Harness {
         table = LockedNAT(nat: try! NAT(configuration: NatConfiguration(
             privatePrefixes: [IPv4Prefix("10.0.0.0/8")!], poolAddresses: [IPv4Address(198, 18, 0, 1)], maxFlows: 64,
             seed: 9)))
-        var generator = SplitMix64(state: 2)
+        var generator = SplitMix64(seed: 2)
         node = ReplicationNode(config: config, keyring: keyring, run: 0x5255_4E02, random: { generator.next() },
                                table: table, logger: logger, now: 0)
     }
