@@ -74,7 +74,18 @@ public final class ReplicationNode {
     public private(set) var handover: Handover?
     /// A role change decided while receiving (a handover), reported by the next `tick`.
     var changedWhileReceiving: Role?
-    public private(set) var counters: [String: UInt64] = [:]
+    var tallies: [String: UInt64] = [:]
+    /// Refused datagrams by reason, counted in place: a flood is refused at hundreds of thousands a second, and
+    /// naming each refusal as a string would cost more than refusing it.
+    var rejections = [UInt64](repeating: 0, count: SyncRejection.allCases.count)
+    static let rejectionNames = SyncRejection.allCases.map { "rejected-\($0)" }
+
+    /// Every counter by name; refusals as "rejected-REASON".
+    public var counters: [String: UInt64] {
+        var all = tallies
+        for (i, n) in rejections.enumerated() where n > 0 { all[Self.rejectionNames[i]] = n }
+        return all
+    }
     var lastHeartbeat = -Double.infinity
     /// Every change up to this serial is acknowledged by every standby in sync (or there is none to wait for).
     public private(set) var confirmedSerial: UInt64 = .max
@@ -104,7 +115,11 @@ public final class ReplicationNode {
     var heartbeatInterval: Double { Double(config.heartbeatMilliseconds) / 1000 }
 
     func count(_ name: String, _ n: UInt64 = 1) {
-        if n > 0 { counters[name, default: 0] &+= n }
+        if n > 0 { tallies[name, default: 0] &+= n }
+    }
+
+    func count(_ rejection: SyncRejection) {
+        rejections[rejection.rawValue] &+= 1
     }
 
     func instant(_ now: Double) -> NatInstant { NatInstant(nanoseconds: UInt64(max(0, now) * 1e9)) }
@@ -197,7 +212,7 @@ public final class ReplicationNode {
         do throws(SyncRejection) {
             (message, peer) = try authenticate(datagram, length: length, from: from, now: now)
         } catch {
-            count("rejected-\(error)")
+            count(error)
             return []
         }
         var out: [OutgoingDatagram] = []
@@ -279,7 +294,7 @@ public final class ReplicationNode {
                                              answerWanted: message.flags & SyncMessage.answerWanted != 0, run: run,
                                              now: now, answerInterval: heartbeatInterval / 2, random: random)
         } catch {
-            return count("rejected-\(error)")
+            return count(error)
         }
         switch outcome {
         case .established(let restarted, let confirm):

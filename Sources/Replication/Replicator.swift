@@ -39,9 +39,9 @@ public final class Replicator: ReplicationGate, Sendable {
     /// Signalled when a handover asked for is refused, completes or fails.
     let handoverSettled: Wakeup
     /// Called on the replicator's thread after each change of role (the route manager's wake-up). Set before `run`.
-    let onRoleChange: Mutex<(@Sendable (Role) -> Void)?> = Mutex(nil)
+    let onRoleChange = LockedCallback<Role, Void>()
     /// Whether this node holds every managed route and the pool address (the route manager); nil: no route manager.
-    let routesHeld: Mutex<(@Sendable () -> Bool)?> = Mutex(nil)
+    let routesHeld = LockedCallback<Void, Bool>()
     /// The worst time the table's lock was held for replication (the port reports it), for the status.
     let holdReport: @Sendable () -> UInt64
 
@@ -79,11 +79,11 @@ public final class Replicator: ReplicationGate, Sendable {
     }
 
     public func setRoleObserver(_ observer: @escaping @Sendable (Role) -> Void) {
-        onRoleChange.withLock { $0 = observer }
+        onRoleChange.set(observer)
     }
 
     public func setRoutesHeld(_ held: @escaping @Sendable () -> Bool) {
-        routesHeld.withLock { $0 = held }
+        routesHeld.set(held)
     }
 
     public func stop() {
@@ -133,7 +133,7 @@ public final class Replicator: ReplicationGate, Sendable {
             wakeup.drain()
             // The health verdict and route state are read, and the role observer called, outside the node's lock.
             let healthy = health() ?? false
-            let held = routesHeld.withLock { $0 }?() ?? true
+            let held = routesHeld(()) ?? true
             let change = node.withLock { node -> Role? in
                 guard let node else { return nil }
                 var handled = 0
@@ -162,7 +162,7 @@ public final class Replicator: ReplicationGate, Sendable {
                 publish(node, now: now, change: change, lastStatus: &lastStatus)
                 return change
             }
-            if let change { onRoleChange.withLock { $0 }?(change) }
+            if let change { _ = onRoleChange(change) }
         }
         node.withLock { node in
             var never = -Double.infinity
@@ -202,5 +202,24 @@ public final class Replicator: ReplicationGate, Sendable {
             }
             confirmed.wait(milliseconds: 1)
         }
+    }
+}
+
+/// A closure set from any thread and called on another; nil until set.
+///
+/// The closure is kept inside a struct. Stored directly in a generic container (`Mutex<(() -> Bool)?>`), a closure is
+/// re-wrapped in a pair of reabstraction thunks each time `withLock` hands it out by `inout`, and the wrapped copy is
+/// written back: the chain, and the stack of every call, grew by two frames on each read, without bound.
+final class LockedCallback<Argument, Result>: Sendable {
+    struct Stored: Sendable { let call: @Sendable (Argument) -> Result }
+    let stored = Mutex<Stored?>(nil)
+
+    func set(_ call: @escaping @Sendable (Argument) -> Result) {
+        stored.withLock { $0 = Stored(call: call) }
+    }
+
+    /// The closure's answer, or nil if none is set. It is called outside the lock.
+    func callAsFunction(_ argument: Argument) -> Result? {
+        stored.withLock { $0 }?.call(argument)
     }
 }

@@ -103,7 +103,7 @@ public struct SyncMessage: Sendable, Equatable {
 }
 
 /// Why a datagram was not accepted. Each is counted by the receiver; none is ever applied.
-public enum SyncRejection: Error, Sendable, Equatable, CaseIterable {
+public enum SyncRejection: Int, Error, Sendable, Equatable, CaseIterable {
     case truncated
     case badMagic
     case badVersion

@@ -7,6 +7,7 @@ role, term nor table, and the nodes must keep their heartbeats. Needs root.
 
 Every packet stays between the cluster's namespaces; the flood is bounded (rate and seconds).
 """
+import json
 import os
 import select
 import struct
@@ -140,32 +141,47 @@ def test_a_replay_of_a_captured_session_after_a_restart_changes_nothing(pair):
 
 
 def test_a_spoofed_flood_changes_nothing_and_heartbeats_keep_their_period(pair):
-    """300,000 datagrams a second for 3 s to the standby, from the active's address and port, each a captured
-    heartbeat of the current session with a new sequence and a wrong tag (the costliest kind to refuse)."""
+    """A flood to the standby from the active's address and port, each datagram a captured heartbeat of the current
+    session with a new sequence and a wrong tag (the costliest kind to refuse: it passes every check before the tag).
+
+    It asks for 300,000 datagrams a second for 3 s, sent from the router straight onto nat-b's link (a packet socket:
+    no routing on the sending side). On a 2-core machine the sender's core also runs nat-b's kernel receive path
+    (a veth peer's), so the rate reached is what the machine allows (about 210k/s here): printed, and it must be at
+    least 100k/s. nat-b must refuse (count) nearly all of it itself, that is keep up with the flood rather than let
+    the kernel drop it, and both nodes keep their heartbeats, roles, terms and tables."""
     a, b = pair.nodes["a"], pair.nodes["b"]
     flooder = os.path.join(pair.work, "udpflood")
-    subprocess.run(["cc", "-O2", "-o", flooder, os.path.join(LIB, "udpflood.c")], check=True)
+    subprocess.run(["cc", "-O2", "-Wall", "-o", flooder, os.path.join(LIB, "udpflood.c")], check=True)
     beats = [p for src, _, dst, _, p in capture(pair, 2.0) if src == NAT_IP["a"] and dst == NAT_IP["b"] and p[5] == 1]
     assert beats, "a heartbeat of nat-a to capture"
     template = os.path.join(pair.work, "heartbeat.bin")
     with open(template, "wb") as f:
         f.write(beats[-1])
+    link = json.loads(subprocess.run(["ip", "-n", pair.ns["b"], "-j", "link", "show", "eth0"], check=True,
+                                     capture_output=True, text=True).stdout)
     before = snapshot(pair)
     ca, cb = counters(a), counters(b)
+    cpu = b.cpu_seconds()
     start = time.monotonic()
     run = subprocess.run(pair.ns.argv("r", flooder, NAT_IP["a"], PORT, NAT_IP["b"], PORT, FLOOD_RATE, FLOOD_SECONDS,
-                                      template), capture_output=True, text=True, timeout=FLOOD_SECONDS + 30)
+                                      template, "natb", link[0]["address"]),
+                         capture_output=True, text=True, timeout=FLOOD_SECONDS + 30)
     elapsed = time.monotonic() - start
     assert run.returncode == 0, run.stderr
-    sent = int(run.stdout.split()[1])
-    assert sent >= FLOOD_RATE * FLOOD_SECONDS * 0.9, run.stdout
+    _, sent, _, seconds, _ = run.stdout.split()
+    sent, seconds = int(sent), float(seconds)
+    time.sleep(0.5)  # what is queued is read
+    cpu = b.cpu_seconds() - cpu
     after_a, after_b = counters(a), counters(b)
     refused = sum(after_b.get(k, 0) - cb.get(k, 0) for k in after_b if k.startswith("rejected-"))
+    print(f"flood: {sent} datagrams in {seconds:.2f} s ({sent / seconds / 1000:.0f}k/s); nat-b refused {refused}, "
+          f"{cpu:.2f} s of CPU ({cpu / max(refused, 1) * 1e6:.2f} us a datagram, all its work included)")
+    assert sent == FLOOD_RATE * FLOOD_SECONDS, run.stdout
+    assert sent / seconds >= 100_000, f"the flood reached only {sent / seconds:.0f} datagrams a second"
+    assert refused >= 0.95 * sent, f"nat-b refused {refused} of {sent}: the rest were dropped before it read them"
     # Both nodes went on sending heartbeats every 100 ms throughout.
     for name, c0, c1 in (("nat-a", ca, after_a), ("nat-b", cb, after_b)):
         beats_sent = c1.get("sent-heartbeat", 0) - c0.get("sent-heartbeat", 0)
         assert beats_sent >= 0.8 * elapsed / 0.1, f"{name} sent {beats_sent} heartbeats in {elapsed:.1f} s"
-    time.sleep(1.5)
-    print(f"flood: {run.stdout.strip()}, refused by nat-b {refused}")
-    assert refused > 0
+    time.sleep(1.0)
     assert snapshot(pair) == before
