@@ -163,11 +163,11 @@ public enum LiveDataPlane {
         let report = { @Sendable () -> StatusReport in
             let uptime = (SystemClock.monotonicNanoseconds() - started) / 1_000_000_000
             let kernel = StatusReport.kernelCounters(device: device.name)
-            return shared.state.withLock { state in
-                StatusReport(device: device.name, queues: device.queues.count, offloads: device.offloads.description,
-                             output: tun.output.rawValue, uptimeSeconds: uptime, nat: state.nat, io: state.io,
-                             kernel: kernel, replication: replicator?.status)
-            }
+            // Only the figures are copied under the lock: the packets wait for nothing else.
+            let table = shared.state.withLock { StatusReport.TableFigures($0.nat, io: $0.io) }
+            return StatusReport(device: device.name, queues: device.queues.count, offloads: device.offloads.description,
+                                output: tun.output.rawValue, uptimeSeconds: uptime, table: table, kernel: kernel,
+                                replication: replicator?.status)
         }
 
         let group = DispatchGroup()

@@ -29,8 +29,23 @@ public struct StatusReport: Codable, Equatable, Sendable {
     /// This node's role and the replication counters, when replication is configured.
     public var replication: ReplicationStatus?
 
+    /// What the report needs from the table, copied under the data plane's lock; the report is built after it.
+    public struct TableFigures: Sendable {
+        public var flows: Int
+        public var mappings: Int
+        public var counters: NatCounters
+        public var io: IOCounters
+
+        public init(_ nat: NAT, io: IOCounters) {
+            flows = nat.flowCount
+            mappings = nat.mappingCount
+            counters = nat.counters
+            self.io = io
+        }
+    }
+
     public init(device: String, queues: Int, offloads: String, output: String, uptimeSeconds: UInt64,
-                nat: NAT, io: IOCounters, kernel: [String: UInt64]? = nil, replication: ReplicationStatus? = nil) {
+                table: TableFigures, kernel: [String: UInt64]? = nil, replication: ReplicationStatus? = nil) {
         self.kernel = kernel
         self.replication = replication
         self.device = device
@@ -38,9 +53,9 @@ public struct StatusReport: Codable, Equatable, Sendable {
         self.offloads = offloads
         self.output = output
         self.uptimeSeconds = uptimeSeconds
-        flows = nat.flowCount
-        mappings = nat.mappingCount
-        let c = nat.counters
+        flows = table.flows
+        mappings = table.mappings
+        let c = table.counters
         self.nat = ["packets": c.packets, "outbound": c.outbound, "inbound": c.inbound, "hairpin": c.hairpin,
                     "held-fragments": c.heldFragments, "released-fragments": c.releasedFragments,
                     "flows-created": c.flowsCreated, "flows-expired": c.flowsExpired,
@@ -50,7 +65,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
         var drops: [String: UInt64] = [:]
         for reason in DropReason.allCases { drops[reason.description] = c[reason] }
         self.drops = drops
-        self.io = Dictionary(uniqueKeysWithValues: io.fields)
+        self.io = Dictionary(uniqueKeysWithValues: table.io.fields)
     }
 
     /// The kernel's counters in the order `text` shows them, with the sysfs file each comes from. The device's
