@@ -413,9 +413,16 @@ public final class NAT {
         return f
     }
 
-    /// Refuses a flow for a host at its limit; in a full table, makes room by evicting (`evictOne`) or refuses.
+    /// A host at its limit makes room among its own transitory flows (`evictOldest(_:of:keeping:)`), else is
+    /// refused; in a full table, makes room by evicting (`evictOne`) or refuses.
     func checkRoomForFlow(internalAddress: UInt32, keeping m: UInt32 = 0) throws(DropReason) {
-        if isAtHostLimit(internalAddress) { throw .hostLimit }
+        if isAtHostLimit(internalAddress) {
+            // A closed connection holds its flow for the transitory timeout (at least 4 minutes, RFC 5382), so a
+            // host making many short connections reaches its limit with flows that are over: one of those goes,
+            // and the table does not grow.
+            guard evictOldest(.tcpTransitory, of: internalAddress, keeping: m) else { throw .hostLimit }
+            return
+        }
         guard store.flowCount >= store.capacity else { return }
         guard evictOne(keeping: m) else { throw .tableFull }
     }
@@ -432,12 +439,19 @@ public final class NAT {
         evictOldest(.tcpUnreplied, keeping: m) || evictOldest(.tcpTransitory, keeping: m)
     }
 
-    func evictOldest(_ timer: TimerClass, keeping m: UInt32) -> Bool {
+    /// How many of a timer class's oldest flows a host at its limit looks through for one of its own: a bound on
+    /// the work a refused packet costs, whatever the other hosts' flows.
+    static var hostEvictionScan: Int { 16 }
+
+    /// Removes the oldest flow of `timer`'s class, or the oldest of host `host`'s among the class's
+    /// `hostEvictionScan` oldest, never the last flow of mapping `keeping`. False if there is none.
+    func evictOldest(_ timer: TimerClass, of host: UInt32? = nil, keeping m: UInt32) -> Bool {
         var f = store.oldestFlow(timer.rawValue)
-        // The first two candidates suffice: only one of them can be the last flow of `keeping`.
-        for _ in 0..<2 where f != 0 {
+        // For any host, the first two candidates suffice: only one of them can be the last flow of `keeping`.
+        for _ in 0..<(host == nil ? 2 : Self.hostEvictionScan) where f != 0 {
             let flow = store.flows[Int(f)]
-            if flow.mapping != m || store.mappings[Int(m)].flows > 1 {
+            let eligible = host.map { store.mappings[Int(flow.mapping)].internalAddress == $0 } ?? true
+            if eligible, flow.mapping != m || store.mappings[Int(m)].flows > 1 {
                 removeFlow(f)
                 counters.flowsEvicted &+= 1
                 return true

@@ -220,6 +220,41 @@ import Testing
         #expect(nat.counters.flowsEvicted == 2)
     }
 
+    /// A host making many short connections: closed ones hold their flows for the transitory timeout, so at its
+    /// limit the host's oldest closed connection makes room, not a refusal for four minutes. Another host's
+    /// transitory flows and the host's established ones are never taken for it.
+    @Test func aHostAtItsLimitReplacesItsOwnOldestClosedConnection() throws {
+        let nat = try makeNAT(perHost: 3)
+        send(nat, segment((hostB, 42000), (server, 443), [.syn], seq: 1), at: 0)  // hostB's, transitory, oldest
+        let open = established(nat, at: 1)  // hostA 40000, established
+        var closed: [UInt16] = []
+        for (i, port) in [UInt16(40001), 40002].enumerated() {
+            let t = UInt64(2 + i)
+            let syn = send(nat, segment((hostA, port), (server, 443), [.syn], seq: 10), at: t)
+            send(nat, segment((server, 443), (pool1, syn.sourcePort), [.syn, .ack], seq: 20, ack: 11), at: t)
+            send(nat, segment((hostA, port), (server, 443), [.ack, .fin], seq: 11, ack: 21), at: t)
+            send(nat, segment((server, 443), (pool1, syn.sourcePort), [.ack, .fin], seq: 21, ack: 12), at: t)
+            send(nat, segment((hostA, port), (server, 443), [.ack], seq: 12, ack: 22), at: t)
+            closed.append(port)
+        }
+        #expect(nat.flowCount == 4)
+        #expect(send(nat, segment((hostA, 40003), (server, 443), [.syn], seq: 1), at: 10).verdict == .forward(.outbound))
+        #expect(nat.counters.flowsEvicted == 1 && nat.counters[.hostLimit] == 0)
+        #expect(nat.externalEndpoint(protocol: .tcp, address: hostA, port: Port(closed[0])) == nil, "the oldest closed one went")
+        #expect(nat.externalEndpoint(protocol: .tcp, address: hostA, port: Port(closed[1])) != nil)
+        #expect(nat.externalEndpoint(protocol: .tcp, address: hostB, port: Port(42000)) != nil, "not another host's")
+        // Left: the established one, the second closed one, the new opening one. The transitory ones go in turn,
+        // oldest first; the established connection stays and keeps flowing.
+        #expect(send(nat, segment((hostA, 40004), (server, 443), [.syn], seq: 1), at: 11).verdict == .forward(.outbound))
+        #expect(send(nat, segment((hostA, 40005), (server, 443), [.syn], seq: 1), at: 12).verdict == .forward(.outbound))
+        #expect(send(nat, segment((server, 443), (pool1, open.port), [.ack], seq: open.serverNext, ack: open.clientNext),
+                     at: 13).verdict == .forward(.inbound))
+        // UDP flows are never evicted: at its limit with them, the host is refused.
+        let udpOnly = try makeNAT(perHost: 1)
+        send(udpOnly, udp(hostA, 5000, server, 53))
+        #expect(send(udpOnly, segment((hostA, 40000), (server, 443), [.syn], seq: 1)).verdict == .drop(.hostLimit))
+    }
+
     @Test func aNewFlowOnAMappingWithOneTransitoryFlowDoesNotLoseTheMapping() throws {
         let nat = try makeNAT(maxFlows: 1)
         let syn = send(nat, segment((hostA, 40000), (server, 443), [.syn], seq: 1))
