@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
-# Measures the data plane against the kernel's NAT, in one run, on one topology (scripts/lib/topology.sh):
-# the kernel's nftables masquerade, then tunnat with tun output, then tunnat with raw output. For each:
-# iperf3 TCP single stream both ways, 4 parallel streams, UDP 64-byte packets per second (received), TCP
-# connections per second (ab: short HTTP requests to nginx, a new connection each), and ping RTT.
-# Prints a table, then one JSON line with every figure and every tunnat/kernel ratio. Needs root.
+# Measures the data plane against the kernel's NAT and against a reference TUN forwarder, on one topology
+# (scripts/lib/topology.sh), in interleaved rounds: every round runs every mode once, in turn, so that the
+# machine's drift (the kernel's own figures move by up to 2x between runs here) falls on all modes alike. Modes:
+#   kernel         nftables masquerade
+#   tunnat-tun     tunnat, tun.output: tun (translated packets written back into the TUN)
+#   tunnat-raw     tunnat, tun.output: raw
+#   reference      Benchmarks/reference/tunfwd.c: a stateless 1:1 NAT of the client to the pool address over the
+#                  same TUN path and offloads as tunnat-tun: the ceiling of that design
+# Each mode: iperf3 TCP single stream both ways, 4 streams, UDP 64-byte packets per second received (iperf3 -b 0),
+# TCP connections per second (ab: short HTTP requests to nginx, a new connection each), ping RTT, and the CPU time
+# of the forwarding process (all its threads, user and system, from /proc/PID/stat) per UDP packet received, at
+# saturation and at a fixed 20,000 packets a second. Prints the medians over the rounds with their range, and the
+# ratios of the medians to the kernel's and to the reference's; then one JSON line with every figure. Needs root.
 #
-#   scripts/bench-dataplane.sh [SECONDS]     seconds per throughput test (default 5)
+#   scripts/bench-dataplane.sh [SECONDS] [ROUNDS]    seconds per test (default 5), rounds (default 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-5}
+rounds=${2:-3}
 [[ "$seconds" =~ ^[0-9]+$ ]] && [ "$seconds" -ge 1 ] && [ "$seconds" -le 60 ] \
-  || { echo "usage: scripts/bench-dataplane.sh [SECONDS 1-60]" >&2; exit 64; }
+  && [[ "$rounds" =~ ^[0-9]+$ ]] && [ "$rounds" -ge 1 ] && [ "$rounds" -le 20 ] \
+  || { echo "usage: scripts/bench-dataplane.sh [SECONDS 1-60] [ROUNDS 1-20]" >&2; exit 64; }
 [ "$(id -u)" = 0 ] || { echo "bench-dataplane.sh: needs root (network namespaces, TUN)" >&2; exit 1; }
 source scripts/lib/topology.sh
 scripts/install-deps.sh --netns
@@ -21,7 +31,9 @@ tunnat=$(swift build -c release --show-bin-path)/tunnat
 
 p="tb$$"
 work=$(mktemp -d /tmp/tunnat-bench.XXXXXX)
-tunnat_pid=
+forwarder_pid=
+echo "== cc Benchmarks/reference/tunfwd.c" >&2
+cc -O2 -Wall -Wextra -Werror -o "$work/tunfwd" Benchmarks/reference/tunfwd.c
 trap 'topology_cleanup "$p" "$work"' EXIT
 # bash skips the EXIT trap when a signal kills it (timeout sends TERM): exit instead, so the namespaces go too.
 trap 'exit 143' TERM
@@ -53,15 +65,25 @@ iperf() {  # iperf ARGS...: JSON to stdout
   timeout $((seconds + 20)) ip netns exec "$p-c1" iperf3 -c 198.19.0.10 -t "$seconds" -J "$@"
 }
 gbits() { python3 -c "import json,sys; d=json.load(sys.stdin); print(round(d['end']['sum_received']['bits_per_second']/1e9, 2))"; }
-udp_kpps() {
-  python3 -c "
+# udp RATE: "KPPS PACKETS" received, for iperf3 -u -l 64 at RATE bits a second (0: as fast as it can).
+udp() {
+  iperf -u -l 64 -b "$1" | python3 -c "
 import json,sys
 d=json.load(sys.stdin)['end']['sum']
-print(round((d['packets']-d['lost_packets'])/d['seconds']/1e3, 1))"
+got=d['packets']-d['lost_packets']
+print(round(got/d['seconds']/1e3, 1), got)"
+}
+clk_tck=$(getconf CLK_TCK)
+cpu_ticks() { if [ -n "$forwarder_pid" ]; then awk '{print $14 + $15}' "/proc/$forwarder_pid/stat"; else echo 0; fi; }
+# us_per_packet TICKS_BEFORE PACKETS: the forwarder's CPU microseconds per packet since TICKS_BEFORE ("-" for the
+# kernel, whose forwarding runs in softirqs charged to no process).
+us_per_packet() {
+  [ -n "$forwarder_pid" ] || { echo -; return; }
+  python3 -c "t=($(cpu_ticks) - $1) / $clk_tck; n=$2; print(round(t * 1e6 / n, 2) if n else '-')"
 }
 
-measure() {  # measure MODE: one line "MODE tcp tcp_reverse tcp4 udp_kpps conn_per_s rtt_ms"
-  local mode=$1 tcp rev par udp cps rtt
+measure() {  # measure: "tcp tcp_reverse tcp4 udp_kpps udp_cpu_us udp20k_cpu_us conn_per_s rtt_ms"
+  local tcp rev par udp_kpps udp_n cpu udp_cpu udp20 cps rtt
   sleep 1
   tcp=$(iperf | gbits)
   sleep 1
@@ -69,14 +91,19 @@ measure() {  # measure MODE: one line "MODE tcp tcp_reverse tcp4 udp_kpps conn_p
   sleep 1
   par=$(iperf -P 4 | gbits)
   sleep 1
-  udp=$(iperf -u -l 64 -b 0 | udp_kpps)
+  cpu=$(cpu_ticks)
+  read -r udp_kpps udp_n <<<"$(udp 0)"
+  udp_cpu=$(us_per_packet "$cpu" "$udp_n")
+  sleep 1
+  cpu=$(cpu_ticks)
+  read -r _ udp_n <<<"$(udp 10240K)"  # 20,000 packets of 64 bytes a second
+  udp20=$(us_per_packet "$cpu" "$udp_n")
   sleep 1
   cps=$(timeout $((seconds + 30)) ip netns exec "$p-c1" ab -q -t "$seconds" -n 10000000 -c 32 -s 5 \
         http://198.19.0.10:8080/ 2>/dev/null | awk '/^Requests per second/ {print $4}')
-  local failed
   sleep 1
   rtt=$(ip netns exec "$p-c1" ping -q -c 50 -i 0.01 198.19.0.10 | awk -F/ '/^rtt/ {print $5}')
-  echo "$mode $tcp $rev $par $udp ${cps:-0} ${rtt:-0}"
+  echo "$tcp $rev $par $udp_kpps $udp_cpu $udp20 ${cps:-0} ${rtt:-0}"
 }
 
 start_tunnat() {  # start_tunnat OUTPUT
@@ -90,54 +117,111 @@ control_socket: $work/control.sock
 stats_interval: 0
 EOF
   ip netns exec "$p-nat" "$tunnat" run --config "$work/tunnat.yaml" > "$work/tunnat-$1.log" 2>&1 &
-  tunnat_pid=$!
-  topology_pids+=("$tunnat_pid")
+  forwarder_pid=$!
+  topology_pids+=("$forwarder_pid")
   for _ in $(seq 100); do grep -q translating "$work/tunnat-$1.log" && return 0; sleep 0.1; done
   cat "$work/tunnat-$1.log" >&2
   return 1
 }
 stop_tunnat() {
   "$tunnat" status --socket "$work/control.sock" > "$work/status-$1.txt" 2>&1 || true
-  kill -TERM "$tunnat_pid"
-  wait "$tunnat_pid" || true
+  kill -TERM "$forwarder_pid"
+  wait "$forwarder_pid" || true
+  forwarder_pid=
+  # A stop keeps the fence that stops private traffic leaving untranslated; the next mode needs it gone.
+  ip netns exec "$p-nat" "$tunnat" routing remove --config "$work/tunnat.yaml" >&2
+  grep -E '^  (dropped|host-limit|table-full|write-errors|bad-virtio-header|unsupported-gso) ' "$work/status-$1.txt" \
+    | sed "s/^/   tunnat-$1: /" >&2 || true
 }
 
-results=()
-echo "== kernel: nftables masquerade" >&2
-topology_kernel_nat "$p"
-results+=("$(measure kernel)")
-topology_kernel_nat_off "$p"
-ip netns exec "$p-nat" conntrack -F >/dev/null 2>&1 || true
+# The reference forwarder, with the routes tunnat installs (PolicyRouting.swift), in a table and at a rule priority
+# of their own, so that whatever tunnat leaves in place (its fence) stays out of the way.
+start_reference() {
+  ip netns exec "$p-nat" "$work/tunfwd" ref0 10.0.1.1 198.18.0.1 > "$work/tunfwd.log" 2>&1 &
+  forwarder_pid=$!
+  topology_pids+=("$forwarder_pid")
+  for _ in $(seq 100); do grep -q ready "$work/tunfwd.log" && break; sleep 0.1; done
+  grep -q ready "$work/tunfwd.log" || { cat "$work/tunfwd.log" >&2; return 1; }
+  ip -n "$p-nat" route add default dev ref0 table 150
+  ip -n "$p-nat" route add throw 10.0.0.0/8 table 150
+  ip -n "$p-nat" rule add from 10.0.0.0/8 iif lan1 lookup 150 pref 90
+  ip -n "$p-nat" route add 198.18.0.1/32 dev ref0
+}
+stop_reference() {
+  kill -TERM "$forwarder_pid"
+  wait "$forwarder_pid" 2>/dev/null || true
+  forwarder_pid=
+  ip -n "$p-nat" rule del pref 90 2>/dev/null || true
+}
 
-for output in tun raw; do
-  echo "== tunnat, output $output" >&2
-  start_tunnat "$output"
-  results+=("$(measure "tunnat-$output")")
-  stop_tunnat "$output"
-  grep -E '^  (dropped|write-errors|bad-virtio-header|unsupported-gso) ' "$work/status-$output.txt" | sed "s/^/   tunnat-$output: /" >&2 || true
+modes=(kernel tunnat-tun tunnat-raw reference)
+results=()
+for round in $(seq "$rounds"); do
+  for mode in "${modes[@]}"; do
+    echo "== round $round/$rounds: $mode" >&2
+    case "$mode" in
+      kernel) topology_kernel_nat "$p" ;;
+      tunnat-*) start_tunnat "${mode#tunnat-}" ;;
+      reference) start_reference ;;
+    esac
+    line="$round $mode $(measure)"
+    echo "   $line" >&2
+    results+=("$line")
+    case "$mode" in
+      kernel) topology_kernel_nat_off "$p"; ip netns exec "$p-nat" conntrack -F >/dev/null 2>&1 || true ;;
+      tunnat-*) stop_tunnat "${mode#tunnat-}" ;;
+      reference) stop_reference ;;
+    esac
+  done
 done
 
-python3 - "$seconds" "${results[@]}" <<'EOF'
-import json, sys
-seconds = int(sys.argv[1])
-names = ["tcp_gbps", "tcp_reverse_gbps", "tcp_4_streams_gbps", "udp64_kpps", "conn_per_s", "ping_rtt_ms"]
-rows = {}
-for line in sys.argv[2:]:
-    mode, *values = line.split()
-    rows[mode] = {n: float(v) for n, v in zip(names, values)}
+python3 - "$seconds" "$rounds" "${results[@]}" <<'EOF'
+import json, statistics, sys
+seconds, rounds = int(sys.argv[1]), int(sys.argv[2])
+names = ["tcp_gbps", "tcp_reverse_gbps", "tcp_4_streams_gbps", "udp64_kpps", "udp64_cpu_us_per_packet",
+         "udp64_20k_cpu_us_per_packet", "conn_per_s", "ping_rtt_ms"]
 labels = {"tcp_gbps": "TCP 1 stream (Gbit/s)", "tcp_reverse_gbps": "TCP 1 stream, reverse (Gbit/s)",
           "tcp_4_streams_gbps": "TCP 4 streams (Gbit/s)", "udp64_kpps": "UDP 64 B received (kpps)",
+          "udp64_cpu_us_per_packet": "CPU/packet, UDP saturated (us)",
+          "udp64_20k_cpu_us_per_packet": "CPU/packet, UDP 20 kpps (us)",
           "conn_per_s": "TCP connections/s (HTTP)", "ping_rtt_ms": "ping RTT avg (ms)"}
-modes = list(rows)
-print(f"{'':34}" + "".join(f"{m:>14}" for m in modes) + "".join(f"{'ratio ' + m.split('-')[-1]:>12}" for m in modes[1:]))
-ratios = {}
+samples, modes = {}, []
+for line in sys.argv[3:]:
+    _, mode, *values = line.split()
+    if mode not in modes:
+        modes.append(mode)
+    for n, v in zip(names, values):
+        if v != "-":
+            samples.setdefault(mode, {}).setdefault(n, []).append(float(v))
+median = {m: {n: statistics.median(v) for n, v in samples.get(m, {}).items()} for m in modes}
+spread = {m: {n: [min(v), max(v)] for n, v in samples.get(m, {}).items()} for m in modes}
+
+
+def cell(m, n):
+    if n not in median[m]:
+        return "-"
+    lo, hi = spread[m][n]
+    return f"{median[m][n]:g} ({lo:g}-{hi:g})"
+
+
+print(f"medians of {rounds} interleaved round(s), {seconds} s per test, (range)")
+print(f"{'':32}" + "".join(f"{m:>24}" for m in modes))
 for n in names:
-    k = rows["kernel"][n]
-    line = f"{labels[n]:34}" + "".join(f"{rows[m][n]:>14g}" for m in modes)
-    for m in modes[1:]:
-        r = round(rows[m][n] / k, 3) if k else 0.0
-        ratios[f"{m}/{n}"] = r
-        line += f"{r:>12g}"
-    print(line)
-print(json.dumps({"seconds": seconds, "figures": rows, "ratios": ratios}, sort_keys=True))
+    print(f"{labels[n]:32}" + "".join(f"{cell(m, n):>24}" for m in modes))
+ratios = {}
+for base in ("kernel", "reference"):
+    others = [m for m in modes if m != base]
+    print(f"\nratios of the medians to {base}")
+    print(f"{'':32}" + "".join(f"{m:>14}" for m in others))
+    for n in names:
+        row = []
+        for m in others:
+            a, b = median[m].get(n), median.get(base, {}).get(n)
+            r = round(a / b, 3) if a is not None and b else None
+            if r is not None:
+                ratios[f"{m}/{base}/{n}"] = r
+            row.append("-" if r is None else f"{r:g}")
+        print(f"{labels[n]:32}" + "".join(f"{x:>14}" for x in row))
+print(json.dumps({"seconds": seconds, "rounds": rounds, "medians": median, "ranges": spread, "ratios": ratios},
+                 sort_keys=True))
 EOF
