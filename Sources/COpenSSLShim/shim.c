@@ -44,26 +44,31 @@ void *tunnat_aead_new(const uint8_t key[32]) {
     return aead;
 }
 
+/* The IV, the AAD and the text through one direction's context (EVP_Cipher* follow the context's direction); the
+ * caller finishes, with the tag. */
+static int aead_update(EVP_CIPHER_CTX *ctx, const uint8_t iv[12], const void *aad, size_t aad_length, const void *in,
+                       size_t length, uint8_t *out) {
+    int n = 0;
+    if (aad_length > INT_MAX || length > INT_MAX) return 0;
+    if (EVP_CipherInit_ex(ctx, NULL, NULL, NULL, iv, -1) != 1) return 0;
+    if (aad_length > 0 && EVP_CipherUpdate(ctx, NULL, &n, aad, (int)aad_length) != 1) return 0;
+    return length == 0 || (EVP_CipherUpdate(ctx, out, &n, in, (int)length) == 1 && (size_t)n == length);
+}
+
 int tunnat_aead_seal(void *p, const uint8_t iv[12], const void *aad, size_t aad_length, const void *plain,
                      size_t length, uint8_t *out, uint8_t tag[16]) {
     struct tunnat_aead *aead = p;
     int n = 0;
-    if (aad_length > INT_MAX || length > INT_MAX) return 0;
-    if (EVP_EncryptInit_ex(aead->seal, NULL, NULL, NULL, iv) != 1) return 0;
-    if (aad_length > 0 && EVP_EncryptUpdate(aead->seal, NULL, &n, aad, (int)aad_length) != 1) return 0;
-    if (length > 0 && (EVP_EncryptUpdate(aead->seal, out, &n, plain, (int)length) != 1 || (size_t)n != length)) return 0;
-    if (EVP_EncryptFinal_ex(aead->seal, out + length, &n) != 1 || n != 0) return 0;
-    return EVP_CIPHER_CTX_ctrl(aead->seal, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1;
+    return aead_update(aead->seal, iv, aad, aad_length, plain, length, out)
+        && EVP_CipherFinal_ex(aead->seal, out + length, &n) == 1 && n == 0
+        && EVP_CIPHER_CTX_ctrl(aead->seal, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1;
 }
 
 int tunnat_aead_open(void *p, const uint8_t iv[12], const void *aad, size_t aad_length, const void *sealed,
                      size_t length, const uint8_t tag[16], uint8_t *out) {
     struct tunnat_aead *aead = p;
     int n = 0;
-    if (aad_length > INT_MAX || length > INT_MAX) return 0;
-    if (EVP_DecryptInit_ex(aead->open, NULL, NULL, NULL, iv) != 1) return 0;
-    if (aad_length > 0 && EVP_DecryptUpdate(aead->open, NULL, &n, aad, (int)aad_length) != 1) return 0;
-    if (length > 0 && (EVP_DecryptUpdate(aead->open, out, &n, sealed, (int)length) != 1 || (size_t)n != length)) return 0;
-    if (EVP_CIPHER_CTX_ctrl(aead->open, EVP_CTRL_GCM_SET_TAG, 16, (void *)tag) != 1) return 0;
-    return EVP_DecryptFinal_ex(aead->open, out + length, &n) == 1;
+    return aead_update(aead->open, iv, aad, aad_length, sealed, length, out)
+        && EVP_CIPHER_CTX_ctrl(aead->open, EVP_CTRL_GCM_SET_TAG, 16, (void *)tag) == 1
+        && EVP_CipherFinal_ex(aead->open, out + length, &n) == 1;
 }

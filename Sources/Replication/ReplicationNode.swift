@@ -79,11 +79,23 @@ public final class ReplicationNode {
     /// naming each refusal as a string would cost more than refusing it.
     var rejections = [UInt64](repeating: 0, count: SyncRejection.allCases.count)
     static let rejectionNames = SyncRejection.allCases.map { "rejected-\($0)" }
+    /// Datagrams and bytes sent by kind (indexed by `SyncMessage.Kind`'s raw value), counted in place the same way:
+    /// a resync sends tens of thousands a second.
+    var sentByKind = [(datagrams: UInt64, bytes: UInt64)](repeating: (0, 0), count: ReplicationNode.kindSlots)
+    static let kindSlots = Int(SyncMessage.Kind.allCases.map(\.rawValue).max()!) + 1
+    static let kindNames: [String?] = (0..<kindSlots).map { i in
+        SyncMessage.Kind(rawValue: UInt8(i)).map { "sent-\($0)" }
+    }
 
-    /// Every counter by name; refusals as "rejected-REASON".
+    /// Every counter by name; refusals as "rejected-REASON", datagrams sent as "sent-KIND" and "sent-KIND-bytes".
     public var counters: [String: UInt64] {
         var all = tallies
         for (i, n) in rejections.enumerated() where n > 0 { all[Self.rejectionNames[i]] = n }
+        for (i, sent) in sentByKind.enumerated() where sent.datagrams > 0 {
+            guard let name = Self.kindNames[i] else { continue }
+            all[name] = sent.datagrams
+            all[name + "-bytes"] = sent.bytes
+        }
         return all
     }
     var lastHeartbeat = -Double.infinity
@@ -544,8 +556,8 @@ public final class ReplicationNode {
         guard ok else { return count("send-errors") }
         count("sent")
         count("sent-bytes", UInt64(datagram.bytes.count))
-        count("sent-\(datagram.kind)")
-        count("sent-\(datagram.kind)-bytes", UInt64(datagram.bytes.count))
+        sentByKind[Int(datagram.kind.rawValue)].datagrams &+= 1
+        sentByKind[Int(datagram.kind.rawValue)].bytes &+= UInt64(datagram.bytes.count)
     }
 
     // MARK: - Status
