@@ -3,6 +3,8 @@
 # (scripts/lib/topology.sh), in interleaved rounds: every round runs every mode once, in turn, so that the
 # machine's drift (the kernel's own figures move by up to 2x between runs here) falls on all modes alike. Modes:
 #   kernel         nftables masquerade
+#   tunnat-packet  tunnat, tun.output: packet (translated packets sent out of the egress interface through a
+#                  packet socket)
 #   tunnat-tun     tunnat, tun.output: tun (translated packets written back into the TUN)
 #   tunnat-raw     tunnat, tun.output: raw
 #   reference      Benchmarks/reference/tunfwd.c: a stateless 1:1 NAT of the client to the pool address over the
@@ -130,7 +132,7 @@ stop_tunnat() {
   forwarder_pid=
   # A stop keeps the fence that stops private traffic leaving untranslated; the next mode needs it gone.
   ip netns exec "$p-nat" "$tunnat" routing remove --config "$work/tunnat.yaml" >&2
-  grep -E '^  (dropped|host-limit|table-full|write-errors|bad-virtio-header|unsupported-gso) ' "$work/status-$1.txt" \
+  grep -E '^  (dropped|host-limit|table-full|write-errors|bad-virtio-header|unsupported-gso|frames-direct|frames-fallback|egress-lookups) ' "$work/status-$1.txt" \
     | sed "s/^/   tunnat-$1: /" >&2 || true
 }
 
@@ -152,9 +154,11 @@ stop_reference() {
   wait "$forwarder_pid" 2>/dev/null || true
   forwarder_pid=
   ip -n "$p-nat" rule del pref 90 2>/dev/null || true
+  # The routes through ref0 went with it; the throw route would make the next round's 'route add' fail.
+  ip -n "$p-nat" route flush table 150 2>/dev/null || true
 }
 
-modes=(kernel tunnat-tun tunnat-raw reference)
+modes=(kernel tunnat-packet tunnat-tun tunnat-raw reference)
 results=()
 for round in $(seq "$rounds"); do
   for mode in "${modes[@]}"; do

@@ -3,6 +3,8 @@
 #include "CSystemShim.h"
 
 #include <errno.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -107,3 +109,27 @@ int tunnat_accept_cloexec(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC)
 int tunnat_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
 
 ssize_t tunnat_getrandom(void *buffer, size_t length) { return getrandom(buffer, length, 0); }
+
+int tunnat_packet_sendmmsg(int fd, const struct tunnat_frame *frames, unsigned int count) {
+    enum { batch = 64 };
+    struct mmsghdr msgs[batch];
+    struct iovec iov[batch][2];
+    struct sockaddr_ll to[batch];
+    if (count > batch) count = batch;
+    memset(msgs, 0, sizeof(struct mmsghdr) * count);
+    for (unsigned int i = 0; i < count; i++) {
+        iov[i][0].iov_base = (void *)frames[i].prefix;
+        iov[i][0].iov_len = frames[i].prefix_length;
+        iov[i][1].iov_base = (void *)frames[i].bytes;
+        iov[i][1].iov_len = frames[i].length;
+        memset(&to[i], 0, sizeof to[i]);
+        to[i].sll_family = AF_PACKET;
+        to[i].sll_protocol = htons(ETH_P_IP);
+        to[i].sll_ifindex = frames[i].ifindex;
+        msgs[i].msg_hdr.msg_name = &to[i];
+        msgs[i].msg_hdr.msg_namelen = sizeof to[i];
+        msgs[i].msg_hdr.msg_iov = iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 2;
+    }
+    return sendmmsg(fd, msgs, count, MSG_DONTWAIT);
+}

@@ -20,13 +20,6 @@ public enum RawIPSocket {
     /// the error of the first one when it took none.
     @inline(__always)
     public static func send(_ fd: Int32, _ datagrams: UnsafeMutablePointer<RawDatagram>, count: Int) -> Result<Int, Errno> {
-        while true {
-            let n = Int(tunnat_sendmmsg(fd, datagrams, UInt32(count)))
-            if n >= 0 { return .success(n) }
-            let e = errno
-            if e == EINTR { continue }
-            Syscall.check("sendmmsg", e)
-            return .failure(Errno("sendmmsg", e))
-        }
+        Syscall.batchedSend("sendmmsg") { tunnat_sendmmsg(fd, datagrams, UInt32(count)) }
     }
 }

@@ -24,6 +24,20 @@ public enum Syscall {
         }
     }
 
+    /// A batched send (sendmmsg(2) through the shim): how many the kernel took, or the error of the first item
+    /// when it took none; retried on EINTR.
+    @inline(__always)
+    public static func batchedSend(_ call: StaticString, _ body: () -> Int32) -> Result<Int, Errno> {
+        while true {
+            let n = Int(body())
+            if n >= 0 { return .success(n) }
+            let e = errno
+            if e == EINTR { continue }
+            check("\(call)", e)
+            return .failure(Errno("\(call)", e))
+        }
+    }
+
     /// A call that returns 0, or -1 with errno, and never EAGAIN (setup calls, ioctls): retried on EINTR.
     public static func zeroOrErrno(_ call: String, _ body: () -> Int32) throws(Errno) {
         while true {

@@ -18,6 +18,12 @@ public struct IOCounters: Sendable, Equatable {
     /// Packets the kernel refused on output (by errno: the last one is kept for the log).
     public var writeErrors: UInt64 = 0
     public var lastWriteErrno: Int32 = 0
+    /// Packet output: frames sent straight out of the egress interface, frames given back to the TUN instead
+    /// (no usable route or neighbour yet, TTL expiring, larger than the egress MTU, lookups over budget), and
+    /// netlink questions asked (route, neighbour, link).
+    public var framesDirect: UInt64 = 0
+    public var framesFallback: UInt64 = 0
+    public var egressLookups: UInt64 = 0
     /// Read errors other than "nothing to read".
     public var readErrors: UInt64 = 0
     /// The longest a worker waited for the table's lock before a batch (nanoseconds; a maximum, not a sum).
@@ -41,6 +47,9 @@ public struct IOCounters: Sendable, Equatable {
         lhs.unsupportedGSO &+= rhs.unsupportedGSO
         lhs.writeErrors &+= rhs.writeErrors
         if rhs.lastWriteErrno != 0 { lhs.lastWriteErrno = rhs.lastWriteErrno }
+        lhs.framesDirect &+= rhs.framesDirect
+        lhs.framesFallback &+= rhs.framesFallback
+        lhs.egressLookups &+= rhs.egressLookups
         lhs.readErrors &+= rhs.readErrors
         lhs.noteLockWait(rhs.lockWaitMax)
     }
@@ -50,7 +59,8 @@ public struct IOCounters: Sendable, Equatable {
         [("frames-read", framesRead), ("bytes-read", bytesRead), ("gso-frames-read", gsoFramesRead),
          ("packets-written", packetsWritten), ("bytes-written", bytesWritten), ("segments-split", segmentsSplit),
          ("checksums-completed", checksumsCompleted), ("bad-virtio-header", badVirtioHeader),
-         ("unsupported-gso", unsupportedGSO), ("write-errors", writeErrors), ("read-errors", readErrors),
+         ("unsupported-gso", unsupportedGSO), ("write-errors", writeErrors), ("frames-direct", framesDirect),
+         ("frames-fallback", framesFallback), ("egress-lookups", egressLookups), ("read-errors", readErrors),
          ("lock-wait-max-us", lockWaitMax / 1000)]
     }
 }

@@ -32,7 +32,7 @@ public enum LiveDataPlane {
         if let forward = KernelSettings.read("net.ipv4.ip_forward"), forward != "1" {
             throw Failure(description: "net.ipv4.ip_forward is \(forward): the kernel must forward packets into and out of \(tun.name); enable it with 'sysctl -w net.ipv4.ip_forward=1'")
         }
-        if tun.output == .tun, KernelSettings.read("net.ipv4.conf.all.rp_filter") == "1" {
+        if tun.output != .raw, KernelSettings.read("net.ipv4.conf.all.rp_filter") == "1" {
             throw Failure(description: "net.ipv4.conf.all.rp_filter is 1 (strict): the kernel would drop translated replies coming out of \(tun.name); set it to 0 or 2 (loose) with 'sysctl -w net.ipv4.conf.all.rp_filter=2'")
         }
 
@@ -139,6 +139,21 @@ public enum LiveDataPlane {
 
         let replicator = replication?.replicator
         let gate: ReplicationGate? = (config.replication?.holdNewFlowsMilliseconds ?? 0) > 0 ? replicator : nil
+        // Packet output: one thread hears the kernel's route and neighbour changes for every worker's cache.
+        let egressChanges = EgressChanges()
+        var watcherThread: DispatchGroup?
+        if tun.output == .packet {
+            // Only the watcher's thread uses the socket once it starts.
+            nonisolated(unsafe) let watcher: RouteNetlink
+            do { watcher = try EgressWatcher.open() } catch { throw Failure(description: "packet output: \(error)", errno: error) }
+            watcherThread = RouteService.thread("tunnat-egress") { EgressWatcher.run(watcher, changes: egressChanges, stop: stop) }
+        }
+        defer {
+            if let watcherThread {
+                stop.stop()
+                watcherThread.wait()
+            }
+        }
         var workers: [@Sendable () -> Void] = []
         do throws(TunError) {
             for queue in device.queues {
@@ -150,6 +165,13 @@ public enum LiveDataPlane {
                     workers.append { worker.run() }
                 case .raw:
                     let output = try RawOutput()
+                    let worker = Worker(queue: queue, virtioHeaders: device.virtioHeaders, output: output,
+                                        shared: shared, stop: stop, gate: gate)
+                    workers.append { worker.run() }
+                case .packet:
+                    let output = try PacketSocketOutput(queue: queue, virtioHeaders: device.virtioHeaders,
+                                                        tunInterface: Int32(Syscall.interfaceIndex(device.name)),
+                                                        changes: egressChanges)
                     let worker = Worker(queue: queue, virtioHeaders: device.virtioHeaders, output: output,
                                         shared: shared, stop: stop, gate: gate)
                     workers.append { worker.run() }

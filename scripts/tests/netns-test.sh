@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Integration tests of `tunnat run` in network namespaces (scripts/lib/topology.sh), with real clients and servers:
 # curl and python's http.server, dig and dnsmasq, ping, traceroute, iperf3, and python sockets. Each test runs
-# in tun output mode; the core ones again in raw output mode. Needs root (namespaces, TUN, raw sockets).
+# in packet output mode (the default) and in tun output mode; the core ones again in raw output mode. Needs root (namespaces, TUN, raw sockets).
 #
 #   scripts/tests/netns-test.sh [PATH-TO-TUNNAT]     (default .build/debug/tunnat)
 #
@@ -239,6 +239,20 @@ t_status() {
     && grep -Eq '^  inbound +[1-9]' <<<"$text" && grep -q '^drops' <<<"$text" || { echo "$text"; return 1; }
 }
 
+# Packet output: most frames left straight through the packet socket, none was refused, and the kernel's
+# fallback took the rest (the first packets to a new next hop, hairpinned ones).
+t_direct_frames() {
+  local json
+  json=$("$tunnat" status --json --socket "$work/control.sock")
+  python3 - "$json" <<'PYCHECK' || { echo "$json"; return 1; }
+import json, sys
+io = json.loads(sys.argv[1])["io"]
+direct, fallback = io["frames-direct"], io["frames-fallback"]
+print(f"frames-direct {direct}, frames-fallback {fallback}, egress-lookups {io['egress-lookups']}, write-errors {io['write-errors']}")
+assert direct > 10 * fallback > 0 and io["write-errors"] == 0, io
+PYCHECK
+}
+
 # The rules name the private interfaces the main table routes 10.0.0.0/8 to (lan1, lan2), never wan; the log says so.
 t_private_side_rules() {
   fence_in_place || return 1
@@ -299,7 +313,7 @@ t_clean_exit() {
   grep -q 'policy routing kept (tun.routing.on_stop: keep)' "$work/tunnat-$mode.log"
 }
 
-for mode in tun raw; do
+for mode in packet tun raw; do
   echo "== tunnat run, output $mode"
   start_tunnat "$mode"
   check "ICMP echo through the NAT" t_ping
@@ -310,7 +324,7 @@ for mode in tun raw; do
   check "ICMP port unreachable for UDP to a closed port reaches the client" t_port_unreachable
   check "path MTU discovery across a 1400-byte link (ICMP and TCP)" t_pmtud
   check "hairpinning between two clients through the pool address" t_hairpin
-  if [ "$mode" = tun ]; then
+  if [ "$mode" != raw ]; then
     check "policy rules from 10.0.0.0/8 name the private interfaces lan1 and lan2 (iif), not wan" t_private_side_rules
     check "unsolicited inbound TCP and UDP to the pool address are dropped" t_unsolicited
     check "a spoofed private source arriving on wan is dropped: neither translated nor forwarded" t_spoofed_private_source
@@ -318,6 +332,9 @@ for mode in tun raw; do
   fi
   check "no netfilter NAT rule, no translated conntrack entry" t_kernel_nat_unused
   check "tunnat status shows flows, packets and drops" t_status
+  if [ "$mode" = packet ]; then
+    check "packet output: frames leave through the packet socket, the first ones through the TUN" t_direct_frames
+  fi
   if [ "$mode" = tun ]; then
     check "tunnat status --json has tun0's kernel counters; a full queue shows in tun-tx-dropped" t_kernel_counters
   fi
@@ -420,7 +437,7 @@ t_wrong_config() {
   printf 'nat:\n  private_prefixes: [10.0.0.0/8]\n  pool: [198.18.0.1]\ntun:\n  output: fast\n' > "$work/bad.yaml"
   local out rc=0
   out=$(in_ns nat timeout 10 "$tunnat" run --config "$work/bad.yaml" 2>&1) || rc=$?
-  [ "$rc" = 2 ] && grep -q "bad.yaml:5: tun.output: expected tun or raw, got 'fast'" <<<"$out" || { echo "exit $rc: $out"; return 1; }
+  [ "$rc" = 2 ] && grep -q "bad.yaml:5: tun.output: expected tun, raw or packet, got 'fast'" <<<"$out" || { echo "exit $rc: $out"; return 1; }
 }
 t_no_privilege() {
   write_config tun

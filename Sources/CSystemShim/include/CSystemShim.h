@@ -70,4 +70,21 @@ int tunnat_attach_filter(int fd, const struct sock_filter *program, unsigned sho
 /// getrandom(buf, len, 0) (sys/random.h, which Swift's Glibc module does not export).
 ssize_t tunnat_getrandom(void *buffer, size_t length);
 
+// linux/if_packet.h, linux/rtnetlink.h (constants Swift's Glibc module does not export)
+#define TUNNAT_SOL_PACKET 263
+#define TUNNAT_PACKET_VNET_HDR 15
+
+/// One frame for a packet socket's sendmmsg: `prefix` (the virtio-net header and the Ethernet header) then
+/// `length` bytes at `bytes` (the IP packet), out of interface `ifindex`.
+struct tunnat_frame {
+    const void *prefix;
+    size_t prefix_length;
+    const void *bytes;
+    size_t length;
+    int ifindex;
+};
+/// sendmmsg(fd, ..., MSG_DONTWAIT) on an AF_PACKET SOCK_RAW socket of up to 64 frames, each as two iovecs and a
+/// sockaddr_ll naming its interface (protocol ETH_P_IP); returns how many the kernel took.
+int tunnat_packet_sendmmsg(int fd, const struct tunnat_frame *frames, unsigned int count);
+
 #endif

@@ -7,6 +7,9 @@ public struct TunConfiguration: Sendable, Equatable {
         case tun
         /// Through a raw IP socket (IP_HDRINCL): GSO packets are split and checksums finished first.
         case raw
+        /// Straight out of the egress interface through a packet socket with virtio-net headers, next hops from
+        /// the kernel's route and neighbour tables; back into the TUN whenever those are not known yet.
+        case packet
     }
     public static let defaultControlSocket = "/run/tunnat.sock"
 
@@ -80,7 +83,7 @@ extension ConfigReader {
         if let value = section["output"] {
             let text = try scalar(value, "tun.output", expected: "tun or raw")
             guard let output = TunConfiguration.Output(rawValue: text) else {
-                throw fail(value, "tun.output", "expected tun or raw, got '\(text)'")
+                throw fail(value, "tun.output", "expected tun, raw or packet, got '\(text)'")
             }
             tun.output = output
         }

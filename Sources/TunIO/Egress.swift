@@ -1,0 +1,223 @@
+import Synchronization
+import SystemCalls
+
+/// What changed in the kernel's routing and neighbour tables, as `EgressWatcher` heard it: a routing generation
+/// (any route, rule, address or link change, or lost news, moves it and every cached route is asked again) and
+/// the last neighbour changes, numbered, so that a worker asks again only about the next hops that changed.
+public final class EgressChanges: Sendable {
+    /// How many neighbour changes are kept for workers that have not seen them yet; a worker further behind
+    /// asks about all of its next hops again.
+    static var kept: Int { 256 }
+    let routing = Atomic<UInt64>(1)
+    let neighbourCount = Atomic<UInt64>(0)
+    /// (interface, address) of neighbour change number n at n % kept.
+    let neighbours: Mutex<[(Int32, UInt32)]>
+
+    public init() {
+        neighbours = Mutex(Array(repeating: (0, 0), count: Self.kept))
+    }
+
+    public func note(_ change: RouteNetlink.Change) {
+        switch change {
+        case .routing, .lost:
+            routing.add(1, ordering: .releasing)
+        case .neighbour(let interface, let address):
+            neighbours.withLock { kept in
+                let n = neighbourCount.load(ordering: .relaxed)
+                kept[Int(n % UInt64(Self.kept))] = (interface, address)
+                neighbourCount.store(n &+ 1, ordering: .releasing)
+            }
+        }
+    }
+
+    /// The neighbour changes numbered `from..<neighbourCount`, or nil when some of them are no longer kept.
+    func neighbourChanges(from: UInt64, _ body: (Int32, UInt32) -> Void) -> UInt64? {
+        neighbours.withLock { kept in
+            let count = neighbourCount.load(ordering: .relaxed)
+            guard count &- from <= UInt64(Self.kept) else { return nil }
+            for n in from..<count { body(kept[Int(n % UInt64(Self.kept))].0, kept[Int(n % UInt64(Self.kept))].1) }
+            return count
+        }
+    }
+}
+
+/// Hears rtnetlink's route, rule, address, link and neighbour groups and notes each change in `changes`. Runs
+/// on its own thread until `stop`; it asks nothing, so it needs no privilege.
+public enum EgressWatcher {
+    public static func open() throws(Errno) -> RouteNetlink {
+        try RouteNetlink(groups: [.link, .neighbour, .ipv4Address, .ipv4Route, .ipv4Rule])
+    }
+
+    public static func run(_ socket: RouteNetlink, changes: EgressChanges, stop: StopSignal) {
+        while !stop.isStopped {
+            do {
+                let (readable, _) = try Syscall.pollIn(socket.fd, stop.fd, timeoutMilliseconds: 1000)
+                if readable { try socket.readChanges { changes.note($0) } }
+            } catch {
+                // Whatever was missed, the routes are asked again.
+                changes.note(.lost)
+                Syscall.sleep(milliseconds: 100)
+            }
+        }
+    }
+}
+
+/// The kernel's answers that `EgressCache` asks for: a `RouteNetlink` in the data plane, a table in tests.
+public protocol EgressResolver: AnyObject {
+    func route(to destination: UInt32, from source: UInt32, inputInterface: Int32) throws(Errno) -> RouteNetlink.Route
+    func neighbour(_ address: UInt32, interface: Int32) throws(Errno) -> RouteNetlink.Neighbour?
+    func link(_ index: Int32) throws(Errno) -> RouteNetlink.Link
+}
+
+extension RouteNetlink: EgressResolver {}
+
+/// Where a packet leaves when it skips the kernel's second routing pass: the interface and the 14-byte
+/// Ethernet header to put before it, from the kernel's own route and neighbour tables. One per worker, so it
+/// takes no lock on the packet path. Routes are kept per (source, destination) in a direct-mapped table; next
+/// hops (interface, address, MAC addresses, MTU) in a small table of their own, which neighbour changes update
+/// one by one. At most `lookupBudget` netlink questions are asked per batch: beyond that, and whenever the
+/// answer is not a usable unicast route through an Ethernet interface with a resolved neighbour, the packet
+/// goes back into the TUN and the kernel forwards it (and resolves the neighbour, which the watcher then hears).
+public final class EgressCache {
+    public struct NextHop {
+        public var interface: Int32 = 0
+        public var address: UInt32 = 0
+        public var mtu: Int = 0
+        /// MAC addresses as `RouteNetlink.ethernet` packs them.
+        public var destinationMAC: UInt64 = 0
+        public var sourceMAC: UInt64 = 0
+        /// The neighbour was resolved when last asked.
+        public var usable = false
+        /// A change to this neighbour was heard since: ask again when next used (within the budget).
+        public var stale = false
+
+        /// Writes the Ethernet header (destination, source, EtherType IPv4) into the 14 bytes at `to`, which
+        /// must be followed by 2 more writable bytes (each MAC is stored as a word; the next field overwrites
+        /// the word's top two bytes).
+        @inline(__always)
+        public func writeEthernetHeader(to: UnsafeMutableRawPointer) {
+            to.storeBytes(of: destinationMAC.littleEndian, toByteOffset: 0, as: UInt64.self)
+            to.storeBytes(of: sourceMAC.littleEndian, toByteOffset: 6, as: UInt64.self)
+            to.storeBytes(of: UInt16(0x0800).bigEndian, toByteOffset: 12, as: UInt16.self)
+        }
+    }
+
+    struct Route {
+        var source: UInt32 = 0
+        var destination: UInt32 = 0
+        var generation: UInt64 = 0
+        /// Index into `hops`, or -1: the kernel forwards these (no unicast route, or no room for the hop).
+        var hop: Int32 = -1
+    }
+
+    static var routeSlots: Int { 4096 }
+    static var hopSlots: Int { 256 }
+    public static var lookupBudget: Int { 8 }
+
+    let netlink: any EgressResolver
+    let changes: EgressChanges
+    /// The TUN: a route back into it is a loop, so those packets are the kernel's.
+    let tunInterface: Int32
+    let routes: UnsafeMutablePointer<Route>
+    let hops: UnsafeMutablePointer<NextHop>
+    var hopCount = 0
+    var generation: UInt64 = 0
+    var neighboursSeen: UInt64 = 0
+    var budget = EgressCache.lookupBudget
+
+    public init(tunInterface: Int32, changes: EgressChanges, resolver: any EgressResolver) {
+        netlink = resolver
+        self.changes = changes
+        self.tunInterface = tunInterface
+        routes = .allocate(capacity: Self.routeSlots)
+        routes.initialize(repeating: Route(), count: Self.routeSlots)
+        hops = .allocate(capacity: Self.hopSlots)
+        hops.initialize(repeating: NextHop(), count: Self.hopSlots)
+        refresh()
+    }
+
+    deinit {
+        routes.deallocate()
+        hops.deallocate()
+    }
+
+    /// Between batches: takes in what the watcher heard, and renews the lookup budget.
+    public func refresh() {
+        budget = Self.lookupBudget
+        let current = changes.routing.load(ordering: .acquiring)
+        if current != generation {
+            generation = current
+            hopCount = 0
+            neighboursSeen = changes.neighbourCount.load(ordering: .acquiring)
+            return
+        }
+        guard changes.neighbourCount.load(ordering: .acquiring) != neighboursSeen else { return }
+        let seen = changes.neighbourChanges(from: neighboursSeen) { interface, address in
+            for i in 0..<hopCount where hops[i].address == address && hops[i].interface == interface {
+                hops[i].stale = true
+            }
+        }
+        if let seen {
+            neighboursSeen = seen
+        } else {
+            for i in 0..<hopCount { hops[i].stale = true }
+            neighboursSeen = changes.neighbourCount.load(ordering: .acquiring)
+        }
+    }
+
+    /// The next hop for a packet from `source` to `destination` (network order), or nil: the kernel's.
+    @inline(__always)
+    public func nextHop(from source: UInt32, to destination: UInt32, counters: inout IOCounters) -> UnsafeMutablePointer<NextHop>? {
+        let mixed = ((source &* 0x9E37_79B1) ^ destination) &* 0x85EB_CA6B
+        let route = routes + Int(truncatingIfNeeded: mixed >> 20) & (Self.routeSlots - 1)
+        if route.pointee.generation != generation || route.pointee.source != source
+            || route.pointee.destination != destination {
+            guard budget > 0 else { return nil }
+            route.pointee = Route(source: source, destination: destination, generation: generation,
+                                  hop: resolve(from: source, to: destination, counters: &counters))
+        }
+        guard route.pointee.hop >= 0 else { return nil }
+        let hop = hops + Int(route.pointee.hop)
+        if hop.pointee.stale, budget > 0 { ask(about: hop, counters: &counters) }
+        return hop.pointee.usable ? hop : nil
+    }
+
+    /// Asks for the route, and for its next hop when it is new: the hop's index, or -1.
+    func resolve(from source: UInt32, to destination: UInt32, counters: inout IOCounters) -> Int32 {
+        budget -= 1
+        counters.egressLookups &+= 1
+        guard let route = try? netlink.route(to: destination, from: source, inputInterface: tunInterface),
+              route.type == RouteNetlink.Route.unicast, !route.multipath,
+              route.outputInterface > 0, route.outputInterface != tunInterface
+        else { return -1 }
+        let address = route.gateway ?? destination
+        for i in 0..<hopCount where hops[i].address == address && hops[i].interface == route.outputInterface {
+            return Int32(i)
+        }
+        guard hopCount < Self.hopSlots else { return -1 }
+        counters.egressLookups &+= 1
+        guard let link = try? netlink.link(route.outputInterface), link.type == RouteNetlink.Link.ethernetType,
+              let mac = link.ethernet, link.mtu >= 576
+        else { return -1 }
+        let hop = hops + hopCount
+        hop.pointee = NextHop(interface: route.outputInterface, address: address, mtu: Int(link.mtu), sourceMAC: mac)
+        hopCount += 1
+        ask(about: hop, counters: &counters)
+        return Int32(hopCount - 1)
+    }
+
+    /// Asks for the neighbour entry of `hop`.
+    func ask(about hop: UnsafeMutablePointer<NextHop>, counters: inout IOCounters) {
+        budget -= 1
+        counters.egressLookups &+= 1
+        hop.pointee.stale = false
+        guard let neighbour = try? netlink.neighbour(hop.pointee.address, interface: hop.pointee.interface),
+              neighbour.isUsable, let mac = neighbour.ethernet
+        else {
+            hop.pointee.usable = false
+            return
+        }
+        hop.pointee.destinationMAC = mac
+        hop.pointee.usable = true
+    }
+}
