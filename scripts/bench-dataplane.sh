@@ -5,6 +5,7 @@
 #   kernel         nftables masquerade
 #   tunnat-packet  tunnat, tun.output: packet (translated packets sent out of the egress interface through a
 #                  packet socket)
+#   tunnat-packet-1q  the same with one queue (tun.queues: 1) instead of one per core
 #   tunnat-tun     tunnat, tun.output: tun (translated packets written back into the TUN)
 #   tunnat-raw     tunnat, tun.output: raw
 #   reference      Benchmarks/reference/tunfwd.c: a stateless 1:1 NAT of the client to the pool address over the
@@ -108,13 +109,14 @@ measure() {  # measure: "tcp tcp_reverse tcp4 udp_kpps udp_cpu_us udp20k_cpu_us 
   echo "$tcp $rev $par $udp_kpps $udp_cpu $udp20 ${cps:-0} ${rtt:-0}"
 }
 
-start_tunnat() {  # start_tunnat OUTPUT
+start_tunnat() {  # start_tunnat OUTPUT [QUEUES]
   cat > "$work/tunnat.yaml" <<EOF
 nat:
   private_prefixes: [10.0.0.0/8]
   pool: [198.18.0.1]
 tun:
   output: $1
+  queues: ${2:-0}
 control_socket: $work/control.sock
 stats_interval: 0
 EOF
@@ -158,13 +160,14 @@ stop_reference() {
   ip -n "$p-nat" route flush table 150 2>/dev/null || true
 }
 
-modes=(kernel tunnat-packet tunnat-tun tunnat-raw reference)
+modes=(kernel tunnat-packet tunnat-packet-1q tunnat-tun tunnat-raw reference)
 results=()
 for round in $(seq "$rounds"); do
   for mode in "${modes[@]}"; do
     echo "== round $round/$rounds: $mode" >&2
     case "$mode" in
       kernel) topology_kernel_nat "$p" ;;
+      tunnat-packet-1q) start_tunnat packet 1 ;;
       tunnat-*) start_tunnat "${mode#tunnat-}" ;;
       reference) start_reference ;;
     esac
