@@ -134,7 +134,7 @@ stop_tunnat() {
   forwarder_pid=
   # A stop keeps the fence that stops private traffic leaving untranslated; the next mode needs it gone.
   ip netns exec "$p-nat" "$tunnat" routing remove --config "$work/tunnat.yaml" >&2
-  grep -E '^  (dropped|host-limit|table-full|write-errors|bad-virtio-header|unsupported-gso|frames-direct|frames-fallback|egress-lookups) ' "$work/status-$1.txt" \
+  grep -E '^  (dropped|host-limit|table-full|write-errors|bad-virtio-header|unsupported-gso|frames-direct|frames-fallback|egress-lookups|lock-wait-max-us) ' "$work/status-$1.txt" \
     | sed "s/^/   tunnat-$1: /" >&2 || true
 }
 
@@ -160,7 +160,8 @@ stop_reference() {
   ip -n "$p-nat" route flush table 150 2>/dev/null || true
 }
 
-modes=(kernel tunnat-packet tunnat-packet-1q tunnat-tun tunnat-raw reference)
+# BENCH_MODES="kernel reference ..." runs only those modes.
+read -r -a modes <<<"${BENCH_MODES:-kernel tunnat-packet tunnat-packet-1q tunnat-tun tunnat-raw reference}"
 results=()
 for round in $(seq "$rounds"); do
   for mode in "${modes[@]}"; do

@@ -117,6 +117,9 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
     let lengths: UnsafeMutablePointer<Int>
     let outcomes: UnsafeMutablePointer<FrameOutcome>
     var counters = IOCounters()
+    /// The last read found the queue empty: the next turn waits in poll(2) instead of asking read(2) again
+    /// (at a low rate, that second "nothing to read" would be one more syscall per packet).
+    var drained = false
 
     public init(queue: Queue, virtioHeaders: Bool, output: Output, shared: LockedNAT, stop: StopSignal,
                 gate: ReplicationGate? = nil,
@@ -154,9 +157,15 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
     }
 
     /// One turn of the loop: a batch read, translated and written; or, with nothing to read, a wait and expiry.
+    /// After a batch that emptied the queue, the turn starts with the wait.
     public func iterate() {
+        if drained {
+            drained = false
+            guard idle() else { return }
+        }
         let count = readBatch()
         if count == 0 {
+            drained = false
             idle()
             return
         }
@@ -199,7 +208,10 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
             let s = slot(count)
             let target = virtioHeaders ? s : s.suffix(from: VirtioNetHeader.size)
             do {
-                guard let n = try queue.read(into: target) else { break }
+                guard let n = try queue.read(into: target) else {
+                    drained = true
+                    break
+                }
                 if !virtioHeaders { VirtioNetHeader().write(to: s) }
                 let length = virtioHeaders ? n : n &+ VirtioNetHeader.size
                 lengths[count] = length
@@ -214,14 +226,16 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
         return count
     }
 
-    func idle() {
+    /// Waits for the queue (true when it became readable), or retires expired flows when the wait ends without.
+    @discardableResult
+    func idle() -> Bool {
         // What the last batch wrote is published before sleeping, so that `tunnat status` is current when idle.
         if counters != IOCounters() {
             shared.state.withLock { $0.io += counters }
             counters = IOCounters()
         }
         do {
-            if try queue.waitReadable(orStop: stopSignal, milliseconds: Self.idleMilliseconds) { return }
+            if try queue.waitReadable(orStop: stopSignal, milliseconds: Self.idleMilliseconds) { return true }
         } catch {
             counters.readErrors &+= 1
         }
@@ -231,5 +245,6 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
             state.io += counters
         }
         counters = IOCounters()
+        return false
     }
 }

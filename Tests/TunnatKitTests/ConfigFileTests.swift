@@ -112,7 +112,7 @@ import TunnatKit
         ("nat:\n  pool: [198.18.0.1]\n", "nat.private_prefixes: missing"),
         ("colour: blue\nnat: {}\n", "t.yaml:1: colour: unknown key; accepted here: nat, tun, control_socket"),
         ("tun: {}\n", "t.yaml: nat: missing"),
-        (Self.base + "tun:\n  output: fast\n", "t.yaml:4: tun.output: expected tun or raw, got 'fast'"),
+        (Self.base + "tun:\n  output: fast\n", "t.yaml:4: tun.output: expected tun, raw or packet, got 'fast'"),
         (Self.base + "tun:\n  queues: 100\n", "t.yaml:4: tun.queues: expected a whole number from 0 to 64, got 100"),
         (Self.base + "tun:\n  name: a/b\n", "t.yaml:4: tun.name: expected an interface name of 1 to 15 characters"),
         (Self.base + "tun:\n  mtu: 100\n", "t.yaml:4: tun.mtu: expected 0 (the kernel's default) or 576 to 65535"),

@@ -40,8 +40,11 @@ public enum DefaultConfiguration {
           offloads: true
           # 0 keeps the kernel's default (1500).
           mtu: 0
-          # Where translated packets go: tun (back into the TUN, GSO super-packets whole) or raw (a raw IP socket).
-          output: tun
+          # Where translated packets go: packet (straight out of the egress interface through a packet socket, next
+          # hops from the kernel's route and neighbour tables, back into the TUN while those are unknown), tun
+          # (back into the TUN; the kernel forwards them a second time) or raw (a raw IP socket, which splits
+          # GSO super-packets; the other two keep them whole).
+          output: packet
           routing:
             # On start: 'ip rule from <private prefix> iif <interface> lookup <table>', 'default dev <tun>' and a
             # blackhole default in that table, and '<pool address>/32 dev <tun>' in main.

@@ -3,7 +3,7 @@ import Yams
 /// The live data plane: the TUN device, where translated packets go, and the policy routing that feeds it.
 public struct TunConfiguration: Sendable, Equatable {
     public enum Output: String, Sendable, CaseIterable {
-        /// Back into the TUN with virtio-net headers: GSO super-packets stay whole (the fast path).
+        /// Back into the TUN with virtio-net headers: GSO super-packets stay whole.
         case tun
         /// Through a raw IP socket (IP_HDRINCL): GSO packets are split and checksums finished first.
         case raw
@@ -19,7 +19,7 @@ public struct TunConfiguration: Sendable, Equatable {
     public var offloads = true
     /// 0 keeps the kernel's default (1500).
     public var mtu = 0
-    public var output = Output.tun
+    public var output = Output.packet
     public var routing = Routing()
 
     public struct Routing: Sendable, Equatable {
@@ -81,7 +81,7 @@ extension ConfigReader {
         if let value = section["offloads"] { tun.offloads = try boolean(value, "tun.offloads") }
         if let value = section["mtu"] { tun.mtu = try integer(value, "tun.mtu") }
         if let value = section["output"] {
-            let text = try scalar(value, "tun.output", expected: "tun or raw")
+            let text = try scalar(value, "tun.output", expected: "tun, raw or packet")
             guard let output = TunConfiguration.Output(rawValue: text) else {
                 throw fail(value, "tun.output", "expected tun, raw or packet, got '\(text)'")
             }
