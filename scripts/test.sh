@@ -88,7 +88,7 @@ scripts/tests/cli-test.sh "$tunnat" "$shared/testdata/pcaps" | tee "$work/cli.lo
 read -r p f <<<"$(count_line "$work/cli.log" cli)" || true
 tally "cli" "$status" "${p:-0}" "${f:-1}"
 
-step "live data plane in network namespaces (tunnat run, tun and raw output)"
+step "live data plane in network namespaces (tunnat run, packet, tun and raw output)"
 status=0
 scripts/tests/netns-test.sh "$tunnat" | tee "$work/netns.log" || status=$?
 read -r p f <<<"$(count_line "$work/netns.log" namespaces)" || true
