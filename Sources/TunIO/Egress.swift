@@ -35,7 +35,10 @@ public final class EgressChanges: Sendable {
         neighbours.withLock { kept in
             let count = neighbourCount.load(ordering: .relaxed)
             guard count &- from <= UInt64(Self.kept) else { return nil }
-            for n in from..<count { body(kept[Int(n % UInt64(Self.kept))].0, kept[Int(n % UInt64(Self.kept))].1) }
+            for n in from..<count {
+                let (interface, address) = kept[Int(n % UInt64(Self.kept))]
+                body(interface, address)
+            }
             return count
         }
     }
