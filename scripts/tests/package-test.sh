@@ -34,7 +34,9 @@ cleanup() {
   for pid in "${topology_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   if [ "$installed" = 1 ] && dpkg-query -W -f '${db:Status-Status}' tunnat 2>/dev/null | grep -qv '^not-installed$'; then
     # In a namespace of the test's own: the prerm's `tunnat routing remove` must never touch the host's routing.
+    # With lo up: tunnat's Foundation cannot see ip(8) exit without it (the prerm's timeout would end the wait).
     ip netns add "$p-purge" 2>/dev/null || true
+    ip -n "$p-purge" link set lo up 2>/dev/null || true
     ip netns exec "$p-purge" dpkg --purge tunnat >/dev/null 2>&1 || echo "package-test.sh: 'dpkg --purge tunnat' failed" >&2
     ip netns del "$p-purge" 2>/dev/null || true
   fi
@@ -199,11 +201,15 @@ install -d -o tunnat -g tunnat -m 0750 /run/tunnat
 # make it, with /etc/tunnat/tunnat.yaml as installed: its defaults (10.0.0.0/8, pool 198.18.0.1, tun0, the
 # private interfaces found in the main table) fit the topology. Around it, MemoryDenyWriteExecute= as the kernel
 # has it (prctl PR_SET_MDWE, inherited by everything started after it) and an strace of every process.
+# /dev/net/tun is crw-rw-rw- where udev runs (its default rules); a machine without udev (such as this VM, where
+# it is 0600) gets such a node in a mount namespace of tunnat's own, so that the host's stays as it is.
+tun_node='mount -t tmpfs -o mode=0755,size=64k tmpfs /dev/net && mknod -m 0666 /dev/net/tun c 10 200 && exec "$0" "$@"'
+echo "    the host's /dev/net/tun: $(stat -c '%A %U' /dev/net/tun)"
 mdwe='import ctypes, os, sys
 if ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
     sys.exit(f"prctl(PR_SET_MDWE): errno {ctypes.get_errno()}")
 os.execvp(sys.argv[1], sys.argv[1:])'
-ip netns exec "$p-nat" timeout 300 python3 -c "$mdwe" \
+ip netns exec "$p-nat" timeout 300 unshare --mount --propagation private sh -c "$tun_node" python3 -c "$mdwe" \
   strace -f -qq -s 64 -o "$work/strace.log" \
   setpriv --reuid tunnat --regid tunnat --init-groups --inh-caps -all,+net_admin,+net_raw \
     --ambient-caps -all,+net_admin,+net_raw --bounding-set -all,+net_admin,+net_raw --no-new-privs \
