@@ -83,13 +83,19 @@ def main():
                 started[child] = 0
                 pending.append(child)
     counted = started
+    program = {}         # pid -> the program it last executed, for the report
     used = {}
+    first_use = {}
     used_families = set()
     for index, line in enumerate(lines):
+        exec_match = EXEC.match(line)
+        if exec_match:
+            program[exec_match.group(1)] = exec_match.group(2)
         call = CALL.match(line)
         if not call or call.group(1) not in started or index < started[call.group(1)]:
             continue
         used[call.group(2)] = used.get(call.group(2), 0) + 1
+        first_use.setdefault(call.group(2), (program.get(call.group(1), f"a thread of {executable}"), line.strip()))
         socket = SOCKET.match(line)
         if socket:
             used_families.add(socket.group(2))
@@ -99,7 +105,8 @@ def main():
     refused = sorted(name for name in used if name not in allowed)
     refused_families = sorted(used_families - families)
     for name in refused:
-        print(f"SystemCallFilter would refuse {name} (called {used[name]} times)")
+        print(f"SystemCallFilter would refuse {name} (called {used[name]} times; first by {first_use[name][0]}: "
+              f"{first_use[name][1][:160]})")
     for family in refused_families:
         print(f"RestrictAddressFamilies would refuse {family}")
     sys.exit(1 if refused or refused_families else 0)

@@ -210,7 +210,7 @@ if ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE,
     sys.exit(f"prctl(PR_SET_MDWE): errno {ctypes.get_errno()}")
 os.execvp(sys.argv[1], sys.argv[1:])'
 ip netns exec "$p-nat" timeout 300 unshare --mount --propagation private sh -c "$tun_node" python3 -c "$mdwe" \
-  strace -f -qq -s 64 -o "$work/strace.log" \
+  strace -f -q -s 64 -o "$work/strace.log" \
   setpriv --reuid tunnat --regid tunnat --init-groups --inh-caps -all,+net_admin,+net_raw \
     --ambient-caps -all,+net_admin,+net_raw --bounding-set -all,+net_admin,+net_raw --no-new-privs \
     /usr/bin/tunnat run --config /etc/tunnat/tunnat.yaml > "$work/tunnat.log" 2>&1 &
@@ -290,16 +290,17 @@ check "ip rule / ip route show table 100: the policy routing into tun0 is instal
 
 t_status() {
   local text socket rc=0
-  socket=$(stat -c '%U %a %F' /run/tunnat/tunnat.sock)
-  [ "$socket" = "tunnat 600 socket" ] || { echo "/run/tunnat/tunnat.sock: $socket"; return 1; }
+  # Made under umask 077: tunnat's alone (0700: the x bit means nothing on a socket).
+  socket=$(stat -c '%U %F %A' /run/tunnat/tunnat.sock)
+  [[ "$socket" =~ ^tunnat\ socket\ srw.------$ ]] || { echo "/run/tunnat/tunnat.sock: $socket"; return 1; }
   text=$(as_tunnat tunnat status --socket /run/tunnat/tunnat.sock) || { echo "$text"; return 1; }
   grep -q '^flows [1-9]' <<<"$text" && grep -Eq '^  outbound +[1-9]' <<<"$text" || { echo "$text"; return 1; }
-  # Anyone else (but root) is refused: the socket is 0600 in a 0750 directory.
+  # Anyone else (but root) is refused: the socket is owner-only in a 0750 directory.
   setpriv --reuid nobody --regid nogroup --clear-groups --inh-caps -all --bounding-set -all \
     tunnat status --socket /run/tunnat/tunnat.sock >/dev/null 2>&1 || rc=$?
   [ "$rc" != 0 ] || { echo "nobody could read the status"; return 1; }
 }
-check "tunnat status --socket /run/tunnat/tunnat.sock works as the user tunnat (socket tunnat, 0600), not as nobody" t_status
+check "tunnat status --socket /run/tunnat/tunnat.sock works as the user tunnat (the socket is tunnat's alone), not as nobody" t_status
 
 t_sigterm() {
   kill -TERM "$tunnat_pid"
