@@ -287,6 +287,11 @@ public enum Syscall {
     /// if_nametoindex(3): 0 when there is no such interface.
     public static func interfaceIndex(_ name: String) -> UInt32 { if_nametoindex(name) }
 
+    /// Names the calling thread (at most 15 bytes kept), as ps, top and /proc/PID/task/TID/comm show it.
+    public static func nameThisThread(_ name: String) {
+        _ = tunnat_name_thread(name)
+    }
+
     /// sysconf(_SC_NPROCESSORS_ONLN).
     public static var onlineProcessors: Int { max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
 

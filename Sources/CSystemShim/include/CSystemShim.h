@@ -42,6 +42,9 @@ int tunnat_accept_cloexec(int fd);
 /// eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK): a descriptor that poll(2) sees as readable once written to.
 int tunnat_eventfd(void);
 
+/// Names the calling thread (prctl PR_SET_NAME: at most 15 bytes kept).
+int tunnat_name_thread(const char *name);
+
 /// One datagram for sendmmsg: `length` bytes at `bytes`, sent to the IPv4 address `destination` (network order).
 struct tunnat_datagram {
     const void *bytes;
