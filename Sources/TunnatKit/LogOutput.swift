@@ -89,7 +89,7 @@ public struct LogOutput: LogHandler {
     }
 
     static func timestamp(_ time: Date) -> String {
-        time.ISO8601Format(.iso8601.year().month().day().dateTimeSeparator(.standard).time(includingFractionalSeconds: true))
+        time.ISO8601Format(.iso8601.year().month().day().dateTimeSeparator(.standard).time(includingFractionalSeconds: true).timeZone(separator: .omitted))
     }
 }
 
