@@ -7,6 +7,7 @@
 #include <linux/if_packet.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -106,6 +107,8 @@ int tunnat_attach_filter(int fd, const struct sock_filter *program, unsigned sho
 }
 
 int tunnat_accept_cloexec(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
+
+int tunnat_unshare_network(void) { return unshare(CLONE_NEWNET); }
 
 int tunnat_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
 

@@ -292,9 +292,26 @@ public enum Syscall {
         _ = tunnat_name_thread(name)
     }
 
+    /// if_indextoname(3): nil when there is no interface with that index (any more).
+    public static func interfaceName(_ index: Int32) -> String? {
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: Int(IF_NAMESIZE)) { name in
+            guard index > 0, if_indextoname(UInt32(index), name.baseAddress) != nil else { return nil }
+            return String(cString: name.baseAddress!)
+        }
+    }
+
     /// sysconf(_SC_NPROCESSORS_ONLN).
     public static var onlineProcessors: Int { max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
 
     /// getpid(2).
     public static var processID: Int32 { getpid() }
+
+    // MARK: - Namespaces
+
+    /// unshare(CLONE_NEWNET) (through the shim): moves the calling thread, and only it, into a new network
+    /// namespace holding only lo, down. Sockets it opens afterwards belong there for their lifetime, and the
+    /// namespace goes with the last of them and the thread. The tests that change routing run on such a thread.
+    public static func unshareNetworkNamespace() throws(Errno) {
+        try zeroOrErrno("unshare(CLONE_NEWNET)") { tunnat_unshare_network() }
+    }
 }

@@ -1,7 +1,7 @@
 // CSystemShim: the Linux calls that Swift cannot make directly: ioctls whose request numbers are function-like
-// macros (TUNSETIFF, TUNSETOFFLOAD, TUNSETVNETHDRSZ, SIOCSIFFLAGS, SIOCSIFMTU), the GNU-only batched
-// socket calls and SO_ATTACH_FILTER's struct sock_fprog. Each function returns what its C call returns (-1 with
-// errno set on failure); nothing else.
+// macros (TUNSETIFF, TUNSETOFFLOAD, TUNSETVNETHDRSZ, SIOCSIFFLAGS, SIOCSIFMTU), the GNU-only calls the Swift
+// overlay does not export (the batched socket calls, unshare) and SO_ATTACH_FILTER's struct sock_fprog. Each
+// function returns what its C call returns (-1 with errno set on failure); nothing else.
 #ifndef TUNNAT_CSYSTEMSHIM_H
 #define TUNNAT_CSYSTEMSHIM_H
 
@@ -38,6 +38,9 @@ int tunnat_link_up(const char *name, int mtu);
 
 /// accept4(fd, NULL, NULL, SOCK_CLOEXEC): a GNU call the Swift overlay does not export.
 int tunnat_accept_cloexec(int fd);
+
+/// unshare(CLONE_NEWNET): moves the calling thread into a new network namespace.
+int tunnat_unshare_network(void);
 
 /// eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK): a descriptor that poll(2) sees as readable once written to.
 int tunnat_eventfd(void);
