@@ -5,10 +5,20 @@
 #   scripts/install-deps.sh --netns  also the namespace tests, demo and benchmarks: iproute2, ping, traceroute,
 #                                    dig and dnsmasq, curl, iperf3, nftables, conntrack, tcpdump, ab and nginx; and, in
 #                                    .venv/, the failover tests' EC2 emulator (moto[server], with boto3) and pytest
+#   scripts/install-deps.sh --package  also what building and testing the Debian package needs: dpkg-dev
+#                                    (dpkg-shlibdeps, dpkg-parsechangelog), binutils (strip), lintian, strace
+# The two flags combine.
 set -euo pipefail
 command -v swift >/dev/null || { echo "install-deps.sh: swift is not on PATH; tunnat needs Swift 6.2 or later (swift-tools-version 6.2)" >&2; exit 1; }
 netns=0
-[ "${1:-}" = --netns ] && netns=1
+package=0
+for arg in "$@"; do
+  case "$arg" in
+    --netns) netns=1 ;;
+    --package) package=1 ;;
+    *) echo "usage: scripts/install-deps.sh [--netns] [--package]" >&2; exit 64 ;;
+  esac
+done
 
 need=()
 want() {  # want COMMAND PACKAGE
@@ -35,6 +45,14 @@ if [ "$netns" = 1 ]; then
   want setpriv util-linux
   want promtool prometheus  # promtool check metrics on the /metrics endpoint (the server it brings is stopped below)
   want cc gcc           # the sync-link flood test builds its flooder (scripts/lib/udpflood.c)
+fi
+if [ "$package" = 1 ]; then
+  want dpkg-shlibdeps dpkg-dev
+  want strip binutils
+  want lintian lintian
+  want strace strace        # the package test checks the unit's system call and address family filters
+  want systemd-analyze systemd
+  want setpriv util-linux
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "install-deps.sh: missing ${need[*]}; run as root to install" >&2; exit 1; fi

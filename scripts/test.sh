@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, requirement and golden tests (swift test), the CLI end to end, the live data
-# plane in network namespaces (needs root), the failover control plane against an EC2 emulator, the failover
-# end to end and the floods (pytest, scripts/tests/), and the zero-malloc gate on the established-flow path (package-benchmark).
+# plane in network namespaces (needs root), the Debian package installed and run as its user, the failover control
+# plane against an EC2 emulator, the failover end to end and the floods (pytest, scripts/tests/), and the zero-malloc
+# gate on the established-flow path (package-benchmark).
 # Warnings are errors. .ci/run calls exactly this.
 #
 #   scripts/test.sh            everything
@@ -93,6 +94,12 @@ status=0
 scripts/tests/netns-test.sh "$tunnat" | tee "$work/netns.log" || status=$?
 read -r p f <<<"$(count_line "$work/netns.log" namespaces)" || true
 tally "namespaces" "$status" "${p:-0}" "${f:-1}"
+
+step "the Debian package: built, lintian, systemd-analyze, installed, run as the user tunnat in namespaces, removed"
+status=0
+scripts/tests/package-test.sh | tee "$work/package.log" || status=$?
+read -r p f <<<"$(count_line "$work/package.log" package)" || true
+tally "package" "$status" "${p:-0}" "${f:-1}"
 
 # pytest SUITE FILE [BINARY]: one pytest suite of scripts/tests/ against the debug build (or BINARY).
 run_pytest() {

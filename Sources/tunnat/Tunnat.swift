@@ -12,6 +12,7 @@ struct Tunnat: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tunnat",
         abstract: "A userspace NAT data plane for Linux NAT instances.",
+        version: BuildInfo.versionLine,
         subcommands: [RunCommand.self, StatusCommand.self, HandoverCommand.self, RoutingCommand.self, RoutesCommand.self, ReplayCommand.self,
                       DefaultConfigCommand.self, CheckConfigCommand.self])
 }
