@@ -43,6 +43,7 @@ if [ "$netns" = 1 ]; then
   want ab apache2-utils
   want nginx nginx-light
   want setpriv util-linux
+  want promtool prometheus  # promtool check metrics on the /metrics endpoint (the server it brings is stopped below)
   want cc gcc           # the sync-link flood test builds its flooder (scripts/lib/udpflood.c)
 fi
 if [ "$package" = 1 ]; then
@@ -81,4 +82,8 @@ if [ "$netns" = 1 ]; then
   fi
 fi
 # nginx's package starts a system-wide server; the tests run their own inside namespaces, so stop that one.
-if [ "$netns" = 1 ] && command -v systemctl >/dev/null 2>&1; then systemctl stop nginx 2>/dev/null || true; fi
+# prometheus' package starts a server on :9090 and a node exporter; the tests need only promtool.
+if [ "$netns" = 1 ] && command -v systemctl >/dev/null 2>&1; then
+  systemctl stop nginx 2>/dev/null || true
+  systemctl stop prometheus prometheus-node-exporter 2>/dev/null || true
+fi

@@ -112,6 +112,9 @@ run_pytest() {
 step "failover control plane: tunnat routes against moto_server (SigV4 verified), fake IMDSv2, namespace targets"
 run_pytest failover test_failover_routes.py
 
+step "as a service: sd_notify (READY, STATUS, WATCHDOG from the packet path, STOPPING), /metrics with promtool, SIGHUP, CloudWatch to moto"
+run_pytest service test_service.py
+
 step "connection-preserving failover end to end: two tunnat instances replicating, kill -9 of the active"
 run_pytest failover-e2e test_failover_e2e.py
 

@@ -1,7 +1,7 @@
 import HTTP
 import SystemCalls
 
-/// The EC2 Query API: every call is a POST of a form body (`Action=...&Version=2016-11-15&...`), signed with SigV4,
+/// The EC2 Query API (and CloudWatch's, which has the same shape: `cloudWatch(...)`): every call is a POST of a form body (`Action=...&Version=2016-11-15&...`), signed with SigV4,
 /// answered with XML. Errors come back as `AWSError.api` with AWS's code and message; throttling, 5xx and lost
 /// connections are retried under `retry`.
 public final class EC2Client: Sendable {
@@ -12,10 +12,17 @@ public final class EC2Client: Sendable {
     let retry: RetryPolicy
     let onRetry: @Sendable (AWSError, Int, Int) -> Void
     let timeoutMilliseconds: Int
+    /// The SigV4 service name and the API version of the Query API spoken: ec2 and 2016-11-15 unless made by
+    /// `cloudWatch(...)`.
+    let service: String
+    let version: String
 
     /// `endpoint` nil: https://ec2.<region>.amazonaws.com.
     public init(region: String, endpoint: String? = nil, credentials: CredentialProvider, retry: RetryPolicy = RetryPolicy(),
-                timeoutMilliseconds: Int = 10_000, onRetry: @escaping @Sendable (AWSError, Int, Int) -> Void = { _, _, _ in }) {
+                timeoutMilliseconds: Int = 10_000, onRetry: @escaping @Sendable (AWSError, Int, Int) -> Void = { _, _, _ in },
+                service: String = "ec2", apiVersion: String = EC2Client.apiVersion) {
+        self.service = service
+        self.version = apiVersion
         self.region = region
         var e = endpoint ?? "https://ec2.\(region).amazonaws.com"
         while e.hasSuffix("/") { e.removeLast() }
@@ -32,13 +39,13 @@ public final class EC2Client: Sendable {
     }
 
     func callOnce(_ action: String, _ parameters: [(String, String)]) throws(AWSError) -> XMLElement {
-        let body = Self.formBody([("Action", action), ("Version", Self.apiVersion)] + parameters)
+        let body = Self.formBody([("Action", action), ("Version", version)] + parameters)
         let (host, path) = Self.hostAndPath(endpoint)
         var signable = SignableRequest(method: "POST", path: path, headers: [
             ("Host", host), ("Content-Type", "application/x-www-form-urlencoded; charset=utf-8"),
         ], body: Array(body.utf8))
         SigV4.sign(&signable, credentials: try credentials.credentials(),
-                   options: SigV4.Options(region: region, service: "ec2"), time: SystemClock.wallClockSeconds())
+                   options: SigV4.Options(region: region, service: service), time: SystemClock.wallClockSeconds())
         var request = HTTPRequest(method: "POST", url: endpoint + path, headers: signable.headers, body: signable.body)
         request.timeoutMilliseconds = timeoutMilliseconds
         let response: HTTPResponse
@@ -256,6 +263,60 @@ extension EC2Client {
         try call("DescribeAddresses", Self.filterParameters(filters)).items("addressesSet").map { item in
             ElasticAddress(publicIP: item.value("publicIp") ?? "", allocationID: item.value("allocationId"),
                            networkInterfaceID: item.value("networkInterfaceId"), privateIP: item.value("privateIpAddress"))
+        }
+    }
+}
+
+// MARK: - CloudWatch
+
+/// One value for CloudWatch PutMetricData.
+public struct MetricDatum: Sendable, Equatable {
+    public var name: String
+    public var value: Double
+    /// Count, Bytes, Seconds or None.
+    public var unit: String
+    public var dimensions: [(name: String, value: String)]
+
+    public init(name: String, value: Double, unit: String, dimensions: [(name: String, value: String)] = []) {
+        self.name = name
+        self.value = value
+        self.unit = unit
+        self.dimensions = dimensions
+    }
+
+    public static func == (a: MetricDatum, b: MetricDatum) -> Bool {
+        a.name == b.name && a.value == b.value && a.unit == b.unit
+            && a.dimensions.map(\.name) == b.dimensions.map(\.name) && a.dimensions.map(\.value) == b.dimensions.map(\.value)
+    }
+}
+
+extension EC2Client {
+    /// The CloudWatch Query API (2010-08-01, SigV4 service "monitoring") through the same client: signing, retries
+    /// and errors as for EC2. `endpoint` nil: https://monitoring.<region>.amazonaws.com.
+    public static func cloudWatch(region: String, endpoint: String?, credentials: CredentialProvider,
+                                  retry: RetryPolicy = RetryPolicy(), timeoutMilliseconds: Int = 10_000,
+                                  onRetry: @escaping @Sendable (AWSError, Int, Int) -> Void = { _, _, _ in }) -> EC2Client {
+        EC2Client(region: region, endpoint: endpoint ?? "https://monitoring.\(region).amazonaws.com", credentials: credentials,
+                  retry: retry, timeoutMilliseconds: timeoutMilliseconds, onRetry: onRetry, service: "monitoring",
+                  apiVersion: "2010-08-01")
+    }
+
+    /// PutMetricData, in calls of at most 1,000 values (the API's limit per request).
+    public func putMetricData(namespace: String, _ data: [MetricDatum]) throws(AWSError) {
+        var start = 0
+        while start < data.count {
+            let chunk = data[start..<min(start + 1000, data.count)]
+            var parameters = [("Namespace", namespace)]
+            for (i, datum) in chunk.enumerated() {
+                let p = "MetricData.member.\(i + 1)."
+                parameters += [(p + "MetricName", datum.name), (p + "Value", String(datum.value)), (p + "Unit", datum.unit)]
+                for (j, dimension) in datum.dimensions.enumerated() {
+                    parameters += [(p + "Dimensions.member.\(j + 1).Name", dimension.name),
+                                   (p + "Dimensions.member.\(j + 1).Value", dimension.value)]
+                }
+            }
+            _ = try call("PutMetricData", parameters)
+            start += 1000
         }
     }
 }

@@ -3,15 +3,19 @@
 #include "CSystemShim.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -106,7 +110,19 @@ int tunnat_attach_filter(int fd, const struct sock_filter *program, unsigned sho
 
 int tunnat_accept_cloexec(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
 
+int tunnat_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int tunnat_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+
+int tunnat_spawn_actions_close_from(posix_spawn_file_actions_t *actions, int from) {
+    return posix_spawn_file_actions_addclosefrom_np(actions, from);
+}
+
+int tunnat_unshare_network(void) { return unshare(CLONE_NEWNET); }
+
 int tunnat_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
+
+int tunnat_name_thread(const char *name) { return prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0); }
 
 ssize_t tunnat_getrandom(void *buffer, size_t length) { return getrandom(buffer, length, 0); }
 

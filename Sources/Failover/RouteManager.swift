@@ -155,6 +155,14 @@ public final class RouteManager: @unchecked Sendable {
     public var holdsEverything: Bool { claimed.isSet }
     /// A CreateRoute of this pass lost a race: the claim is not complete.
     private var raced = false
+    /// After the last pass: the managed routes found, and those that point at this instance.
+    private let managedCount = Atomic<Int>(0)
+    private let heldCount = Atomic<Int>(0)
+    public var routesManaged: Int { managedCount.load(ordering: .relaxed) }
+    public var routesHeld: Int { heldCount.load(ordering: .relaxed) }
+
+    /// Each health check's verdict: true healthy, false unhealthy, nil not yet known.
+    public var verdicts: [String: Bool?] { healthChecks.mapValues(\.isHealthy) }
 
     /// Whether every health check this node runs is healthy: nil until each has a verdict; true with none.
     public var isHealthy: Bool? {
@@ -181,6 +189,8 @@ public final class RouteManager: @unchecked Sendable {
         var changes: [RouteChange] = []
         var problems: [String] = []
         var usedRemote = Set<String>()
+        var managed = 0
+        var held = 0
         // Taking over, the active NAT takes the pool address first: the replies to its flows come back through it.
         let claim = role?() == .active && claiming.isSet
         raced = false
@@ -198,7 +208,10 @@ public final class RouteManager: @unchecked Sendable {
             for table in matched {
                 for route in spec.manageRoutes {
                     do {
-                        if let change = try manage(route, in: table, usedRemote: &usedRemote) { changes.append(change) }
+                        let (change, ours) = try manage(route, in: table, usedRemote: &usedRemote)
+                        if let change { changes.append(change) }
+                        managed += 1
+                        if ours && route.instance == nil { held += 1 }
                     } catch {
                         problems.append("\(table.id) \(route.cidr): \(error)")
                     }
@@ -209,6 +222,8 @@ public final class RouteManager: @unchecked Sendable {
             check.stop()
             remoteChecks[key] = nil
         }
+        managedCount.store(managed, ordering: .relaxed)
+        heldCount.store(held, ordering: .relaxed)
         for problem in problems { logger.error("\(problem)") }
         if claim && problems.isEmpty && !noop && !raced {
             _ = claiming.take()
@@ -221,7 +236,8 @@ public final class RouteManager: @unchecked Sendable {
         return changes
     }
 
-    func manage(_ spec: ManagedRoute, in table: RouteTable, usedRemote: inout Set<String>) throws(AWSError) -> RouteChange? {
+    /// The change made (or, noop, that would be), and whether the route points at `spec`'s target afterwards.
+    func manage(_ spec: ManagedRoute, in table: RouteTable, usedRemote: inout Set<String>) throws(AWSError) -> (RouteChange?, Bool) {
         let targetInstance = spec.instance ?? identity.instanceID
         let targetENI = try routerInterface(of: targetInstance)
         let current = table.route(to: spec.cidr)
@@ -248,10 +264,10 @@ public final class RouteManager: @unchecked Sendable {
         let change = RouteChange(table: table.id, cidr: spec.cidr, decision: decision, target: targetENI, noop: noop)
         guard decision.changes else {
             if case .wait = decision { logger.info("\(change)") } else { logger.debug("\(change)") }
-            return nil
+            return (nil, isOurs)
         }
         logger.notice("\(change)")
-        if noop { return change }
+        if noop { return (change, isOurs) }
         switch decision {
         case .create, .replace:
             if spec.instance == nil, let pool = config.poolAddress { try takePoolAddress(pool) }
@@ -267,7 +283,7 @@ public final class RouteManager: @unchecked Sendable {
                 logger.notice("\(table.id) \(spec.cidr): created by someone else meanwhile (\(error)); will re-evaluate")
                 raced = true
                 wake.signal()
-                return nil
+                return (nil, false)
             }
             run(spec.runAfterReplaceRoute, "run_after_replace_route")
         case .delete:
@@ -278,7 +294,8 @@ public final class RouteManager: @unchecked Sendable {
             break
         }
         lastChange[key] = SystemClock.monotonicSeconds()
-        return change
+        if case .delete = decision { return (change, false) }
+        return (change, true)
     }
 
     func run(_ command: [String], _ what: String) {

@@ -54,8 +54,9 @@ public enum Probe {
         }
     }
 
-    /// The command with %DESTINATION% replaced in every argument; exit status 0 is a pass. It gets the probe
-    /// timeout, then SIGKILL.
+    /// The command with %DESTINATION% replaced in every argument; exit status 0 is a pass. It runs as
+    /// `CommandRunner` runs every command (no shell, a clean environment, a process group of its own) and gets the
+    /// probe timeout; then SIGKILL to its whole process group.
     static func command(_ spec: HealthCheckSpec) -> ProbeResult {
         let arguments = spec.arguments.map { $0.replacingOccurrences(of: "%DESTINATION%", with: spec.destination) }
         switch CommandRunner.run([spec.command] + arguments, timeoutMilliseconds: spec.probeTimeoutMilliseconds) {

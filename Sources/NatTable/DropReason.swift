@@ -100,6 +100,14 @@ public struct NatCounters: Sendable, Equatable {
     /// Inbound packets let in by an endpoint-independent mapping without creating a flow, because the mapping
     /// already had `maxInboundFlowsPerMapping` flows made from outside.
     public var inboundFlowLimit: UInt64 = 0
+    /// Bytes of the packets translated in each direction (IPv4 total length; a GSO super-packet counts whole).
+    public var outboundBytes: UInt64 = 0
+    public var inboundBytes: UInt64 = 0
+    public var hairpinBytes: UInt64 = 0
+    /// TCP flows opened by a SYN (connection attempts), and TCP flows that became established (a SYN seen each
+    /// way): the NAT gateway's ConnectionAttemptCount and ConnectionEstablishedCount.
+    public var tcpAttempts: UInt64 = 0
+    public var tcpEstablished: UInt64 = 0
     var drops = [UInt64](repeating: 0, count: DropReason.allCases.count)
 
     public init() {}

@@ -128,9 +128,15 @@ public final class NAT {
             verdict = .drop(error)
         }
         switch verdict {
-        case .forward(.outbound): counters.outbound &+= 1
-        case .forward(.inbound): counters.inbound &+= 1
-        case .forward(.hairpin): counters.hairpin &+= 1
+        case .forward(.outbound):
+            counters.outbound &+= 1
+            counters.outboundBytes &+= UInt64(packet.count)
+        case .forward(.inbound):
+            counters.inbound &+= 1
+            counters.inboundBytes &+= UInt64(packet.count)
+        case .forward(.hairpin):
+            counters.hairpin &+= 1
+            counters.hairpinBytes &+= UInt64(packet.count)
         case .drop(let reason): counters[reason] &+= 1
         case .held: counters.heldFragments &+= 1
         }
@@ -357,6 +363,7 @@ public final class NAT {
                 let before = flow.pointee.tcp
                 flow.pointee.tcp.observe(flags, outbound: outbound)
                 timer = flow.pointee.tcp.timer
+                if flow.pointee.tcp.isEstablished && !before.isEstablished { counters.tcpEstablished &+= 1 }
                 if recording && flow.pointee.tcp != before { record(.upsert, flow: f) }
             }
             store.touch(f, now: now, timer: timer)
@@ -400,6 +407,9 @@ public final class NAT {
         let created = insertFlow(m, remote: remote, remotePort, tcp: tracker, timer: timer, now: now,
                                  window: window, inboundCreated: !outbound)
         counters.flowsCreated &+= 1
+        if tracker.bits & (TCPTracker.synOutbound | TCPTracker.synInbound) != 0 && tracker.bits & TCPTracker.pickedUp == 0 {
+            counters.tcpAttempts &+= 1
+        }
         if recording { record(.upsert, flow: created) }
     }
 

@@ -2,7 +2,9 @@ import Glibc
 
 /// A NETLINK_ROUTE socket (rtnetlink(7)): asks the kernel's routing, neighbour and link tables one question at
 /// a time, or, bound to multicast groups, hears when they change. The kernel answers a request inside the
-/// send, so a question costs one sendto and one recv and never waits.
+/// send, so a question costs one sendto and one recv and never waits, and allocates nothing. The policy rules
+/// and the routes of a table are added, deleted and listed here too (RouteNetlinkTables.swift), for the policy
+/// routing: in-process, what iproute2's `ip rule` and `ip route` would do.
 public final class RouteNetlink {
     /// rtnetlink multicast groups (linux/rtnetlink.h, RTMGRP_*).
     public struct Groups: OptionSet, Sendable {
@@ -80,10 +82,15 @@ public final class RouteNetlink {
     let buffer: UnsafeMutableRawBufferPointer
 
     static let headerSize = 16
+    // Message types (linux/rtnetlink.h RTM_*, linux/netlink.h NLMSG_*).
     static let getLink: UInt16 = 18, newLink: UInt16 = 16
-    static let newRoute: UInt16 = 24, getRoute: UInt16 = 26
+    static let newRoute: UInt16 = 24, deleteRoute: UInt16 = 25, getRoute: UInt16 = 26
     static let newNeighbour: UInt16 = 28, deleteNeighbour: UInt16 = 29, getNeighbour: UInt16 = 30
+    static let newRule: UInt16 = 32, deleteRule: UInt16 = 33, getRule: UInt16 = 34
     static let error: UInt16 = 2, done: UInt16 = 3
+    // Header flags (linux/netlink.h NLM_F_*).
+    static let request: UInt16 = 0x1, acknowledge: UInt16 = 0x4, dumpInterrupted: UInt16 = 0x10
+    static let dump: UInt16 = 0x300, exclusive: UInt16 = 0x200, create: UInt16 = 0x400
 
     /// Opens the socket, non-blocking; with `groups`, bound to them to hear changes (needs no privilege).
     public init(groups: Groups = []) throws(Errno) {
@@ -185,7 +192,7 @@ public final class RouteNetlink {
                 continue
             }
             guard let n else { return }
-            Self.messages(UnsafeRawBufferPointer(rebasing: buffer[..<n])) { type, payload in
+            Self.messages(UnsafeRawBufferPointer(rebasing: buffer[..<n])) { type, _, payload in
                 switch type {
                 case Self.newNeighbour, Self.deleteNeighbour:
                     guard payload.count >= 12 else { return }
@@ -211,59 +218,95 @@ public final class RouteNetlink {
     /// payload of the answer of type `answer` to `read`. A netlink error is thrown as `Errno` with its code.
     func ask(type: UInt16, body: (UnsafeMutableRawBufferPointer) -> Int, answer: UInt16,
              read: (UnsafeRawBufferPointer) -> Void) throws(Errno) {
+        let sequence = try send(type: type, flags: 0, body: body)
+        // The answer is queued before send returns: no waiting.
+        try receive(sequence, of: type, waiting: false) { kind, _, payload in
+            if kind == answer {
+                read(payload)
+                return true
+            }
+            return kind == Self.error
+        }
+    }
+
+    /// Writes a request of `type` with NLM_F_REQUEST and `flags`, its body written by `body` (which returns the
+    /// body's length), and sends it; returns its sequence number.
+    func send(type: UInt16, flags: UInt16, body: (UnsafeMutableRawBufferPointer) -> Int) throws(Errno) -> UInt32 {
         sequence &+= 1
         let request = UnsafeMutableRawBufferPointer(rebasing: buffer[..<512])
         request.initializeMemory(as: UInt8.self, repeating: 0)
         let length = Self.headerSize + body(UnsafeMutableRawBufferPointer(rebasing: request[Self.headerSize...]))
         request.storeBytes(of: UInt32(length), toByteOffset: 0, as: UInt32.self)
         request.storeBytes(of: type, toByteOffset: 4, as: UInt16.self)
-        request.storeBytes(of: UInt16(1) /* NLM_F_REQUEST */, toByteOffset: 6, as: UInt16.self)
+        request.storeBytes(of: Self.request | flags, toByteOffset: 6, as: UInt16.self)
         request.storeBytes(of: sequence, toByteOffset: 8, as: UInt32.self)
         guard try Syscall.send(fd, UnsafeRawBufferPointer(rebasing: request[..<length])) == length else {
             throw Errno("send(netlink)", EAGAIN)
         }
-        // The answer is queued before send returns; anything with an older sequence is a late answer to an
-        // earlier question and is skipped.
-        while true {
-            guard let n = try Syscall.read(fd, buffer) else { throw Errno("recv(netlink)", EAGAIN) }
+        return sequence
+    }
+
+    /// Reads the messages answering request `sequence` (of `type`, named in errors), skipping late answers to
+    /// earlier requests, and hands each to `body` until it returns true. An NLMSG_ERROR or NLMSG_DONE carrying an
+    /// error is thrown as `Errno` with its code. When nothing is there: EAGAIN, or `waiting`, poll(2) until
+    /// `answerSeconds` after the start (then ETIMEDOUT).
+    func receive(_ sequence: UInt32, of type: UInt16, waiting: Bool,
+                 _ body: (_ kind: UInt16, _ flags: UInt16, _ payload: UnsafeRawBufferPointer) -> Bool) throws(Errno) {
+        var deadline: Double?
+        var finished = false
+        while !finished {
+            guard let n = try Syscall.read(fd, buffer) else {
+                guard waiting else { throw Errno("recv(netlink)", EAGAIN) }
+                let end = deadline ?? SystemClock.monotonicSeconds() + Self.answerSeconds
+                deadline = end
+                let left = end - SystemClock.monotonicSeconds()
+                guard left > 0 else { throw Errno("netlink \(Self.name(type))", ETIMEDOUT) }
+                _ = try Syscall.pollIn(fd, timeoutMilliseconds: Int32(left * 1000) + 1)
+                continue
+            }
             var failure: Int32?
-            var answered = false
-            let sequence = sequence
-            Self.messages(UnsafeRawBufferPointer(rebasing: buffer[..<n]), sequence: sequence) { kind, payload in
-                if kind == Self.error {
-                    let code = payload.count >= 4 ? -payload.loadUnaligned(as: Int32.self) : EPROTO
-                    if code != 0 { failure = code }
-                    answered = true
-                } else if kind == answer {
-                    read(payload)
-                    answered = true
+            Self.messages(UnsafeRawBufferPointer(rebasing: buffer[..<n]), sequence: sequence) { kind, flags, payload in
+                guard !finished else { return }
+                if kind == Self.error || kind == Self.done {
+                    let code = payload.count >= 4 ? -payload.loadUnaligned(as: Int32.self) : kind == Self.error ? EPROTO : 0
+                    if code != 0 {
+                        failure = code
+                        finished = true
+                        return
+                    }
                 }
+                finished = body(kind, flags, payload)
             }
             if let failure { throw Errno("netlink \(Self.name(type))", failure) }
-            if answered { return }
         }
     }
 
     static func name(_ type: UInt16) -> String {
         switch type {
         case getRoute: "RTM_GETROUTE"
+        case newRoute: "RTM_NEWROUTE"
+        case deleteRoute: "RTM_DELROUTE"
+        case getRule: "RTM_GETRULE"
+        case newRule: "RTM_NEWRULE"
+        case deleteRule: "RTM_DELRULE"
         case getNeighbour: "RTM_GETNEIGH"
         case getLink: "RTM_GETLINK"
         default: "type \(type)"
         }
     }
 
-    /// Each message in `bytes` (with sequence number `sequence`, when given): its type and payload.
+    /// Each message in `bytes` (with sequence number `sequence`, when given): its type, flags and payload.
     static func messages(_ bytes: UnsafeRawBufferPointer, sequence: UInt32? = nil,
-                         _ body: (UInt16, UnsafeRawBufferPointer) -> Void) {
+                         _ body: (_ type: UInt16, _ flags: UInt16, _ payload: UnsafeRawBufferPointer) -> Void) {
         var at = 0
         while at + headerSize <= bytes.count {
             let length = Int(bytes.loadUnaligned(fromByteOffset: at, as: UInt32.self))
             guard length >= headerSize, at + length <= bytes.count else { return }
             let type = bytes.loadUnaligned(fromByteOffset: at + 4, as: UInt16.self)
+            let flags = bytes.loadUnaligned(fromByteOffset: at + 6, as: UInt16.self)
             let seq = bytes.loadUnaligned(fromByteOffset: at + 8, as: UInt32.self)
             if sequence == nil || seq == sequence {
-                body(type, UnsafeRawBufferPointer(rebasing: bytes[(at + headerSize)..<(at + length)]))
+                body(type, flags, UnsafeRawBufferPointer(rebasing: bytes[(at + headerSize)..<(at + length)]))
             }
             at += (length + 3) & ~3
         }

@@ -234,6 +234,17 @@ public enum Syscall {
         return (result.1, result.2)
     }
 
+    /// poll(2) on `fds`, each with its events set; fills in their `revents` and returns how many are ready. EINTR
+    /// returns 0, as a timeout does: the caller looks at its clock and calls again.
+    public static func poll(_ fds: inout [pollfd], timeoutMilliseconds: Int32) throws(Errno) -> Int {
+        let n = fds.withUnsafeMutableBufferPointer { Glibc.poll($0.baseAddress, nfds_t($0.count), timeoutMilliseconds) }
+        if n >= 0 { return Int(n) }
+        let e = errno
+        if e == EINTR { return 0 }
+        check("poll", e)
+        throw Errno("poll", e)
+    }
+
     /// nanosleep(2) for `milliseconds`, the rest of it again after a signal.
     public static func sleep(milliseconds ms: Int) {
         guard ms > 0 else { return }
@@ -287,9 +298,66 @@ public enum Syscall {
     /// if_nametoindex(3): 0 when there is no such interface.
     public static func interfaceIndex(_ name: String) -> UInt32 { if_nametoindex(name) }
 
+    /// Names the calling thread (at most 15 bytes kept), as ps, top and /proc/PID/task/TID/comm show it.
+    public static func nameThisThread(_ name: String) {
+        _ = tunnat_name_thread(name)
+    }
+
+    /// if_indextoname(3): nil when there is no interface with that index (any more).
+    public static func interfaceName(_ index: Int32) -> String? {
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: Int(IF_NAMESIZE)) { name in
+            guard index > 0, if_indextoname(UInt32(index), name.baseAddress) != nil else { return nil }
+            return String(cString: name.baseAddress!)
+        }
+    }
+
     /// sysconf(_SC_NPROCESSORS_ONLN).
     public static var onlineProcessors: Int { max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
 
     /// getpid(2).
     public static var processID: Int32 { getpid() }
+
+    // MARK: - Processes
+
+    /// pipe2(2) with O_CLOEXEC (through the shim): the read end and the write end, which the caller owns (a tuple
+    /// cannot hold a `FileDescriptor`): it wraps each in one at once.
+    public static func pipe() throws(Errno) -> (reading: Int32, writing: Int32) {
+        var fds: (Int32, Int32) = (-1, -1)
+        try zeroOrErrno("pipe2") {
+            withUnsafeMutableBytes(of: &fds) { tunnat_pipe_cloexec($0.baseAddress!.assumingMemoryBound(to: Int32.self)) }
+        }
+        return fds
+    }
+
+    /// pidfd_open(2) (through the shim): a descriptor poll(2) sees readable once process `pid` has exited.
+    public static func pidfdOpen(_ pid: pid_t) throws(Errno) -> FileDescriptor {
+        let fd = tunnat_pidfd_open(pid)
+        guard fd >= 0 else { throw Errno("pidfd_open") }
+        return FileDescriptor(owning: fd)
+    }
+
+    /// waitpid(2) for child `pid`, blocking: its wait status; nil when it is not a child to wait for (ECHILD,
+    /// as when SIGCHLD is ignored and the kernel reaped it).
+    public static func waitpid(_ pid: pid_t) -> Int32? {
+        var status: Int32 = 0
+        while Glibc.waitpid(pid, &status, 0) < 0 {
+            if errno != EINTR { return nil }
+        }
+        return status
+    }
+
+    /// kill(2) of process `pid`, or with `group`, of every process in process group `pid`: kill(-pid, signal).
+    /// Errors (ESRCH: gone) are ignored.
+    public static func kill(_ pid: pid_t, group: Bool = false, _ signal: Int32) {
+        _ = Glibc.kill(group ? -pid : pid, signal)
+    }
+
+    // MARK: - Namespaces
+
+    /// unshare(CLONE_NEWNET) (through the shim): moves the calling thread, and only it, into a new network
+    /// namespace holding only lo, down. Sockets it opens afterwards belong there for their lifetime, and the
+    /// namespace goes with the last of them and the thread. The tests that change routing run on such a thread.
+    public static func unshareNetworkNamespace() throws(Errno) {
+        try zeroOrErrno("unshare(CLONE_NEWNET)") { tunnat_unshare_network() }
+    }
 }

@@ -98,3 +98,29 @@ public enum StopSignals {
         received.load(ordering: .acquiring) == SIGINT ? "SIGINT" : "SIGTERM"
     }
 }
+
+/// SIGHUP, caught the same way as the stop signals: the handler writes to an eventfd that the main thread polls
+/// beside the stop signal's, and reads the configuration again.
+public enum ReloadSignal {
+    nonisolated(unsafe) static var fd: Int32 = -1  // written once, before the handler is installed
+    static let installed = Mutex<Wakeup?>(nil)
+
+    /// The wake-up SIGHUP signals (the same one on every call). Drain it before rereading.
+    public static func install() throws(Errno) -> Wakeup {
+        try installed.withLock { (current: inout Wakeup?) throws(Errno) -> Wakeup in
+            if let current { return current }
+            let wakeup = try Wakeup()
+            fd = wakeup.fd
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { _ in
+                var one: UInt64 = 1
+                _ = withUnsafeBytes(of: &one) { Glibc.write(ReloadSignal.fd, $0.baseAddress, 8) }
+            }
+            sigemptyset(&action.sa_mask)
+            action.sa_flags = SA_RESTART
+            try Syscall.zeroOrErrno("sigaction SIGHUP") { sigaction(SIGHUP, &action, nil) }
+            current = wakeup
+            return wakeup
+        }
+    }
+}

@@ -51,6 +51,16 @@ extension LockedNAT: ReplicaPort {
     public var flowCount: Int { state.withLock { $0.nat.flowCount } }
 }
 
+/// How many turns a worker's loop has made: the packet path's liveness, read by the service watchdog. A worker
+/// turns at least once a second when idle (its poll(2) times out), so a count that stops moving is a worker that
+/// hangs, whatever the other threads do.
+public final class Heartbeat: Sendable {
+    let turns = Atomic<UInt64>(0)
+    public init() {}
+    @inline(__always) public func beat() { turns.add(1, ordering: .relaxed) }
+    public var count: UInt64 { turns.load(ordering: .relaxed) }
+}
+
 /// What one frame came to.
 public enum FrameOutcome: Equatable {
     case send(VirtioNetHeader)
@@ -113,6 +123,8 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
     let virtioHeaders: Bool
     /// Set when new flows must reach a standby before their first packet leaves (replication's hold).
     let gate: ReplicationGate?
+    /// Beats once per turn of the loop.
+    let heartbeat: Heartbeat?
     let slots: UnsafeMutableRawBufferPointer
     let lengths: UnsafeMutablePointer<Int>
     let outcomes: UnsafeMutablePointer<FrameOutcome>
@@ -122,11 +134,12 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
     var drained = false
 
     public init(queue: Queue, virtioHeaders: Bool, output: Output, shared: LockedNAT, stop: StopSignal,
-                gate: ReplicationGate? = nil,
+                gate: ReplicationGate? = nil, heartbeat: Heartbeat? = nil,
                 clock: @escaping @Sendable () -> NatInstant = { NatInstant(nanoseconds: SystemClock.monotonicNanoseconds()) }) {
         self.queue = queue
         self.clock = clock
         self.gate = gate
+        self.heartbeat = heartbeat
         self.virtioHeaders = virtioHeaders
         self.output = output
         self.shared = shared
@@ -159,6 +172,7 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
     /// One turn of the loop: a batch read, translated and written; or, with nothing to read, a wait and expiry.
     /// After a batch that emptied the queue, the turn starts with the wait.
     public func iterate() {
+        heartbeat?.beat()
         if drained {
             drained = false
             guard idle() else { return }

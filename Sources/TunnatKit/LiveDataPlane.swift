@@ -1,7 +1,9 @@
 import Failover
 import Foundation
 import Logging
+import Metrics
 import NatTable
+import Prometheus
 import Replication
 import Synchronization
 import SystemCalls
@@ -23,7 +25,9 @@ public enum LiveDataPlane {
         }
     }
 
-    public static func run(_ config: TunnatConfiguration, installRouting: Bool, logger: Logger) throws(Failure) {
+    /// `configPath`: the file `config` was read from, read again on SIGHUP (nil: the embedded default, nothing to
+    /// reread).
+    public static func run(_ config: TunnatConfiguration, configPath: String?, installRouting: Bool, logger: Logger) throws(Failure) {
         let nat: NAT
         do { nat = try NAT(configuration: config.nat) } catch { throw Failure(description: "nat: \(error)") }
         let tun = config.tun
@@ -56,12 +60,20 @@ public enum LiveDataPlane {
 
         let stop: StopSignal
         let signals: StopSignal
+        let reloadSignal: Wakeup
         do {
             stop = try StopSignal()
             signals = try StopSignals.install()
+            reloadSignal = try ReloadSignal.install()
         } catch {
             throw Failure(description: "\(error)", errno: error)
         }
+        // The service manager (systemd, Type=notify), when it started us: READY, STATUS, WATCHDOG, STOPPING.
+        var notify: NotifySocket?
+        do { notify = try NotifySocket.fromEnvironment() } catch {
+            logger.warning("NOTIFY_SOCKET: \(error); the service manager will not hear from tunnat")
+        }
+        let watchdogTimeout = NotifySocket.watchdogTimeoutFromEnvironment()
         let shared = LockedNAT(nat: nat)
 
         let control: ControlSocket.Server
@@ -101,25 +113,26 @@ public enum LiveDataPlane {
                 throw Failure(description: "failover: \(error)")
             }
         }
+        // The running route manager: a SIGHUP that changes the failover section replaces it.
+        let managerSlot = RouteManagerSlot(manager)
 
         // Replication and the role: until this node is the active one, its table is a replica and translates
         // nothing, and the routes follow the role (set before the route manager's first pass).
         var replication: (replicator: Replicator, thread: DispatchGroup)?
         if let settings = config.replication {
             let keyring = try readKeyring(settings)
-            let routeManager = manager
             let replicator: Replicator
             do {
                 replicator = try Replicator(config: settings, keyring: keyring, table: shared,
-                                            health: { routeManager?.isHealthy ?? true },
+                                            health: { managerSlot.manager?.isHealthy ?? true },
                                             holdReport: { shared.replicationHoldMaxNanoseconds }, logger: logger)
             } catch {
                 throw Failure(description: "replication: \(error)", errno: error)
             }
-            if let routeManager {
-                routeManager.role = { RouteRole(replicator.routeRole) }
-                replicator.setRoleObserver { routeManager.roleChanged(to: RouteRole($0)) }
-                replicator.setRoutesHeld { routeManager.holdsEverything }
+            if let manager {
+                manager.role = { RouteRole(replicator.routeRole) }
+                replicator.setRoleObserver { role in managerSlot.manager?.roleChanged(to: RouteRole(role)) }
+                replicator.setRoutesHeld { managerSlot.manager?.holdsEverything ?? false }
             }
             replication = (replicator, RouteService.thread("tunnat-replication") { replicator.run() })
         }
@@ -129,7 +142,7 @@ public enum LiveDataPlane {
                 replication.thread.wait()
             }
         }
-        let routes = manager.map { ($0, RouteService.start($0)) }
+        var routes = manager.map { ($0, RouteService.start($0)) }
         defer {
             if let (manager, thread) = routes {
                 manager.stop()
@@ -155,25 +168,26 @@ public enum LiveDataPlane {
             }
         }
         var workers: [@Sendable () -> Void] = []
+        let heartbeats = device.queues.map { _ in Heartbeat() }
         do throws(TunError) {
-            for queue in device.queues {
+            for (queue, heartbeat) in zip(device.queues, heartbeats) {
                 switch tun.output {
                 case .tun:
                     let output = TunOutput(queue: queue, virtioHeaders: device.virtioHeaders)
                     let worker = Worker(queue: queue, virtioHeaders: device.virtioHeaders, output: output,
-                                        shared: shared, stop: stop, gate: gate)
+                                        shared: shared, stop: stop, gate: gate, heartbeat: heartbeat)
                     workers.append { worker.run() }
                 case .raw:
                     let output = try RawOutput()
                     let worker = Worker(queue: queue, virtioHeaders: device.virtioHeaders, output: output,
-                                        shared: shared, stop: stop, gate: gate)
+                                        shared: shared, stop: stop, gate: gate, heartbeat: heartbeat)
                     workers.append { worker.run() }
                 case .packet:
                     let output = try PacketSocketOutput(queue: queue, virtioHeaders: device.virtioHeaders,
                                                         tunInterface: Int32(Syscall.interfaceIndex(device.name)),
                                                         changes: egressChanges)
                     let worker = Worker(queue: queue, virtioHeaders: device.virtioHeaders, output: output,
-                                        shared: shared, stop: stop, gate: gate)
+                                        shared: shared, stop: stop, gate: gate, heartbeat: heartbeat)
                     workers.append { worker.run() }
                 }
             }
@@ -189,13 +203,43 @@ public enum LiveDataPlane {
             let table = shared.state.withLock { StatusReport.TableFigures($0.nat, io: $0.io) }
             return StatusReport(device: device.name, queues: device.queues.count, offloads: device.offloads.description,
                                 output: tun.output.rawValue, uptimeSeconds: uptime, table: table, kernel: kernel,
-                                replication: replicator?.status)
+                                replication: replicator?.status,
+                                failover: managerSlot.manager.map(StatusReport.FailoverStatus.init))
+        }
+
+        // Monitoring: the Prometheus endpoint, and CloudWatch. Both read `report()`, as `tunnat status` does.
+        let exporter = PrometheusExporter()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: exporter.registry))
+        var metricsServer: MetricsServer?
+        if let (host, port) = config.metrics.listenAddress {
+            do {
+                metricsServer = try MetricsServer(host: host, port: port) { exporter.render(Figure.of(report())) }
+            } catch {
+                throw Failure(description: error.description)
+            }
+            logger.info("metrics", metadata: ["listen": "http://\(host):\(metricsServer!.port)/metrics"])
+        }
+        defer { metricsServer?.stop() }
+        var cloudWatchThread: DispatchGroup?
+        if let settings = config.metrics.cloudWatch {
+            let publisher: CloudWatchPublisher
+            do { publisher = try CloudWatchPublisher.make(settings, failover: config.failover?.aws, logger: logger) } catch {
+                throw Failure(description: "metrics.cloudwatch: \(error)")
+            }
+            cloudWatchThread = RouteService.thread("tunnat-cw") { publisher.run(report: report, stop: stop) }
+        }
+        defer {
+            if let cloudWatchThread {
+                stop.stop()
+                cloudWatchThread.wait()
+            }
         }
 
         let group = DispatchGroup()
         for (index, work) in workers.enumerated() {
             group.enter()
             let thread = Thread {
+                Syscall.nameThisThread("tunnat-q\(index)")
                 work()
                 group.leave()
             }
@@ -222,6 +266,7 @@ public enum LiveDataPlane {
             }
         }
         let controlThread = Thread {
+            Syscall.nameThisThread("tunnat-control")
             control.serve(stop: stop, report: { report().json() }, handover: {
                 let outcome = handOver()
                 signals.stop()
@@ -232,16 +277,52 @@ public enum LiveDataPlane {
         controlThread.name = "tunnat-control"
         controlThread.start()
         logger.info("translating", metadata: ["control-socket": "\(config.controlSocket)"])
+        var statusLine = Service.statusLine(report())
+        notify?.send("READY=1\nSTATUS=\(statusLine)\nMAINPID=\(getpid())")
+        var watchdog = watchdogTimeout.map {
+            PacketPathWatchdog(timeoutMicroseconds: $0, now: SystemClock.monotonicNanoseconds(), beats: heartbeats.map(\.count))
+        }
+        if let watchdog { logger.info("watchdog", metadata: ["ping-every-ms": "\(watchdog.interval / 1_000_000)"]) }
+        // A tick often enough for the watchdog (a quarter of its interval), else once a second.
+        let tickMilliseconds = Int32(clamping: min(1000, (watchdog?.interval ?? 4_000_000_000) / 4_000_000))
+        var withheld = false
+        var running = config
 
         var lastPackets: UInt64 = 0
         var lastLog = SystemClock.monotonicNanoseconds()
         while true {
-            if signals.sleep(milliseconds: 1000) {
+            let (stopping, reloading) = (try? Syscall.pollIn(signals.fd, reloadSignal.fd, timeoutMilliseconds: tickMilliseconds)) ?? (false, false)
+            if stopping || signals.isStopped {
                 logger.info("stopping", metadata: ["signal": "\(StopSignals.receivedName)"])
+                notify?.send("STOPPING=1\nSTATUS=stopping")
                 if replicator?.role == .active { _ = handOver() }
                 break
             }
+            if reloading {
+                reloadSignal.drain()
+                notify?.send("RELOADING=1\nMONOTONIC_USEC=\(SystemClock.monotonicNanoseconds() / 1000)")
+                reloadConfiguration(path: configPath, running: &running, routes: &routes, slot: managerSlot,
+                                    replicator: replicator, logger: logger)
+                notify?.send("READY=1\nSTATUS=\(Service.statusLine(report()))")
+            }
             let now = SystemClock.monotonicNanoseconds()
+            if var w = watchdog {
+                let beats = heartbeats.map(\.count)
+                if w.tick(now: now, beats: beats) {
+                    notify?.send("WATCHDOG=1")
+                    if withheld { logger.notice("every queue turns again: watchdog pings resumed") }
+                    withheld = false
+                } else if !withheld && w.sinceLastPing(now: now) >= w.interval * 3 / 2 {
+                    withheld = true
+                    logger.error("queue(s) \(w.stalled(beats).map(String.init).joined(separator: ",")) have not turned for \(w.sinceLastPing(now: now) / 1_000_000) ms: watchdog pings withheld, the service manager will restart tunnat")
+                }
+                watchdog = w
+            }
+            let line = Service.statusLine(report())
+            if line != statusLine {
+                statusLine = line
+                notify?.send("STATUS=\(line)")
+            }
             if config.statsInterval > 0, now - lastLog >= UInt64(config.statsInterval) * 1_000_000_000 {
                 lastLog = now
                 let r = report()
@@ -255,6 +336,64 @@ public enum LiveDataPlane {
         stop.stop()
         group.wait()
         logger.info("stopped", metadata: summary(report()))
+    }
+
+    /// SIGHUP: reads `path` again and applies what may change while running (the log level, and the failover
+    /// section: health checks and routes, by a new route manager in place of the old); anything else is refused
+    /// with one line naming it, and everything keeps running as it was.
+    static func reloadConfiguration(path: String?, running: inout TunnatConfiguration,
+                                    routes: inout (RouteManager, DispatchGroup)?, slot: RouteManagerSlot,
+                                    replicator: Replicator?, logger: Logger) {
+        guard let path else {
+            logger.notice("SIGHUP: running on the embedded default configuration (no --config): nothing to reread")
+            return
+        }
+        let loaded: TunnatConfiguration
+        do { loaded = try ConfigFile.load(path: path) } catch {
+            logger.error("SIGHUP: \(error); the running configuration is kept")
+            return
+        }
+        let plan: Reload.Plan
+        switch Reload.plan(running: running, loaded: loaded) {
+        case .failure(let refusal):
+            logger.error("SIGHUP: \(path): \(refusal)")
+            return
+        case .success(let p): plan = p
+        }
+        if plan.isEmpty {
+            logger.notice("SIGHUP: \(path) reread: nothing that can change without a restart changed")
+            return
+        }
+        if let failover = plan.failover {
+            let fresh: RouteManager
+            do {
+                fresh = try RouteService.makeManager(failover, noop: false, logger: logger)
+                try fresh.preflight()
+            } catch {
+                logger.error("SIGHUP: failover: \(error); the running health checks and routes are kept")
+                return
+            }
+            if let (old, thread) = routes {
+                old.stop()
+                thread.wait()
+            }
+            if let replicator {
+                fresh.role = { RouteRole(replicator.routeRole) }
+                fresh.roleChanged(to: RouteRole(replicator.routeRole))
+            }
+            slot.manager = fresh
+            routes = (fresh, RouteService.start(fresh))
+            running.failover = failover
+            logger.notice("SIGHUP: failover reloaded", metadata: [
+                "health-checks": "\(failover.healthChecks.keys.sorted().joined(separator: ","))",
+                "route-tables": "\(failover.routeTables.count)",
+            ])
+        }
+        if let name = plan.logLevel, let level = Logger.Level(rawValue: name) {
+            LogOutput.setLevel(level)
+            running.logLevel = name
+            logger.notice("SIGHUP: log level \(name)")
+        }
     }
 
     /// The policy routing for `device`, installed. With `tun.routing.interface` empty, the private side is where the
@@ -317,6 +456,16 @@ public enum LiveDataPlane {
         if let errors = r.io["write-errors"], errors > 0 { metadata["write-errors"] = "\(errors)" }
         if let dropped = r.kernel?["tun-tx-dropped"], dropped > 0 { metadata["tun-tx-dropped"] = "\(dropped)" }
         return metadata
+    }
+}
+
+/// The running route manager, read by other threads (status, replication's callbacks); a SIGHUP replaces it.
+final class RouteManagerSlot: Sendable {
+    private let current: Mutex<RouteManager?>
+    init(_ manager: RouteManager?) { current = Mutex(manager) }
+    var manager: RouteManager? {
+        get { current.withLock { $0 } }
+        set { current.withLock { $0 = newValue } }
     }
 }
 

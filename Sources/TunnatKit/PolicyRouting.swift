@@ -1,9 +1,10 @@
 import Foundation
+import Glibc
 import NatTable
 import PacketKit
 import SystemCalls
 
-/// The routing that puts the TUN in the data path (DESIGN.md, "The data path on a NAT instance"):
+/// The routing that puts the TUN in the data path (docs/data-plane.md, "Policy routing"), in `ip` syntax:
 ///
 ///     ip route add default dev tun0 table 100            everything in table 100 goes into the TUN,
 ///     ip route add blackhole default table 100 metric 4294967295
@@ -23,13 +24,14 @@ import SystemCalls
 /// (killed, or stopped with `on_stop: keep`), so there is no moment in which a private source follows the main
 /// table. A stop removes the routes through the device, and the fence only with `on_stop: remove`. The rules name
 /// the interfaces private traffic arrives on, and a private source arriving on any other is dropped: a spoofed one
-/// is neither translated nor forwarded. It runs iproute2's `ip`, which needs CAP_NET_ADMIN, as tunnat does.
+/// is neither translated nor forwarded. The rules and routes are made over rtnetlink in-process
+/// (`RouteNetlink`), which needs CAP_NET_ADMIN and no iproute2; the `ip` syntax is for the logs and the errors.
 public final class PolicyRouting {
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
     }
 
-    /// One `ip` command and the one that undoes it.
+    /// One rule or route: what the kernel is asked to add and later to delete, and the same in `ip` syntax.
     public struct Step: Equatable, Sendable {
         public enum Kind: Sendable {
             /// A route through the device: it goes with the device, and every stop removes it.
@@ -38,20 +40,16 @@ public final class PolicyRouting {
             case fence
         }
         public let kind: Kind
-        public let install: [String]
-        public let remove: [String]
-        /// For a rule: how `ip -N -o rule show` lists it, so that installing can look before adding.
-        public let rule: ShownRule?
-    }
+        public let entry: RouteNetlink.Entry
+        /// The `ip rule`/`ip route` arguments after `add` or `del`: `default dev tun0 table 100`.
+        public let arguments: String
 
-    /// A line of `ip -N -o rule show`: `100:	from 10.0.0.0/8 iif eth1 lookup 100` is priority 100 and the selector
-    /// and action `from 10.0.0.0/8 iif eth1 lookup 100`.
-    public struct ShownRule: Hashable, Sendable {
-        public let priority: Int
-        public let selector: [String]
-        public init(priority: Int, selector: [String]) {
-            self.priority = priority
-            self.selector = selector
+        /// `ip route add default dev tun0 table 100`.
+        public var added: String { "ip \(object) add \(arguments)" }
+        /// `ip route del default dev tun0 table 100`.
+        public var removed: String { "ip \(object) del \(arguments)" }
+        var object: String {
+            if case .rule = entry { "rule" } else { "route" }
         }
     }
 
@@ -61,8 +59,10 @@ public final class PolicyRouting {
     let interfaces: [String]
     /// The steps in place, added by this run or found there, in install order.
     private(set) var inPlace: [Step] = []
+    /// The socket `install` opened, kept for `stop`.
+    private var netlink: RouteNetlink?
 
-    /// `interfaces`: where private traffic arrives (`tun.routing.interface`, or what `privateInterfaces` found).
+    /// `interfaces`: where private traffic arrives (`tun.routing.interface`, or what `findPrivateInterfaces` found).
     public init(device: String, routing: TunConfiguration.Routing, nat: NatConfiguration, interfaces: [String]) {
         self.device = device
         self.routing = routing
@@ -70,61 +70,65 @@ public final class PolicyRouting {
         self.interfaces = interfaces
     }
 
-    /// The steps, in install order: the table before the rules that lead to it.
-    public var steps: [Step] {
-        let table = String(routing.table)
+    /// The steps, in install order: the table before the rules that lead to it. `deviceIndex` is the TUN's
+    /// interface index (the routes through it name it by index; the rules name interfaces by name).
+    public func steps(deviceIndex: Int32) -> [Step] {
+        let table = UInt32(routing.table)
         var steps: [Step] = []
-        func route(_ kind: Step.Kind, _ arguments: [String]) {
-            steps.append(Step(kind: kind, install: ["route", "add"] + arguments, remove: ["route", "del"] + arguments, rule: nil))
+        func route(_ kind: Step.Kind, _ type: RouteNetlink.RouteType, _ destination: IPv4Prefix, table: UInt32,
+                   metric: UInt32 = 0) {
+            let throughDevice = kind == .throughDevice
+            let route = RouteNetlink.TableRoute(type: type, table: table, destination: RouteNetlink.Prefix(destination),
+                                                interfaces: throughDevice ? [deviceIndex] : [], metric: metric)
+            steps.append(Step(kind: kind, entry: .route(route),
+                              arguments: Self.arguments(route, device: throughDevice ? device : nil)))
         }
-        route(.throughDevice, ["default", "dev", device, "table", table])
+        func rule(_ rule: RouteNetlink.Rule) {
+            steps.append(Step(kind: .fence, entry: .rule(rule), arguments: Self.arguments(rule)))
+        }
+        route(.throughDevice, .unicast, IPv4Prefix.everything, table: table)
         // Fail closed: when the device goes (a crash, or a stop), the route through it goes too, and private traffic
         // meets this instead of falling through to the main table and leaving untranslated.
-        route(.fence, ["blackhole", "default", "table", table, "metric", "4294967295"])
-        for prefix in nat.privatePrefixes { route(.fence, ["throw", "\(prefix)", "table", table]) }
+        route(.fence, .blackhole, IPv4Prefix.everything, table: table, metric: .max)
+        for prefix in nat.privatePrefixes { route(.fence, .throw, prefix, table: table) }
         for prefix in nat.privatePrefixes {
             for interface in interfaces {
-                let selector = ["from", "\(prefix)", "iif", interface, "lookup", table]
-                let priority = ["pref", String(routing.priority)]
-                steps.append(Step(kind: .fence, install: ["rule", "add"] + selector + priority,
-                                  remove: ["rule", "del"] + selector + priority,
-                                  rule: ShownRule(priority: routing.priority, selector: selector)))
+                rule(RouteNetlink.Rule(priority: UInt32(routing.priority), source: RouteNetlink.Prefix(prefix),
+                                       inputInterface: interface, action: .lookup(table: table)))
             }
         }
-        for prefix in nat.privatePrefixes {
-            for (offset, selector) in Self.closingRules(prefix) {
-                let priority = ["pref", String(routing.priority + offset)]
-                steps.append(Step(kind: .fence, install: ["rule", "add"] + selector + priority,
-                                  remove: ["rule", "del"] + selector + priority,
-                                  rule: ShownRule(priority: routing.priority + offset, selector: selector)))
-            }
+        for prefix in nat.privatePrefixes { Self.closingRules(prefix, priority: routing.priority).forEach(rule) }
+        for address in nat.poolAddresses {
+            route(.throughDevice, .unicast, IPv4Prefix(network: address, length: 32)!, table: Self.mainTable)
         }
-        for address in nat.poolAddresses { route(.throughDevice, ["\(address)/32", "dev", device]) }
         return steps
     }
 
     /// Adds every step that is not in place; what is there already (an earlier run's fence) stays as it is. A rule
-    /// is looked for first (older kernels take a second copy of a rule); a route the kernel says exists is there.
-    /// If a step fails, what was in place is undone as a stop would undo it.
+    /// is looked for first (kernels before 4.15 ignore NLM_F_EXCL for rules and take a second copy); a fence route
+    /// the kernel says exists (EEXIST) is there. If a step fails, what was in place is undone as a stop would undo it.
     @discardableResult
     public func install() throws(Failure) -> (added: Int, found: Int) {
-        let listed = Self.ip(["-N", "-o", "rule", "show"])
-        if let error = listed.error { throw Failure(description: "ip -N -o rule show: \(error)") }
-        let rules = Self.rules(shownBy: listed.output)
+        let netlink = try Self.open()
+        self.netlink = netlink
+        let index = Int32(Syscall.interfaceIndex(device))
+        guard index > 0 else { throw Failure(description: "\(device): no such interface") }
+        let listed: [RouteNetlink.Rule]
+        do { listed = try netlink.rules() } catch { throw Failure(description: "listing the policy rules: \(error)") }
         var added = 0
-        for step in steps {
-            if let rule = step.rule, rules.contains(rule) {
+        for step in steps(deviceIndex: index) {
+            if case .rule(let rule) = step.entry, listed.contains(rule) {
                 inPlace.append(step)
                 continue
             }
-            if let error = Self.ip(step.install).error {
-                // A route through the device is new with the device: "File exists" there is someone else's route.
-                if step.kind == .fence && error.contains("File exists") {
+            do { try netlink.add(step.entry) } catch {
+                // A route through the device is new with the device: one that exists is someone else's route.
+                if step.kind == .fence && error.code == EEXIST {
                     inPlace.append(step)
                     continue
                 }
                 stop()
-                throw Failure(description: "ip \(step.install.joined(separator: " ")): \(error)")
+                throw Failure(description: "\(step.added): \(error)")
             }
             inPlace.append(step)
             added += 1
@@ -133,7 +137,7 @@ public final class PolicyRouting {
     }
 
     /// Undoes what is in place as `tun.routing.on_stop` says, newest first: the routes through the device always,
-    /// the fence only with `remove`. Returns the steps it kept.
+    /// the fence only with `remove`. What is gone already (with the device) is no error. Returns the steps it kept.
     @discardableResult
     public func stop() -> [Step] {
         var kept: [Step] = []
@@ -141,93 +145,61 @@ public final class PolicyRouting {
             if step.kind == .fence && routing.onStop == .keep {
                 kept.insert(step, at: 0)
             } else {
-                _ = Self.ip(step.remove)
+                try? netlink?.delete(step.entry)
             }
         }
         return kept
     }
 
     /// `tunnat routing remove`: gives the host back to the kernel's forwarding while tunnat is not running. Removes
-    /// every rule of tunnat's shape (its priority, a private prefix as source, any interface, its table), whichever
-    /// interfaces the run that left it found, and flushes its table. Returns the commands it ran.
+    /// every rule of tunnat's shape (its priority, a private prefix as source, any interface, its table, and the
+    /// closing rules), whichever interfaces the run that left it found, and flushes its table. Returns what it did,
+    /// in `ip` syntax.
     public static func removeLeftovers(routing: TunConfiguration.Routing, nat: NatConfiguration) throws(Failure) -> [String] {
-        let listed = ip(["-N", "-o", "rule", "show"])
-        if let error = listed.error { throw Failure(description: "ip -N -o rule show: \(error)") }
-        var ran: [String] = []
-        for arguments in leftoverRules(in: rules(shownBy: listed.output), routing: routing, nat: nat) {
-            if let error = ip(arguments).error { throw Failure(description: "ip \(arguments.joined(separator: " ")): \(error)") }
-            ran.append("ip " + arguments.joined(separator: " "))
+        let netlink = try open()
+        let listed: [RouteNetlink.Rule]
+        do { listed = try netlink.rules() } catch { throw Failure(description: "listing the policy rules: \(error)") }
+        var done: [String] = []
+        for rule in leftoverRules(in: listed, routing: routing, nat: nat) {
+            let command = "ip rule del \(arguments(rule))"
+            do { try netlink.delete(.rule(rule)) } catch where error.code == ENOENT {
+                continue  // gone meanwhile
+            } catch {
+                throw Failure(description: "\(command): \(error)")
+            }
+            done.append(command)
         }
-        let table = String(routing.table)
-        let routes = ip(["-o", "route", "show", "table", table])
-        // A table that never held a route does not exist as far as the kernel is concerned: nothing to flush.
-        if let error = routes.error, !error.contains("does not exist") {
-            throw Failure(description: "ip -o route show table \(table): \(error)")
+        let table = UInt32(routing.table)
+        let command = "ip route flush table \(table)"
+        do {
+            if try netlink.flush(table: table) > 0 { done.append(command) }
+        } catch {
+            throw Failure(description: "\(command): \(error)")
         }
-        if !routes.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
-            let flush = ["route", "flush", "table", table]
-            if let error = ip(flush).error { throw Failure(description: "ip \(flush.joined(separator: " ")): \(error)") }
-            ran.append("ip " + flush.joined(separator: " "))
-        }
-        return ran
+        return done
     }
 
-    /// The rules after the private side's, at the priority plus 1 and 2 and as `ip -N` lists them: the host's own
-    /// traffic from a private source keeps the main table (254); a private source from anywhere else is dropped.
-    static func closingRules(_ prefix: IPv4Prefix) -> [(offset: Int, selector: [String])] {
-        [(1, ["from", "\(prefix)", "iif", "lo", "lookup", "254"]), (2, ["from", "\(prefix)", "blackhole"])]
+    /// The rules after the private side's, at the priority plus 1 and 2: the host's own traffic from a private
+    /// source keeps the main table; a private source from anywhere else is dropped.
+    static func closingRules(_ prefix: IPv4Prefix, priority: Int) -> [RouteNetlink.Rule] {
+        let source = RouteNetlink.Prefix(prefix)
+        return [
+            RouteNetlink.Rule(priority: UInt32(priority + 1), source: source, inputInterface: "lo", action: .lookup(table: mainTable)),
+            RouteNetlink.Rule(priority: UInt32(priority + 2), source: source, inputInterface: nil, action: .blackhole),
+        ]
     }
 
-    /// The `ip rule del` arguments for each listed rule tunnat installs: `from <private prefix> [iif X] lookup
-    /// <table>` at its priority.
-    public static func leftoverRules(in rules: [ShownRule], routing: TunConfiguration.Routing,
-                                     nat: NatConfiguration) -> [[String]] {
-        let prefixes = Set(nat.privatePrefixes.map(\.description))
-        let table = String(routing.table)
-        let closing = Set(nat.privatePrefixes.flatMap { prefix in
-            closingRules(prefix).map { ShownRule(priority: routing.priority + $0.offset, selector: $0.selector) }
-        })
+    /// The listed rules tunnat installs: `from <private prefix> [iif X] lookup <table>` at its priority, with no
+    /// other selector, and the closing rules.
+    public static func leftoverRules(in rules: [RouteNetlink.Rule], routing: TunConfiguration.Routing,
+                                     nat: NatConfiguration) -> [RouteNetlink.Rule] {
+        let prefixes = Set(nat.privatePrefixes.map(RouteNetlink.Prefix.init))
+        let closing = Set(nat.privatePrefixes.flatMap { closingRules($0, priority: routing.priority) })
         return rules.filter { rule in
             if closing.contains(rule) { return true }
-            let s = rule.selector
-            guard rule.priority == routing.priority, s.count == 4 || s.count == 6, s[0] == "from", prefixes.contains(s[1]),
-                  s[s.count - 2] == "lookup", s[s.count - 1] == table
-            else { return false }
-            return s.count == 4 || s[2] == "iif"
-        }.map { ["rule", "del"] + $0.selector + ["pref", String($0.priority)] }
-    }
-
-    /// Parses `ip -N -o rule show`. The `[detached]` mark of a rule whose interface does not exist is dropped: it
-    /// is the same rule. With -N, iproute2 shows a rule's action by number when it is not a lookup: 6 is
-    /// FR_ACT_BLACKHOLE (linux/fib_rules.h), named here as it is written.
-    public static func rules(shownBy output: String) -> [ShownRule] {
-        output.split(separator: "\n").compactMap { line in
-            guard let colon = line.firstIndex(of: ":"), let priority = Int(line[..<colon]) else { return nil }
-            var selector = line[line.index(after: colon)...].split(whereSeparator: \.isWhitespace).map(String.init)
-                .filter { $0 != "[detached]" }
-            if selector.count >= 3, selector[selector.count - 1] == "6", selector[selector.count - 2] != "lookup" {
-                selector[selector.count - 1] = "blackhole"
-            }
-            return ShownRule(priority: priority, selector: selector)
-        }
-    }
-
-    /// Parses `ip -o route show table main`: each route's destination and the devices it leaves through (several
-    /// for a multipath route). Routes through no device (blackhole, unreachable, prohibit, throw) are left out.
-    public static func routes(shownBy output: String) -> [(destination: IPv4Prefix, devices: [String])] {
-        output.split(separator: "\n").compactMap { line in
-            var words = line.split(whereSeparator: { $0.isWhitespace || $0 == "\\" }).map(String.init)
-            if let type = words.first, ["unicast", "local", "broadcast", "multicast", "anycast"].contains(type) {
-                words.removeFirst()
-            }
-            guard let first = words.first,
-                  let destination = first == "default" ? IPv4Prefix("0.0.0.0/0") : IPv4Prefix(first)
-            else { return nil }
-            var devices: [String] = []
-            for (index, word) in words.enumerated() where word == "dev" && index + 1 < words.count {
-                if !devices.contains(words[index + 1]) { devices.append(words[index + 1]) }
-            }
-            return devices.isEmpty ? nil : (destination, devices)
+            guard let source = rule.source else { return false }
+            return rule.priority == UInt32(routing.priority) && prefixes.contains(source)
+                && rule.action == .lookup(table: UInt32(routing.table)) && !rule.hasOtherSelectors
         }
     }
 
@@ -245,9 +217,9 @@ public final class PolicyRouting {
     /// `privateInterfaces` from the main table as it is now, and which of them also carry the default route (one
     /// interface for both sides, as on a one-ENI NAT instance). None found is a refusal that names the key to set.
     public static func findPrivateInterfaces(prefixes: [IPv4Prefix], device: String) throws(Failure) -> (interfaces: [String], sharedWithDefault: [String]) {
-        let listed = ip(["-o", "route", "show", "table", "main"])
-        if let error = listed.error { throw Failure(description: "ip -o route show table main: \(error)") }
-        let main = routes(shownBy: listed.output)
+        let listed: [RouteNetlink.TableRoute]
+        do { listed = try open().routes(table: mainTable) } catch { throw Failure(description: "listing the main table: \(error)") }
+        let main = throughDevices(listed)
         let interfaces = privateInterfaces(routes: main, prefixes: prefixes, excluding: device)
         guard !interfaces.isEmpty else {
             throw Failure(description: "tun.routing.interface is empty and no route in the main table leads into a private prefix (\(prefixes.map(\.description).joined(separator: ", "))) through an interface other than lo and \(device): set tun.routing.interface to the interface private traffic arrives on")
@@ -256,19 +228,69 @@ public final class PolicyRouting {
         return (interfaces, interfaces.filter { defaults.contains($0) })
     }
 
-    /// Runs `ip ARGS`: what it printed, and nil on success, else what it said on stderr (or why it could not run).
-    static func ip(_ arguments: [String]) -> (output: String, error: String?) {
-        guard let path = CommandRunner.executable(["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]) else {
-            return ("", "iproute2's 'ip' command is not installed (apt-get install iproute2)")
+    /// Each route's destination and the names of the devices it leaves through (several for a multipath route),
+    /// as `ip route show` names them; routes through no device (blackhole, unreachable, prohibit, throw), and
+    /// devices gone since the listing, are left out.
+    static func throughDevices(_ routes: [RouteNetlink.TableRoute]) -> [(destination: IPv4Prefix, devices: [String])] {
+        routes.compactMap { route in
+            guard !route.type.leadsNowhere else { return nil }
+            var devices: [String] = []
+            for name in route.interfaces.compactMap(Syscall.interfaceName) where !devices.contains(name) {
+                devices.append(name)
+            }
+            return devices.isEmpty ? nil : (IPv4Prefix(route.destination), devices)
         }
-        let (outcome, printed, said) = CommandRunner.run([path] + arguments, timeoutMilliseconds: 10_000,
-                                                         capturingStandardError: true, capturingStandardOutput: true)
-        switch outcome {
-        case .exited(0): return (printed, nil)
-        case .exited: return (printed, said.isEmpty ? "\(outcome)" : said)
-        case .timedOut: return (printed, "\(path): \(outcome)")
-        case .failedToStart: return (printed, "\(outcome)")
+    }
+
+    /// RT_TABLE_MAIN.
+    static let mainTable: UInt32 = 254
+
+    static func open() throws(Failure) -> RouteNetlink {
+        do { return try RouteNetlink() } catch { throw Failure(description: "\(error)") }
+    }
+
+    /// A rule in `ip rule` syntax: `from 10.0.0.0/8 iif lan1 lookup 100 pref 100`.
+    static func arguments(_ rule: RouteNetlink.Rule) -> String {
+        var words = ["from", rule.source.map { "\(IPv4Prefix($0))" } ?? "all"]
+        if let name = rule.inputInterface { words += ["iif", name] }
+        switch rule.action {
+        case .lookup(let table): words += ["lookup", table == mainTable ? "main" : "\(table)"]
+        case .blackhole: words.append("blackhole")
+        case .other(let action): words += ["action", "\(action)"]
         }
+        return (words + ["pref", "\(rule.priority)"]).joined(separator: " ")
+    }
+
+    /// A route in `ip route` syntax: `blackhole default table 100 metric 4294967295`; `device` names the interface
+    /// it leaves through.
+    static func arguments(_ route: RouteNetlink.TableRoute, device: String?) -> String {
+        var words: [String] = []
+        switch route.type {
+        case .blackhole: words.append("blackhole")
+        case .throw: words.append("throw")
+        default: break
+        }
+        words.append(route.destination.length == 0 ? "default" : "\(IPv4Prefix(route.destination))")
+        if let device { words += ["dev", device] }
+        if route.table != mainTable { words += ["table", "\(route.table)"] }
+        if route.metric != 0 { words += ["metric", "\(route.metric)"] }
+        return words.joined(separator: " ")
+    }
+}
+
+extension RouteNetlink.Prefix {
+    init(_ prefix: IPv4Prefix) {
+        self.init(address: prefix.network.value.bigEndian, length: UInt8(prefix.length))
+    }
+}
+
+extension IPv4Prefix {
+    /// 0.0.0.0/0, `default`.
+    static let everything = IPv4Prefix(network: IPv4Address(0), length: 0)!
+
+    /// A prefix as rtnetlink carries it (which never has a length over 32: the listings check).
+    init(_ prefix: RouteNetlink.Prefix) {
+        self.init(network: IPv4Address(UInt32(bigEndian: prefix.address)), length: Int(prefix.length))!
     }
 }
 

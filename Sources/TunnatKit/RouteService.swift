@@ -63,6 +63,7 @@ extension RouteService {
         let group = DispatchGroup()
         group.enter()
         let thread = Thread {
+            Syscall.nameThisThread(name)
             body()
             group.leave()
         }

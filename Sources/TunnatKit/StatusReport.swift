@@ -15,9 +15,9 @@ public struct StatusReport: Codable, Equatable, Sendable {
     public var uptimeSeconds: UInt64
     public var flows: Int
     public var mappings: Int
-    /// The NAT's counters: packets, outbound, inbound, hairpin, held and released fragments, flows created,
-    /// expired and evicted, inbound packets let in without a flow (inbound-flow-limit), mappings created, ports
-    /// preserved.
+    /// The NAT's counters: packets, outbound, inbound, hairpin (and their bytes), held and released fragments,
+    /// flows created, expired and evicted, inbound packets let in without a flow (inbound-flow-limit), TCP
+    /// connection attempts and connections established, mappings created, ports preserved.
     public var nat: [String: UInt64]
     /// Packets dropped, by reason (every reason, zeros included).
     public var drops: [String: UInt64]
@@ -28,6 +28,28 @@ public struct StatusReport: Codable, Equatable, Sendable {
     public var kernel: [String: UInt64]?
     /// This node's role and the replication counters, when replication is configured.
     public var replication: ReplicationStatus?
+    /// The health checks' verdicts and the routes held, when failover is configured.
+    public var failover: FailoverStatus?
+
+    public struct FailoverStatus: Codable, Equatable, Sendable {
+        /// Each health check's verdict: healthy, unhealthy or unknown (no verdict yet).
+        public var checks: [String: String]
+        /// After the last pass: the managed routes found, and those pointing at this instance.
+        public var routesManaged: Int
+        public var routesHeld: Int
+
+        public init(checks: [String: String], routesManaged: Int, routesHeld: Int) {
+            self.checks = checks
+            self.routesManaged = routesManaged
+            self.routesHeld = routesHeld
+        }
+
+        public init(_ manager: RouteManager) {
+            checks = manager.verdicts.mapValues { $0.map { $0 ? "healthy" : "unhealthy" } ?? "unknown" }
+            routesManaged = manager.routesManaged
+            routesHeld = manager.routesHeld
+        }
+    }
 
     /// What the report needs from the table, copied under the data plane's lock; the report is built after it.
     public struct TableFigures: Sendable {
@@ -45,8 +67,10 @@ public struct StatusReport: Codable, Equatable, Sendable {
     }
 
     public init(device: String, queues: Int, offloads: String, output: String, uptimeSeconds: UInt64,
-                table: TableFigures, kernel: [String: UInt64]? = nil, replication: ReplicationStatus? = nil) {
+                table: TableFigures, kernel: [String: UInt64]? = nil, replication: ReplicationStatus? = nil,
+                failover: FailoverStatus? = nil) {
         self.kernel = kernel
+        self.failover = failover
         self.replication = replication
         self.device = device
         self.queues = queues
@@ -61,7 +85,8 @@ public struct StatusReport: Codable, Equatable, Sendable {
                     "flows-created": c.flowsCreated, "flows-expired": c.flowsExpired,
                     "mappings-created": c.mappingsCreated, "ports-preserved": c.portsPreserved,
                     "flows-evicted": c.flowsEvicted, "inbound-flow-limit": c.inboundFlowLimit,
-                    "dropped": c.dropped]
+                    "dropped": c.dropped, "bytes-outbound": c.outboundBytes, "bytes-inbound": c.inboundBytes,
+                    "bytes-hairpin": c.hairpinBytes, "tcp-attempts": c.tcpAttempts, "tcp-established": c.tcpEstablished]
         var drops: [String: UInt64] = [:]
         for reason in DropReason.allCases { drops[reason.description] = c[reason] }
         self.drops = drops
@@ -106,8 +131,9 @@ public struct StatusReport: Codable, Equatable, Sendable {
         var lines: [String] = []
         lines.append("device \(device): \(queues) queue(s), offloads \(offloads), output \(output), up \(uptimeSeconds)s")
         lines.append("flows \(flows), mappings \(mappings)")
-        let order = ["packets", "outbound", "inbound", "hairpin", "dropped", "held-fragments", "released-fragments",
-                     "flows-created", "flows-expired", "flows-evicted", "inbound-flow-limit", "mappings-created",
+        let order = ["packets", "outbound", "inbound", "hairpin", "dropped", "bytes-outbound", "bytes-inbound",
+                     "bytes-hairpin", "held-fragments", "released-fragments", "flows-created", "flows-expired",
+                     "flows-evicted", "inbound-flow-limit", "tcp-attempts", "tcp-established", "mappings-created",
                      "ports-preserved"]
         lines.append("packets:")
         for key in order { lines.append("  \(key.padding(toLength: 20, withPad: " ", startingAt: 0)) \(nat[key] ?? 0)") }
@@ -138,6 +164,10 @@ public struct StatusReport: Codable, Equatable, Sendable {
             for (key, value) in r.counters.sorted(by: { $0.key < $1.key }) {
                 lines.append("  \(key.padding(toLength: 24, withPad: " ", startingAt: 0)) \(value)")
             }
+        }
+        if let f = failover {
+            lines.append("failover: \(f.routesHeld) of \(f.routesManaged) managed route(s) point here")
+            for (name, verdict) in f.checks.sorted(by: { $0.key < $1.key }) { lines.append("  health check \(name): \(verdict)") }
         }
         return lines.joined(separator: "\n")
     }

@@ -51,24 +51,22 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         let configuration = try loadConfiguration(config)
-        let logger = try bootstrapLogging(logLevel ?? configuration.logLevel)
+        let logger = try bootstrapLogging(logLevel ?? configuration.logLevel, format: configuration.logFormat)
         do {
-            try LiveDataPlane.run(configuration, installRouting: !noRouting, logger: logger)
+            try LiveDataPlane.run(configuration, configPath: config, installRouting: !noRouting, logger: logger)
         } catch {
             throw fail(error.description)
         }
     }
 }
 
-func bootstrapLogging(_ levelName: String) throws -> Logger {
+/// Log lines go to standard error as `LogOutput` writes them: text (with syslog priority prefixes when that is the
+/// journal) or json.
+func bootstrapLogging(_ levelName: String, format: String = "text") throws -> Logger {
     guard let level = Logger.Level(rawValue: levelName) else {
         throw fail("--log-level: expected trace, debug, info, notice, warning, error or critical, got '\(levelName)'", code: 2)
     }
-    LoggingSystem.bootstrap { label in
-        var handler = StreamLogHandler.standardError(label: label)
-        handler.logLevel = level
-        return handler
-    }
+    LogOutput.bootstrap(level: level, format: LogOutput.Format(rawValue: format) ?? .text)
     return Logger(label: "tunnat")
 }
 
@@ -167,10 +165,25 @@ struct StatusCommand: ParsableCommand {
     @Flag(name: .long, help: "Print the report as JSON.")
     var json = false
 
+    @Flag(name: .long, help: """
+        Say whether this node is ready and exit 0 only if it is: the active (or a single node, always active), or \
+        a standby whose replica is complete. For lifecycle hooks and load balancer checks.
+        """)
+    var ready = false
+
     func run() throws {
         let path = try socket ?? loadConfiguration(config).controlSocket
         let bytes: [UInt8]
         do { bytes = try ControlSocket.query(path) } catch { throw fail(error.description) }
+        if ready {
+            guard let report = StatusReport.decode(bytes) else {
+                throw fail("\(path) answered something that is not a tunnat status report")
+            }
+            let (isReady, why) = Service.readiness(report)
+            print(why)
+            if !isReady { throw ExitCode(1) }
+            return
+        }
         if json {
             print(String(decoding: bytes, as: UTF8.self))
             return

@@ -74,14 +74,4 @@ import Testing
         #expect(try Syscall.mode(of: path).map { $0 & 0o777 } == 0o600)
         #expect(try Syscall.mode(of: path + "-missing") == nil)
     }
-
-    /// A command's exit status, its standard error, and the time limit.
-    @Test func commandsRunWithATimeLimit() {
-        #expect(CommandRunner.run(["/bin/sh", "-c", "exit 3"], timeoutMilliseconds: 5000) == .exited(3))
-        let (outcome, said) = CommandRunner.run(["/bin/sh", "-c", "echo oops >&2; exit 1"], timeoutMilliseconds: 5000,
-                                                capturingStandardError: true)
-        #expect(outcome == .exited(1) && said == "oops")
-        #expect(CommandRunner.run(["/bin/sleep", "5"], timeoutMilliseconds: 100) == .timedOut)
-        #expect(CommandRunner.run(["/nonexistent/tool"], timeoutMilliseconds: 100) != .exited(0))
-    }
 }

@@ -256,7 +256,7 @@ PYCHECK
 # The rules name the private interfaces the main table routes 10.0.0.0/8 to (lan1, lan2), never wan; the log says so.
 t_private_side_rules() {
   fence_in_place || return 1
-  grep 'private side:' "$work/tunnat-$mode.log" | grep -q 'interfaces=lan1,lan2 ' \
+  grep 'private side:' "$work/tunnat-$mode.log" | grep -qE 'interfaces=lan1,lan2( |$)' \
     && grep 'policy routing installed' "$work/tunnat-$mode.log" | grep -q 'rules=from 10.0.0.0/8 iif lan1, from 10.0.0.0/8 iif lan2 ' \
     || { grep 'private side\|policy routing' "$work/tunnat-$mode.log"; return 1; }
 }

@@ -1,13 +1,15 @@
 // CSystemShim: the Linux calls that Swift cannot make directly: ioctls whose request numbers are function-like
-// macros (TUNSETIFF, TUNSETOFFLOAD, TUNSETVNETHDRSZ, SIOCSIFFLAGS, SIOCSIFMTU), the GNU-only batched
-// socket calls and SO_ATTACH_FILTER's struct sock_fprog. Each function returns what its C call returns (-1 with
-// errno set on failure); nothing else.
+// macros (TUNSETIFF, TUNSETOFFLOAD, TUNSETVNETHDRSZ, SIOCSIFFLAGS, SIOCSIFMTU), the GNU-only calls the Swift
+// overlay does not export (the batched socket calls, pipe2, posix_spawn's closefrom, unshare), pidfd_open (a bare
+// system call) and SO_ATTACH_FILTER's struct sock_fprog. Each function returns what its C call returns (-1 with
+// errno set on failure, or an error number for the posix_spawn family); nothing else.
 #ifndef TUNNAT_CSYSTEMSHIM_H
 #define TUNNAT_CSYSTEMSHIM_H
 
 #include <stdint.h>
 #include <stddef.h>
 #include <sys/types.h>
+#include <spawn.h>
 // struct sock_filter, the classic BPF opcode parts (BPF_LD, BPF_ABS, ...) and SKF_NET_OFF, for Swift to use by name.
 #include <linux/filter.h>
 
@@ -39,8 +41,25 @@ int tunnat_link_up(const char *name, int mtu);
 /// accept4(fd, NULL, NULL, SOCK_CLOEXEC): a GNU call the Swift overlay does not export.
 int tunnat_accept_cloexec(int fd);
 
+/// pipe2(fds, O_CLOEXEC): fds[0] is the read end, fds[1] the write end.
+int tunnat_pipe_cloexec(int fds[2]);
+
+/// pidfd_open(pid, 0) (Linux 5.3) through syscall(2): a descriptor for the process that poll(2) sees as readable
+/// once it has exited.
+int tunnat_pidfd_open(pid_t pid);
+
+/// posix_spawn_file_actions_addclosefrom_np(actions, from) (glibc 2.34): the spawned program inherits no
+/// descriptor numbered `from` or above.
+int tunnat_spawn_actions_close_from(posix_spawn_file_actions_t *actions, int from);
+
+/// unshare(CLONE_NEWNET): moves the calling thread into a new network namespace.
+int tunnat_unshare_network(void);
+
 /// eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK): a descriptor that poll(2) sees as readable once written to.
 int tunnat_eventfd(void);
+
+/// Names the calling thread (prctl PR_SET_NAME: at most 15 bytes kept).
+int tunnat_name_thread(const char *name);
 
 /// One datagram for sendmmsg: `length` bytes at `bytes`, sent to the IPv4 address `destination` (network order).
 struct tunnat_datagram {

@@ -18,6 +18,10 @@ public struct TunnatConfiguration: Sendable, Equatable {
     /// Where `tunnat status` finds a running `tunnat run`.
     public var controlSocket = TunConfiguration.defaultControlSocket
     public var logLevel = "info"
+    /// text (one line per event; with syslog priority prefixes when standard error is the journal) or json.
+    public var logFormat = "text"
+    /// The Prometheus endpoint and CloudWatch.
+    public var metrics = MetricsConfiguration()
     /// How often `tunnat run` logs a one-line summary of its counters (0: never).
     public var statsInterval: UInt32 = 60
 }
@@ -78,7 +82,9 @@ public enum ConfigFile {
         return try parse(root, reader: ConfigReader(file: file))
     }
 
-    static let sections = ["nat", "tun", "control_socket", "log_level", "stats_interval", "failover", "replication"]
+    static let sections = ["nat", "tun", "control_socket", "log_level", "log_format", "stats_interval", "metrics", "failover",
+                           "replication"]
+    static let logFormats = ["text", "json"]
     static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
     static func parse(_ root: Node, reader: ConfigReader) throws(ConfigError) -> TunnatConfiguration {
@@ -93,6 +99,8 @@ public enum ConfigFile {
             config.controlSocket = try reader.scalar(node, "control_socket", expected: "an absolute path")
         }
         if let node = top["log_level"] { config.logLevel = try reader.scalar(node, "log_level", expected: "a log level") }
+        if let node = top["log_format"] { config.logFormat = try reader.scalar(node, "log_format", expected: "text or json") }
+        if let node = top["metrics"] { config.metrics = try reader.metrics(node) }
         if let node = top["stats_interval"] { config.statsInterval = try reader.duration(node, "stats_interval") }
         if let node = top["failover"] { config.failover = try reader.failover(node, key: "failover") }
         if let node = top["replication"] { config.replication = try reader.replication(node) }
@@ -110,6 +118,9 @@ extension TunnatConfiguration {
         }
         if !ConfigFile.logLevels.contains(logLevel) {
             found.append(("log_level", "expected one of \(ConfigFile.logLevels.joined(separator: ", ")), got '\(logLevel)'"))
+        }
+        if !ConfigFile.logFormats.contains(logFormat) {
+            found.append(("log_format", "expected text or json, got '\(logFormat)'"))
         }
         return found
     }

@@ -60,8 +60,19 @@ public enum DefaultConfiguration {
             on_stop: keep
         # 'tunnat status' asks the running data plane here.
         control_socket: /run/tunnat.sock
-        # trace, debug, info, notice, warning, error or critical.
+        # trace, debug, info, notice, warning, error or critical. A SIGHUP rereads it (and the failover section).
         log_level: info
+        # text: one line per event, with a syslog priority prefix (<6>) when standard error is the journal; or json:
+        # one JSON object per line.
+        log_format: text
+        # The figures of 'tunnat status' for monitoring.
+        metrics:
+          # Prometheus text exposition at http://ADDRESS:PORT/metrics; "" turns the endpoint off.
+          listen: 127.0.0.1:9469
+          # The same figures to CloudWatch with PutMetricData (needs cloudwatch:PutMetricData). Off unless set:
+          # cloudwatch:
+          #   namespace: tunnat
+          #   interval: 60s
         # A one-line summary of the counters this often (0: never).
         stats_interval: 60s
         """

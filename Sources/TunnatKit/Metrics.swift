@@ -1,0 +1,139 @@
+import Foundation
+import Prometheus
+import Synchronization
+
+/// One figure of a status report, as monitoring sees it: a Prometheus name (conventions: `tunnat_` prefix, base
+/// units, `_total` for counters), its help, its labels, its value, and the CloudWatch name when it is one of the
+/// NAT gateway's metrics (or tunnat's addition to them).
+public struct Figure: Equatable, Sendable {
+    public enum Kind: Sendable { case counter, gauge }
+    public var name: String
+    public var kind: Kind
+    public var help: String
+    public var labels: [String: String]
+    public var value: Double
+    public var cloudWatch: String?
+
+    /// The figures of `report`: every counter `tunnat status --json` shows, under the names docs/metrics.md lists.
+    public static func of(_ report: StatusReport) -> [Figure] {
+        var f: [Figure] = []
+        func counter(_ name: String, _ help: String, labels: [String: String] = [:], _ value: UInt64, cw: String? = nil) {
+            f.append(Figure(name: name, kind: .counter, help: help, labels: labels, value: Double(value), cloudWatch: cw))
+        }
+        func gauge(_ name: String, _ help: String, labels: [String: String] = [:], _ value: Double, cw: String? = nil) {
+            f.append(Figure(name: name, kind: .gauge, help: help, labels: labels, value: value, cloudWatch: cw))
+        }
+        let nat = report.nat
+        gauge("tunnat_active_flows", "Flows in the NAT table.", Double(report.flows), cw: "ActiveConnectionCount")
+        gauge("tunnat_mappings", "Port mappings in the NAT table.", Double(report.mappings))
+        gauge("tunnat_uptime_seconds", "Seconds since the data plane started.", Double(report.uptimeSeconds))
+        counter("tunnat_packets_received_total", "Packets the NAT was given, translated or not.", nat["packets"] ?? 0)
+        let directions: [(String, String, String, String)] = [
+            ("outbound", "outbound", "bytes-outbound", "ToDestination"), ("inbound", "inbound", "bytes-inbound", "ToSource"),
+            ("hairpin", "hairpin", "bytes-hairpin", ""),
+        ]
+        for (label, packets, bytes, side) in directions {
+            counter("tunnat_packets_translated_total", "Packets translated, by direction (outbound: private to internet).",
+                    labels: ["direction": label], nat[packets] ?? 0, cw: side.isEmpty ? nil : "PacketsOut\(side)")
+            counter("tunnat_bytes_translated_total", "Bytes of the packets translated, by direction.",
+                    labels: ["direction": label], nat[bytes] ?? 0, cw: side.isEmpty ? nil : "BytesOut\(side)")
+        }
+        counter("tunnat_dropped_packets_all_total", "Packets dropped, every reason.", nat["dropped"] ?? 0, cw: "PacketsDropCount")
+        for (reason, count) in report.drops.sorted(by: { $0.key < $1.key }) {
+            counter("tunnat_dropped_packets_total", "Packets dropped, by reason (docs/nat-behaviour.md).", labels: ["reason": reason], count)
+        }
+        counter("tunnat_port_allocation_errors_total", "New flows refused because no port was free (drop reason ports-exhausted).",
+                report.drops["ports-exhausted"] ?? 0, cw: "ErrorPortAllocation")
+        counter("tunnat_tcp_connection_attempts_total", "TCP flows opened by a SYN.", nat["tcp-attempts"] ?? 0, cw: "ConnectionAttemptCount")
+        counter("tunnat_tcp_connections_established_total", "TCP flows that saw a SYN each way.", nat["tcp-established"] ?? 0,
+                cw: "ConnectionEstablishedCount")
+        counter("tunnat_idle_timeouts_total", "Flows removed after their idle timeout.", nat["flows-expired"] ?? 0, cw: "IdleTimeoutCount")
+        counter("tunnat_flows_created_total", "Flows created.", nat["flows-created"] ?? 0)
+        counter("tunnat_flows_evicted_total", "Unreplied or closing flows removed to make room in a full table.", nat["flows-evicted"] ?? 0)
+        counter("tunnat_mappings_created_total", "Port mappings created.", nat["mappings-created"] ?? 0)
+        counter("tunnat_ports_preserved_total", "Mappings that kept the private port.", nat["ports-preserved"] ?? 0)
+        counter("tunnat_fragments_held_total", "Fragments held until their first fragment arrived.", nat["held-fragments"] ?? 0)
+        counter("tunnat_fragments_released_total", "Held fragments released after their first fragment.", nat["released-fragments"] ?? 0)
+        counter("tunnat_inbound_flow_limit_total", "Inbound packets let through a mapping without making a flow (its limit reached).",
+                nat["inbound-flow-limit"] ?? 0)
+        for (key, value) in report.io.sorted(by: { $0.key < $1.key }) {
+            if key == "lock-wait-max-us" {
+                gauge("tunnat_io_lock_wait_max_seconds", "The longest a worker waited for the table's lock.", Double(value) / 1e6)
+            } else {
+                let name = key.replacingOccurrences(of: "-", with: "_")
+                counter("tunnat_io_\(name)_total", "The packet I/O's \(key) counter (tunnat status, io).", value)
+            }
+        }
+        for (key, value) in (report.kernel ?? [:]).sorted(by: { $0.key < $1.key }) {
+            // tun-tx-dropped: the kernel could not queue a packet to tunnat; tun-rx-*: tunnat's writes into the TUN.
+            let parts = key.split(separator: "-")
+            guard parts.count == 3 else { continue }
+            counter("tunnat_tun_\(parts[2])_total", "The TUN device's own \(parts[2]) counters (tx: kernel to tunnat, rx: tunnat to kernel).",
+                    labels: ["side": String(parts[1])], value, cw: key == "tun-tx-dropped" ? "TunDroppedCount" : nil)
+        }
+        if let r = report.replication {
+            for role in ["starting", "standby", "active"] {
+                gauge("tunnat_role", "1 for this node's replication role.", labels: ["role": role], r.role == role ? 1 : 0)
+            }
+            gauge("tunnat_term", "The replication term this node is in.", Double(r.term))
+            gauge("tunnat_replica_synced", "1 when this standby's replica is complete.", r.synced ? 1 : 0)
+            gauge("tunnat_peers", "Replication peers configured.", Double(r.peers.count))
+            gauge("tunnat_peers_synced", "Peers whose replica of this node's table is complete.",
+                  Double(r.peers.filter(\.synced).count), cw: "SyncedPeers")
+            gauge("tunnat_replication_pending_records", "Flow records waiting to be sent to the peers (the replication lag).",
+                  Double(r.peers.reduce(0) { $0 + $1.pending }), cw: "ReplicationPendingRecords")
+            gauge("tunnat_replication_in_flight_batches", "Batches sent to the peers and not yet acknowledged.",
+                  Double(r.peers.reduce(0) { $0 + $1.inFlight }))
+            for (key, value) in r.counters.sorted(by: { $0.key < $1.key }) {
+                counter("tunnat_replication_events_total", "Replication counters (tunnat status, replication).", labels: ["event": key], value)
+            }
+        }
+        if let failover = report.failover {
+            for (check, verdict) in failover.checks.sorted(by: { $0.key < $1.key }) {
+                for v in ["healthy", "unhealthy", "unknown"] {
+                    gauge("tunnat_health_check_verdict", "1 for each health check's current verdict.", labels: ["check": check, "verdict": v],
+                          verdict == v ? 1 : 0)
+                }
+            }
+            gauge("tunnat_routes_managed", "Managed VPC routes found in the last pass.", Double(failover.routesManaged))
+            gauge("tunnat_routes_held", "Managed VPC routes pointing at this instance after the last pass.",
+                  Double(failover.routesHeld), cw: "RoutesHeld")
+        }
+        return f
+    }
+}
+
+/// The Prometheus side: a swift-prometheus registry that mirrors the figures of each report it is given. The
+/// packet path never touches it: the figures are read from `tunnat status`'s report when scraped, so a scrape
+/// costs the packets one short hold of the table's lock, and counters move by what changed since the last scrape.
+public final class PrometheusExporter: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    /// Each counter's value as last mirrored, by name and labels.
+    let mirrored = Mutex<[String: Double]>([:])
+
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
+    }
+
+    /// Brings the registry up to `figures` and returns the text exposition (format 0.0.4).
+    public func render(_ figures: [Figure]) -> [UInt8] {
+        mirrored.withLock { last in
+            for figure in figures {
+                let labels = figure.labels.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+                // The whole name is tunnat's (Figure.of), so the descriptor carries it as one part.
+                let descriptor = MetricNameDescriptor(metricName: figure.name, unitName: "", helpText: figure.help)
+                switch figure.kind {
+                case .gauge:
+                    registry.makeGauge(descriptor: descriptor, labels: labels).set(figure.value)
+                case .counter:
+                    let key = figure.name + labels.map { "|\($0.0)=\($0.1)" }.joined()
+                    let counter = registry.makeCounter(descriptor: descriptor, labels: labels)
+                    let delta = figure.value - (last[key] ?? 0)
+                    if delta > 0 { counter.increment(by: Int64(delta)) }
+                    last[key] = max(figure.value, last[key] ?? 0)
+                }
+            }
+            return registry.emitToBuffer()
+        }
+    }
+}
