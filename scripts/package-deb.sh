@@ -131,14 +131,14 @@ chmod 0644 "$doc/changelog.Debian.gz"
 step "control: Depends from dpkg-shlibdeps"
 # dpkg-shlibdeps reads debian/control for nothing but its presence here; it answers from the shlibs of the
 # libraries the binary is linked against, as installed on this machine (libcurl4 or libcurl4t64, libssl3 or
-# libssl3t64). iproute2: tunnat runs ip(8) for its policy routing. adduser: the postinst's fallback where there is
-# no systemd-sysusers (lintian asks for the dependency whenever a maintainer script can call it).
+# libssl3t64). adduser: the postinst's fallback where there is no systemd-sysusers (lintian asks for the
+# dependency whenever a maintainer script can call it). No iproute2: the policy routing is netlink, in-process.
 shlibs=$stage/shlibs
 rm -rf "$shlibs" && mkdir -p "$shlibs/debian" && touch "$shlibs/debian/control"
 depends=$(cd "$shlibs" && dpkg-shlibdeps -O "$tunnat" 2>"$stage/shlibdeps.log") || { cat "$stage/shlibdeps.log" >&2; fail "dpkg-shlibdeps failed"; }
 depends=${depends#shlibs:Depends=}
 [ -n "$depends" ] || fail "dpkg-shlibdeps found no dependencies"
-depends="$depends, adduser, iproute2"
+depends="$depends, adduser"
 maintainer=$(dpkg-parsechangelog -l "$changelog" -S Maintainer)
 installed_size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
 sed -e "s|@VERSION@|$debian_version|" -e "s|@ARCH@|$arch|" -e "s|@MAINTAINER@|$maintainer|" \

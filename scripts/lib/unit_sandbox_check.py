@@ -4,7 +4,7 @@
 
 Only what happened from the first successful execve of EXECUTABLE on is counted (what ran before it, such as
 setpriv dropping privileges, is systemd's part under the unit), in that process and in every process it started
-(tunnat runs ip(8), which the unit's filters bind too). The unit's SystemCallFilter= lines are read as systemd
+(health-check commands and route hooks, which the unit's filters bind too). The unit's SystemCallFilter= lines are read as systemd
 reads them: the first is an allow list, a later one starting with ~ takes its entries away; @groups are expanded
 with `systemd-analyze syscall-filter`, as this machine's systemd defines them. Every socket(2) and socketpair(2)
 family must be in RestrictAddressFamilies=. Prints what was used and exits 1 naming anything the unit would refuse.

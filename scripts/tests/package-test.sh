@@ -323,7 +323,7 @@ t_sigterm() {
 check "SIGTERM: exit 0; tun0, its routes and the socket gone; the rules and the blackhole kept (on_stop: keep)" t_sigterm
 
 t_filters() { python3 scripts/lib/unit_sandbox_check.py "$unit" "$work/strace.log" /usr/bin/tunnat; }
-check "every system call and socket family of tunnat and its ip(8) children is one the unit's filters allow" t_filters
+check "every system call and socket family of tunnat (and any child) is one the unit's filters allow" t_filters
 
 t_mdwe() {
   # The strace ran under PR_SET_MDWE: had anything mapped memory writable and executable, it would have failed.
