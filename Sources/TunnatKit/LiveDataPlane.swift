@@ -318,14 +318,20 @@ public enum LiveDataPlane {
                 }
                 watchdog = w
             }
-            let line = Service.statusLine(report())
-            if line != statusLine {
-                statusLine = line
-                notify?.send("STATUS=\(line)")
+            // One report a tick serves both the service manager's status line and the periodic summary, and none
+            // is made when neither wants it.
+            let statsDue = config.statsInterval > 0 && now - lastLog >= UInt64(config.statsInterval) * 1_000_000_000
+            guard notify != nil || statsDue else { continue }
+            let r = report()
+            if let notify {
+                let line = Service.statusLine(r)
+                if line != statusLine {
+                    statusLine = line
+                    notify.send("STATUS=\(line)")
+                }
             }
-            if config.statsInterval > 0, now - lastLog >= UInt64(config.statsInterval) * 1_000_000_000 {
+            if statsDue {
                 lastLog = now
-                let r = report()
                 let packets = r.nat["packets"] ?? 0
                 if packets != lastPackets {
                     lastPackets = packets

@@ -25,21 +25,7 @@ trap 'topology_cleanup "$p" "$work"' EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
 
-passed=0
-failed=0
-# check NAME COMMAND...: runs COMMAND, shows its output only when it fails.
-check() {
-  local name=$1
-  shift
-  if out=$("$@" 2>&1); then
-    passed=$((passed + 1))
-    printf '  ✔ %s\n' "$name"
-  else
-    failed=$((failed + 1))
-    printf '  ✘ %s\n' "$name"
-    printf '%s\n' "$out" | sed 's/^/      /' | tail -20
-  fi
-}
+source scripts/lib/check.sh
 in_ns() { local ns=$1; shift; ip netns exec "$p-$ns" "$@"; }
 status_json() { "$tunnat" status --socket "$work/control.sock" --json; }
 json_field() { python3 -c "import json,sys; d=json.load(sys.stdin); print(d$1)"; }

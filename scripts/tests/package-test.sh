@@ -49,21 +49,8 @@ trap cleanup EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
 
-passed=0
-failed=0
-# check NAME COMMAND...: runs COMMAND, shows its output only when it fails.
-check() {
-  local name=$1
-  shift
-  if out=$("$@" 2>&1); then
-    passed=$((passed + 1))
-    printf '  ✔ %s\n' "$name"
-  else
-    failed=$((failed + 1))
-    printf '  ✘ %s\n' "$name"
-    printf '%s\n' "$out" | sed 's/^/      /' | tail -25
-  fi
-}
+CHECK_TAIL=25
+source scripts/lib/check.sh
 finish() {
   echo
   echo "package: $passed passed, $failed failed"
