@@ -293,10 +293,12 @@ t_sigterm() {
   kill -TERM "$tunnat_pid"
   for _ in $(seq 100); do kill -0 "$tunnat_pid" 2>/dev/null || break; sleep 0.1; done
   if kill -0 "$tunnat_pid" 2>/dev/null; then echo "tunnat still running 10 s after SIGTERM"; return 1; fi
-  # Its exit status as strace saw it (this runs in a subshell, which cannot wait for it).
-  for _ in $(seq 50); do grep -q "^$tunnat_pid +++ exited" "$work/strace.log" && break; sleep 0.1; done
+  # Its exit status as strace saw it (this runs in a subshell, which cannot wait for it). strace writes the line
+  # once it has worked through the events queued before the exit, which under load can take seconds: up to 30.
+  for _ in $(seq 300); do grep -q "^$tunnat_pid +++ exited" "$work/strace.log" && break; sleep 0.1; done
   grep -q "^$tunnat_pid +++ exited with 0 +++" "$work/strace.log" \
-    || { grep "^$tunnat_pid +++" "$work/strace.log"; tail -5 "$work/tunnat.log"; return 1; }
+    || { echo "tunnat pid '$tunnat_pid'; strace's last lines:"; tail -3 "$work/strace.log"
+         grep "^$tunnat_pid +++" "$work/strace.log"; tail -5 "$work/tunnat.log"; return 1; }
   local table main rules
   table=$(ip -n "$p-nat" route show table 100)
   main=$(ip -n "$p-nat" route show)
