@@ -50,10 +50,12 @@ public struct RouteTableSpec: Sendable, Equatable {
     }
 }
 
-/// AWSnycast's route table finders; any of them may be negated (`not: true`).
+/// AWSnycast's route table finders, and tunnat's byID; any of them may be negated (`not: true`).
 public indirect enum RouteTableFinder: Sendable, Equatable {
     case byTag(key: String, value: String)
     case byTagRegexp(key: String, pattern: String)
+    /// One table by its id (rtb-...): what a CloudFormation stack knows of the tables it is given.
+    case byID(String)
     case and([RouteTableFinder])
     case or([RouteTableFinder])
     case main
@@ -67,6 +69,7 @@ public indirect enum RouteTableFinder: Sendable, Equatable {
         case .byTagRegexp(let key, let pattern):
             guard let tag = table.tags[key] else { return false }
             return (try? Regex(pattern)).map { tag.contains($0) } ?? false
+        case .byID(let id): return table.id == id
         case .and(let all): return all.allSatisfy { $0.matches(table) }
         case .or(let any): return any.contains { $0.matches(table) }
         case .main: return table.isMain

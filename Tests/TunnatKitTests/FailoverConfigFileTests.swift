@@ -146,9 +146,24 @@ let awsnycastReadmeExample = """
         #expect(try FailoverConfigFile.parse(text, file: "t.yaml") == f)
     }
 
+    /// What the CloudFormation stack's user data writes: the tables it was given, by id.
+    @Test func byIDFindsExactlyTheTablesNamed() throws {
+        let text = """
+            routetables:
+              private:
+                find: {type: or, config: {filters: [{type: by_id, config: {route_table_id: rtb-1}}, {type: by_id, config: {route_table_id: rtb-3}}]}}
+                manage_routes: [{cidr: 0.0.0.0/0}]
+            """
+        let spec = try #require(try FailoverConfigFile.parse(text, file: "t.yaml").routeTables["private"])
+        let tables = ["rtb-1", "rtb-2", "rtb-3", "rtb-10"].map { RouteTable(id: $0, vpcID: "vpc-1", tags: [:]) }
+        #expect(tables.filter { spec.find.matches($0) }.map(\.id) == ["rtb-1", "rtb-3"])
+    }
+
     static let mistakes: [(String, String)] = [
         ("routetables: {a: {find: {type: by_tags, config: {key: a, value: b}}, manage_routes: [{cidr: 0.0.0.0/0}]}}",
-         "t.yaml:1: routetables.a.find.type: expected one of by_tag, by_tag_regexp, and, or, main, subnet, has_route_to, got 'by_tags'"),
+         "t.yaml:1: routetables.a.find.type: expected one of by_tag, by_tag_regexp, by_id, and, or, main, subnet, has_route_to, got 'by_tags'"),
+        ("routetables: {a: {find: {type: by_id, config: {route_table_id: subnet-1}}, manage_routes: [{cidr: 0.0.0.0/0}]}}",
+         "t.yaml:1: routetables.a.find.config.route_table_id: expected a route table id (rtb-...), got 'subnet-1'"),
         ("routetables: {a: {find: {type: main}, manage_routes: [{cidr: 0.0.0.0/0, healthcheck: nope}]}}",
          "t.yaml:1: routetables.a.manage_routes[0].healthcheck: no health check named 'nope'; none is defined"),
         ("routetables: {a: {find: {type: main}, manage_routes: [{cidr: 10.0.0.1/8}]}}",

@@ -51,14 +51,17 @@ class Moto:
     """moto_server on loopback that verifies SigV4 after its first three calls: those make an IAM user with every
     permission and its access key (`key`, `secret`), which every later call must sign with."""
 
-    def __init__(self, procs, region):
+    def __init__(self, procs, region, cloudformation=False):
         # procs: anything with append(), where the moto_server process goes to be ended with the rest.
+        # cloudformation: moto_server with what its CloudFormation lacks for tunnat-ha.yaml (moto_cfn.py).
         self.port = free_port()
         self.region = region
-        moto_bin = os.path.join(os.path.dirname(sys.executable), "moto_server")
-        procs.append(subprocess.Popen([moto_bin, "-H", "127.0.0.1", "-p", str(self.port)],
+        server = [os.path.join(os.path.dirname(sys.executable), "moto_server")]
+        if cloudformation:
+            server = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "moto_cfn.py")]
+        procs.append(subprocess.Popen([*server, "-H", "127.0.0.1", "-p", str(self.port)],
                                       env=dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3"),
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                      stdout=subprocess.DEVNULL, stderr=self._log()))
         if not wait_port("127.0.0.1", self.port):
             raise RuntimeError("moto_server did not start")
         self.url = f"http://127.0.0.1:{self.port}"
@@ -69,6 +72,12 @@ class Moto:
                             '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}')
         key = iam.create_access_key(UserName="tunnat")["AccessKey"]
         self.key, self.secret = key["AccessKeyId"], key["SecretAccessKey"]
+
+    @staticmethod
+    def _log():
+        """Where moto_server's log goes: $TUNNAT_MOTO_LOG (appended to) when set, for debugging; else nowhere."""
+        path = os.environ.get("TUNNAT_MOTO_LOG")
+        return open(path, "a") if path else subprocess.DEVNULL
 
     def client(self, service):
         """A client signing with the user's key (boto3 clients are not to be shared between threads)."""

@@ -125,9 +125,9 @@ class AWS:
     """moto_server (SigV4 verified after its bootstrap), admin clients, the EC2 front; fake IMDS servers on demand.
     host: where the front and the IMDS servers listen (moto itself stays on loopback behind the front)."""
 
-    def __init__(self, procs, region=REGION, host="127.0.0.1"):
+    def __init__(self, procs, region=REGION, host="127.0.0.1", cloudformation=False):
         self.region, self.host = region, host
-        self.moto = Moto(procs, region)
+        self.moto = Moto(procs, region, cloudformation)
         self.url, self.key, self.secret = self.moto.url, self.moto.key, self.moto.secret
         self.ec2 = self.moto.client("ec2")
         self.front = EC2Front(self.moto.port, self.ec2, host=host)

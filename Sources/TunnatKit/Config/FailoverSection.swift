@@ -143,7 +143,7 @@ extension ConfigReader {
         return RouteTableSpec(find: finder, noResultsOK: noResultsOK, manageRoutes: routes)
     }
 
-    static let finderTypes = ["by_tag", "by_tag_regexp", "and", "or", "main", "subnet", "has_route_to"]
+    static let finderTypes = ["by_tag", "by_tag_regexp", "by_id", "and", "or", "main", "subnet", "has_route_to"]
 
     func finder(_ node: Node, _ key: String, top: Bool) throws(ConfigError) -> (RouteTableFinder, Bool) {
         let keys = top ? ["type", "config", "not", "no_results_ok"] : ["type", "config", "not"]
@@ -187,6 +187,13 @@ extension ConfigReader {
             var inner: [RouteTableFinder] = []
             for (i, item) in items.enumerated() { inner.append(try self.finder(item, "\(lk)[\(i)]", top: false).0) }
             finder = type == "and" ? .and(inner) : .or(inner)
+        case "by_id":
+            let c = try config(["route_table_id"])
+            let id = try value("route_table_id", c)
+            guard id.hasPrefix("rtb-"), id.count > 4 else {
+                throw fail(c["route_table_id"], "\(ck).route_table_id", "expected a route table id (rtb-...), got '\(id)'")
+            }
+            finder = .byID(id)
         case "main":
             _ = try config([])
             finder = .main

@@ -1,0 +1,162 @@
+"""moto_server with what its CloudFormation lacks for tunnat-ha.yaml, added the way CloudFormation does it.
+
+  python scripts/lib/moto_cfn.py -H 127.0.0.1 -p PORT      (as moto_server; awsfakes.Moto(cloudformation=True))
+
+moto 5 creates most of the template's resources but ignores or refuses some of what the template says. Each addition
+below does, with moto's own EC2 backend, what CloudFormation does for that property; nothing else is changed, and
+the EC2 API the tests and tunnat call is moto's own. docs/testing.md lists them, and what they leave unchecked:
+
+1. AWS::EC2::NetworkInterface: GroupSet, SourceDestCheck, SecondaryPrivateIpAddressCount and Tags (moto reads
+   only SubnetId, PrivateIpAddress, Description, and a SecurityGroups key that the resource does not have), and the
+   attribute SecondaryPrivateIpAddresses (moto raises NotImplementedError).
+2. AWS::EC2::Instance: LaunchTemplate and NetworkInterfaces (moto needs an ImageId and makes its own interface).
+3. AWS::EC2::EIPAssociation: AllocationId with NetworkInterfaceId (moto has no such resource and skips it).
+4. Fn::Base64 (moto leaves it unresolved).
+5. AWS::EC2::SecurityGroup rules of every protocol (-1) without FromPort and ToPort (moto needs both).
+"""
+import base64
+import sys
+
+from moto.cloudformation import parsing
+from moto.core.common_models import CloudFormationModel
+from moto.ec2.models import ec2_backends
+from moto.ec2.models.elastic_network_interfaces import NetworkInterface
+from moto.ec2.models.instances import Instance
+from moto.ec2.models.security_groups import SecurityGroup
+
+
+def _tags(properties):
+    return {t["Key"]: t["Value"] for t in properties.get("Tags", [])}
+
+
+def _eni_from_cloudformation(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+    p = cloudformation_json["Properties"]
+    backend = ec2_backends[account_id][region_name]
+    subnet = backend.get_subnet(p["SubnetId"]) if p.get("SubnetId") else None
+    eni = backend.create_network_interface(subnet, p.get("PrivateIpAddress"),
+                                           group_ids=p.get("GroupSet") or p.get("SecurityGroups") or [],
+                                           description=p.get("Description"), tags=_tags(p))
+    if "SourceDestCheck" in p:
+        eni.source_dest_check = str(p["SourceDestCheck"]).lower() == "true"
+    count = int(p.get("SecondaryPrivateIpAddressCount") or 0)
+    if count:
+        # moto picks at random within the subnet; one taken already is picked again.
+        taken = {a["PrivateIpAddress"] for other in backend.enis.values() for a in other.private_ip_addresses}
+        taken |= {other.private_ip_address for other in backend.enis.values()}
+        chosen = []
+        while len(chosen) < count:
+            before = {a["PrivateIpAddress"] for a in eni.private_ip_addresses}
+            backend.assign_private_ip_addresses(eni.id, secondary_ips_count=1)
+            new = [a for a in eni.private_ip_addresses if a["PrivateIpAddress"] not in before][0]
+            if new["PrivateIpAddress"] in taken:
+                eni.private_ip_addresses.remove(new)
+                continue
+            taken.add(new["PrivateIpAddress"])
+            chosen.append(new["PrivateIpAddress"])
+    return eni
+
+
+_eni_attribute = NetworkInterface.get_cfn_attribute
+
+
+def _eni_get_cfn_attribute(self, attribute_name):
+    if attribute_name == "SecondaryPrivateIpAddresses":
+        return [a["PrivateIpAddress"] for a in self.private_ip_addresses
+                if not a.get("Primary") and a["PrivateIpAddress"] != self.private_ip_address]
+    return _eni_attribute(self, attribute_name)
+
+
+_instance_from_cloudformation = Instance.create_from_cloudformation_json.__func__
+
+
+def _instance_from_cloudformation_with_template(cls, resource_name, cloudformation_json, account_id, region_name,
+                                               **kwargs):
+    p = cloudformation_json["Properties"]
+    if "LaunchTemplate" not in p and "NetworkInterfaces" not in p:
+        return _instance_from_cloudformation(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+    backend = ec2_backends[account_id][region_name]
+    launch = p.get("LaunchTemplate") or {}
+    template = {k: str(v) for k, v in launch.items()}
+    nics = [{k: str(v) for k, v in nic.items()} for nic in p.get("NetworkInterfaces", [])]
+    reservation = backend.run_instances(
+        image_id=p.get("ImageId"), count=1, user_data=p.get("UserData"), security_group_names=[],
+        instance_type=p.get("InstanceType", "m1.small"), is_instance_type_default=not p.get("InstanceType"),
+        key_name=p.get("KeyName"), launch_template=template or None, nics=nics)
+    instance = reservation.instances[0]
+    for key, value in _tags(p).items():
+        instance.add_tag(key, value)
+    if p.get("IamInstanceProfile"):
+        backend.associate_iam_instance_profile(instance_id=instance.id,
+                                               iam_instance_profile_name=p["IamInstanceProfile"])
+    return instance
+
+
+class EIPAssociation(CloudFormationModel):
+    __module__ = "moto.ec2.tunnat"  # moto files its models by service, from the module's second name
+
+    def __init__(self, association_id):
+        self.association_id = association_id
+
+    @staticmethod
+    def cloudformation_type():
+        return "AWS::EC2::EIPAssociation"
+
+    @staticmethod
+    def cloudformation_name_type():
+        return ""
+
+    @property
+    def physical_resource_id(self):
+        return self.association_id
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        p = cloudformation_json["Properties"]
+        backend = ec2_backends[account_id][region_name]
+        eni = backend.get_network_interface(p["NetworkInterfaceId"]) if p.get("NetworkInterfaceId") else None
+        instance = backend.get_instance_by_id(p["InstanceId"]) if p.get("InstanceId") else None
+        # moto's association has no private address of its own: it is the interface's (its primary address).
+        eip = backend.associate_address(instance=instance, eni=eni, allocation_id=p.get("AllocationId"),
+                                        address=p.get("EIP"))
+        return cls(eip.association_id)
+
+
+_security_group_from_cloudformation = SecurityGroup.create_from_cloudformation_json.__func__
+
+
+def _security_group_with_all_protocol_rules(cls, resource_name, cloudformation_json, account_id, region_name,
+                                            **kwargs):
+    for key in ("SecurityGroupIngress", "SecurityGroupEgress"):
+        for rule in cloudformation_json["Properties"].get(key, []):
+            if str(rule.get("IpProtocol")) == "-1":
+                rule.setdefault("FromPort", -1)
+                rule.setdefault("ToPort", -1)
+    return _security_group_from_cloudformation(cls, resource_name, cloudformation_json, account_id, region_name,
+                                               **kwargs)
+
+
+_clean_json = parsing.clean_json
+
+
+def _clean_json_with_base64(resource_json, resources_map):
+    if isinstance(resource_json, dict) and list(resource_json) == ["Fn::Base64"]:
+        text = _clean_json(resource_json["Fn::Base64"], resources_map)
+        return base64.b64encode(str(text).encode()).decode()
+    return _clean_json(resource_json, resources_map)
+
+
+def install():
+    NetworkInterface.create_from_cloudformation_json = classmethod(_eni_from_cloudformation)
+    NetworkInterface.get_cfn_attribute = _eni_get_cfn_attribute
+    Instance.create_from_cloudformation_json = classmethod(_instance_from_cloudformation_with_template)
+    SecurityGroup.create_from_cloudformation_json = classmethod(_security_group_with_all_protocol_rules)
+    parsing.clean_json = _clean_json_with_base64
+    for cache in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
+        cache.cache_clear()
+    assert "AWS::EC2::EIPAssociation" in parsing.get_model_map()
+
+
+if __name__ == "__main__":
+    install()
+    from moto.server import main
+    main(sys.argv[1:])
