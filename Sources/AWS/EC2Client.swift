@@ -170,9 +170,14 @@ extension EC2Client {
         var p: [(String, String)] = []
         for (i, f) in filters.enumerated() {
             p.append(("Filter.\(i + 1).Name", f.name))
-            for (j, v) in f.values.enumerated() { p.append(("Filter.\(i + 1).Value.\(j + 1)", v)) }
+            p += numbered("Filter.\(i + 1).Value", f.values)
         }
         return p
+    }
+
+    /// The Query API's form of a list: `name.1`, `name.2`, ... (numbered from 1).
+    static func numbered(_ name: String, _ values: [String]) -> [(String, String)] {
+        values.enumerated().map { ("\(name).\($0.offset + 1)", $0.element) }
     }
 
     /// Follows NextToken until the listing is complete.
@@ -224,8 +229,7 @@ extension EC2Client {
     }
 
     public func describeNetworkInterfaces(ids: [String] = [], filters: [EC2Filter] = []) throws(AWSError) -> [NetworkInterface] {
-        var p = Self.filterParameters(filters)
-        for (i, id) in ids.enumerated() { p.append(("NetworkInterfaceId.\(i + 1)", id)) }
+        let p = Self.filterParameters(filters) + Self.numbered("NetworkInterfaceId", ids)
         return try paged("DescribeNetworkInterfaces", p, set: "networkInterfaceSet").map { item in
             NetworkInterface(
                 id: item.value("networkInterfaceId") ?? "", instanceID: item.child("attachment")?.value("instanceId"),
@@ -238,8 +242,7 @@ extension EC2Client {
 
     /// Running instances only (IncludeAllInstances=false): a stopped or terminated instance is simply absent.
     public func describeInstanceStatus(ids: [String]) throws(AWSError) -> [InstanceStatus] {
-        var p: [(String, String)] = [("IncludeAllInstances", "false")]
-        for (i, id) in ids.enumerated() { p.append(("InstanceId.\(i + 1)", id)) }
+        let p = [("IncludeAllInstances", "false")] + Self.numbered("InstanceId", ids)
         return try paged("DescribeInstanceStatus", p, set: "instanceStatusSet").map { item in
             InstanceStatus(instanceID: item.value("instanceId") ?? "",
                            state: item.child("instanceState")?.value("name") ?? "",
@@ -248,15 +251,19 @@ extension EC2Client {
         }
     }
 
-    public func assignPrivateIPAddress(_ address: String, to networkInterface: String, allowReassignment: Bool) throws(AWSError) {
-        _ = try call("AssignPrivateIpAddresses", [("NetworkInterfaceId", networkInterface),
-                                                  ("PrivateIpAddress.1", address),
-                                                  ("AllowReassignment", allowReassignment ? "true" : "false")])
+    /// All of `addresses` in one call: EC2 assigns them all or none. With `allowReassignment` an address another
+    /// ENI holds is moved here, and the Elastic IP associated with it follows it.
+    public func assignPrivateIPAddresses(_ addresses: [String], to networkInterface: String,
+                                         allowReassignment: Bool) throws(AWSError) {
+        _ = try call("AssignPrivateIpAddresses", [("NetworkInterfaceId", networkInterface)]
+                     + Self.numbered("PrivateIpAddress", addresses)
+                     + [("AllowReassignment", allowReassignment ? "true" : "false")])
     }
 
-    public func unassignPrivateIPAddress(_ address: String, from networkInterface: String) throws(AWSError) {
-        _ = try call("UnassignPrivateIpAddresses", [("NetworkInterfaceId", networkInterface),
-                                                    ("PrivateIpAddress.1", address)])
+    /// All of `addresses` in one call.
+    public func unassignPrivateIPAddresses(_ addresses: [String], from networkInterface: String) throws(AWSError) {
+        _ = try call("UnassignPrivateIpAddresses", [("NetworkInterfaceId", networkInterface)]
+                     + Self.numbered("PrivateIpAddress", addresses))
     }
 
     public func describeAddresses(filters: [EC2Filter] = []) throws(AWSError) -> [ElasticAddress] {

@@ -2,7 +2,7 @@ import AWS
 import Health
 
 /// The failover section: AWSnycast's configuration (poll_time, healthchecks, remote_healthchecks, routetables) with
-/// the same meaning, plus what tunnat adds (the `aws` settings, `hold_down`, `pool_address`). TunnatKit parses the
+/// the same meaning, plus what tunnat adds (the `aws` settings, `hold_down`, `pool_addresses`). TunnatKit parses the
 /// YAML into these types; nothing here reads files.
 public struct FailoverConfiguration: Sendable, Equatable {
     /// How often the route tables are read and every managed route re-evaluated (AWSnycast's poll_time).
@@ -15,9 +15,9 @@ public struct FailoverConfiguration: Sendable, Equatable {
     public var aws = AWSSettings()
     /// The shortest time between two changes tunnat makes to the same route: damps flapping.
     public var holdDown: UInt32 = 30
-    /// The NAT's pool address as a secondary private IP of the ENI (its Elastic IP moves with it): taken over with
-    /// AllowReassignment before a route is taken over.
-    public var poolAddress: String?
+    /// The NAT's pool addresses as secondary private IPs of the ENI (each one's Elastic IP moves with it): taken
+    /// over together, with AllowReassignment, before a route is taken over. Empty: none is moved.
+    public var poolAddresses: [String] = []
 
     public init() {}
 

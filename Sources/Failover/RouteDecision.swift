@@ -17,6 +17,14 @@ public enum RouteDecision: Sendable, Equatable {
         case .keep, .wait: false
         }
     }
+
+    /// The route points at the target afterwards: it is created or replaced.
+    public var setsTarget: Bool {
+        switch self {
+        case .create, .replace: true
+        case .keep, .wait, .delete: false
+        }
+    }
 }
 
 /// This node's part in an HA group as far as routes go: the replication role, seen from the route manager (which

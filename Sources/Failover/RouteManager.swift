@@ -33,7 +33,7 @@ public struct FailoverError: Error, CustomStringConvertible, Sendable {
 /// Keeps the routes of the configured route tables pointing at this instance (AWSnycast's model): finds the tables
 /// (in its own VPC only), decides per managed route with `RouteDecision`, and makes the calls. With `noop` it
 /// reports every change it would make and makes none (decided here, not with DryRun). Before taking a route over it
-/// moves the pool address to its own ENI.
+/// moves the pool addresses to its own ENI.
 // @unchecked: the route state (lastChange, eniOwners, remoteChecks, raced) is touched only by the one thread that
 // runs passes; other threads reach only the Sendable wake-up, stop signal, claim flag and health checks.
 public final class RouteManager: @unchecked Sendable {
@@ -140,7 +140,7 @@ public final class RouteManager: @unchecked Sendable {
 
     public func stop() { stopping.stop() }
 
-    /// The role changed: becoming the active starts a claim (the pool address and every route are taken, retried
+    /// The role changed: becoming the active starts a claim (every pool address and every route are taken, retried
     /// every second until they all are); any other role ends it. A pass follows at once.
     public func roleChanged(to role: RouteRole) {
         _ = claimed.take()
@@ -150,7 +150,7 @@ public final class RouteManager: @unchecked Sendable {
     private let claiming = Flag()
     private let claimed = Flag()
 
-    /// This node, the active, holds the pool address and every managed route (its claim is complete). A planned
+    /// This node, the active, holds every pool address and every managed route (its claim is complete). A planned
     /// handover waits for the new active to say so.
     public var holdsEverything: Bool { claimed.isSet }
     /// A CreateRoute of this pass lost a race: the claim is not complete.
@@ -191,11 +191,14 @@ public final class RouteManager: @unchecked Sendable {
         var usedRemote = Set<String>()
         var managed = 0
         var held = 0
-        // Taking over, the active NAT takes the pool address first: the replies to its flows come back through it.
+        // Taking over, the active NAT takes the pool addresses first: the replies to its flows come back through
+        // them. Each pass of a claim takes them all, so the claim is complete only once it holds all of them.
         let claim = role?() == .active && claiming.isSet
         raced = false
-        if claim, let pool = config.poolAddress {
-            do throws(AWSError) { try takePoolAddress(pool) } catch { problems.append("pool address \(pool): \(error)") }
+        if claim {
+            do throws(AWSError) { try takePoolAddresses(config.poolAddresses) } catch {
+                problems.append("pool addresses \(config.poolAddresses.joined(separator: ", ")): \(error)")
+            }
         }
         for (name, spec) in config.routeTables.sorted(by: { $0.key < $1.key }) {
             let matched = own.filter { spec.find.matches($0) }
@@ -228,7 +231,7 @@ public final class RouteManager: @unchecked Sendable {
         if claim && problems.isEmpty && !noop && !raced {
             _ = claiming.take()
             claimed.set()
-            logger.notice("takeover complete: this node holds the pool address and every managed route")
+            logger.notice("takeover complete: this node holds the pool addresses and every managed route")
         }
         if !problems.isEmpty && changes.isEmpty {
             throw FailoverError(problems.count == 1 ? problems[0] : "\(problems.count) problems, the first: \(problems[0])")
@@ -267,10 +270,11 @@ public final class RouteManager: @unchecked Sendable {
             return (nil, isOurs)
         }
         logger.notice("\(change)")
+        // A route to this instance: the pool addresses come first (with noop, what would move is said).
+        if decision.setsTarget && spec.instance == nil { try takePoolAddresses(config.poolAddresses) }
         if noop { return (change, isOurs) }
         switch decision {
         case .create, .replace:
-            if spec.instance == nil, let pool = config.poolAddress { try takePoolAddress(pool) }
             run(spec.runBeforeReplaceRoute, "run_before_replace_route")
             do {
                 if case .create = decision {
@@ -365,44 +369,68 @@ public final class RouteManager: @unchecked Sendable {
         return .healthy("instance \(instance) is \(status.state), status \(status.instanceStatus)")
     }
 
-    // MARK: - The pool address
+    // MARK: - The pool addresses
 
-    /// Moves the pool address to this instance's ENI: AssignPrivateIpAddresses with AllowReassignment (the Elastic
-    /// IP associated with it moves along), then UnassignPrivateIpAddresses from any other ENI of the VPC that still
-    /// lists it, then waits (up to 10 s) until the instance metadata shows it, as EC2 applies the remap
-    /// asynchronously.
-    public func takePoolAddress(_ address: String) throws(AWSError) {
-        let holders = try ec2.describeNetworkInterfaces(filters: [EC2Filter("vpc-id", [identity.vpcID])])
-            .filter { $0.privateIPs.contains(address) || $0.primaryPrivateIP == address }
-        if holders.map(\.id) == [identity.interfaceID] { return }
+    /// Moves the pool addresses to this instance's ENI. One DescribeNetworkInterfaces of the VPC says who lists
+    /// each; those this ENI lacks are assigned in one AssignPrivateIpAddresses with AllowReassignment (EC2 assigns
+    /// all or none, and each one's Elastic IP moves along); each other ENI that still lists some of them gets one
+    /// UnassignPrivateIpAddresses; one DescribeAddresses reports the Elastic IPs. Then it waits (up to 10 s) until
+    /// the instance metadata shows them all, as EC2 applies the remap asynchronously. Returns when this ENI holds
+    /// all of them (with noop, once it has said what it would move); throws otherwise.
+    public func takePoolAddresses(_ addresses: [String]) throws(AWSError) {
+        guard !addresses.isEmpty else { return }
+        let enis = try ec2.describeNetworkInterfaces(filters: [EC2Filter("vpc-id", [identity.vpcID])])
+        func listed(on eni: NetworkInterface) -> [String] {
+            addresses.filter { eni.privateIPs.contains($0) || eni.primaryPrivateIP == $0 }
+        }
+        let held = enis.first { $0.id == identity.interfaceID }.map(listed(on:)) ?? []
+        let missing = addresses.filter { !held.contains($0) }
+        let others = enis.filter { $0.id != identity.interfaceID }.map { ($0.id, listed(on: $0)) }.filter { !$0.1.isEmpty }
+        if missing.isEmpty && others.isEmpty { return }
+        let from = others.filter { !Set($0.1).isDisjoint(with: missing) }.map(\.0)
+        let origin = from.isEmpty ? "nobody" : from.joined(separator: ", ")
         if noop {
-            logger.notice("noop: would assign pool address \(address) to \(identity.interfaceID)")
+            if !missing.isEmpty {
+                logger.notice("noop: would assign pool address(es) \(missing.joined(separator: ", ")) to \(identity.interfaceID) (from \(origin))")
+            }
+            for (eni, stale) in others {
+                logger.notice("noop: would unassign pool address(es) \(stale.joined(separator: ", ")) from \(eni)")
+            }
             return
         }
-        if !holders.contains(where: { $0.id == identity.interfaceID }) {
-            try ec2.assignPrivateIPAddress(address, to: identity.interfaceID, allowReassignment: true)
-            logger.notice("pool address \(address) assigned to \(identity.interfaceID) (from \(holders.map(\.id).joined(separator: ", ").isEmpty ? "nobody" : holders.map(\.id).joined(separator: ", ")))")
+        if !missing.isEmpty {
+            try ec2.assignPrivateIPAddresses(missing, to: identity.interfaceID, allowReassignment: true)
+            logger.notice("pool address(es) \(missing.joined(separator: ", ")) assigned to \(identity.interfaceID) (from \(origin))")
         }
-        if let eip = try? ec2.describeAddresses(filters: [EC2Filter("private-ip-address", [address])]).first {
-            logger.notice("pool address \(address) carries Elastic IP \(eip.publicIP)")
-        }
-        for other in holders where other.id != identity.interfaceID {
+        for (eni, stale) in others {
             do {
-                try ec2.unassignPrivateIPAddress(address, from: other.id)
-                logger.notice("pool address \(address) unassigned from \(other.id)")
+                try ec2.unassignPrivateIPAddresses(stale, from: eni)
+                logger.notice("pool address(es) \(stale.joined(separator: ", ")) unassigned from \(eni)")
             } catch let error where error.code == "InvalidParameterValue" {
-                // AllowReassignment already took it away (EC2 proper); nothing to undo.
+                // AllowReassignment already took them away (EC2 proper); nothing to undo.
+            }
+        }
+        if let eips = try? ec2.describeAddresses(filters: [EC2Filter("private-ip-address", addresses)]) {
+            for address in addresses {
+                let carried = eips.filter { $0.privateIP == address }.map(\.publicIP)
+                if carried.isEmpty {
+                    logger.info("pool address \(address) carries no Elastic IP")
+                } else {
+                    logger.notice("pool address \(address) carries Elastic IP \(carried.joined(separator: ", "))")
+                }
             }
         }
         guard let imds, !identity.mac.isEmpty else { return }
+        var unseen = addresses
         for _ in 0..<50 {
-            if let ips = try? imds.get("network/interfaces/macs/\(identity.mac)/local-ipv4s"),
-               ips.split(whereSeparator: \.isNewline).contains(where: { $0 == address }) {
-                return
+            if let ips = try? imds.get("network/interfaces/macs/\(identity.mac)/local-ipv4s") {
+                let shown = Set(ips.split(whereSeparator: \.isNewline).map(String.init))
+                unseen = addresses.filter { !shown.contains($0) }
+                if unseen.isEmpty { return }
             }
             Syscall.sleep(milliseconds: 200)
         }
-        logger.warning("pool address \(address): the instance metadata does not show it on \(identity.mac) after 10s")
+        logger.warning("pool address(es) \(unseen.joined(separator: ", ")): the instance metadata does not show them on \(identity.mac) after 10s")
     }
 }
 

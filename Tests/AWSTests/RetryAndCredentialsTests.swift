@@ -91,5 +91,8 @@ import Testing
         #expect(EC2Client.hostAndPath("https://vpce.example:443/x") == ("vpce.example", "/x"))
         #expect(EC2Client.filterParameters([EC2Filter("vpc-id", ["vpc-1"]), EC2Filter("tag:Name", ["a", "b"])]).map { "\($0.0)=\($0.1)" }
                 == ["Filter.1.Name=vpc-id", "Filter.1.Value.1=vpc-1", "Filter.2.Name=tag:Name", "Filter.2.Value.1=a", "Filter.2.Value.2=b"])
+        // AssignPrivateIpAddresses and UnassignPrivateIpAddresses send every address in one call this way.
+        #expect(EC2Client.numbered("PrivateIpAddress", ["10.0.0.50", "10.0.0.51", "10.0.0.52"]).map { "\($0.0)=\($0.1)" }
+                == ["PrivateIpAddress.1=10.0.0.50", "PrivateIpAddress.2=10.0.0.51", "PrivateIpAddress.3=10.0.0.52"])
     }
 }

@@ -124,7 +124,7 @@ let awsnycastReadmeExample = """
 
     @Test func aTunnatConfigCarriesTheSameSectionUnderFailover() throws {
         let text = """
-            nat: {private_prefixes: [10.0.0.0/8], pool: 198.18.0.1}
+            nat: {private_prefixes: [10.0.1.0/24], pool: 10.0.0.50}
             failover:
               poll_time: 10s
               hold_down: 1m
@@ -137,7 +137,7 @@ let awsnycastReadmeExample = """
             """
         let config = try ConfigFile.parse(text, file: "t.yaml")
         let f = try #require(config.failover)
-        #expect(f.pollTime == 10 && f.holdDown == 60 && f.poolAddress == "10.0.0.50")
+        #expect(f.pollTime == 10 && f.holdDown == 60 && f.poolAddresses == ["10.0.0.50"])
         #expect(f.aws.identity.region == "eu-west-1" && f.aws.endpoint == "http://127.0.0.1:5000")
         #expect(f.aws.identity.missingFields.isEmpty && f.aws.retry.maxAttempts == 3)
         let route = try #require(f.routeTables["a"]?.manageRoutes.first)
@@ -157,6 +157,75 @@ let awsnycastReadmeExample = """
         let spec = try #require(try FailoverConfigFile.parse(text, file: "t.yaml").routeTables["private"])
         let tables = ["rtb-1", "rtb-2", "rtb-3", "rtb-10"].map { RouteTable(id: $0, vpcID: "vpc-1", tags: [:]) }
         #expect(tables.filter { spec.find.matches($0) }.map(\.id) == ["rtb-1", "rtb-3"])
+    }
+
+    /// A tunnat configuration whose nat.pool is three secondary private IPs, with `failover` lines added.
+    static func withPool(_ failover: String) -> String {
+        "nat: {private_prefixes: [10.0.1.0/24], pool: [10.0.0.50, 10.0.0.51, 10.0.0.52]}\nfailover:\n\(failover)"
+            + "  routetables: {a: {find: {type: main}, manage_routes: [{cidr: 0.0.0.0/0}]}}\n"
+    }
+
+    static let poolAddressForms: [(String, [String])] = [
+        ("  pool_addresses: [10.0.0.52, 10.0.0.50]\n", ["10.0.0.52", "10.0.0.50"]),
+        ("  pool_addresses:\n    - 10.0.0.51\n", ["10.0.0.51"]),
+        // `all` is nat.pool, in its order, expanded when the file is read.
+        ("  pool_addresses: all\n", ["10.0.0.50", "10.0.0.51", "10.0.0.52"]),
+        // The one-address form (AWSnycast-era files), and a lone address under the list key.
+        ("  pool_address: 10.0.0.51\n", ["10.0.0.51"]),
+        ("  pool_addresses: 10.0.0.51\n", ["10.0.0.51"]),
+        ("", []),
+    ]
+
+    @Test(arguments: poolAddressForms) func poolAddressesAreAListAllOrTheOneAddressForm(_ lines: String, _ expected: [String]) throws {
+        let config = try ConfigFile.parse(Self.withPool(lines), file: "t.yaml")
+        #expect(config.failover?.poolAddresses == expected)
+        // `tunnat routes --config` reads the same file to the same section.
+        #expect(try FailoverConfigFile.parse(Self.withPool(lines), file: "t.yaml").poolAddresses == expected)
+    }
+
+    static let poolAddressMistakes: [(String, String)] = [
+        ("  pool_address: 10.0.0.50\n  pool_addresses: [10.0.0.51]\n",
+         "t.yaml:4: failover.pool_addresses: 'pool_address' and 'pool_addresses' both given; give one of them (pool_address: X is pool_addresses: [X])"),
+        ("  pool_addresses: [10.0.0.50, 10.0.0.9]\n",
+         "t.yaml:3: failover.pool_addresses: 10.0.0.9 is not in nat.pool (10.0.0.50, 10.0.0.51, 10.0.0.52): the NAT does not translate to it, so moving it to this instance would serve nothing; give addresses of nat.pool, or all"),
+        ("  pool_address: 198.18.0.1\n",
+         "t.yaml:3: failover.pool_address: 198.18.0.1 is not in nat.pool (10.0.0.50, 10.0.0.51, 10.0.0.52): the NAT does not translate to it, so moving it to this instance would serve nothing; give addresses of nat.pool, or all"),
+        ("  pool_addresses:\n    - 10.0.0.50\n    - 10.0.0.51\n    - 10.0.0.050\n",
+         "t.yaml:6: failover.pool_addresses: 10.0.0.050 is given twice; give each address once"),
+        ("  pool_addresses: [10.0.0.50, eni-1]\n",
+         "t.yaml:3: failover.pool_addresses: expected an IPv4 address, or all for every address of nat.pool, got 'eni-1'"),
+        ("  pool_addresses: [all]\n",
+         "t.yaml:3: failover.pool_addresses: expected an IPv4 address, or all for every address of nat.pool, got 'all'"),
+        ("  pool_address: 10.0.0.256\n", "t.yaml:3: failover.pool_address: expected an IPv4 address, got '10.0.0.256'"),
+        ("  pool_address: all\n",
+         "t.yaml:3: failover.pool_address: expected one IPv4 address; for every address of nat.pool write pool_addresses: all"),
+        ("  pool_addresses: []\n",
+         "t.yaml:3: failover.pool_addresses: expected IPv4 addresses, or all, got an empty list; leave the key out to move none"),
+        ("  pool_addresses: {a: 10.0.0.50}\n", "t.yaml:3: failover.pool_addresses: expected a list of IPv4 addresses, or all"),
+    ]
+
+    @Test(arguments: poolAddressMistakes) func aPoolAddressMistakeIsOneLineNamingTheKey(_ lines: String, _ message: String) {
+        do {
+            _ = try ConfigFile.parse(Self.withPool(lines), file: "t.yaml")
+            Issue.record("accepted: \(lines)")
+        } catch {
+            #expect(error.description == message)
+        }
+    }
+
+    /// An AWSnycast file has no nat section: its addresses cannot be checked against nat.pool, and `all` names nothing.
+    @Test func anAWSnycastFileListsItsPoolAddressesAndCannotSayAll() throws {
+        let routes = "routetables: {a: {find: {type: main}, manage_routes: [{cidr: 0.0.0.0/0}]}}\n"
+        let listed = try FailoverConfigFile.parse("pool_addresses: [10.0.0.50, 10.0.0.51]\n" + routes, file: "a.yaml")
+        #expect(listed.poolAddresses == ["10.0.0.50", "10.0.0.51"])
+        #expect(try FailoverConfigFile.parse("pool_address: 10.0.0.50\n" + routes, file: "a.yaml").poolAddresses == ["10.0.0.50"])
+        do {
+            _ = try FailoverConfigFile.parse("pool_addresses: all\n" + routes, file: "a.yaml")
+            Issue.record("pool_addresses: all was accepted without a nat section")
+        } catch {
+            #expect(error.description
+                    == "a.yaml:1: pool_addresses: 'all' means every address of nat.pool, and this file has no nat section; list the addresses")
+        }
     }
 
     static let mistakes: [(String, String)] = [

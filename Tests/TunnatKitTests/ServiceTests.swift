@@ -89,6 +89,20 @@ import Testing
         #expect(refusal.keys == ["failover (added)"])
     }
 
+    @Test func reloadSeesThePoolAddressesNotHowTheyAreSpelled() throws {
+        let base = "nat: {private_prefixes: [10.0.1.0/24], pool: [10.0.0.50, 10.0.0.51]}\n"
+        func failover(_ pool: String) -> String {
+            "failover:\n  \(pool)\n  routetables: {a: {find: {type: main}, manage_routes: [{cidr: 0.0.0.0/0}]}}\n"
+        }
+        let one = try ConfigFile.parse(base + failover("pool_address: 10.0.0.50"), file: "t.yaml")
+        let listed = try ConfigFile.parse(base + failover("pool_addresses: [10.0.0.50]"), file: "t.yaml")
+        #expect(try Reload.plan(running: one, loaded: listed).get().isEmpty)
+        // `all` is nat.pool: one more address to take over, and a reload takes it.
+        let all = try ConfigFile.parse(base + failover("pool_addresses: all"), file: "t.yaml")
+        let plan = try Reload.plan(running: one, loaded: all).get()
+        #expect(plan.failover?.poolAddresses == ["10.0.0.50", "10.0.0.51"])
+    }
+
     @Test func logLinesForTerminalJournalAndJSON() throws {
         let time = Date(timeIntervalSince1970: 1_700_000_000)
         let text = LogOutput.render(level: .notice, label: "tunnat", message: "stopping\nnow", metadata: ["b": "2", "a": "1"],

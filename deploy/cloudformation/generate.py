@@ -43,8 +43,9 @@ def parameters():
         "VpcId": {"Type": "AWS::EC2::VPC::Id", "Description": "The VPC the NAT serves."},
         "PrivateCidr": {
             "Type": "String", "AllowedPattern": r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$",
-            "Description": "The sources tunnat translates: the VPC's CIDR (or the private subnets' supernet). "
-                           "Other sources are dropped, never translated."},
+            "Description": "The sources tunnat translates: the private subnets' CIDR (or their supernet), which "
+                           "must not contain the public subnets (the pool addresses are there). Other sources are "
+                           "dropped, never translated."},
         **{f"PublicSubnet{z}": {
             "Type": "AWS::EC2::Subnet::Id",
             "Description": f"Zone {z}: the public subnet (its default route to the internet gateway) of the pair."}
@@ -174,9 +175,14 @@ def resources():
                 "GroupDescription": sub("tunnat pair ${AWS::StackName}-" + z),
                 "VpcId": ref("VpcId"),
                 "SecurityGroupIngress": [
-                    # The traffic to translate, from the private side: every protocol.
-                    {"IpProtocol": "-1", "CidrIp": ref("PrivateCidr"),
-                     "Description": "traffic to translate, from the private side"},
+                    # The traffic to translate, from the private side: what tunnat translates (TCP, UDP, ICMP),
+                    # every port but the sync port.
+                    {"IpProtocol": "tcp", "FromPort": 0, "ToPort": 65535, "CidrIp": ref("PrivateCidr"),
+                     "Description": "TCP to translate, from the private side"},
+                    {"IpProtocol": "udp", "FromPort": 0, "ToPort": SYNC_PORT - 1, "CidrIp": ref("PrivateCidr"),
+                     "Description": "UDP to translate, from the private side (not the sync port)"},
+                    {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "CidrIp": ref("PrivateCidr"),
+                     "Description": "ICMP to translate, from the private side"},
                     # Replies to translated flows, by rule rather than by connection tracking: after a failover
                     # the new active's interface has tracked none of them. tunnat itself drops what no mapping
                     # admits. TCP 22 (sshd) and the sync port are left out.

@@ -6,8 +6,9 @@
   interface's private addresses from the EC2 emulator, so an address move shows up as it does on EC2.
 - EC2Front: a pass-through in front of moto_server (which verifies SigV4 itself) that adds what moto lacks: routes
   to an interface whose instance is gone or stopped read as "blackhole"; RouteAlreadyExists on CreateRoute;
-  an instance can be marked impaired; and throttling (RequestLimitExceeded, 503) or InternalError (500) can be
-  injected for the next N calls.
+  an instance can be marked impaired; an Elastic IP associated through it stays with its private IP when that IP
+  moves to another interface, as DescribeAddresses then reports (moto ties it to the interface's primary address);
+  and throttling (RequestLimitExceeded, 503) or InternalError (500) can be injected for the next N calls.
 - Moto: moto_server itself on loopback, bootstrapped so that it verifies SigV4 from then on.
 
 scripts/lib/testbed.py starts these for the tests (AWS); nothing here knows about namespaces or tunnat.
@@ -187,6 +188,7 @@ class EC2Front:
         self.inject = []            # [(status, code, message)] served to the next calls, in order
         self.impaired = set()
         self.races = {}             # (table, cidr) -> eni: created just before our CreateRoute reaches moto
+        self.eips = {}              # allocation id -> the private IP it is associated with (see associate_address)
         self.calls = []             # (action, status)
         outer = self
 
@@ -244,7 +246,62 @@ class EC2Front:
             data = self.mark_blackholes(data)
         if status == 200 and action == "DescribeInstanceStatus" and self.impaired:
             data = self.mark_impaired(data)
+        if status == 200 and action == "DescribeAddresses":
+            data = self.describe_addresses(data, form)
         return status, data
+
+    def associate_address(self, allocation_id, eni, private_ip):
+        """AssociateAddress as EC2 does it: the Elastic IP is associated with the private IP, and stays with that IP
+        when AssignPrivateIpAddresses with AllowReassignment moves it to another interface. moto associates it with
+        the interface alone and reports the interface's primary address, so the front keeps the private IP."""
+        self.ec2.associate_address(AllocationId=allocation_id, NetworkInterfaceId=eni, PrivateIpAddress=private_ip)
+        with self.lock:
+            self.eips[allocation_id] = private_ip
+
+    def addresses(self):
+        """The Elastic IPs as EC2 would describe them: one associated through associate_address has its private IP
+        and the interface that lists that IP now (none once no interface does)."""
+        enis = self.ec2.describe_network_interfaces()["NetworkInterfaces"]
+        holders = {a["PrivateIpAddress"]: e["NetworkInterfaceId"] for e in enis for a in e["PrivateIpAddresses"]}
+        with self.lock:
+            eips = dict(self.eips)
+        found = []
+        for a in self.ec2.describe_addresses()["Addresses"]:
+            private = eips.get(a.get("AllocationId"))
+            if private:
+                a = {k: v for k, v in a.items() if k not in ("PrivateIpAddress", "NetworkInterfaceId")}
+                a["PrivateIpAddress"] = private
+                if private in holders:
+                    a["NetworkInterfaceId"] = holders[private]
+            found.append(a)
+        return found
+
+    def describe_addresses(self, data, form):
+        """moto's answer (SigV4 checked) with its items replaced by addresses(), filtered by private-ip-address as
+        EC2 filters them; a request with any other filter keeps moto's answer."""
+        names = {k[:-len("Name")]: v for k, v in form.items() if k.startswith("Filter.") and k.endswith(".Name")}
+        if set(names.values()) - {"private-ip-address"}:
+            return data
+        wanted = None
+        for prefix in names:
+            wanted = {v for k, v in form.items() if k.startswith(prefix + "Value.")}
+        root = ET.fromstring(data)
+        ns = root.tag[:root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+        listing = self.find(root, "addressesSet")
+        if listing is None:
+            listing = ET.SubElement(root, ns + "addressesSet")
+        for item in list(listing):
+            listing.remove(item)
+        fields = (("publicIp", "PublicIp"), ("allocationId", "AllocationId"), ("domain", "Domain"),
+                  ("networkInterfaceId", "NetworkInterfaceId"), ("privateIpAddress", "PrivateIpAddress"))
+        for a in self.addresses():
+            if wanted is not None and a.get("PrivateIpAddress") not in wanted:
+                continue
+            item = ET.SubElement(listing, ns + "item")
+            for tag, key in fields:
+                if a.get(key):
+                    ET.SubElement(item, ns + tag).text = a[key]
+        return ET.tostring(root)
 
     @staticmethod
     def children(element, name):

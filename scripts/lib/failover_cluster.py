@@ -11,15 +11,16 @@ failover test (scripts/tests/test_failover_e2e.py) and of the failover benchmark
 
 Topology (namespaces named per run; the root namespace holds moto, the fake IMDS and the EC2 front on a bridge):
 
-  client 10.10.1.10 -- rtr (VPC router: table 200 for the private subnet's default route, and the public address
-                             198.18.0.100 routed to whichever ENI holds its private IP 10.10.0.100, as the internet
+  client 10.10.1.10 -- rtr (VPC router: table 200 for the private subnet's default route, and the pool address
+                             198.18.0.100 routed to whichever ENI holds it as a secondary private IP, as the internet
                              gateway does; each read from moto in a loop, at most 100 ms behind)
   rtr -- nat-a 10.10.0.10 (ENI a)     rtr -- nat-b 10.10.0.11 (ENI b)     rtr -- server 198.18.1.10
                                                                             rtr: 198.19.0.0/16 blackholed (preload)
   nat-a, nat-b -- bridge 10.79.0.1 in the root namespace (moto, IMDS, EC2 front), as 10.79.0.2 and 10.79.0.3
 
-The internet gateway's 1:1 rewrite of the Elastic IP to the private IP is left out: the NATs use the public address
-as their pool address, and the router sends it to the ENI that holds the private one.
+The internet gateway's 1:1 rewrite of the Elastic IP to the private IP is left out: the pool address 198.18.0.100 is
+itself the secondary private IP that moves between the ENIs (moto does not check that it lies in the subnet), so
+it is both nat.pool and what `failover.pool_addresses: all` moves, and the router sends it to the ENI that holds it.
 """
 import json
 import os
@@ -34,7 +35,7 @@ import time
 
 from testbed import LIB, AWS, Namespaces, Processes, sh, wait_for
 
-PUBLIC, POOL_PRIVATE, SERVER, CLIENT = "198.18.0.100", "10.10.0.100", "198.18.1.10", "10.10.1.10"
+PUBLIC, SERVER, CLIENT = "198.18.0.100", "198.18.1.10", "10.10.1.10"
 NAT_IP = {"a": "10.10.0.10", "b": "10.10.0.11"}
 MGMT_IP = {"a": "10.79.0.2", "b": "10.79.0.3"}
 BRIDGE_IP = "10.79.0.1"
@@ -69,7 +70,7 @@ class VPC:
             self.nat[k] = aws.launch(public, NAT_IP[k])
             self.imds[k] = aws.imds(aws.identity(self.nat[k], self.vpc, public))
         self.dev = {self.nat["a"]["eni"]: ("nata", NAT_IP["a"]), self.nat["b"]["eni"]: ("natb", NAT_IP["b"])}
-        ec2.assign_private_ip_addresses(NetworkInterfaceId=self.nat["a"]["eni"], PrivateIpAddresses=[POOL_PRIVATE])
+        ec2.assign_private_ip_addresses(NetworkInterfaceId=self.nat["a"]["eni"], PrivateIpAddresses=[PUBLIC])
         self.table = ec2.create_route_table(VpcId=self.vpc)["RouteTable"]["RouteTableId"]
         ec2.create_tags(Resources=[self.table], Tags=[{"Key": "Name", "Value": "private"}])
         ec2.associate_route_table(RouteTableId=self.table, SubnetId=private)
@@ -95,7 +96,7 @@ class VPC:
     def pool_holders(self, ec2):
         enis = ec2.describe_network_interfaces(Filters=[{"Name": "vpc-id", "Values": [self.vpc]}])["NetworkInterfaces"]
         return sorted(e["NetworkInterfaceId"] for e in enis
-                      if any(a["PrivateIpAddress"] == POOL_PRIVATE for a in e["PrivateIpAddresses"]))
+                      if any(a["PrivateIpAddress"] == PUBLIC for a in e["PrivateIpAddresses"]))
 
     def state(self):
         """(the ENI the private subnet's default route points at, the ENIs holding the pool address), read now."""
@@ -172,7 +173,7 @@ replication:
   startup_wait_ms: 1500
 failover:
   poll_time: 5
-  pool_address: {POOL_PRIVATE}
+  pool_addresses: all
   aws: {{endpoint: "{c.aws.front.url}", metadata_endpoint: "{c.vpc.imds[self.k].url}", timeout: 5}}
   healthchecks:
     router: {{type: ping, destination: 10.10.0.1, rise: 1, fall: 2, every: 1}}

@@ -34,6 +34,7 @@ GENERATE = os.path.join(REPO, "deploy", "cloudformation", "generate.py")
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
 SYNC_KEY = "c3luYy1rZXktZm9yLXRoZS10ZXN0LW9mLXR1bm5hdC1oYS15YW1s"  # 52 bytes, as `head -c 39 | base64` makes
 POOL_COUNT = 3
+PRIVATE = "10.0.128.0/17"  # the private subnets of the VPC 10.0.0.0/16; the public ones are 10.0.0.0/24 and 10.0.1.0/24
 ZONES = ("A", "B")
 
 
@@ -153,7 +154,7 @@ def stack(root, module_procs, tmp_path_factory):
             ec2.create_route(RouteTableId=tables[z][1], DestinationCidrBlock="0.0.0.0/0",
                              NetworkInterfaceId=old[z]["eni"])
         aws.client("ssm").put_parameter(Name="/tunnat/sync-key", Type="SecureString", Value=SYNC_KEY)
-        params = {"VpcId": vpc, "PrivateCidr": "10.0.0.0/16", "PublicSubnetA": subnets["A"],
+        params = {"VpcId": vpc, "PrivateCidr": PRIVATE, "PublicSubnetA": subnets["A"],
                   "PublicSubnetB": subnets["B"], "PrivateRouteTablesA": ",".join(tables["A"]),
                   "PrivateRouteTablesB": ",".join(tables["B"]), "ImageId": "ami-12c6146b",
                   "PoolAddressCount": str(POOL_COUNT)}
@@ -218,10 +219,10 @@ def test_security_group_admits_the_sync_port_only_from_the_pair(stack, zone):
     for r in rules:
         if r["IpProtocol"] in ("udp", "-1") and r.get("FromPort", 0) <= 65535 <= r.get("ToPort", 65535):
             admitting_sync |= {c["CidrIp"] for c in r.get("IpRanges", [])}
-    assert admitting_sync == pair | {"10.0.0.0/16"}, admitting_sync  # the pair, and the private side (all protocols)
+    assert admitting_sync == pair, admitting_sync
     ssh_from = {c["CidrIp"] for r in rules if r["IpProtocol"] in ("tcp", "-1")
                 and r.get("FromPort", 0) <= 22 <= r.get("ToPort", 65535) for c in r.get("IpRanges", [])}
-    assert ssh_from == {"10.0.0.0/16"}
+    assert ssh_from == {PRIVATE}
 
 
 # --- the user data -----------------------------------------------------------------------------------------------
@@ -279,11 +280,14 @@ def nodes(stack, tunnat):
             root.mkdir()
             etc = root / "etc"
             sh("cp", "-a", "/etc", str(etc))
-            # What the package makes: the user and group tunnat (a uid no one on this host has).
-            with open(etc / "passwd", "a") as f:
-                f.write("tunnat:x:64990:64990:tunnat:/nonexistent:/usr/sbin/nologin\n")
-            with open(etc / "group", "a") as f:
-                f.write("tunnat:x:64990:\n")
+            # What the package makes: the user and group tunnat (unless this host kept them from an install).
+            if "\ntunnat:" not in "\n" + (etc / "passwd").read_text():
+                with open(etc / "passwd", "a") as f:
+                    f.write("tunnat:x:64990:64990:tunnat:/nonexistent:/usr/sbin/nologin\n")
+                with open(etc / "group", "a") as f:
+                    f.write("tunnat:x:64990:\n")
+            user = next(line.split(":") for line in (etc / "passwd").read_text().splitlines()
+                        if line.startswith("tunnat:"))
             bin_dir = root / "bin"
             bin_dir.mkdir()
             os.symlink(tunnat, bin_dir / "tunnat")
@@ -306,7 +310,7 @@ def nodes(stack, tunnat):
             calls = (root / "systemctl.calls").read_text() if (root / "systemctl.calls").exists() else ""
             done[name] = {"rc": p.returncode, "out": p.stdout, "err": p.stderr, "etc": etc, "env": env,
                           "identity": identity, "left": left, "systemctl": calls, "pool": pool,
-                          "imds": list(imds.requests), "role": imds.role}
+                          "imds": list(imds.requests), "role": imds.role, "uid": int(user[2]), "gid": int(user[3])}
     yield done
     imds.close()
 
@@ -328,7 +332,7 @@ def test_user_data_writes_the_configuration_of_its_node(nodes, stack, name):
     config = yaml.safe_load((r["etc"] / "tunnat" / "tunnat.yaml").read_text())
     peer = enis(stack, zone)["b" if n == "a" else "a"]["PrivateIpAddress"]
     own = r["identity"]["private_ip"]
-    assert config["nat"] == {"private_prefixes": ["10.0.0.0/16"], "pool": r["pool"], "port_range": "1024-65534"}
+    assert config["nat"] == {"private_prefixes": [PRIVATE], "pool": r["pool"], "port_range": "1024-65534"}
     assert config["tun"] == {"routing": {"interface": "ens5"}}
     assert config["replication"] == {
         "listen": f"{own}:65535", "node_id": 1 if n == "a" else 2, "key_file": "/etc/tunnat/sync.key",
@@ -344,7 +348,7 @@ def test_user_data_writes_the_key_from_ssm_for_the_user_tunnat_alone(nodes, name
     key = nodes[name]["etc"] / "tunnat" / "sync.key"
     st = os.stat(key)
     assert key.read_text() == SYNC_KEY + "\n"
-    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (64990, 64990, 0o400)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (nodes[name]["uid"], nodes[name]["gid"], 0o400)
     # The key and the role's secret never reach the output.
     for text in (nodes[name]["out"], nodes[name]["err"]):
         role = nodes[name]["role"]
@@ -394,8 +398,8 @@ def targets(stack, zone):
 @pytest.fixture(scope="module")
 def takeovers(stack, nodes):
     """As each node in turn, one `tunnat routes --oneshot` pass with the configuration its user data wrote, as the
-    user tunnat with the role's credentials from the IMDS: Aa; the old NAT of zone B stopped, Ba; then Aa stopped
-    (a failover), Ab. What the tables and interfaces were after each."""
+    user tunnat with the role's credentials from the IMDS: the old NAT of zone A stopped, Aa; the old NAT of zone B
+    stopped, Ba; then Aa stopped (a failover), Ab. What the tables and interfaces were after each."""
     ec2, aws = stack["ec2"], stack["aws"]
     imds = aws.imds()
     imds.role = role_credentials(aws, "node-routes")
@@ -410,6 +414,8 @@ def takeovers(stack, nodes):
         seen[name] = {"rc": p.returncode, "err": p.stderr, "tables": {z: targets(stack, z) for z in ZONES},
                       "enis": {z: {n: secondaries(e) for n, e in enis(stack, z).items()} for z in ZONES}}
 
+    # The NAT being replaced is stopped first (a route held by a healthy instance is left to it: if_unhealthy).
+    ec2.stop_instances(InstanceIds=[stack["old"]["A"]["id"]])
     run("Aa")
     ec2.stop_instances(InstanceIds=[stack["old"]["B"]["id"]])
     run("Ba")

@@ -476,7 +476,7 @@ def test_takeover(takeover, module_routes, case):
                         f"{takeover['result'].err[-300:]}"
 
 
-# --- the pool address moves with the route -----------------------------------------------------------------------
+# --- the pool addresses move with the route ----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def pool_move(module_routes, aws, imds):
@@ -486,7 +486,7 @@ def pool_move(module_routes, aws, imds):
     other = w["others"][0]
     ec2.assign_private_ip_addresses(NetworkInterfaceId=other["eni"], PrivateIpAddresses=["10.77.0.50"])
     eip = ec2.allocate_address(Domain="vpc")
-    ec2.associate_address(AllocationId=eip["AllocationId"], NetworkInterfaceId=other["eni"], PrivateIpAddress="10.77.0.50")
+    aws.front.associate_address(eip["AllocationId"], other["eni"], "10.77.0.50")
     t = routes.table(w, {"Name": "pool"})
     ec2.create_route(RouteTableId=t, DestinationCidrBlock="0.0.0.0/0", NetworkInterfaceId=other["eni"])
     ec2.stop_instances(InstanceIds=[other["id"]])
@@ -500,7 +500,7 @@ routetables:
     imds.requests.clear()
     aws.front.calls.clear()
     result = routes.run(w, cfg, "--oneshot")
-    return {"world": w, "other": other, "table": t, "result": result,
+    return {"world": w, "other": other, "table": t, "result": result, "eip": eip["PublicIp"],
             "imds_requests": list(imds.requests), "ec2_calls": list(aws.front.calls)}
 
 
@@ -525,14 +525,109 @@ def test_pool_address_off_the_old_holders_eni(pool_move, module_routes):
 
 
 def test_pool_address_elastic_ip_described(pool_move):
-    # moto records an association on the ENI's primary address whatever PrivateIpAddress says, so the Elastic IP
-    # cannot be matched to the pool address here; that the signed call succeeds is what can be checked.
+    """DescribeAddresses filtered by the private IP (the EC2 front keeps the association with it, as EC2 does)."""
     assert ("DescribeAddresses", 200) in pool_move["ec2_calls"], str(pool_move["ec2_calls"])
+    assert f"pool address 10.77.0.50 carries Elastic IP {pool_move['eip']}" in pool_move["result"].err, \
+        pool_move["result"].err[-600:]
 
 
 def test_pool_address_move_confirmed_in_instance_metadata(pool_move):
     """local-ipv4s, read again after the move."""
     assert any(p.endswith("/local-ipv4s") for _, p in pool_move["imds_requests"]), str(pool_move["imds_requests"])
+
+
+POOL = ["10.77.0.51", "10.77.0.52", "10.77.0.53"]
+
+
+@pytest.fixture(scope="module")
+def pool_move_all(module_routes, aws, imds):
+    """Three pool addresses, each with an Elastic IP, on a stopped instance whose route is a blackhole; a tunnat
+    configuration whose failover section says `pool_addresses: all` (nat.pool is those three): a noop pass, then one
+    pass taking over."""
+    routes, ec2 = module_routes, module_routes.ec2
+    w = routes.world(others=("10.77.0.2",))
+    other = w["others"][0]
+    ec2.assign_private_ip_addresses(NetworkInterfaceId=other["eni"], PrivateIpAddresses=POOL)
+    eips = {}
+    for ip in POOL:
+        eip = ec2.allocate_address(Domain="vpc")
+        aws.front.associate_address(eip["AllocationId"], other["eni"], ip)
+        eips[ip] = eip["PublicIp"]
+    t = routes.table(w, {"Name": "pool all"})
+    ec2.create_route(RouteTableId=t, DestinationCidrBlock="0.0.0.0/0", NetworkInterfaceId=other["eni"])
+    ec2.stop_instances(InstanceIds=[other["id"]])
+    cfg = f"""
+nat: {{private_prefixes: [10.77.1.0/24], pool: [{", ".join(POOL)}]}}
+failover:
+  pool_addresses: all
+  routetables:
+    pool:
+      find: {{type: by_tag, config: {{key: Name, value: pool all}}}}
+      manage_routes: [{{cidr: 0.0.0.0/0, if_unhealthy: true}}]
+"""
+    noop = routes.run(w, cfg, "--oneshot", "--noop")
+    noop_calls, noop_ips = list(aws.front.calls), private_ips(ec2, w["me"]["eni"])
+    imds.requests.clear()
+    aws.front.calls.clear()
+    result = routes.run(w, cfg, "--oneshot")
+    return {"world": w, "other": other, "table": t, "eips": eips, "noop": noop, "noop_calls": noop_calls,
+            "noop_ips": noop_ips, "result": result, "imds_requests": list(imds.requests),
+            "ec2_calls": list(aws.front.calls)}
+
+
+def calls_of(calls, action):
+    return sum(1 for a, _ in calls if a == action)
+
+
+def test_pool_all_noop_says_what_would_move_and_moves_nothing(pool_move_all):
+    r, me, other = pool_move_all["noop"], pool_move_all["world"]["me"]["eni"], pool_move_all["other"]["eni"]
+    assert r.rc == 3, str(r)
+    assert f"noop: would assign pool address(es) {', '.join(POOL)} to {me} (from {other})" in r.err, r.err[-600:]
+    assert f"noop: would unassign pool address(es) {', '.join(POOL)} from {other}" in r.err, r.err[-600:]
+    calls = pool_move_all["noop_calls"]
+    assert calls_of(calls, "AssignPrivateIpAddresses") == 0 and calls_of(calls, "UnassignPrivateIpAddresses") == 0, \
+        str(calls)
+    assert not set(POOL) & set(pool_move_all["noop_ips"]), pool_move_all["noop_ips"]
+
+
+def test_pool_all_route_taken_over(pool_move_all, module_routes):
+    assert module_routes.target(pool_move_all["table"], "0.0.0.0/0") == pool_move_all["world"]["me"]["eni"], \
+        pool_move_all["result"].err[-600:]
+
+
+def test_pool_all_moved_in_one_assign_and_one_unassign(pool_move_all):
+    """AssignPrivateIpAddresses with all three (EC2 moves them together or not at all), and one
+    UnassignPrivateIpAddresses for the one other ENI that listed them."""
+    calls = pool_move_all["ec2_calls"]
+    assert calls_of(calls, "AssignPrivateIpAddresses") == 1, str(calls)
+    assert calls_of(calls, "UnassignPrivateIpAddresses") == 1, str(calls)
+    assert calls_of(calls, "DescribeAddresses") == 1, str(calls)
+
+
+def test_pool_all_addresses_now_on_our_eni(pool_move_all, module_routes):
+    ips = private_ips(module_routes.ec2, pool_move_all["world"]["me"]["eni"])
+    assert set(POOL) <= set(ips), ips
+
+
+def test_pool_all_addresses_off_the_old_holders_eni(pool_move_all, module_routes):
+    ips = private_ips(module_routes.ec2, pool_move_all["other"]["eni"])
+    assert not set(POOL) & set(ips), ips
+
+
+def test_pool_all_elastic_ips_stay_with_their_private_ips(pool_move_all, aws):
+    """Each Elastic IP is still associated with its private IP, which is now on our ENI, and tunnat said so."""
+    me, err = pool_move_all["world"]["me"]["eni"], pool_move_all["result"].err
+    by_public = {a["PublicIp"]: a for a in aws.front.addresses()}
+    for ip, public in pool_move_all["eips"].items():
+        a = by_public[public]
+        assert a.get("PrivateIpAddress") == ip and a.get("NetworkInterfaceId") == me, f"{public}: {a}"
+        assert f"pool address {ip} carries Elastic IP {public}" in err, err[-600:]
+
+
+def test_pool_all_move_confirmed_in_instance_metadata(pool_move_all):
+    assert any(p.endswith("/local-ipv4s") for _, p in pool_move_all["imds_requests"]), \
+        str(pool_move_all["imds_requests"])
+    assert "instance metadata does not show" not in pool_move_all["result"].err, pool_move_all["result"].err[-600:]
 
 
 # --- EC2 errors and retries --------------------------------------------------------------------------------------

@@ -102,7 +102,8 @@ public enum ConfigFile {
         if let node = top["log_format"] { config.logFormat = try reader.scalar(node, "log_format", expected: "text or json") }
         if let node = top["metrics"] { config.metrics = try reader.metrics(node) }
         if let node = top["stats_interval"] { config.statsInterval = try reader.duration(node, "stats_interval") }
-        if let node = top["failover"] { config.failover = try reader.failover(node, key: "failover") }
+        // After nat: the pool addresses failover moves are nat.pool's (`all` stands for them all).
+        if let node = top["failover"] { config.failover = try reader.failover(node, key: "failover", pool: nat.poolAddresses) }
         if let node = top["replication"] { config.replication = try reader.replication(node) }
         try reader.validate(config.problems(), prefix: "")
         return config

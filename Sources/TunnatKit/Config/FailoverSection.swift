@@ -6,12 +6,13 @@ import SystemCalls
 import Yams
 
 /// The failover section, in AWSnycast's format (poll_time, healthchecks, remote_healthchecks, routetables or
-/// route_tables, each key meaning what it means there) plus tunnat's own keys: aws, hold_down, pool_address.
+/// route_tables, each key meaning what it means there) plus tunnat's own keys: aws, hold_down, pool_addresses (or
+/// its one-address form pool_address).
 /// `tunnat routes --config F` takes either a tunnat configuration with a `failover:` section or an AWSnycast file
 /// as it is.
 public enum FailoverConfigFile {
     public static let sectionKeys = ["poll_time", "healthchecks", "remote_healthchecks", "routetables", "aws", "hold_down",
-                                     "pool_address"]
+                                     "pool_addresses", "pool_address"]
     /// AWSnycast's spellings that mean the same key.
     static let sectionAliases = ["route_tables": "routetables"]
 
@@ -32,23 +33,21 @@ public enum FailoverConfigFile {
             }
             return failover
         }
-        return try reader.failover(root, key: "")
+        return try reader.failover(root, key: "", pool: nil)
     }
 }
 
 extension ConfigReader {
-    func failover(_ node: Node, key prefix: String) throws(ConfigError) -> FailoverConfiguration {
+    /// `pool`: nat.pool, which the pool addresses must be taken from; nil in a file without a nat section (an
+    /// AWSnycast file), where they cannot be checked against it.
+    func failover(_ node: Node, key prefix: String, pool: [IPv4Address]?) throws(ConfigError) -> FailoverConfiguration {
         func k(_ name: String) -> String { prefix.isEmpty ? name : "\(prefix).\(name)" }
         let section = try mapping(node, key: prefix, accepted: FailoverConfigFile.sectionKeys,
                                   aliases: FailoverConfigFile.sectionAliases)
         var config = FailoverConfiguration()
         if let v = section["poll_time"] { config.pollTime = try duration(v, k("poll_time")) }
         if let v = section["hold_down"] { config.holdDown = try duration(v, k("hold_down")) }
-        if let v = section["pool_address"] {
-            let text = try scalar(v, k("pool_address"), expected: "an IPv4 address")
-            guard IPv4Address(text) != nil else { throw fail(v, k("pool_address"), "expected an IPv4 address, got '\(text)'") }
-            config.poolAddress = text
-        }
+        config.poolAddresses = try poolAddresses(section, prefix: prefix, pool: pool)
         if let v = section["aws"] { config.aws = try aws(v, k("aws")) }
         if let v = section["healthchecks"] {
             for (name, item) in try named(v, k("healthchecks")) {
@@ -69,6 +68,51 @@ extension ConfigReader {
             config.routeTables[name] = try routeTable(item, "\(k("routetables")).\(name)", config: config)
         }
         return config
+    }
+
+    /// `pool_addresses`: a list of addresses of nat.pool, or `all` for every one of them (expanded here), or its
+    /// one-address form `pool_address: X`. Each address once, and each one of nat.pool's: an address the NAT does
+    /// not translate to would be moved to this instance for nothing.
+    func poolAddresses(_ section: [String: Node], prefix: String, pool: [IPv4Address]?) throws(ConfigError) -> [String] {
+        func k(_ name: String) -> String { prefix.isEmpty ? name : "\(prefix).\(name)" }
+        let key: String
+        let expected: String
+        let items: [(String, Node)]
+        switch (section["pool_address"], section["pool_addresses"]) {
+        case (nil, nil):
+            return []
+        case (.some, .some(let many)):
+            throw fail(many, k("pool_addresses"),
+                       "'pool_address' and 'pool_addresses' both given; give one of them (pool_address: X is pool_addresses: [X])")
+        case (.some(let one), nil):
+            key = k("pool_address")
+            expected = "an IPv4 address"
+            let text = try scalar(one, key, expected: expected)
+            if text == "all" { throw fail(one, key, "expected one IPv4 address; for every address of nat.pool write pool_addresses: all") }
+            items = [(text, one)]
+        case (nil, .some(let many)):
+            key = k("pool_addresses")
+            expected = "an IPv4 address, or all for every address of nat.pool"
+            if case .scalar(let scalar) = many, scalar.string == "all" {
+                guard let pool else {
+                    throw fail(many, key, "'all' means every address of nat.pool, and this file has no nat section; list the addresses")
+                }
+                return pool.map(\.description)
+            }
+            items = try list(many, key, expected: "IPv4 addresses, or all")
+            guard !items.isEmpty else { throw fail(many, key, "expected IPv4 addresses, or all, got an empty list; leave the key out to move none") }
+        }
+        var addresses: [String] = []
+        for (text, item) in items {
+            guard let address = IPv4Address(text) else { throw fail(item, key, "expected \(expected), got '\(text)'") }
+            guard !addresses.contains(address.description) else { throw fail(item, key, "\(text) is given twice; give each address once") }
+            if let pool, !pool.contains(address) {
+                throw fail(item, key, "\(text) is not in nat.pool (\(pool.map(\.description).joined(separator: ", "))): the NAT does not "
+                    + "translate to it, so moving it to this instance would serve nothing; give addresses of nat.pool, or all")
+            }
+            addresses.append(address.description)
+        }
+        return addresses
     }
 
     func healthCheck(_ node: Node, _ key: String, remote: Bool) throws(ConfigError) -> HealthCheckSpec {
