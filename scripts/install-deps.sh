@@ -76,6 +76,8 @@ if [ "$netns" = 1 ]; then
   py=()
   "$repo/.venv/bin/python" -c 'import moto, boto3' 2>/dev/null || py+=('moto[server]>=5.1,<6')
   "$repo/.venv/bin/python" -c 'import pytest' 2>/dev/null || py+=('pytest>=7')
+  # The AWS template's linter (moto[server] brings it today; asked for by name so that it stays).
+  [ -x "$repo/.venv/bin/cfn-lint" ] || py+=('cfn-lint>=1')
   if [ ${#py[@]} -gt 0 ]; then
     echo "install-deps.sh: installing ${py[*]} into .venv" >&2
     "$repo/.venv/bin/pip" install -q --disable-pip-version-check "${py[@]}"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, requirement and golden tests (swift test), the CLI end to end, the live data
 # plane in network namespaces (needs root), the Debian package installed and run as its user, the failover control
-# plane against an EC2 emulator, the failover end to end and the floods (pytest, scripts/tests/), and the zero-malloc
+# plane against an EC2 emulator, the AWS template deployed into that emulator, the failover end to end and the floods (pytest, scripts/tests/), and the zero-malloc
 # gate on the established-flow path (package-benchmark).
 # Warnings are errors. .ci/run calls exactly this.
 #
@@ -111,6 +111,9 @@ run_pytest() {
 
 step "failover control plane: tunnat routes against moto_server (SigV4 verified), fake IMDSv2, namespace targets"
 run_pytest failover test_failover_routes.py
+
+step "the AWS deployment: tunnat-ha.yaml (cfn-lint, the IAM policy against the code's calls), created in moto's CloudFormation, each node's user data against a fake IMDS, tunnat routes with what it wrote"
+run_pytest deploy-aws test_deploy_aws.py
 
 step "as a service: sd_notify (READY, STATUS, WATCHDOG from the packet path, STOPPING), /metrics with promtool, SIGHUP, CloudWatch to moto"
 run_pytest service test_service.py
