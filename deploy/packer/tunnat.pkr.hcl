@@ -67,7 +67,7 @@ source "amazon-ebs" "debian12" {
   imds_support = "v2.0"
 
   ami_name        = "${var.ami_name_prefix}-${local.tunnat_version}-${local.built_at}"
-  ami_description = "tunnat ${local.tunnat_version} on Debian 12 (bookworm) amd64; tunnat.service disabled until configured"
+  ami_description = "tunnat ${local.tunnat_version} on Debian 12 amd64; tunnat.service disabled until configured"
   tags = {
     Name           = "${var.ami_name_prefix}-${local.tunnat_version}"
     tunnat_version = local.tunnat_version

@@ -6,23 +6,23 @@
 
 variable "deb_path" {
   type        = string
-  description = "The package scripts/package-deb.sh made: out/tunnat_<version>_amd64.deb. Its version names the AMI."
+  description = "The package scripts/package-deb.sh made, out/tunnat_<version>_amd64.deb; it names the AMI."
 
   validation {
     condition     = can(regex("tunnat_[^/_]+_amd64\\.deb$", var.deb_path))
-    error_message = "The deb_path must name an amd64 tunnat package, out/tunnat_<version>_amd64.deb as scripts/package-deb.sh makes it on an amd64 machine."
+    error_message = "The deb_path must name an amd64 tunnat package: out/tunnat_<version>_amd64.deb."
   }
 }
 
 variable "region" {
   type        = string
-  description = "The region the AMI is built and registered in (copy it with ami_regions or aws ec2 copy-image for others)."
+  description = "The region the AMI is built and registered in (aws ec2 copy-image for others)."
   default     = "us-east-1"
 }
 
 variable "instance_type" {
   type        = string
-  description = "The instance that builds the image (x86_64, with ENA); it runs for a few minutes and is terminated. The NAT instances' own type is the CloudFormation stack's parameter."
+  description = "The instance that builds the image (x86_64); terminated after the build. Not the NAT's type."
   default     = "t3.small"
 }
 
@@ -33,6 +33,6 @@ variable "ami_name_prefix" {
 
   validation {
     condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", var.ami_name_prefix))
-    error_message = "The ami_name_prefix must be 1 to 64 letters, digits, dots, dashes or underscores, starting with a letter or digit."
+    error_message = "The ami_name_prefix must be 1 to 64 letters, digits, dots, dashes or underscores, the first a letter or digit."
   }
 }

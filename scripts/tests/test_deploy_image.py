@@ -92,10 +92,10 @@ def provisioners(build):
 
 @pytest.fixture(scope="module")
 def script():
-    """provision.sh's commands, comments and blank lines left out, continuation lines joined."""
+    """provision.sh's commands, comments and blank lines left out, continuation lines joined, runs of blanks one."""
     with open(PROVISION) as f:
         text = f.read().replace("\\\n", " ")
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    return [" ".join(line.split()) for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
 
 
 def line_index(lines, pattern, what):

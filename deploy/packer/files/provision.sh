@@ -13,7 +13,8 @@ fail() { echo "provision.sh: $*" >&2; exit 1; }
 # status: 0 done, 1 failed (bookworm's 22.4); later releases add 2, done with recoverable errors.
 status=0
 cloud-init status --wait >/dev/null || status=$?
-[ "$status" = 0 ] || [ "$status" = 2 ] || fail "cloud-init status --wait exited $status ('cloud-init status --long' says why)"
+[ "$status" = 0 ] || [ "$status" = 2 ] \
+  || fail "cloud-init status --wait exited $status ('cloud-init status --long' says why)"
 
 # apt-get rather than dpkg -i: it fetches the Depends (libcurl4, libssl3, adduser...) from the Debian archive.
 # apt-daily and unattended-upgrades may hold the dpkg lock just after boot: wait for it rather than fail.
@@ -28,9 +29,10 @@ tunnat --version
 # configuration and the key (tunnat.pkr.hcl says why). The package's postinst neither enables nor starts it
 # (packaging/debian/postinst); this stops the build if that ever changes.
 state=$(systemctl is-enabled tunnat.service 2>/dev/null) || true
-[ "$state" = disabled ] || fail "tunnat.service is '$state' after installing the package, not 'disabled' (packaging/debian/postinst)"
+[ "$state" = disabled ] \
+  || fail "tunnat.service is '$state' after installing the package, not 'disabled' (packaging/debian/postinst)"
 if systemctl is-active --quiet tunnat.service; then
-  fail "tunnat.service is running on the image-building instance after installing the package (packaging/debian/postinst)"
+  fail "tunnat.service is running on the image-building instance after the install (packaging/debian/postinst)"
 fi
 
 install -D -m 0644 -o root -g root "$dropin" /etc/cloud/cloud.cfg.d/99-tunnat-imds-network.cfg
