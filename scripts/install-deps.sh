@@ -4,7 +4,8 @@
 #   scripts/install-deps.sh          the build and unit tests
 #   scripts/install-deps.sh --netns  also the namespace tests, demo and benchmarks: iproute2, ping, traceroute,
 #                                    dig and dnsmasq, curl, iperf3, nftables, conntrack, tcpdump, ab and nginx; and, in
-#                                    .venv/, the failover tests' EC2 emulator (moto[server], with boto3) and pytest
+#                                    .venv/, the failover tests' EC2 emulator (moto[server], with boto3), pytest,
+#                                    cfn-lint, python-hcl2 and PyYAML (the deploy tests)
 #   scripts/install-deps.sh --package  also what building and testing the Debian package needs: dpkg-dev
 #                                    (dpkg-shlibdeps, dpkg-parsechangelog), binutils (strip), lintian, strace
 # The two flags combine.
@@ -78,6 +79,9 @@ if [ "$netns" = 1 ]; then
   "$repo/.venv/bin/python" -c 'import pytest' 2>/dev/null || py+=('pytest>=7')
   # The AWS template's linter (moto[server] brings it today; asked for by name so that it stays).
   [ -x "$repo/.venv/bin/cfn-lint" ] || py+=('cfn-lint>=1')
+  # The AMI recipe's check reads its HCL (no packer binary is needed), and the deploy tests read YAML.
+  "$repo/.venv/bin/python" -c 'import hcl2' 2>/dev/null || py+=('python-hcl2>=4.3')
+  "$repo/.venv/bin/python" -c 'import yaml' 2>/dev/null || py+=('PyYAML>=6')
   if [ ${#py[@]} -gt 0 ]; then
     echo "install-deps.sh: installing ${py[*]} into .venv" >&2
     "$repo/.venv/bin/pip" install -q --disable-pip-version-check "${py[@]}"

@@ -115,6 +115,9 @@ run_pytest failover test_failover_routes.py
 step "the AWS deployment: tunnat-ha.yaml (cfn-lint, the IAM policy against the code's calls), created in moto's CloudFormation, each node's user data against a fake IMDS, tunnat routes with what it wrote"
 run_pytest deploy-aws test_deploy_aws.py
 
+step "the AMI recipe: deploy/packer parsed and checked (python-hcl2; packer itself where installed)"
+run_pytest deploy-image test_deploy_image.py
+
 step "as a service: sd_notify (READY, STATUS, WATCHDOG from the packet path, STOPPING), /metrics with promtool, SIGHUP, CloudWatch to moto"
 run_pytest service test_service.py
 

@@ -62,7 +62,7 @@ def parameters():
             "Type": "String", "Default": "", "AllowedPattern": r"^(https://\S+)?$",
             "Description": "An https URL of the tunnat .deb, installed at first boot when the image has no tunnat. "
                            "Empty: the image must have it."},
-        "InstanceType": {"Type": "String", "Default": "c6in.large",
+        "InstanceType": {"Type": "String", "Default": "c6i.large",
                          "Description": "The nodes' instance type (docs/aws.md, Sizing)."},
         "KeyName": {"Type": "String", "Default": "",
                     "Description": "An EC2 key pair for SSH from inside the VPC; empty for none."},
