@@ -99,6 +99,16 @@ class Namespaces:
         self.root_links.append(name)
         return name
 
+    def veth(self, key, link, root_address, ns_address, ns_ifname="eth0"):
+        """A veth pair from the root namespace (end LINK, ROOT_ADDRESS) into namespace KEY (end NS_IFNAME,
+        NS_ADDRESS), both up; the root end is removed at cleanup. Addresses with their length (198.18.250.1/30)."""
+        self.root_link(link)
+        sh("ip", "link", "add", link, "type", "veth", "peer", "name", ns_ifname, "netns", self[key])
+        sh("ip", "addr", "add", root_address, "dev", link)
+        sh("ip", "link", "set", link, "up")
+        sh("ip", "-n", self[key], "addr", "add", ns_address, "dev", ns_ifname)
+        sh("ip", "-n", self[key], "link", "set", ns_ifname, "up")
+
     def argv(self, key, *args):
         return ["ip", "netns", "exec", self[key], *map(str, args)]
 

@@ -133,12 +133,7 @@ def stack(root, module_procs, tmp_path_factory):
     ns = Namespaces("tdep")
     try:
         node_ns = ns.add("node")
-        root_end = ns.root_link(f"tdep{run_id()}r")
-        sh("ip", "link", "add", root_end, "type", "veth", "peer", "name", "ens5", "netns", node_ns)
-        sh("ip", "addr", "add", "198.18.251.1/30", "dev", root_end)
-        sh("ip", "link", "set", root_end, "up")
-        sh("ip", "-n", node_ns, "addr", "add", "198.18.251.2/30", "dev", "ens5")
-        sh("ip", "-n", node_ns, "link", "set", "ens5", "up")
+        ns.veth("node", f"tdep{run_id()}r", "198.18.251.1/30", "198.18.251.2/30", ns_ifname="ens5")
         aws = AWS(module_procs, REGION, host="198.18.251.1", cloudformation=True)
         ec2 = aws.ec2
         vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]

@@ -339,12 +339,7 @@ def cloud(root, tunnat, tmp_path):
     nss = Namespaces("svc")
     try:
         ns = nss.add("n")
-        root_end = nss.root_link(f"svc{run_id()}r")
-        sh("ip", "link", "add", root_end, "type", "veth", "peer", "name", "eth0", "netns", ns)
-        sh("ip", "addr", "add", "198.18.250.1/30", "dev", root_end)
-        sh("ip", "link", "set", root_end, "up")
-        sh("ip", "-n", ns, "addr", "add", "198.18.250.2/30", "dev", "eth0")
-        sh("ip", "-n", ns, "link", "set", "eth0", "up")
+        nss.veth("n", f"svc{run_id()}r", "198.18.250.1/30", "198.18.250.2/30")
         sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         aws = AWS(procs, REGION, host="198.18.250.1")
         ec2 = aws.ec2
