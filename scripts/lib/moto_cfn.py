@@ -6,15 +6,17 @@ moto 5 creates most of the template's resources but ignores or refuses some of w
 below does, with moto's own EC2 backend, what CloudFormation does for that property; nothing else is changed, and
 the EC2 API the tests and tunnat call is moto's own. docs/testing.md lists them, and what they leave unchecked:
 
-1. AWS::EC2::NetworkInterface: GroupSet, SourceDestCheck, SecondaryPrivateIpAddressCount and Tags (moto reads
-   only SubnetId, PrivateIpAddress, Description, and a SecurityGroups key that the resource does not have), and the
-   attribute SecondaryPrivateIpAddresses (moto raises NotImplementedError).
+1. AWS::EC2::NetworkInterface: GroupSet, SourceDestCheck, SecondaryPrivateIpAddressCount (addresses free and not
+   reserved in the subnet) and Tags (moto reads only SubnetId, PrivateIpAddress, Description, and a SecurityGroups
+   key that the resource does not have), and the attribute SecondaryPrivateIpAddresses (moto raises
+   NotImplementedError).
 2. AWS::EC2::Instance: LaunchTemplate and NetworkInterfaces (moto needs an ImageId and makes its own interface).
 3. AWS::EC2::EIPAssociation: AllocationId with NetworkInterfaceId (moto has no such resource and skips it).
 4. Fn::Base64 (moto leaves it unresolved).
 5. AWS::EC2::SecurityGroup rules of every protocol (-1) without FromPort and ToPort (moto needs both).
 """
 import base64
+import ipaddress
 import sys
 
 from moto.cloudformation import parsing
@@ -40,19 +42,24 @@ def _eni_from_cloudformation(cls, resource_name, cloudformation_json, account_id
         eni.source_dest_check = str(p["SourceDestCheck"]).lower() == "true"
     count = int(p.get("SecondaryPrivateIpAddressCount") or 0)
     if count:
-        # moto picks at random within the subnet; one taken already is picked again.
+        # moto picks at random within the subnet, and records nothing: an address in use, or one EC2 reserves (the
+        # first four and the last of a subnet), is picked again, and each one chosen is recorded with the subnet so
+        # that no later interface gets it as its primary address, as in EC2.
+        network = ipaddress.ip_network(subnet.cidr_block)
         taken = {a["PrivateIpAddress"] for other in backend.enis.values() for a in other.private_ip_addresses}
-        taken |= {other.private_ip_address for other in backend.enis.values()}
-        chosen = []
-        while len(chosen) < count:
+        taken |= {other.private_ip_address for other in backend.enis.values()} | set(subnet._subnet_ips)
+        chosen = 0
+        while chosen < count:
             before = {a["PrivateIpAddress"] for a in eni.private_ip_addresses}
             backend.assign_private_ip_addresses(eni.id, secondary_ips_count=1)
             new = [a for a in eni.private_ip_addresses if a["PrivateIpAddress"] not in before][0]
-            if new["PrivateIpAddress"] in taken:
+            offset = int(ipaddress.ip_address(new["PrivateIpAddress"])) - int(network.network_address)
+            if new["PrivateIpAddress"] in taken or offset < 4 or offset == network.num_addresses - 1:
                 eni.private_ip_addresses.remove(new)
                 continue
             taken.add(new["PrivateIpAddress"])
-            chosen.append(new["PrivateIpAddress"])
+            subnet.request_ip(new["PrivateIpAddress"], eni)
+            chosen += 1
     return eni
 
 
