@@ -46,6 +46,30 @@ tally() {
   failed=$((failed + f))
   summary+=("$(printf '%-14s %4d passed, %d failed' "$suite:" "$p" "$f")")
 }
+# Each failure again, at the end, where the tail of a CI log shows it: the suite, the check, and the last lines of
+# what it printed (from the shell drivers' log or pytest's report).
+failures="$work/failures.txt"
+: > "$failures"
+# failed_checks SUITE LOG: a shell driver's failed checks ("  ✘ name" and the indented output under it).
+failed_checks() {
+  awk -v suite="$1" 'function flush(  i) { for (i = (n > 12 ? n - 12 : 0); i < n; i++) print buf[i]; n = 0; on = 0 }
+                     /^  ✘ /{ flush(); print suite ": " substr($0, 3); on = 1; next }
+                     on && /^      /{ buf[n++] = $0; next }
+                     { flush() } END { flush() }' "$2" >> "$failures"
+}
+# failed_junit SUITE FILE: a pytest report's failed, errored or skipped tests and the end of their message.
+failed_junit() {
+  python3 - "$1" "$2" >> "$failures" <<'PY' 2>/dev/null || true
+import sys, xml.etree.ElementTree as ET
+suite, path = sys.argv[1], sys.argv[2]
+for case in ET.parse(path).getroot().iter("testcase"):
+    for kind in ("failure", "error", "skipped"):
+        for e in case.findall(kind):
+            print(f"{suite}: ✘ {case.get('name')} ({kind}): {(e.get('message') or '').splitlines()[0][:300] if e.get('message') else ''}")
+            for line in (e.text or "").rstrip().splitlines()[-12:]:
+                print("      " + line)
+PY
+}
 # count_line FILE PREFIX: "N M" from the last "PREFIX: N passed, M failed" line of FILE, or nothing.
 count_line() { sed -nE "s/^$2: ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/p" "$1" | tail -1; }
 # count_junit FILE: "PASSED FAILED" from a pytest --junitxml report; a skip counts as failed (as root, everything
@@ -80,6 +104,7 @@ else
   f=$(grep -E '^✘ Test .* failed after' "$work/swift-test.log" | grep -cv '^✘ Test run with' || true)
   [ "${f:-0}" -gt 0 ] || f=1
   echo "test.sh: swift test failed (the failures are listed above)" >&2
+  grep -E '^✘ ' "$work/swift-test.log" | head -40 | sed 's/^/swift test: /' >> "$failures" || true
   tally "swift test" 1 "$(( ${total:-0} > f ? ${total:-0} - f : 0 ))" "$f"
 fi
 
@@ -88,18 +113,21 @@ status=0
 scripts/tests/cli-test.sh "$tunnat" "$shared/testdata/pcaps" | tee "$work/cli.log" || status=$?
 read -r p f <<<"$(count_line "$work/cli.log" cli)" || true
 tally "cli" "$status" "${p:-0}" "${f:-1}"
+failed_checks cli "$work/cli.log"
 
 step "live data plane in network namespaces (tunnat run, packet, tun and raw output)"
 status=0
 scripts/tests/netns-test.sh "$tunnat" | tee "$work/netns.log" || status=$?
 read -r p f <<<"$(count_line "$work/netns.log" namespaces)" || true
 tally "namespaces" "$status" "${p:-0}" "${f:-1}"
+failed_checks namespaces "$work/netns.log"
 
 step "the Debian package: built, lintian, systemd-analyze, installed, run as the user tunnat in namespaces, removed"
 status=0
 scripts/tests/package-test.sh | tee "$work/package.log" || status=$?
 read -r p f <<<"$(count_line "$work/package.log" package)" || true
 tally "package" "$status" "${p:-0}" "${f:-1}"
+failed_checks package "$work/package.log"
 
 # pytest SUITE FILE [BINARY]: one pytest suite of scripts/tests/ against the debug build (or BINARY).
 run_pytest() {
@@ -107,6 +135,7 @@ run_pytest() {
   .venv/bin/python -m pytest "scripts/tests/$file" -q --tunnat "$binary" --junitxml "$work/$suite.xml" || status=$?
   read -r p f <<<"$(count_junit "$work/$suite.xml")" || true
   tally "$suite" "$status" "${p:-0}" "${f:-1}"
+  [ -f "$work/$suite.xml" ] && failed_junit "$suite" "$work/$suite.xml"
 }
 
 step "failover control plane: tunnat routes against moto_server (SigV4 verified), fake IMDSv2, namespace targets"
@@ -146,8 +175,13 @@ if [ "$bench" = 1 ]; then
   scripts/bench.sh --gate | tee "$work/bench.log" || status=$?
   read -r p f <<<"$(count_line "$work/bench.log" 'bench gate')" || true
   tally "bench gate" "$status" "${p:-0}" "${f:-1}"
+  grep -E '^bench gate: (FAILED|no |expected)' "$work/bench.log" >> "$failures" || true
 fi
 
+if [ -s "$failures" ]; then
+  step "what failed"
+  cat "$failures"
+fi
 echo
 printf '%s\n' "${summary[@]}"
 echo "tests: $passed passed, $failed failed"
