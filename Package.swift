@@ -47,8 +47,9 @@ let package = Package(
         .target(name: "PacketKit", swiftSettings: strict),
         // The NAT engine: no syscalls, no clock.
         .target(name: "NatTable", dependencies: ["PacketKit"], swiftSettings: strict),
-        // C: the TUN ioctls (function-like macros Swift cannot import), eventfd and sendmmsg.
-        .target(name: "CSystemShim"),
+        // C: the TUN ioctls (function-like macros Swift cannot import), eventfd, sendmmsg, and the TUN reads through
+        // io_uring (liburing, liburing-dev).
+        .target(name: "CSystemShim", linkerSettings: [.linkedLibrary("uring")]),
         // The system layer: every syscall, one Errno, an owning descriptor, one wake-up primitive.
         .target(name: "SystemCalls", dependencies: ["CSystemShim"], swiftSettings: strict),
         // The packet I/O: TUN device, offloads, raw socket output, the per-queue worker.

@@ -30,6 +30,8 @@ want python3 python3
 [ -f /usr/include/openssl/hmac.h ] || need+=(libssl-dev)
 # libcurl's headers, OpenSSL flavour (HTTP for the EC2 API, IMDSv2 and health checks).
 [ -f /usr/include/x86_64-linux-gnu/curl/curl.h ] || [ -f /usr/include/curl/curl.h ] || [ -f "/usr/include/$(uname -m)-linux-gnu/curl/curl.h" ] || need+=(libcurl4-openssl-dev)
+# liburing's headers (the TUN queues' reads through io_uring).
+[ -f /usr/include/liburing.h ] || need+=(liburing-dev)
 if [ "$netns" = 1 ]; then
   want ip iproute2
   want ping iputils-ping

@@ -149,3 +149,180 @@ int tunnat_packet_sendmmsg(int fd, const struct tunnat_frame *frames, unsigned i
     }
     return sendmmsg(fd, msgs, count, MSG_DONTWAIT);
 }
+
+// ---- io_uring reads of a TUN queue (liburing 2.3 has no helper for the multishot read: set by hand) ----
+
+#include <liburing.h>
+#include <stdlib.h>
+#include <poll.h>
+#include <sys/mman.h>
+
+enum { read_tag = 1, stop_tag = 2, buffer_group = 0, read_multishot = 49 /* IORING_OP_READ_MULTISHOT, 6.7 */ };
+
+struct tunnat_read_ring {
+    struct io_uring ring;
+    struct io_uring_buf_ring *buffers;
+    size_t buffers_size;
+    unsigned char *base;
+    size_t stride, offset;
+    unsigned int length, count;
+    int fd;
+    unsigned int free;      // buffers the kernel may fill
+    int read_armed;         // the multishot read is in flight
+    int stopped;            // the stop poll fired: every wait returns at once from then on
+    int stop_fd;
+    int disabled;           // made with IORING_SETUP_R_DISABLED, not started yet
+};
+
+static void give_buffer(struct tunnat_read_ring *r, uint16_t id, int index) {
+    io_uring_buf_ring_add(r->buffers, r->base + (size_t)id * r->stride + r->offset, r->length, id,
+                          io_uring_buf_ring_mask(r->count), index);
+}
+
+// Queues the multishot read again when it is not in flight and a buffer is free; 0 or -errno of the submit.
+static int arm_read(struct tunnat_read_ring *r) {
+    if (r->read_armed || r->free == 0) return 0;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+    if (!sqe) return -EBUSY;
+    io_uring_prep_rw(read_multishot, sqe, r->fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = buffer_group;
+    io_uring_sqe_set_data64(sqe, read_tag);
+    r->read_armed = 1;
+    int n = io_uring_submit(&r->ring);
+    if (n < 0) { r->read_armed = 0; return n; }
+    return 0;
+}
+
+struct tunnat_read_ring *tunnat_read_ring_open(int fd, int stop_fd, void *base, size_t stride, size_t offset,
+                                               unsigned int length, unsigned int count) {
+    if (count == 0 || count > 256 || (count & (count - 1)) != 0) { errno = EINVAL; return NULL; }
+    struct tunnat_read_ring *r = calloc(1, sizeof *r);
+    if (!r) { errno = ENOMEM; return NULL; }
+    r->base = base; r->stride = stride; r->offset = offset; r->length = length; r->count = count; r->fd = fd;
+    r->stop_fd = stop_fd;
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    // Completions run in the reading thread when it asks (DEFER_TASKRUN, 6.1), not by interrupting it. That
+    // thread is the ring's only submitter (SINGLE_ISSUER): the ring starts disabled and the thread that calls
+    // tunnat_read_ring_start becomes it.
+    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_R_DISABLED | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+    p.cq_entries = 2 * count + 8;
+    int rc = io_uring_queue_init_params(4, &r->ring, &p);
+    if (rc == -EINVAL) {
+        memset(&p, 0, sizeof p);
+        p.flags = IORING_SETUP_CQSIZE;
+        p.cq_entries = 2 * count + 8;
+        rc = io_uring_queue_init_params(4, &r->ring, &p);
+    } else if (rc == 0) {
+        r->disabled = 1;
+    }
+    if (rc < 0) { free(r); errno = -rc; return NULL; }
+    r->buffers_size = count * sizeof(struct io_uring_buf);
+    void *mem = mmap(NULL, r->buffers_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) { int e = errno; io_uring_queue_exit(&r->ring); free(r); errno = e; return NULL; }
+    r->buffers = mem;
+    // A kernel before 6.7 has no multishot read: find out now, while falling back is still simple.
+    struct io_uring_probe *probe = io_uring_get_probe_ring(&r->ring);
+    int supported = probe && io_uring_opcode_supported(probe, read_multishot);
+    if (probe) io_uring_free_probe(probe);
+    if (!supported) { rc = -EINVAL; goto fail; }
+    io_uring_buf_ring_init(r->buffers);
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof reg);
+    reg.ring_addr = (uint64_t)(uintptr_t)r->buffers;
+    reg.ring_entries = count;
+    reg.bgid = buffer_group;
+    rc = io_uring_register_buf_ring(&r->ring, &reg, 0);
+    if (rc < 0) goto fail;
+    for (unsigned int i = 0; i < count; i++) give_buffer(r, (uint16_t)i, (int)i);
+    io_uring_buf_ring_advance(r->buffers, (int)count);
+    r->free = count;
+    return r;
+fail:
+    io_uring_queue_exit(&r->ring);
+    munmap(r->buffers, r->buffers_size);
+    free(r);
+    errno = -rc;
+    return NULL;
+}
+
+int tunnat_read_ring_start(struct tunnat_read_ring *r) {
+    if (r->disabled) {
+        // io_uring_register(2) itself: liburing 2.3 declares io_uring_enable_rings but does not export it.
+        if (syscall(__NR_io_uring_register, r->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) return -errno;
+        r->disabled = 0;
+    }
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+    if (!sqe) return -EBUSY;
+    io_uring_prep_poll_add(sqe, r->stop_fd, POLLIN);
+    io_uring_sqe_set_data64(sqe, stop_tag);
+    return arm_read(r);
+}
+
+int tunnat_read_ring_wait(struct tunnat_read_ring *r, int timeout_ms) {
+    if (io_uring_cq_ready(&r->ring) > 0) return 1;
+    if (r->stopped) return 0;
+    struct __kernel_timespec ts = { .tv_sec = timeout_ms / 1000, .tv_nsec = (long long)(timeout_ms % 1000) * 1000000 };
+    struct io_uring_cqe *cqe;
+    int rc = io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, &ts, NULL);
+    if (rc == -ETIME || rc == -EINTR) return 0;
+    if (rc < 0) return rc;
+    if (cqe->user_data == stop_tag) {
+        r->stopped = 1;
+        io_uring_cqe_seen(&r->ring, cqe);
+        return io_uring_cq_ready(&r->ring) > 0;
+    }
+    return 1;
+}
+
+int tunnat_read_ring_take(struct tunnat_read_ring *r, uint16_t *ids, uint32_t *lengths, unsigned int max,
+                          unsigned int *errors, int *last_error) {
+    unsigned int n = 0;
+    for (int pass = 0; pass < 2 && n < max; pass++) {
+        // Nothing completed yet: run the deferred reads once (one io_uring_enter), then look again.
+        if (pass == 1) {
+            if (n > 0) break;
+            io_uring_get_events(&r->ring);
+        }
+        struct io_uring_cqe *cqe;
+        while (n < max && io_uring_peek_cqe(&r->ring, &cqe) == 0) {
+            if (cqe->user_data == read_tag) {
+                if (!(cqe->flags & IORING_CQE_F_MORE)) r->read_armed = 0;
+                if (cqe->res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
+                    ids[n] = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+                    lengths[n] = (uint32_t)cqe->res;
+                    r->free--;
+                    n++;
+                } else if (cqe->res != -ENOBUFS) {
+                    // A zero-length read holds a buffer too: hand it straight back.
+                    if (cqe->flags & IORING_CQE_F_BUFFER) {
+                        give_buffer(r, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT), 0);
+                        io_uring_buf_ring_advance(r->buffers, 1);
+                    }
+                    if (cqe->res < 0) { (*errors)++; *last_error = -cqe->res; }
+                }
+            }
+            else if (cqe->user_data == stop_tag) r->stopped = 1;  // the caller sees the stop through its own flag
+            io_uring_cqe_seen(&r->ring, cqe);
+        }
+    }
+    if (!r->read_armed) {
+        int rc = arm_read(r);
+        if (rc < 0) { (*errors)++; *last_error = -rc; }
+    }
+    return (int)n;
+}
+
+void tunnat_read_ring_release(struct tunnat_read_ring *r, const uint16_t *ids, unsigned int count) {
+    for (unsigned int i = 0; i < count; i++) give_buffer(r, ids[i], (int)i);
+    io_uring_buf_ring_advance(r->buffers, (int)count);
+    r->free += count;
+    if (!r->read_armed) arm_read(r);
+}
+
+void tunnat_read_ring_close(struct tunnat_read_ring *r) {
+    io_uring_queue_exit(&r->ring);
+    munmap(r->buffers, r->buffers_size);
+    free(r);
+}

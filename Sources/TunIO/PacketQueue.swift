@@ -10,6 +10,12 @@ public protocol PacketQueue: AnyObject {
     func write(_ frame: UnsafeRawBufferPointer) throws(Errno)
     /// Waits until a frame can be read (true), `stop` is given or `milliseconds` pass (false).
     func waitReadable(orStop stop: StopSignal, milliseconds: Int32) throws(Errno) -> Bool
+    /// The descriptor a worker may read through io_uring instead (`ReadRing`), or nil when there is none.
+    var ringDescriptor: Int32? { get }
+}
+
+extension PacketQueue {
+    public var ringDescriptor: Int32? { nil }
 }
 
 /// An in-memory queue: frames put in are read by the worker, frames the worker writes are kept in order. It

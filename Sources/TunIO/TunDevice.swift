@@ -65,6 +65,8 @@ public final class TunQueue: PacketQueue, Sendable {
     public func waitReadable(orStop stop: StopSignal, milliseconds: Int32) throws(Errno) -> Bool {
         try Syscall.pollIn(fd, stop.fd, timeoutMilliseconds: milliseconds).0
     }
+
+    public var ringDescriptor: Int32? { fd }
 }
 
 /// A TUN device (IFF_TUN | IFF_NO_PI), optionally with virtio-net headers and offloads (IFF_VNET_HDR,

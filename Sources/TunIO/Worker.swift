@@ -126,7 +126,14 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
     /// Beats once per turn of the loop.
     let heartbeat: Heartbeat?
     let slots: UnsafeMutableRawBufferPointer
+    /// Frame i of the batch is `lengths[i]` bytes in slot `slotOf[i]` (slot i, unless the read ring chose).
     let lengths: UnsafeMutablePointer<Int>
+    let slotOf: UnsafeMutablePointer<UInt16>
+    let ringLengths: UnsafeMutablePointer<UInt32>
+    /// The queue's reads through io_uring, when asked for and the kernel allows it; read(2) and poll(2) otherwise.
+    var ring: ReadRing?
+    /// Why the read ring was asked for and not made (for the caller to log).
+    public let ringRefusal: Errno?
     let outcomes: UnsafeMutablePointer<FrameOutcome>
     var counters = IOCounters()
     /// The last read found the queue empty: the next turn waits in poll(2) instead of asking read(2) again
@@ -134,7 +141,7 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
     var drained = false
 
     public init(queue: Queue, virtioHeaders: Bool, output: Output, shared: LockedNAT, stop: StopSignal,
-                gate: ReplicationGate? = nil, heartbeat: Heartbeat? = nil,
+                gate: ReplicationGate? = nil, heartbeat: Heartbeat? = nil, ioUring: Bool = false,
                 clock: @escaping @Sendable () -> NatInstant = { NatInstant(nanoseconds: SystemClock.monotonicNanoseconds()) }) {
         self.queue = queue
         self.clock = clock
@@ -146,15 +153,49 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
         self.stopSignal = stop
         slots = .allocate(byteCount: Self.batchSize * Self.slotSize, alignment: 64)
         lengths = .allocate(capacity: Self.batchSize)
+        slotOf = .allocate(capacity: Self.batchSize)
+        ringLengths = .allocate(capacity: Self.batchSize)
+        for i in 0..<Self.batchSize { slotOf[i] = UInt16(i) }
         outcomes = .allocate(capacity: Self.batchSize)
         outcomes.initialize(repeating: .drop, count: Self.batchSize)
+        var ring: ReadRing? = nil
+        var refusal: Errno? = nil
+        if ioUring, let fd = queue.ringDescriptor {
+            // Without virtio-net headers the kernel reads the packet after the header's room, as read(2) does.
+            let offset = virtioHeaders ? 0 : VirtioNetHeader.size
+            do {
+                ring = try ReadRing(fd: fd, stop: stop, base: slots.baseAddress!, stride: Self.slotSize, offset: offset,
+                                    length: Self.slotSize - offset, count: Self.batchSize)
+            } catch {
+                refusal = error
+            }
+        }
+        self.ring = ring
+        ringRefusal = refusal
     }
 
     deinit {
+        // The ring first: the kernel may write into the slots until it is gone.
+        ring = nil
         slots.deallocate()
         lengths.deallocate()
+        slotOf.deallocate()
+        ringLengths.deallocate()
         outcomes.deallocate()
     }
+
+    /// Starts the read ring on the calling thread, the only one that uses it from then on; if the kernel refuses
+    /// now, after allowing it at setup, the worker reads with read(2) (counted as a read error).
+    public func startRing() {
+        guard let ring else { return }
+        do { try ring.start() } catch {
+            counters.readErrors &+= 1
+            self.ring = nil
+        }
+    }
+
+    /// Whether this worker reads through io_uring.
+    public var readsThroughRing: Bool { ring != nil }
 
     @inline(__always)
     func slot(_ i: Int) -> UnsafeMutableRawBufferPointer {
@@ -164,6 +205,7 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
     /// Runs until the stop signal is given. Errors other than "nothing to read" are counted, and a queue that
     /// keeps failing is not spun on: the worker waits in poll(2) as if idle.
     public func run() {
+        startRing()
         while !stopSignal.isStopped { iterate() }
         shared.state.withLock { $0.io += counters }
         counters = IOCounters()
@@ -189,7 +231,7 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
             counters.noteLockWait(clock().nanoseconds &- now.nanoseconds)
             let before = state.nat.counters.flowsCreated
             for i in 0..<count {
-                let frame = slot(i).prefix(upTo: lengths[i])
+                let frame = slot(Int(slotOf[i])).prefix(upTo: lengths[i])
                 outcomes[i] = FrameProcessor.process(frame, nat: state.nat, now: now,
                                                      compensateHop: compensate, counters: &counters)
             }
@@ -202,7 +244,7 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
         if newFlows, let gate { gate.waitUntilReplicated(serial) }
         for i in 0..<count {
             if case .send(let header) = outcomes[i] {
-                output.send(frame: slot(i).prefix(upTo: lengths[i]), header: header, counters: &counters)
+                output.send(frame: slot(Int(slotOf[i])).prefix(upTo: lengths[i]), header: header, counters: &counters)
             }
         }
         for fragment in released {
@@ -211,12 +253,14 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
             bytes.withUnsafeMutableBytes { output.send(packet: $0, counters: &counters) }
         }
         output.flush(counters: &counters)
+        ring?.release(ids: slotOf, count: count)
     }
 
     /// Reads frames until the queue is empty or the batch is full. Without virtio-net headers the packet is read
     /// after a zeroed header, so that every frame has the same layout.
     @inline(__always)
     func readBatch() -> Int {
+        if let ring { return takeBatch(ring) }
         var count = 0
         while count < Self.batchSize {
             let s = slot(count)
@@ -240,6 +284,21 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
         return count
     }
 
+    /// The frames the read ring filled, in the order they were read.
+    @inline(__always)
+    func takeBatch(_ ring: ReadRing) -> Int {
+        let count = ring.take(ids: slotOf, lengths: ringLengths, max: Self.batchSize, errors: &counters.readErrors)
+        if count < Self.batchSize { drained = true }
+        for i in 0..<count {
+            let n = Int(ringLengths[i])
+            if !virtioHeaders { VirtioNetHeader().write(to: slot(Int(slotOf[i]))) }
+            lengths[i] = virtioHeaders ? n : n &+ VirtioNetHeader.size
+            counters.framesRead &+= 1
+            counters.bytesRead &+= UInt64(n)
+        }
+        return count
+    }
+
     /// Waits for the queue (true when it became readable), or retires expired flows when the wait ends without.
     @discardableResult
     func idle() -> Bool {
@@ -249,7 +308,11 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
             counters = IOCounters()
         }
         do {
-            if try queue.waitReadable(orStop: stopSignal, milliseconds: Self.idleMilliseconds) { return true }
+            if let ring {
+                if try ring.wait(milliseconds: Self.idleMilliseconds) { return true }
+            } else if try queue.waitReadable(orStop: stopSignal, milliseconds: Self.idleMilliseconds) {
+                return true
+            }
         } catch {
             counters.readErrors &+= 1
         }

@@ -168,31 +168,35 @@ public enum LiveDataPlane {
             }
         }
         var workers: [@Sendable () -> Void] = []
+        var ringRefusal: Errno?
         let heartbeats = device.queues.map { _ in Heartbeat() }
+        func addWorker<Output: PacketOutput & SendableMetatype>(_ queue: TunQueue, _ output: Output, _ heartbeat: Heartbeat) {
+            let worker = Worker(queue: queue, virtioHeaders: device.virtioHeaders, output: output, shared: shared,
+                                stop: stop, gate: gate, heartbeat: heartbeat, ioUring: tun.ioUring)
+            ringRefusal = ringRefusal ?? worker.ringRefusal
+            workers.append { worker.run() }
+        }
         do throws(TunError) {
             for (queue, heartbeat) in zip(device.queues, heartbeats) {
                 switch tun.output {
                 case .tun:
-                    let output = TunOutput(queue: queue, virtioHeaders: device.virtioHeaders)
-                    let worker = Worker(queue: queue, virtioHeaders: device.virtioHeaders, output: output,
-                                        shared: shared, stop: stop, gate: gate, heartbeat: heartbeat)
-                    workers.append { worker.run() }
+                    addWorker(queue, TunOutput(queue: queue, virtioHeaders: device.virtioHeaders), heartbeat)
                 case .raw:
-                    let output = try RawOutput()
-                    let worker = Worker(queue: queue, virtioHeaders: device.virtioHeaders, output: output,
-                                        shared: shared, stop: stop, gate: gate, heartbeat: heartbeat)
-                    workers.append { worker.run() }
+                    addWorker(queue, try RawOutput(), heartbeat)
                 case .packet:
-                    let output = try PacketSocketOutput(queue: queue, virtioHeaders: device.virtioHeaders,
-                                                        tunInterface: Int32(Syscall.interfaceIndex(device.name)),
-                                                        changes: egressChanges)
-                    let worker = Worker(queue: queue, virtioHeaders: device.virtioHeaders, output: output,
-                                        shared: shared, stop: stop, gate: gate, heartbeat: heartbeat)
-                    workers.append { worker.run() }
+                    addWorker(queue, try PacketSocketOutput(queue: queue, virtioHeaders: device.virtioHeaders,
+                                                            tunInterface: Int32(Syscall.interfaceIndex(device.name)),
+                                                            changes: egressChanges), heartbeat)
                 }
             }
         } catch {
             throw Failure(description: error.description, errno: error.errno)
+        }
+        let reads = !tun.ioUring ? "read(2) (tun.io_uring: false)"
+            : ringRefusal.map { "read(2): io_uring refused (\($0)); it needs Linux 6.7 and kernel.io_uring_disabled=0" }
+            ?? "io_uring"
+        if ringRefusal != nil {
+            logger.warning("tun reads", metadata: ["reads": "\(reads)"])
         }
 
         let started = SystemClock.monotonicNanoseconds()
@@ -276,7 +280,7 @@ public enum LiveDataPlane {
         }
         controlThread.name = "tunnat-control"
         controlThread.start()
-        logger.info("translating", metadata: ["control-socket": "\(config.controlSocket)"])
+        logger.info("translating", metadata: ["control-socket": "\(config.controlSocket)", "reads": "\(reads)"])
         var statusLine = Service.statusLine(report())
         notify?.send("READY=1\nSTATUS=\(statusLine)\nMAINPID=\(getpid())")
         var watchdog = watchdogTimeout.map {

@@ -106,4 +106,29 @@ struct tunnat_frame {
 /// sockaddr_ll naming its interface (protocol ETH_P_IP); returns how many the kernel took.
 int tunnat_packet_sendmmsg(int fd, const struct tunnat_frame *frames, unsigned int count);
 
+/// A TUN queue's reads through io_uring (liburing): one multishot read (Linux 6.7) of `fd` into a ring of
+/// `count` provided buffers, buffer i at `base + i * stride + offset`, `length` bytes long, and a poll of
+/// `stop_fd`. The kernel reads a frame into a free buffer as soon as it is queued, in order; the caller takes the
+/// filled buffers' ids and lengths, then gives them back. Opaque; one thread only.
+struct tunnat_read_ring;
+/// NULL with errno set when the kernel refuses (ENOSYS, EPERM where io_uring is disabled, EINVAL before 6.7).
+/// `count`: a power of two from 1 to 256. Nothing is read before tunnat_read_ring_start.
+struct tunnat_read_ring *tunnat_read_ring_open(int fd, int stop_fd, void *base, size_t stride, size_t offset,
+                                               unsigned int length, unsigned int count);
+/// Starts the read and the stop poll; the calling thread becomes the only one that may use the ring from then on.
+/// 0, or -errno.
+int tunnat_read_ring_start(struct tunnat_read_ring *ring);
+/// Waits up to `timeout_ms` for a completion: 1 when one is there, 0 when the time passed or the stop poll fired,
+/// -errno when the wait failed.
+int tunnat_read_ring_wait(struct tunnat_read_ring *ring, int timeout_ms);
+/// Takes up to `max` filled buffers without waiting (one io_uring_enter only when none is there yet): their ids and
+/// lengths in the order the frames were read; returns how many. Reads that failed are counted in `*errors` (the
+/// last errno in `*last_error`), not returned.
+int tunnat_read_ring_take(struct tunnat_read_ring *ring, uint16_t *ids, uint32_t *lengths, unsigned int max,
+                          unsigned int *errors, int *last_error);
+/// Gives buffers back to the kernel, and restarts the read if it ended for want of one.
+void tunnat_read_ring_release(struct tunnat_read_ring *ring, const uint16_t *ids, unsigned int count);
+/// Cancels the read and frees the ring (not the buffers, which are the caller's).
+void tunnat_read_ring_close(struct tunnat_read_ring *ring);
+
 #endif

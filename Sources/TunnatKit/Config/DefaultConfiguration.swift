@@ -38,6 +38,8 @@ public enum DefaultConfiguration {
           queues: 0
           # virtio-net headers with checksum, TSO and USO offloads, as far as the kernel accepts them.
           offloads: true
+          # Read the queues through io_uring (Linux 6.7 and later) where the kernel allows it, read(2) otherwise.
+          io_uring: true
           # 0 keeps the kernel's default (1500).
           mtu: 0
           # Where translated packets go: packet (straight out of the egress interface through a packet socket, next

@@ -17,6 +17,9 @@ public struct TunConfiguration: Sendable, Equatable {
     /// Queues, one worker thread each; 0 means one per core.
     public var queues = 0
     public var offloads = true
+    /// Read the queues through io_uring (one multishot read each, Linux 6.7) where the kernel allows it; read(2)
+    /// and poll(2) otherwise, and always when false.
+    public var ioUring = true
     /// 0 keeps the kernel's default (1500).
     public var mtu = 0
     public var output = Output.packet
@@ -74,11 +77,12 @@ extension TunConfiguration {
 
 extension ConfigReader {
     func tun(_ node: Node) throws(ConfigError) -> TunConfiguration {
-        let section = try mapping(node, key: "tun", accepted: ["name", "queues", "offloads", "mtu", "output", "routing"])
+        let section = try mapping(node, key: "tun", accepted: ["name", "queues", "offloads", "io_uring", "mtu", "output", "routing"])
         var tun = TunConfiguration()
         if let value = section["name"] { tun.name = try scalar(value, "tun.name", expected: "an interface name") }
         if let value = section["queues"] { tun.queues = try integer(value, "tun.queues") }
         if let value = section["offloads"] { tun.offloads = try boolean(value, "tun.offloads") }
+        if let value = section["io_uring"] { tun.ioUring = try boolean(value, "tun.io_uring") }
         if let value = section["mtu"] { tun.mtu = try integer(value, "tun.mtu") }
         if let value = section["output"] {
             let text = try scalar(value, "tun.output", expected: "tun, raw or packet")
