@@ -6,6 +6,7 @@
 #   tunnat-packet  tunnat, tun.output: packet (translated packets sent out of the egress interface through a
 #                  packet socket)
 #   tunnat-packet-1q  the same with one queue (tun.queues: 1) instead of one per core
+#   tunnat-packet-read  the same reading the TUN with read(2) and poll(2) (tun.io_uring: false), not io_uring
 #   tunnat-tun     tunnat, tun.output: tun (translated packets written back into the TUN)
 #   tunnat-raw     tunnat, tun.output: raw
 #   reference      Benchmarks/reference/tunfwd.c: a stateless 1:1 NAT of the client to the pool address over the
@@ -109,7 +110,7 @@ measure() {  # measure: "tcp tcp_reverse tcp4 udp_kpps udp_cpu_us udp20k_cpu_us 
   echo "$tcp $rev $par $udp_kpps $udp_cpu $udp20 ${cps:-0} ${rtt:-0}"
 }
 
-start_tunnat() {  # start_tunnat OUTPUT [QUEUES]
+start_tunnat() {  # start_tunnat OUTPUT [QUEUES [IO_URING]]
   cat > "$work/tunnat.yaml" <<EOF
 nat:
   private_prefixes: [10.0.0.0/8]
@@ -117,6 +118,7 @@ nat:
 tun:
   output: $1
   queues: ${2:-0}
+  io_uring: ${3:-true}
 control_socket: $work/control.sock
 stats_interval: 0
 EOF
@@ -161,7 +163,7 @@ stop_reference() {
 }
 
 # BENCH_MODES="kernel reference ..." runs only those modes.
-read -r -a modes <<<"${BENCH_MODES:-kernel tunnat-packet tunnat-packet-1q tunnat-tun tunnat-raw reference}"
+read -r -a modes <<<"${BENCH_MODES:-kernel tunnat-packet tunnat-packet-1q tunnat-packet-read tunnat-tun tunnat-raw reference}"
 results=()
 for round in $(seq "$rounds"); do
   for mode in "${modes[@]}"; do
@@ -169,6 +171,7 @@ for round in $(seq "$rounds"); do
     case "$mode" in
       kernel) topology_kernel_nat "$p" ;;
       tunnat-packet-1q) start_tunnat packet 1 ;;
+      tunnat-packet-read) start_tunnat packet 0 false ;;
       tunnat-*) start_tunnat "${mode#tunnat-}" ;;
       reference) start_reference ;;
     esac

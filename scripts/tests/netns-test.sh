@@ -49,7 +49,11 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 
+# Raw output reads the TUN with read(2) and poll(2) (tun.io_uring: false), the others through io_uring: both readers
+# run every test of the loop below.
 write_config() {  # write_config OUTPUT-MODE [ROUTING-MAPPING]
+  local io_uring=true
+  [ "$1" = raw ] && io_uring=false
   cat > "$work/tunnat.yaml" <<EOF
 nat:
   private_prefixes: [10.0.0.0/8]
@@ -57,6 +61,7 @@ nat:
 tun:
   name: tun0
   output: $1
+  io_uring: $io_uring
 ${2:+  routing: $2}
 control_socket: $work/control.sock
 stats_interval: 0
@@ -299,9 +304,17 @@ t_clean_exit() {
   grep -q 'policy routing kept (tun.routing.on_stop: keep)' "$work/tunnat-$mode.log"
 }
 
+t_reads() {  # the reader the loop asked for, and no refusal
+  local want='reads=io_uring'
+  [ "$mode" = raw ] && want='reads=read(2) (tun.io_uring: false)'
+  grep -F "translating" "$work/tunnat-$mode.log" | grep -qF "$want" || { grep -F translating "$work/tunnat-$mode.log"; return 1; }
+  ! grep -q 'io_uring refused' "$work/tunnat-$mode.log"
+}
+
 for mode in packet tun raw; do
   echo "== tunnat run, output $mode"
   start_tunnat "$mode"
+  check "the TUN is read through $([ "$mode" = raw ] && echo "read(2) (tun.io_uring: false)" || echo io_uring)" t_reads
   check "ICMP echo through the NAT" t_ping
   check "TCP: curl downloads 50 MB, sha256 matches" t_curl_50mb
   check "the server saw the pool address 198.18.0.1" t_server_saw_pool_address
