@@ -5,7 +5,9 @@
 #   scripts/bench.sh --gate   the per-packet translate benchmarks only (engine and tun frame path); fails unless every sample made
 #                             zero mallocs (the per-packet path must not allocate)
 set -euo pipefail
-cd "$(dirname "$0")/../Benchmarks"
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh >/dev/null   # the system libraries tunnat's targets link (libssl, libcurl, liburing)
+cd Benchmarks
 gate=0
 [ "${1:-}" = "--gate" ] && gate=1
 log=$(mktemp)

@@ -27,6 +27,7 @@
 # `<module>_main` each target defines, which starts libFuzzer's driver (Fuzz/Sources/CFuzzerDriver).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/install-deps.sh >/dev/null   # the system libraries tunnat's targets link (libssl, libcurl, liburing)
 all=(translate offload sync xml config pcap)
 limit=(-max_total_time=30)
 targets=()
