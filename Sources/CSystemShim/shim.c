@@ -276,7 +276,7 @@ int tunnat_read_ring_wait(struct tunnat_read_ring *r, int timeout_ms) {
     return 1;
 }
 
-int tunnat_read_ring_take(struct tunnat_read_ring *r, uint16_t *ids, uint32_t *lengths, unsigned int max,
+int tunnat_read_ring_take(struct tunnat_read_ring *r, uint16_t *ids, size_t *lengths, unsigned int max,
                           unsigned int *errors, int *last_error) {
     unsigned int n = 0;
     for (int pass = 0; pass < 2 && n < max; pass++) {
@@ -291,7 +291,7 @@ int tunnat_read_ring_take(struct tunnat_read_ring *r, uint16_t *ids, uint32_t *l
                 if (!(cqe->flags & IORING_CQE_F_MORE)) r->read_armed = 0;
                 if (cqe->res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
                     ids[n] = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-                    lengths[n] = (uint32_t)cqe->res;
+                    lengths[n] = (size_t)cqe->res;
                     r->free--;
                     n++;
                 } else if (cqe->res != -ENOBUFS) {

@@ -38,7 +38,7 @@ public final class ReadRing {
     /// Up to `max` filled buffers, without waiting: their ids into `ids` and lengths into `lengths`, in the order
     /// the frames were read. Reads that failed are added to `errors`.
     @inline(__always)
-    public func take(ids: UnsafeMutablePointer<UInt16>, lengths: UnsafeMutablePointer<UInt32>, max: Int,
+    public func take(ids: UnsafeMutablePointer<UInt16>, lengths: UnsafeMutablePointer<Int>, max: Int,
                      errors: inout UInt64) -> Int {
         var failed: UInt32 = 0
         var last: Int32 = 0

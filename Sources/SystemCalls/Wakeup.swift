@@ -78,16 +78,11 @@ public enum StopSignals {
             if let current { return current }
             let signal = try StopSignal()
             fd = signal.fd
-            var action = sigaction()
-            action.__sigaction_handler.sa_handler = { number in
+            try catchSignals([(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")]) { number in
                 StopSignals.received.store(number, ordering: .releasing)
                 var one: UInt64 = 1
                 _ = withUnsafeBytes(of: &one) { Glibc.write(StopSignals.fd, $0.baseAddress, 8) }
             }
-            sigemptyset(&action.sa_mask)
-            action.sa_flags = SA_RESTART
-            try Syscall.zeroOrErrno("sigaction SIGINT") { sigaction(SIGINT, &action, nil) }
-            try Syscall.zeroOrErrno("sigaction SIGTERM") { sigaction(SIGTERM, &action, nil) }
             current = signal
             return signal
         }
@@ -96,6 +91,17 @@ public enum StopSignals {
     /// "SIGINT" or "SIGTERM": the signal that arrived.
     public static var receivedName: String {
         received.load(ordering: .acquiring) == SIGINT ? "SIGINT" : "SIGTERM"
+    }
+}
+
+/// Installs `handler` (SA_RESTART, nothing masked) for each of `signals`, named for the error.
+private func catchSignals(_ signals: [(Int32, String)], _ handler: @convention(c) (Int32) -> Void) throws(Errno) {
+    var action = sigaction()
+    action.__sigaction_handler.sa_handler = handler
+    sigemptyset(&action.sa_mask)
+    action.sa_flags = SA_RESTART
+    for (number, name) in signals {
+        try Syscall.zeroOrErrno("sigaction \(name)") { sigaction(number, &action, nil) }
     }
 }
 
@@ -111,14 +117,10 @@ public enum ReloadSignal {
             if let current { return current }
             let wakeup = try Wakeup()
             fd = wakeup.fd
-            var action = sigaction()
-            action.__sigaction_handler.sa_handler = { _ in
+            try catchSignals([(SIGHUP, "SIGHUP")]) { _ in
                 var one: UInt64 = 1
                 _ = withUnsafeBytes(of: &one) { Glibc.write(ReloadSignal.fd, $0.baseAddress, 8) }
             }
-            sigemptyset(&action.sa_mask)
-            action.sa_flags = SA_RESTART
-            try Syscall.zeroOrErrno("sigaction SIGHUP") { sigaction(SIGHUP, &action, nil) }
             current = wakeup
             return wakeup
         }

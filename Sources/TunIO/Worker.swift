@@ -129,7 +129,6 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
     /// Frame i of the batch is `lengths[i]` bytes in slot `slotOf[i]` (slot i, unless the read ring chose).
     let lengths: UnsafeMutablePointer<Int>
     let slotOf: UnsafeMutablePointer<UInt16>
-    let ringLengths: UnsafeMutablePointer<UInt32>
     /// The queue's reads through io_uring, when asked for and the kernel allows it; read(2) and poll(2) otherwise.
     var ring: ReadRing?
     /// Why the read ring was asked for and not made (for the caller to log).
@@ -154,7 +153,6 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
         slots = .allocate(byteCount: Self.batchSize * Self.slotSize, alignment: 64)
         lengths = .allocate(capacity: Self.batchSize)
         slotOf = .allocate(capacity: Self.batchSize)
-        ringLengths = .allocate(capacity: Self.batchSize)
         for i in 0..<Self.batchSize { slotOf[i] = UInt16(i) }
         outcomes = .allocate(capacity: Self.batchSize)
         outcomes.initialize(repeating: .drop, count: Self.batchSize)
@@ -180,7 +178,6 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
         slots.deallocate()
         lengths.deallocate()
         slotOf.deallocate()
-        ringLengths.deallocate()
         outcomes.deallocate()
     }
 
@@ -287,14 +284,15 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
     /// The frames the read ring filled, in the order they were read.
     @inline(__always)
     func takeBatch(_ ring: ReadRing) -> Int {
-        let count = ring.take(ids: slotOf, lengths: ringLengths, max: Self.batchSize, errors: &counters.readErrors)
+        let count = ring.take(ids: slotOf, lengths: lengths, max: Self.batchSize, errors: &counters.readErrors)
         if count < Self.batchSize { drained = true }
         for i in 0..<count {
-            let n = Int(ringLengths[i])
-            if !virtioHeaders { VirtioNetHeader().write(to: slot(Int(slotOf[i]))) }
-            lengths[i] = virtioHeaders ? n : n &+ VirtioNetHeader.size
             counters.framesRead &+= 1
-            counters.bytesRead &+= UInt64(n)
+            counters.bytesRead &+= UInt64(lengths[i])
+            if !virtioHeaders {
+                VirtioNetHeader().write(to: slot(Int(slotOf[i])))
+                lengths[i] &+= VirtioNetHeader.size
+            }
         }
         return count
     }

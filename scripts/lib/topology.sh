@@ -84,6 +84,30 @@ topology_cleanup() {
   rm -rf "$2"
 }
 
+# topology_servers PREFIX DIR SECONDS: in srv, an HTTP server of DIR on 198.19.0.10:80 (log DIR/http.log) and
+# dnsmasq answering tunnat.test with 198.19.0.77 (log DIR/dns.log), each living at most SECONDS; their pids go to
+# topology_pids. Does not wait for them to listen.
+topology_servers() {
+  local p=$1 dir=$2 seconds=$3
+  (cd "$dir" && exec timeout "$seconds" ip netns exec "$p-srv" python3 -m http.server 80 --bind 198.19.0.10 \
+     > "$dir/http.log" 2>&1) &
+  topology_pids+=($!)
+  timeout "$seconds" ip netns exec "$p-srv" dnsmasq -k --conf-file=/dev/null --no-resolv --no-hosts --user=root \
+    --listen-address=198.19.0.10 --bind-interfaces --address=/tunnat.test/198.19.0.77 --pid-file= \
+    > "$dir/dns.log" 2>&1 &
+  topology_pids+=($!)
+}
+
+# topology_dns_queries PREFIX COUNT: COUNT A queries from c1 to topology_servers' dnsmasq (q1.tunnat.test, ...), each
+# answered 198.19.0.77; the first wrong answer is printed and fails it.
+topology_dns_queries() {
+  local i answer
+  for i in $(seq "$2"); do
+    answer=$(ip netns exec "$1-c1" dig @198.19.0.10 +short +tries=1 +time=2 "q$i.tunnat.test" A)
+    [ "$answer" = 198.19.0.77 ] || { echo "query $i: got '$answer'"; return 1; }
+  done
+}
+
 # The kernel's NAT in place of tunnat, for comparison: nftables masquerade of the private side on wan.
 topology_kernel_nat() {
   ip netns exec "$1-nat" nft -f - <<'EOF'

@@ -35,13 +35,7 @@ topology_up "$p"
 # Servers, each with a bounded lifetime.
 head -c 52428800 /dev/urandom > "$work/big.bin"
 want_sha=$(sha256sum "$work/big.bin" | cut -d' ' -f1)
-(cd "$work" && exec timeout 900 ip netns exec "$p-srv" python3 -m http.server 80 --bind 198.19.0.10 \
-   > "$work/http.log" 2>&1) &
-topology_pids+=($!)
-timeout 900 ip netns exec "$p-srv" dnsmasq -k --conf-file=/dev/null --no-resolv --no-hosts --user=root \
-  --listen-address=198.19.0.10 --bind-interfaces --address=/tunnat.test/198.19.0.77 --pid-file= \
-  > "$work/dns.log" 2>&1 &
-topology_pids+=($!)
+topology_servers "$p" "$work" 900
 timeout 900 ip netns exec "$p-srv" python3 scripts/lib/nettools.py echo-server 198.19.0.10 8000 900 &
 topology_pids+=($!)
 for _ in $(seq 50); do
@@ -158,13 +152,7 @@ t_server_saw_pool_address() {
   ! ip -n "$p-nat" -o addr | grep -q '198\.18\.0\.1/'
 }
 
-t_dns() {
-  local i answer
-  for i in $(seq 20); do
-    answer=$(in_ns c1 dig @198.19.0.10 +short +tries=1 +time=2 "q$i.tunnat.test" A)
-    [ "$answer" = 198.19.0.77 ] || { echo "query $i: got '$answer'"; return 1; }
-  done
-}
+t_dns() { topology_dns_queries "$p" 20; }
 
 t_traceroute() {
   local hops

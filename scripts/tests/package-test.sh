@@ -170,13 +170,7 @@ echo "== the packaged tunnat as tunnat.service runs it, in network namespaces"
 topology_up "$p"
 head -c 1048576 /dev/urandom > "$work/one.bin"
 want_sha=$(sha256sum "$work/one.bin" | cut -d' ' -f1)
-(cd "$work" && exec timeout 300 ip netns exec "$p-srv" python3 -m http.server 80 --bind 198.19.0.10 \
-   > "$work/http.log" 2>&1) &
-topology_pids+=($!)
-timeout 300 ip netns exec "$p-srv" dnsmasq -k --conf-file=/dev/null --no-resolv --no-hosts --user=root \
-  --listen-address=198.19.0.10 --bind-interfaces --address=/tunnat.test/198.19.0.77 --pid-file= \
-  > "$work/dns.log" 2>&1 &
-topology_pids+=($!)
+topology_servers "$p" "$work" 300
 for _ in $(seq 50); do in_ns srv ss -ltn | grep -q ':80 ' && break; sleep 0.1; done
 
 # The unit's RuntimeDirectory=tunnat (RuntimeDirectoryMode=0750), made as systemd makes it.
@@ -253,13 +247,7 @@ t_curl() {
 }
 check "TCP: curl from c1 fetches 1 MB through the NAT; the server saw the pool address" t_curl
 
-t_dig() {
-  local i answer
-  for i in $(seq 5); do
-    answer=$(in_ns c1 dig @198.19.0.10 +short +tries=1 +time=2 "q$i.tunnat.test" A)
-    [ "$answer" = 198.19.0.77 ] || { echo "query $i: got '$answer'"; return 1; }
-  done
-}
+t_dig() { topology_dns_queries "$p" 5; }
 check "UDP: 5 DNS queries with dig from c1 through the NAT" t_dig
 
 t_routing_installed() {

@@ -124,7 +124,7 @@ int tunnat_read_ring_wait(struct tunnat_read_ring *ring, int timeout_ms);
 /// Takes up to `max` filled buffers without waiting (one io_uring_enter only when none is there yet): their ids and
 /// lengths in the order the frames were read; returns how many. Reads that failed are counted in `*errors` (the
 /// last errno in `*last_error`), not returned.
-int tunnat_read_ring_take(struct tunnat_read_ring *ring, uint16_t *ids, uint32_t *lengths, unsigned int max,
+int tunnat_read_ring_take(struct tunnat_read_ring *ring, uint16_t *ids, size_t *lengths, unsigned int max,
                           unsigned int *errors, int *last_error);
 /// Gives buffers back to the kernel, and restarts the read if it ended for want of one.
 void tunnat_read_ring_release(struct tunnat_read_ring *ring, const uint16_t *ids, unsigned int count);
