@@ -62,6 +62,9 @@ let package = Package(
         .target(name: "HTTP", dependencies: ["CCurlShim"], swiftSettings: strict),
         // The AWS client: SigV4, XML, the EC2 Query API, credentials, IMDSv2, retries.
         .target(name: "AWS", dependencies: ["Hashing", "HTTP", "SystemCalls"], swiftSettings: strict),
+        // Stand-ins for what cannot run here, for tests: an in-memory EC2, instance metadata, a hand-turned clock.
+        // Never linked into the executable.
+        .target(name: "FakeAWS", dependencies: ["AWS", "HTTP", "SystemCalls"], swiftSettings: strict),
         // Health probes (ping, tcp, http(s), command), rise and fall.
         .target(name: "Health", dependencies: ["HTTP", "PacketKit", "SystemCalls"], swiftSettings: strict),
         // Route failover (AWSnycast's semantics): route decisions and the route manager.
@@ -100,11 +103,11 @@ let package = Package(
         .testTarget(name: "NatTableTests", dependencies: ["NatTable", "PacketKit"], swiftSettings: strict),
         .testTarget(name: "SystemCallsTests", dependencies: ["SystemCalls"], swiftSettings: strict),
         .testTarget(name: "TunIOTests", dependencies: ["TunIO", "SystemCalls", "NatTable", "PacketKit"], swiftSettings: strict),
-        .testTarget(name: "AWSTests", dependencies: ["AWS", "Hashing", "SystemCalls"], swiftSettings: strict),
+        .testTarget(name: "AWSTests", dependencies: ["AWS", "FakeAWS", "HTTP", "Hashing", "SystemCalls"], swiftSettings: strict),
         .testTarget(name: "HealthTests", dependencies: ["Health", "SystemCalls"], swiftSettings: strict),
         .testTarget(
             name: "FailoverTests",
-            dependencies: ["Failover", "AWS", "Health", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Failover", "AWS", "FakeAWS", "Health", "SystemCalls", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .testTarget(

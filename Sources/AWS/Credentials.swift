@@ -11,6 +11,8 @@ public final class CredentialProvider: Sendable {
         case environment
         case sharedFile(path: String, profile: String)
         case instanceRole
+        /// Given when the provider was made (`init(fixed:)`).
+        case given
     }
 
     let imds: InstanceMetadataClient?
@@ -23,6 +25,13 @@ public final class CredentialProvider: Sendable {
     public init(profile: String? = nil, imds: InstanceMetadataClient?) {
         self.profile = profile
         self.imds = imds
+    }
+
+    /// Always `credentials`: for tests and tools that have their keys already.
+    public init(fixed credentials: AWSCredentials) {
+        profile = nil
+        imds = nil
+        cached.withLock { $0 = (credentials, .given, nil) }
     }
 
     public func credentials() throws(AWSError) -> AWSCredentials { try resolve().credentials }

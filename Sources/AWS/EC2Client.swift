@@ -1,87 +1,54 @@
 import HTTP
 import SystemCalls
 
-/// The EC2 Query API (and CloudWatch's, which has the same shape: `cloudWatch(...)`): every call is a POST of a form body (`Action=...&Version=2016-11-15&...`), signed with SigV4,
-/// answered with XML. Errors come back as `AWSError.api` with AWS's code and message; throttling, 5xx and lost
-/// connections are retried under `retry`.
-public final class EC2Client: Sendable {
+/// The EC2 Query API (version 2016-11-15, SigV4 service "ec2") over a `QueryClient`: the calls tunnat makes,
+/// typed. The route manager sees it as an `EC2API`.
+public struct EC2Client: EC2API {
     public static let apiVersion = "2016-11-15"
-    public let endpoint: String
-    public let region: String
-    let credentials: CredentialProvider
-    let retry: RetryPolicy
-    let onRetry: @Sendable (AWSError, Int, Int) -> Void
-    let timeoutMilliseconds: Int
-    /// The SigV4 service name and the API version of the Query API spoken: ec2 and 2016-11-15 unless made by
-    /// `cloudWatch(...)`.
-    let service: String
-    let version: String
+    public let query: QueryClient
+    public var endpoint: String { query.endpoint }
+    public var region: String { query.region }
 
     /// `endpoint` nil: https://ec2.<region>.amazonaws.com.
     public init(region: String, endpoint: String? = nil, credentials: CredentialProvider, retry: RetryPolicy = RetryPolicy(),
                 timeoutMilliseconds: Int = 10_000, onRetry: @escaping @Sendable (AWSError, Int, Int) -> Void = { _, _, _ in },
-                service: String = "ec2", apiVersion: String = EC2Client.apiVersion) {
-        self.service = service
-        self.version = apiVersion
-        self.region = region
-        var e = endpoint ?? "https://ec2.\(region).amazonaws.com"
-        while e.hasSuffix("/") { e.removeLast() }
-        self.endpoint = e
-        self.credentials = credentials
-        self.retry = retry
-        self.onRetry = onRetry
-        self.timeoutMilliseconds = timeoutMilliseconds
+                transport: any HTTPTransport = CurlTransport()) {
+        query = QueryClient(service: "ec2", version: Self.apiVersion, region: region,
+                            endpoint: endpoint ?? "https://ec2.\(region).amazonaws.com", credentials: credentials,
+                            retry: retry, timeoutMilliseconds: timeoutMilliseconds, onRetry: onRetry, transport: transport)
     }
 
-    /// One API call, retried as the policy says; returns the response document's root element.
+    public init(query: QueryClient) { self.query = query }
+
+    /// One API call by name, retried as the policy says (for calls this type has no method for).
     public func call(_ action: String, _ parameters: [(String, String)] = []) throws(AWSError) -> XMLElement {
-        try retry.run(onRetry: onRetry) { () throws(AWSError) -> XMLElement in try callOnce(action, parameters) }
+        try query.call(action, parameters)
+    }
+}
+
+/// The EC2 calls the failover module makes: `EC2Client` against EC2 (or an emulator), and a fake in tests, so the
+/// route manager's decisions and retries are tested without a server.
+public protocol EC2API: Sendable {
+    func describeRouteTables(filters: [EC2Filter]) throws(AWSError) -> [RouteTable]
+    func createRoute(table: String, cidr: String, networkInterface: String) throws(AWSError)
+    func replaceRoute(table: String, cidr: String, networkInterface: String) throws(AWSError)
+    func deleteRoute(table: String, cidr: String) throws(AWSError)
+    func describeNetworkInterfaces(ids: [String], filters: [EC2Filter]) throws(AWSError) -> [NetworkInterface]
+    /// Running instances only: a stopped or terminated instance is absent.
+    func describeInstanceStatus(ids: [String]) throws(AWSError) -> [InstanceStatus]
+    /// All of `addresses` in one call: EC2 assigns them all or none.
+    func assignPrivateIPAddresses(_ addresses: [String], to networkInterface: String, allowReassignment: Bool) throws(AWSError)
+    func unassignPrivateIPAddresses(_ addresses: [String], from networkInterface: String) throws(AWSError)
+    func describeAddresses(filters: [EC2Filter]) throws(AWSError) -> [ElasticAddress]
+}
+
+extension EC2API {
+    public func describeNetworkInterfaces(ids: [String]) throws(AWSError) -> [NetworkInterface] {
+        try describeNetworkInterfaces(ids: ids, filters: [])
     }
 
-    func callOnce(_ action: String, _ parameters: [(String, String)]) throws(AWSError) -> XMLElement {
-        let body = Self.formBody([("Action", action), ("Version", version)] + parameters)
-        let (host, path) = Self.hostAndPath(endpoint)
-        var signable = SignableRequest(method: "POST", path: path, headers: [
-            ("Host", host), ("Content-Type", "application/x-www-form-urlencoded; charset=utf-8"),
-        ], body: Array(body.utf8))
-        SigV4.sign(&signable, credentials: try credentials.credentials(),
-                   options: SigV4.Options(region: region, service: service), time: SystemClock.wallClockSeconds())
-        var request = HTTPRequest(method: "POST", url: endpoint + path, headers: signable.headers, body: signable.body)
-        request.timeoutMilliseconds = timeoutMilliseconds
-        let response: HTTPResponse
-        do { response = try HTTPClient.perform(request) } catch {
-            throw .transport(action: action, code: error.code, message: error.message)
-        }
-        let document: XMLElement
-        do { document = try XML.parse(response.body) } catch {
-            let start = String(response.text.prefix(120))
-            throw response.status == 200 ? .badResponse(action: action, "\(error)")
-                : .api(action: action, status: response.status, code: "HTTP\(response.status)", message: start)
-        }
-        guard response.status == 200 else {
-            // <Response><Errors><Error><Code>..</Code><Message>..</Message></Error></Errors>...</Response>
-            let error = document.first("Error")
-            throw .api(action: action, status: response.status, code: error?.value("Code") ?? "HTTP\(response.status)",
-                       message: error?.value("Message") ?? "")
-        }
-        return document
-    }
-
-    /// "https://host:port/path" -> ("host:port", "/path"); the Host header is what curl will send.
-    static func hostAndPath(_ url: String) -> (String, String) {
-        var rest = Substring(url)
-        if let scheme = rest.range(of: "://") { rest = rest[scheme.upperBound...] }
-        let slash = rest.firstIndex(of: "/") ?? rest.endIndex
-        var host = String(rest[..<slash])
-        if url.hasPrefix("https://"), host.hasSuffix(":443") { host.removeLast(4) }
-        if url.hasPrefix("http://"), host.hasSuffix(":80") { host.removeLast(3) }
-        let path = slash == rest.endIndex ? "/" : String(rest[slash...])
-        return (host, path)
-    }
-
-    static func formBody(_ parameters: [(String, String)]) -> String {
-        parameters.map { "\(SigV4.encode($0.0, keepSlash: false))=\(SigV4.encode($0.1, keepSlash: false))" }
-            .joined(separator: "&")
+    public func describeNetworkInterfaces(filters: [EC2Filter]) throws(AWSError) -> [NetworkInterface] {
+        try describeNetworkInterfaces(ids: [], filters: filters)
     }
 }
 
@@ -147,6 +114,18 @@ public struct NetworkInterface: Sendable, Equatable {
     public var primaryPrivateIP: String
     public var privateIPs: [String]
     public var sourceDestCheck: Bool
+
+    public init(id: String, instanceID: String?, macAddress: String = "", vpcID: String, subnetID: String = "",
+                primaryPrivateIP: String, privateIPs: [String] = [], sourceDestCheck: Bool = false) {
+        self.id = id
+        self.instanceID = instanceID
+        self.macAddress = macAddress
+        self.vpcID = vpcID
+        self.subnetID = subnetID
+        self.primaryPrivateIP = primaryPrivateIP
+        self.privateIPs = privateIPs
+        self.sourceDestCheck = sourceDestCheck
+    }
 }
 
 public struct InstanceStatus: Sendable, Equatable {
@@ -156,6 +135,13 @@ public struct InstanceStatus: Sendable, Equatable {
     public var instanceStatus: String
     public var systemStatus: String
     public var isImpaired: Bool { instanceStatus == "impaired" || systemStatus == "impaired" }
+
+    public init(instanceID: String, state: String = "running", instanceStatus: String = "ok", systemStatus: String = "ok") {
+        self.instanceID = instanceID
+        self.state = state
+        self.instanceStatus = instanceStatus
+        self.systemStatus = systemStatus
+    }
 }
 
 public struct ElasticAddress: Sendable, Equatable {
@@ -163,6 +149,13 @@ public struct ElasticAddress: Sendable, Equatable {
     public var allocationID: String?
     public var networkInterfaceID: String?
     public var privateIP: String?
+
+    public init(publicIP: String, allocationID: String? = nil, networkInterfaceID: String? = nil, privateIP: String? = nil) {
+        self.publicIP = publicIP
+        self.allocationID = allocationID
+        self.networkInterfaceID = networkInterfaceID
+        self.privateIP = privateIP
+    }
 }
 
 extension EC2Client {
@@ -170,33 +163,13 @@ extension EC2Client {
         var p: [(String, String)] = []
         for (i, f) in filters.enumerated() {
             p.append(("Filter.\(i + 1).Name", f.name))
-            p += numbered("Filter.\(i + 1).Value", f.values)
+            p += QueryClient.numbered("Filter.\(i + 1).Value", f.values)
         }
         return p
     }
 
-    /// The Query API's form of a list: `name.1`, `name.2`, ... (numbered from 1).
-    static func numbered(_ name: String, _ values: [String]) -> [(String, String)] {
-        values.enumerated().map { ("\(name).\($0.offset + 1)", $0.element) }
-    }
-
-    /// Follows NextToken until the listing is complete.
-    func paged(_ action: String, _ parameters: [(String, String)], set: String) throws(AWSError) -> [XMLElement] {
-        var items: [XMLElement] = []
-        var token: String?
-        for _ in 0..<1000 {
-            var p = parameters
-            if let token { p.append(("NextToken", token)) }
-            let document = try call(action, p)
-            items += document.items(set)
-            token = document.value("nextToken")
-            if token?.isEmpty ?? true { return items }
-        }
-        throw .badResponse(action: action, "more than 1000 pages")
-    }
-
-    public func describeRouteTables(filters: [EC2Filter] = []) throws(AWSError) -> [RouteTable] {
-        try paged("DescribeRouteTables", Self.filterParameters(filters), set: "routeTableSet").map { item in
+    public func describeRouteTables(filters: [EC2Filter]) throws(AWSError) -> [RouteTable] {
+        try query.paged("DescribeRouteTables", Self.filterParameters(filters), set: "routeTableSet").map { item in
             RouteTable(
                 id: item.value("routeTableId") ?? "", vpcID: item.value("vpcId") ?? "",
                 isMain: item.items("associationSet").contains { $0.value("main") == "true" },
@@ -215,22 +188,22 @@ extension EC2Client {
     }
 
     public func createRoute(table: String, cidr: String, networkInterface: String) throws(AWSError) {
-        _ = try call("CreateRoute", [("RouteTableId", table), ("DestinationCidrBlock", cidr),
+        _ = try query.call("CreateRoute", [("RouteTableId", table), ("DestinationCidrBlock", cidr),
                                      ("NetworkInterfaceId", networkInterface)])
     }
 
     public func replaceRoute(table: String, cidr: String, networkInterface: String) throws(AWSError) {
-        _ = try call("ReplaceRoute", [("RouteTableId", table), ("DestinationCidrBlock", cidr),
+        _ = try query.call("ReplaceRoute", [("RouteTableId", table), ("DestinationCidrBlock", cidr),
                                       ("NetworkInterfaceId", networkInterface)])
     }
 
     public func deleteRoute(table: String, cidr: String) throws(AWSError) {
-        _ = try call("DeleteRoute", [("RouteTableId", table), ("DestinationCidrBlock", cidr)])
+        _ = try query.call("DeleteRoute", [("RouteTableId", table), ("DestinationCidrBlock", cidr)])
     }
 
-    public func describeNetworkInterfaces(ids: [String] = [], filters: [EC2Filter] = []) throws(AWSError) -> [NetworkInterface] {
-        let p = Self.filterParameters(filters) + Self.numbered("NetworkInterfaceId", ids)
-        return try paged("DescribeNetworkInterfaces", p, set: "networkInterfaceSet").map { item in
+    public func describeNetworkInterfaces(ids: [String], filters: [EC2Filter]) throws(AWSError) -> [NetworkInterface] {
+        let p = Self.filterParameters(filters) + QueryClient.numbered("NetworkInterfaceId", ids)
+        return try query.paged("DescribeNetworkInterfaces", p, set: "networkInterfaceSet").map { item in
             NetworkInterface(
                 id: item.value("networkInterfaceId") ?? "", instanceID: item.child("attachment")?.value("instanceId"),
                 macAddress: item.value("macAddress") ?? "", vpcID: item.value("vpcId") ?? "",
@@ -242,8 +215,8 @@ extension EC2Client {
 
     /// Running instances only (IncludeAllInstances=false): a stopped or terminated instance is simply absent.
     public func describeInstanceStatus(ids: [String]) throws(AWSError) -> [InstanceStatus] {
-        let p = [("IncludeAllInstances", "false")] + Self.numbered("InstanceId", ids)
-        return try paged("DescribeInstanceStatus", p, set: "instanceStatusSet").map { item in
+        let p = [("IncludeAllInstances", "false")] + QueryClient.numbered("InstanceId", ids)
+        return try query.paged("DescribeInstanceStatus", p, set: "instanceStatusSet").map { item in
             InstanceStatus(instanceID: item.value("instanceId") ?? "",
                            state: item.child("instanceState")?.value("name") ?? "",
                            instanceStatus: item.child("instanceStatus")?.value("status") ?? "",
@@ -255,75 +228,22 @@ extension EC2Client {
     /// ENI holds is moved here, and the Elastic IP associated with it follows it.
     public func assignPrivateIPAddresses(_ addresses: [String], to networkInterface: String,
                                          allowReassignment: Bool) throws(AWSError) {
-        _ = try call("AssignPrivateIpAddresses", [("NetworkInterfaceId", networkInterface)]
-                     + Self.numbered("PrivateIpAddress", addresses)
+        _ = try query.call("AssignPrivateIpAddresses", [("NetworkInterfaceId", networkInterface)]
+                     + QueryClient.numbered("PrivateIpAddress", addresses)
                      + [("AllowReassignment", allowReassignment ? "true" : "false")])
     }
 
     /// All of `addresses` in one call.
     public func unassignPrivateIPAddresses(_ addresses: [String], from networkInterface: String) throws(AWSError) {
-        _ = try call("UnassignPrivateIpAddresses", [("NetworkInterfaceId", networkInterface)]
-                     + Self.numbered("PrivateIpAddress", addresses))
+        _ = try query.call("UnassignPrivateIpAddresses", [("NetworkInterfaceId", networkInterface)]
+                     + QueryClient.numbered("PrivateIpAddress", addresses))
     }
 
-    public func describeAddresses(filters: [EC2Filter] = []) throws(AWSError) -> [ElasticAddress] {
-        try call("DescribeAddresses", Self.filterParameters(filters)).items("addressesSet").map { item in
+    public func describeAddresses(filters: [EC2Filter]) throws(AWSError) -> [ElasticAddress] {
+        try query.call("DescribeAddresses", Self.filterParameters(filters)).items("addressesSet").map { item in
             ElasticAddress(publicIP: item.value("publicIp") ?? "", allocationID: item.value("allocationId"),
                            networkInterfaceID: item.value("networkInterfaceId"), privateIP: item.value("privateIpAddress"))
         }
     }
 }
 
-// MARK: - CloudWatch
-
-/// One value for CloudWatch PutMetricData.
-public struct MetricDatum: Sendable, Equatable {
-    public var name: String
-    public var value: Double
-    /// Count, Bytes, Seconds or None.
-    public var unit: String
-    public var dimensions: [(name: String, value: String)]
-
-    public init(name: String, value: Double, unit: String, dimensions: [(name: String, value: String)] = []) {
-        self.name = name
-        self.value = value
-        self.unit = unit
-        self.dimensions = dimensions
-    }
-
-    public static func == (a: MetricDatum, b: MetricDatum) -> Bool {
-        a.name == b.name && a.value == b.value && a.unit == b.unit
-            && a.dimensions.map(\.name) == b.dimensions.map(\.name) && a.dimensions.map(\.value) == b.dimensions.map(\.value)
-    }
-}
-
-extension EC2Client {
-    /// The CloudWatch Query API (2010-08-01, SigV4 service "monitoring") through the same client: signing, retries
-    /// and errors as for EC2. `endpoint` nil: https://monitoring.<region>.amazonaws.com.
-    public static func cloudWatch(region: String, endpoint: String?, credentials: CredentialProvider,
-                                  retry: RetryPolicy = RetryPolicy(), timeoutMilliseconds: Int = 10_000,
-                                  onRetry: @escaping @Sendable (AWSError, Int, Int) -> Void = { _, _, _ in }) -> EC2Client {
-        EC2Client(region: region, endpoint: endpoint ?? "https://monitoring.\(region).amazonaws.com", credentials: credentials,
-                  retry: retry, timeoutMilliseconds: timeoutMilliseconds, onRetry: onRetry, service: "monitoring",
-                  apiVersion: "2010-08-01")
-    }
-
-    /// PutMetricData, in calls of at most 1,000 values (the API's limit per request).
-    public func putMetricData(namespace: String, _ data: [MetricDatum]) throws(AWSError) {
-        var start = 0
-        while start < data.count {
-            let chunk = data[start..<min(start + 1000, data.count)]
-            var parameters = [("Namespace", namespace)]
-            for (i, datum) in chunk.enumerated() {
-                let p = "MetricData.member.\(i + 1)."
-                parameters += [(p + "MetricName", datum.name), (p + "Value", String(datum.value)), (p + "Unit", datum.unit)]
-                for (j, dimension) in datum.dimensions.enumerated() {
-                    parameters += [(p + "Dimensions.member.\(j + 1).Name", dimension.name),
-                                   (p + "Dimensions.member.\(j + 1).Value", dimension.value)]
-                }
-            }
-            _ = try call("PutMetricData", parameters)
-            start += 1000
-        }
-    }
-}

@@ -6,7 +6,7 @@ import SystemCalls
 /// The EC2 instance metadata service, version 2 only: a session token is PUT for (with the TTL header
 /// X-aws-ec2-metadata-token-ttl-seconds), then every GET carries it in X-aws-ec2-metadata-token. A 401 means the
 /// token expired or is missing; the client fetches a new one once and asks again. Requests never go through a proxy.
-public final class InstanceMetadataClient: Sendable {
+public final class InstanceMetadataClient: InstanceMetadataSource {
     public static let defaultEndpoint = "http://169.254.169.254"
     public let endpoint: String
     /// Six hours, the longest IMDSv2 allows.
@@ -128,4 +128,10 @@ public struct InstanceIdentity: Sendable, Equatable, CustomStringConvertible {
         if interfaceID.isEmpty { missing.append("interface_id") }
         return missing
     }
+}
+
+/// Reads the instance metadata: `InstanceMetadataClient` (IMDSv2) in the program, a fake in tests.
+public protocol InstanceMetadataSource: Sendable {
+    /// The value at `path` (below /latest/meta-data/), nil when the service says 404.
+    func get(_ path: String) throws(AWSError) -> String?
 }

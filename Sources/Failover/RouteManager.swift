@@ -39,16 +39,18 @@ public struct FailoverError: Error, CustomStringConvertible, Sendable {
 public final class RouteManager: @unchecked Sendable {
     public let config: FailoverConfiguration
     public let identity: InstanceIdentity
-    let ec2: EC2Client
-    let imds: InstanceMetadataClient?
+    let ec2: any EC2API
+    let imds: (any InstanceMetadataSource)?
+    /// Hold-down ages and the wait for the instance metadata to show the pool addresses.
+    let clock: any MonotonicClock
     public let noop: Bool
     let logger: Logger
     /// Local health checks by name (only those some route uses are started).
     public private(set) var healthChecks: [String: HealthCheck] = [:]
-    /// Remote checks by "template@ip".
-    private var remoteChecks: [String: HealthCheck] = [:]
-    /// When tunnat last changed each "rtb|cidr" (monotonic seconds).
-    private var lastChange: [String: Double] = [:]
+    /// Remote checks by template and the address they probe.
+    private var remoteChecks: [RemoteCheckKey: HealthCheck] = [:]
+    /// When tunnat last changed each route (monotonic seconds).
+    private var lastChange: [RouteKey: Double] = [:]
     private var eniOwners: [String: (instance: String?, ip: String)] = [:]
     private var routerENIs: [String: String] = [:]
     /// A verdict flipped, the role changed, or a race was lost: a pass is due now.
@@ -59,8 +61,9 @@ public final class RouteManager: @unchecked Sendable {
     /// With replication: this node's role, which decides the routes (RouteDecision.ruleOfRole). Set before `run`.
     public var role: (@Sendable () -> RouteRole)?
 
-    public init(config: FailoverConfiguration, identity: InstanceIdentity, ec2: EC2Client, imds: InstanceMetadataClient?,
-                noop: Bool, logger: Logger) throws(FailoverError) {
+    public init(config: FailoverConfiguration, identity: InstanceIdentity, ec2: any EC2API,
+                imds: (any InstanceMetadataSource)?, noop: Bool, clock: any MonotonicClock = SystemMonotonicClock(),
+                logger: Logger) throws(FailoverError) {
         do {
             wake = try Wakeup()
             stopping = try StopSignal()
@@ -72,6 +75,7 @@ public final class RouteManager: @unchecked Sendable {
         self.ec2 = ec2
         self.imds = imds
         self.noop = noop
+        self.clock = clock
         self.logger = logger
         let used = Set(config.routeTables.values.flatMap { $0.manageRoutes.compactMap(\.healthCheck) })
         for name in used.sorted() {
@@ -188,7 +192,7 @@ public final class RouteManager: @unchecked Sendable {
         routerENIs.removeAll()
         var changes: [RouteChange] = []
         var problems: [String] = []
-        var usedRemote = Set<String>()
+        var usedRemote = Set<RemoteCheckKey>()
         var managed = 0
         var held = 0
         // Taking over, the active NAT takes the pool addresses first: the replies to its flows come back through
@@ -240,7 +244,7 @@ public final class RouteManager: @unchecked Sendable {
     }
 
     /// The change made (or, noop, that would be), and whether the route points at `spec`'s target afterwards.
-    func manage(_ spec: ManagedRoute, in table: RouteTable, usedRemote: inout Set<String>) throws(AWSError) -> (RouteChange?, Bool) {
+    func manage(_ spec: ManagedRoute, in table: RouteTable, usedRemote: inout Set<RemoteCheckKey>) throws(AWSError) -> (RouteChange?, Bool) {
         let targetInstance = spec.instance ?? identity.instanceID
         let targetENI = try routerInterface(of: targetInstance)
         let current = table.route(to: spec.cidr)
@@ -249,11 +253,11 @@ public final class RouteManager: @unchecked Sendable {
             if let eni = current.networkInterfaceID { isOurs = eni == targetENI }
             else if let instance = current.instanceID { isOurs = instance == targetInstance }
         }
-        let key = "\(table.id)|\(spec.cidr)"
+        let key = RouteKey(table: table.id, cidr: spec.cidr)
         var situation = RouteSituation(
             current: current, isOurs: isOurs, localHealthy: spec.healthCheck.map { healthChecks[$0]?.isHealthy ?? nil } ?? true,
             localName: spec.healthCheck, spec: spec,
-            secondsSinceOurLastChange: lastChange[key].map { SystemClock.monotonicSeconds() - $0 }, holdDown: Double(config.holdDown))
+            secondsSinceOurLastChange: lastChange[key].map { clock.seconds() - $0 }, holdDown: Double(config.holdDown))
         situation.role = role?()
         situation.claiming = claiming.isSet
         var ownerError: AWSError?
@@ -297,7 +301,7 @@ public final class RouteManager: @unchecked Sendable {
         case .keep, .wait:
             break
         }
-        lastChange[key] = SystemClock.monotonicSeconds()
+        lastChange[key] = clock.seconds()
         if case .delete = decision { return (change, false) }
         return (change, true)
     }
@@ -323,7 +327,7 @@ public final class RouteManager: @unchecked Sendable {
 
     /// For if_unhealthy: the remote health check of the route's holder if the entry has one, else EC2's view of
     /// the holder (DescribeInstanceStatus: impaired, or not running at all).
-    func ownerHealth(of route: Route, spec: ManagedRoute, usedRemote: inout Set<String>) throws(AWSError) -> OwnerHealth {
+    func ownerHealth(of route: Route, spec: ManagedRoute, usedRemote: inout Set<RemoteCheckKey>) throws(AWSError) -> OwnerHealth {
         var instance = route.instanceID
         var ip: String?
         if let eni = route.networkInterfaceID {
@@ -338,12 +342,12 @@ public final class RouteManager: @unchecked Sendable {
         }
         if let templateName = spec.remoteHealthCheck, let template = config.remoteHealthChecks[templateName] {
             guard let ip else { return .unknown("no address to run remote check \(templateName) against") }
-            let key = "\(templateName)@\(ip)"
+            let key = RemoteCheckKey(template: templateName, address: ip)
             usedRemote.insert(key)
             let check: HealthCheck
             if let existing = remoteChecks[key] { check = existing } else {
                 do {
-                    check = try HealthCheck(name: key, spec: template.with(destination: ip),
+                    check = try HealthCheck(name: key.description, spec: template.with(destination: ip),
                                             log: { [logger] in logger.notice("\($0)") }, onChange: { [wake] _, _ in wake.signal() })
                 } catch {
                     return .unknown("remote check \(key) cannot start: \(error)")
@@ -428,10 +432,28 @@ public final class RouteManager: @unchecked Sendable {
                 unseen = addresses.filter { !shown.contains($0) }
                 if unseen.isEmpty { return }
             }
-            Syscall.sleep(milliseconds: 200)
+            clock.sleep(milliseconds: 200)
         }
         logger.warning("pool address(es) \(unseen.joined(separator: ", ")): the instance metadata does not show them on \(identity.mac) after 10s")
     }
+}
+
+/// A managed route: its route table and destination.
+public struct RouteKey: Hashable, Sendable, CustomStringConvertible {
+    public var table: String
+    public var cidr: String
+    public init(table: String, cidr: String) {
+        self.table = table
+        self.cidr = cidr
+    }
+    public var description: String { "\(table) \(cidr)" }
+}
+
+/// A remote health check: the template it is made from and the address of the route holder it probes.
+struct RemoteCheckKey: Hashable, Sendable, CustomStringConvertible {
+    var template: String
+    var address: String
+    var description: String { "\(template)@\(address)" }
 }
 
 /// A flag shared between threads (the claim the route manager is making).

@@ -30,6 +30,10 @@ public struct HTTPRequest: Sendable {
 public struct HTTPResponse: Sendable {
     public var status: Int
     public var body: [UInt8]
+    public init(status: Int, body: [UInt8]) {
+        self.status = status
+        self.body = body
+    }
     public var text: String { String(decoding: body, as: UTF8.self) }
 }
 
@@ -40,6 +44,24 @@ public struct HTTPTransportError: Error, CustomStringConvertible, Sendable {
     public var message: String
     public var url: String
     public var description: String { "\(url): \(message) (curl error \(code))" }
+
+    public init(code: Int, message: String, url: String) {
+        self.code = code
+        self.message = message
+        self.url = url
+    }
+}
+
+/// Whatever carries an HTTP exchange for the AWS clients: libcurl in the program (`CurlTransport`), a scripted
+/// stand-in in tests, so a client's signing, error mapping and retries are tested without a server.
+public protocol HTTPTransport: Sendable {
+    func perform(_ request: HTTPRequest) throws(HTTPTransportError) -> HTTPResponse
+}
+
+/// libcurl, through `HTTPClient.perform`.
+public struct CurlTransport: HTTPTransport {
+    public init() {}
+    public func perform(_ request: HTTPRequest) throws(HTTPTransportError) -> HTTPResponse { try HTTPClient.perform(request) }
 }
 
 public enum HTTPClient {

@@ -27,3 +27,18 @@ public enum SystemClock {
     /// Seconds since 1970 (for SigV4 dates and credential expiry).
     public static func wallClockSeconds() -> Int { Int(realtime().seconds) }
 }
+
+/// A monotonic clock that can also wait: the system's in the program, a hand-turned one in tests, so that what
+/// depends on elapsed time (hold-downs, confirmations with a deadline) is tested without sleeping.
+public protocol MonotonicClock: Sendable {
+    /// Seconds on a monotonic scale (any origin).
+    func seconds() -> Double
+    func sleep(milliseconds: Int)
+}
+
+/// CLOCK_MONOTONIC, and nanosleep.
+public struct SystemMonotonicClock: MonotonicClock {
+    public init() {}
+    public func seconds() -> Double { SystemClock.monotonicSeconds() }
+    public func sleep(milliseconds: Int) { Syscall.sleep(milliseconds: milliseconds) }
+}

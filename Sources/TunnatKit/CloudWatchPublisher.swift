@@ -10,12 +10,12 @@ import SystemCalls
 /// interval sends what accumulated since the last call that succeeded: nothing is lost to an outage shorter
 /// than the counters' life.
 public final class CloudWatchPublisher: Sendable {
-    let client: EC2Client
+    let client: CloudWatchClient
     let settings: CloudWatchSettings
     let dimensions: [(name: String, value: String)]
     let logger: Logger
 
-    init(client: EC2Client, settings: CloudWatchSettings, instanceID: String, logger: Logger) {
+    init(client: CloudWatchClient, settings: CloudWatchSettings, instanceID: String, logger: Logger) {
         self.client = client
         self.settings = settings
         dimensions = instanceID.isEmpty ? [] : [("InstanceId", instanceID)]
@@ -39,11 +39,11 @@ public final class CloudWatchPublisher: Sendable {
         let credentials = CredentialProvider(profile: aws.profile, imds: imds)
         do { _ = try credentials.resolve() } catch { throw FailoverError("\(error)") }
         let endpoint = settings.endpoint ?? Environment.value("AWS_ENDPOINT_URL_CLOUDWATCH") ?? Environment.value("AWS_ENDPOINT_URL")
-        let client = EC2Client.cloudWatch(region: region, endpoint: endpoint, credentials: credentials, retry: aws.retry,
-                                          timeoutMilliseconds: Int(aws.timeoutSeconds) * 1000)
+        let client = CloudWatchClient(region: region, endpoint: endpoint, credentials: credentials, retry: aws.retry,
+                                      timeoutMilliseconds: Int(aws.timeoutSeconds) * 1000)
         logger.info("metrics to CloudWatch", metadata: [
             "namespace": "\(settings.namespace)", "region": "\(region)", "every": "\(settings.interval)s",
-            "endpoint": "\(client.endpoint)",
+            "endpoint": "\(client.query.endpoint)",
         ])
         return CloudWatchPublisher(client: client, settings: settings, instanceID: identity.instanceID, logger: logger)
     }

@@ -84,15 +84,15 @@ import Testing
     }
 
     @Test func queryBodyAndHostAreWhatGetsSigned() {
-        #expect(EC2Client.formBody([("Action", "CreateRoute"), ("DestinationCidrBlock", "0.0.0.0/0"), ("X", "a b+c")])
+        #expect(QueryClient.formBody([("Action", "CreateRoute"), ("DestinationCidrBlock", "0.0.0.0/0"), ("X", "a b+c")])
                 == "Action=CreateRoute&DestinationCidrBlock=0.0.0.0%2F0&X=a%20b%2Bc")
-        #expect(EC2Client.hostAndPath("https://ec2.eu-west-1.amazonaws.com") == ("ec2.eu-west-1.amazonaws.com", "/"))
-        #expect(EC2Client.hostAndPath("http://127.0.0.1:5000/") == ("127.0.0.1:5000", "/"))
-        #expect(EC2Client.hostAndPath("https://vpce.example:443/x") == ("vpce.example", "/x"))
+        #expect(QueryClient.hostAndPath("https://ec2.eu-west-1.amazonaws.com") == ("ec2.eu-west-1.amazonaws.com", "/"))
+        #expect(QueryClient.hostAndPath("http://127.0.0.1:5000/") == ("127.0.0.1:5000", "/"))
+        #expect(QueryClient.hostAndPath("https://vpce.example:443/x") == ("vpce.example", "/x"))
         #expect(EC2Client.filterParameters([EC2Filter("vpc-id", ["vpc-1"]), EC2Filter("tag:Name", ["a", "b"])]).map { "\($0.0)=\($0.1)" }
                 == ["Filter.1.Name=vpc-id", "Filter.1.Value.1=vpc-1", "Filter.2.Name=tag:Name", "Filter.2.Value.1=a", "Filter.2.Value.2=b"])
         // AssignPrivateIpAddresses and UnassignPrivateIpAddresses send every address in one call this way.
-        #expect(EC2Client.numbered("PrivateIpAddress", ["10.0.0.50", "10.0.0.51", "10.0.0.52"]).map { "\($0.0)=\($0.1)" }
+        #expect(QueryClient.numbered("PrivateIpAddress", ["10.0.0.50", "10.0.0.51", "10.0.0.52"]).map { "\($0.0)=\($0.1)" }
                 == ["PrivateIpAddress.1=10.0.0.50", "PrivateIpAddress.2=10.0.0.51", "PrivateIpAddress.3=10.0.0.52"])
     }
 }
