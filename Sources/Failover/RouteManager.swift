@@ -165,8 +165,8 @@ public final class RouteManager: @unchecked Sendable {
     public var routesManaged: Int { managedCount.load(ordering: .relaxed) }
     public var routesHeld: Int { heldCount.load(ordering: .relaxed) }
 
-    /// Each health check's verdict: true healthy, false unhealthy, nil not yet known.
-    public var verdicts: [String: Bool?] { healthChecks.mapValues(\.isHealthy) }
+    /// Each health check's verdict, by the check's name.
+    public var verdicts: [String: HealthVerdict] { healthChecks.mapValues { HealthVerdict($0.isHealthy) } }
 
     /// Whether every health check this node runs is healthy: nil until each has a verdict; true with none.
     public var isHealthy: Bool? {

@@ -120,6 +120,15 @@ public enum Probe {
 /// Rise and fall (AWSnycast's healthcheck semantics): with no verdict yet, `rise` passes in a row make it healthy
 /// and `fall` failures in a row make it unhealthy; after that, the same counts flip it. Until the first verdict
 /// `isHealthy` is nil, and nothing may act on it.
+/// A health check's verdict as reported: healthy, unhealthy, or unknown (no verdict yet).
+public enum HealthVerdict: String, Sendable, Codable, CaseIterable {
+    case healthy, unhealthy, unknown
+
+    public init(_ isHealthy: Bool?) {
+        self = isHealthy.map { $0 ? .healthy : .unhealthy } ?? .unknown
+    }
+}
+
 public struct HealthState: Sendable, Equatable {
     public let rise: Int
     public let fall: Int

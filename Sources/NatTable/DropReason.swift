@@ -121,4 +121,15 @@ public struct NatCounters: Sendable, Equatable {
     public var dropped: UInt64 { drops.reduce(0, +) }
     /// Drops decided when a packet arrived: `dropped` less the held fragments that timed out or were evicted.
     public var arrivalDrops: UInt64 { dropped - self[.fragmentTimeout] - self[.fragmentEvicted] }
+
+    /// The one table of names: each counter as `tunnat status`, its JSON and the metrics name it, in the order the
+    /// status shows them (the drops go by `DropReason.description`).
+    public static let fields: [(name: String, value: WritableKeyPath<NatCounters, UInt64> & Sendable)] = [
+        ("packets", \.packets), ("outbound", \.outbound), ("inbound", \.inbound), ("hairpin", \.hairpin),
+        ("bytes-outbound", \.outboundBytes), ("bytes-inbound", \.inboundBytes), ("bytes-hairpin", \.hairpinBytes),
+        ("held-fragments", \.heldFragments), ("released-fragments", \.releasedFragments),
+        ("flows-created", \.flowsCreated), ("flows-expired", \.flowsExpired), ("flows-evicted", \.flowsEvicted),
+        ("inbound-flow-limit", \.inboundFlowLimit), ("tcp-attempts", \.tcpAttempts), ("tcp-established", \.tcpEstablished),
+        ("mappings-created", \.mappingsCreated), ("ports-preserved", \.portsPreserved),
+    ]
 }

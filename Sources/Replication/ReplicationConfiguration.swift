@@ -106,7 +106,8 @@ public struct ReplicationStatus: Codable, Sendable, Equatable {
         public var endpoint: String
         public var node: UInt32
         public var alive: Bool
-        public var role: String
+        /// As its last heartbeat said; nil before one arrived.
+        public var role: Role?
         public var synced: Bool
         /// A session with it is established (SessionHandshake).
         public var session: Bool
@@ -117,17 +118,64 @@ public struct ReplicationStatus: Codable, Sendable, Equatable {
         public var resyncing: Bool
     }
     public var node: UInt32 = 0
-    /// starting, standby or active.
-    public var role = Role.starting.description
+    public var role = Role.starting
     public var term: UInt64 = 0
     /// The active a standby follows.
     public var leader: UInt32 = 0
     /// A standby's replica is complete.
     public var synced = false
-    /// A planned handover from this node: empty, "underway to node N", "complete" or "failed: why".
-    public var handover = ""
+    /// A planned handover from this node.
+    public var handover = HandoverStatus.none
     /// Messages and bytes sent and received, records sent and applied, retransmits, resyncs, takeovers, and
     /// rejected messages by reason.
-    public var counters: [String: UInt64] = [:]
+    public var counters = ReplicationCounters()
     public var peers: [PeerStatus] = []
+}
+
+/// A planned handover from this node, as `tunnat status` shows it.
+public enum HandoverStatus: Sendable, Equatable, CustomStringConvertible {
+    case none
+    case underway(to: UInt32)
+    case complete
+    case failed(String)
+
+    /// "" (none), "underway to node N", "complete" or "failed: why": the JSON form too.
+    public var description: String {
+        switch self {
+        case .none: ""
+        case .underway(let node): "underway to node \(node)"
+        case .complete: "complete"
+        case .failed(let why): "failed: \(why)"
+        }
+    }
+
+    init(parsing text: String) {
+        if text.isEmpty { self = .none }
+        else if text == "complete" { self = .complete }
+        else if text.hasPrefix("underway to node "), let node = UInt32(text.dropFirst("underway to node ".count)) { self = .underway(to: node) }
+        else { self = .failed(text.hasPrefix("failed: ") ? String(text.dropFirst("failed: ".count)) : text) }
+    }
+}
+
+extension HandoverStatus: Codable {
+    public init(from decoder: any Decoder) throws { self.init(parsing: try decoder.singleValueContainer().decode(String.self)) }
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+}
+
+/// JSON: the role's name ("starting", "standby", "active").
+extension Role: Codable {
+    public init(from decoder: any Decoder) throws {
+        let name = try decoder.singleValueContainer().decode(String.self)
+        guard let role = Role.allCases.first(where: { $0.description == name }) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "no role '\(name)'"))
+        }
+        self = role
+    }
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
 }

@@ -74,30 +74,8 @@ public final class ReplicationNode {
     public private(set) var handover: Handover?
     /// A role change decided while receiving (a handover), reported by the next `tick`.
     var changedWhileReceiving: Role?
-    var tallies: [String: UInt64] = [:]
-    /// Refused datagrams by reason, counted in place: a flood is refused at hundreds of thousands a second, and
-    /// naming each refusal as a string would cost more than refusing it.
-    var rejections = [UInt64](repeating: 0, count: SyncRejection.allCases.count)
-    static let rejectionNames = SyncRejection.allCases.map { "rejected-\($0)" }
-    /// Datagrams and bytes sent by kind (indexed by `SyncMessage.Kind`'s raw value), counted in place the same way:
-    /// a resync sends tens of thousands a second.
-    var sentByKind = [(datagrams: UInt64, bytes: UInt64)](repeating: (0, 0), count: ReplicationNode.kindSlots)
-    static let kindSlots = Int(SyncMessage.Kind.allCases.map(\.rawValue).max()!) + 1
-    static let kindNames: [String?] = (0..<kindSlots).map { i in
-        SyncMessage.Kind(rawValue: UInt8(i)).map { "sent-\($0)" }
-    }
-
-    /// Every counter by name; refusals as "rejected-REASON", datagrams sent as "sent-KIND" and "sent-KIND-bytes".
-    public var counters: [String: UInt64] {
-        var all = tallies
-        for (i, n) in rejections.enumerated() where n > 0 { all[Self.rejectionNames[i]] = n }
-        for (i, sent) in sentByKind.enumerated() where sent.datagrams > 0 {
-            guard let name = Self.kindNames[i] else { continue }
-            all[name] = sent.datagrams
-            all[name + "-bytes"] = sent.bytes
-        }
-        return all
-    }
+    /// What happened, counted (`ReplicationCounters`).
+    public internal(set) var counters = ReplicationCounters()
     var lastHeartbeat = -Double.infinity
     /// Every change up to this serial is acknowledged by every standby in sync (or there is none to wait for).
     public private(set) var confirmedSerial: UInt64 = .max
@@ -126,13 +104,8 @@ public final class ReplicationNode {
     public var synced: Bool { machine.synced }
     var heartbeatInterval: Double { Double(config.heartbeatMilliseconds) / 1000 }
 
-    func count(_ name: String, _ n: UInt64 = 1) {
-        if n > 0 { tallies[name, default: 0] &+= n }
-    }
-
-    func count(_ rejection: SyncRejection) {
-        rejections[rejection.rawValue] &+= 1
-    }
+    func count(_ event: ReplicationCounters.Event, _ n: UInt64 = 1) { counters.count(event, n) }
+    func count(_ rejection: SyncRejection) { counters.count(rejection) }
 
     func instant(_ now: Double) -> NatInstant { NatInstant(nanoseconds: UInt64(max(0, now) * 1e9)) }
 
@@ -177,13 +150,13 @@ public final class ReplicationNode {
             // After a handover the former active's stream goes on until it leaves; otherwise it is over.
             if handedOverBy == nil { inbound = InboundStream() }
             if let handedOverBy {
-                count("handovers-taken")
+                count(.handoversTaken)
                 logger.notice("replication: node \(handedOverBy) hands over; active now (term \(term)) with \(flows) replicated flows")
             } else if coldStart {
-                count("cold-starts")
+                count(.coldStarts)
                 logger.notice("replication: no active peer; starting as the active (term \(term)) with \(flows) flows")
             } else {
-                count("takeovers")
+                count(.takeovers)
                 logger.notice("replication: taking over as the active (term \(term)) with \(flows) replicated flows")
             }
         case .follow(let leader, let term):
@@ -191,7 +164,7 @@ public final class ReplicationNode {
             for peer in peers { peer.out = OutboundStream() }
             inbound = InboundStream(leader: leader)
             predecessor = nil
-            if wasActive { count("step-downs") }
+            if wasActive { count(.stepDowns) }
             logger.notice("replication: \(wasActive ? "stepping down; " : "")following active node \(leader) (term \(term)), resyncing")
             if let peer = peers.first(where: { $0.node == leader }) { send(.resyncRequest, to: peer, into: &out) }
             inbound.lastRequest = now
@@ -229,14 +202,14 @@ public final class ReplicationNode {
         }
         var out: [OutgoingDatagram] = []
         // A hello is authentic but may be a replay of an old one: counted apart from the session's messages.
-        count(message.kind == .hello ? "received-hellos" : "received")
-        count("received-bytes", UInt64(datagram.count))
+        count(message.kind == .hello ? .receivedHellos : .received)
+        count(.receivedBytes, UInt64(datagram.count))
         switch message.kind {
         case .hello:
             hello(message, from: peer, now: now, into: &out)
         case .heartbeat:
             guard message.payload.count >= 16, let role = Role(rawValue: message.payload[0]) else {
-                count("rejected-bad-heartbeat")
+                count(.rejectedBadHeartbeat)
                 return []
             }
             let flags = message.payload[1]
@@ -298,7 +271,7 @@ public final class ReplicationNode {
     }
 
     func hello(_ message: SyncMessage, from peer: Peer, now: Double, into out: inout [OutgoingDatagram]) {
-        guard message.payload.count >= 8 else { return count("rejected-bad-hello") }
+        guard message.payload.count >= 8 else { return count(.rejectedBadHello) }
         let run = message.payload.loadBE(UInt64.self, at: 0)
         let outcome: PeerSession.HelloOutcome
         do throws(SyncRejection) {
@@ -310,10 +283,10 @@ public final class ReplicationNode {
         }
         switch outcome {
         case .established(let restarted, let confirm):
-            count("sessions-established")
+            count(.sessionsEstablished)
             if restarted {
                 // The peer restarted: whatever it held or was sent is gone.
-                count("peer-restarts")
+                count(.peerRestarts)
                 peer.view = nil
                 peer.out = OutboundStream()
                 logger.notice("replication: \(peer.endpoint) (node \(peer.node)) restarted; new session")
@@ -338,18 +311,18 @@ public final class ReplicationNode {
 
     /// A batch of the active's changes, applied strictly in order.
     func entries(_ message: SyncMessage, from peer: Peer, now: Double, into out: inout [OutgoingDatagram]) {
-        guard followsStream(of: peer) else { return count("entries-not-from-leader") }
-        guard let batch = Batch(message.payload) else { return count("rejected-bad-entries") }
+        guard followsStream(of: peer) else { return count(.entriesNotFromLeader) }
+        guard let batch = Batch(message.payload) else { return count(.rejectedBadEntries) }
         let outcome = inbound.receive(batch, reset: {
             table.removeAll()
             machine.synced = false
         }, apply: { apply($0, now: now) })
         switch outcome {
         case .applied: break
-        case .duplicate: count("entries-duplicate")
-        case .beforeResync: count("entries-before-resync")
-        case .outOfOrder: count("entries-out-of-order")
-        case .tooFarAhead: count("entries-too-far-ahead")
+        case .duplicate: count(.entriesDuplicate)
+        case .beforeResync: count(.entriesBeforeResync)
+        case .outOfOrder: count(.entriesOutOfOrder)
+        case .tooFarAhead: count(.entriesTooFarAhead)
         case .conflict:
             // The replica disagrees with the active: only a full resync can mend it.
             machine.synced = false
@@ -362,15 +335,15 @@ public final class ReplicationNode {
     /// False if the replica refused a record.
     func apply(_ batch: Batch, now: Double) -> Bool {
         let failures = table.apply(batch.records, now: instant(now))
-        count("records-applied", UInt64(batch.records.count - failures.count))
+        count(.recordsApplied, UInt64(batch.records.count - failures.count))
         if !failures.isEmpty {
-            for f in failures { count("apply-\(f)") }
+            for f in failures { counters.count(f) }
             logger.warning("replication: \(failures.count) record(s) could not be applied (\(failures[0])); asking for a resync")
             return false
         }
         if batch.flags & Batch.end != 0 && !machine.synced && machine.role == .standby {
             machine.synced = true
-            count("resyncs-completed")
+            count(.resyncsCompleted)
             logger.notice("replication: replica of node \(machine.leader) complete (\(table.flowCount) flows); eligible to take over")
         }
         return true
@@ -399,7 +372,7 @@ public final class ReplicationNode {
             return "no synced, healthy standby follows this node"
         }
         handover = Handover(target: target.node, started: now)
-        count("handovers-begun")
+        count(.handoversBegun)
         logger.notice("replication: handing over to node \(target.node) (\(target.endpoint)); translating until it holds the routes")
         return nil
     }
@@ -412,13 +385,13 @@ public final class ReplicationNode {
         if let v = peer.view, v.role == .active, v.term > machine.term, v.routesHeld,
            peer.out.waiting == 0, peer.out.unacknowledged == 0, !peer.out.resyncing {
             h.state = .complete
-            count("handovers-complete")
+            count(.handoversComplete)
             logger.notice("replication: node \(h.target) is active and holds the routes and every flow; handover complete after \(Int((now - h.started) * 1000)) ms")
             return
         }
         if now - h.started > handoverTimeout {
             h.state = .failed("node \(h.target) did not take over within \(Int(handoverTimeout)) s")
-            count("handovers-failed")
+            count(.handoversFailed)
             logger.error("replication: handover to node \(h.target) failed: no takeover within \(Int(handoverTimeout)) s")
             return
         }
@@ -438,10 +411,10 @@ public final class ReplicationNode {
     /// The active this node follows hands over: take over if synced and healthy.
     func takeHandover(from peer: Peer, now: Double, into out: inout [OutgoingDatagram]) {
         guard machine.role == .standby, machine.leader == peer.node else {
-            return count(machine.role == .active && predecessor == peer.node ? "handover-repeated" : "handover-not-from-leader")
+            return count(machine.role == .active && predecessor == peer.node ? .handoverRepeated : .handoverNotFromLeader)
         }
         guard let transition = machine.handover(from: peer.node, now: now, peers: peers.compactMap(\.view), healthy: healthy) else {
-            count("handover-refused")
+            count(.handoverRefused)
             logger.warning("replication: node \(peer.node) asks this node to take over, but it is \(machine.synced ? "unhealthy" : "not synced")")
             return
         }
@@ -479,7 +452,7 @@ public final class ReplicationNode {
         for peer in peers where peer.out.wantsResync && peer.session.established
             && (!peer.out.resyncing || now - peer.out.resyncStarted >= 1) {
             peer.out.beginResync(now: now)
-            count("resyncs-started")
+            count(.resyncsStarted)
             logger.notice("replication: bulk resync to \(peer.endpoint) (\(peer.resyncReason)), \(table.flowCount) flows in the table")
         }
         // The changes and the parts of the table the resyncs want, taken in one call so that each part is newer
@@ -494,7 +467,7 @@ public final class ReplicationNode {
         }
         for peer in peers {
             let part = wanting.firstIndex { $0.peer === peer }.map { changes.parts[$0] }
-            if part != nil { count("snapshot-parts") }
+            if part != nil { count(.snapshotParts) }
             if !peer.out.enqueue(changes.records, part: part, serial: changes.serial) {
                 peer.out.wantsResync = true
                 peer.resyncReason = "more than \(OutboundStream.maxPending) records behind"
@@ -502,8 +475,8 @@ public final class ReplicationNode {
         }
         for peer in peers where peer.out.started && peer.session.established && peer.isAlive(now: now, within: machine.deadAfter) {
             let sends = peer.out.tick(now: now)
-            count("records-sent", UInt64(sends.recordsSent))
-            count("retransmits", UInt64(sends.retransmits))
+            count(.recordsSent, UInt64(sends.recordsSent))
+            count(.retransmits, UInt64(sends.retransmits))
             for payload in sends.batches { send(.entries, to: peer, payload: payload, into: &out) }
         }
         updateConfirmed(now: now)
@@ -539,7 +512,7 @@ public final class ReplicationNode {
 
     /// A message of the session with `peer`; none without a session (the next hello starts one).
     func send(_ kind: SyncMessage.Kind, to peer: Peer, payload: [UInt8] = [], into out: inout [OutgoingDatagram]) {
-        guard peer.session.established else { return count("unsent-no-session") }
+        guard peer.session.established else { return count(.unsentNoSession) }
         sequence += 1
         // The acknowledgement goes only to the active whose stream this node applies; to anyone else it means nothing.
         let ack = followsStream(of: peer) ? inbound.acknowledgement : 0
@@ -553,11 +526,10 @@ public final class ReplicationNode {
 
     /// The loop reports each datagram it handed to the kernel, or could not.
     public func sent(_ datagram: OutgoingDatagram, ok: Bool) {
-        guard ok else { return count("send-errors") }
-        count("sent")
-        count("sent-bytes", UInt64(datagram.bytes.count))
-        sentByKind[Int(datagram.kind.rawValue)].datagrams &+= 1
-        sentByKind[Int(datagram.kind.rawValue)].bytes &+= UInt64(datagram.bytes.count)
+        guard ok else { return count(.sendErrors) }
+        count(.sent)
+        count(.sentBytes, UInt64(datagram.bytes.count))
+        counters.countSent(datagram.kind, bytes: datagram.bytes.count)
     }
 
     // MARK: - Status
@@ -565,21 +537,21 @@ public final class ReplicationNode {
     public func status(now: Double) -> ReplicationStatus {
         var s = ReplicationStatus()
         s.node = config.node
-        s.role = machine.role.description
+        s.role = machine.role
         s.term = machine.term
         s.leader = machine.leader
         s.synced = machine.synced
         s.counters = counters
         s.handover = switch handover?.state {
-        case nil: ""
-        case .underway: "underway to node \(handover!.target)"
-        case .complete: "complete"
-        case .failed(let why): "failed: \(why)"
+        case nil: .none
+        case .underway: .underway(to: handover!.target)
+        case .complete: .complete
+        case .failed(let why): .failed(why)
         }
         s.peers = peers.map { p in
             ReplicationStatus.PeerStatus(
                 endpoint: p.endpoint.description, node: p.node, alive: p.isAlive(now: now, within: machine.deadAfter),
-                role: p.view.map { "\($0.role)" } ?? "unknown", synced: p.view?.synced ?? false,
+                role: p.view?.role, synced: p.view?.synced ?? false,
                 session: p.session.established, inFlight: p.out.unacknowledged, pending: p.out.waiting,
                 resyncing: p.out.resyncing)
         }

@@ -73,8 +73,8 @@ public final class Replicator: ReplicationGate, Sendable {
 
     public var status: ReplicationStatus {
         var s = published.withLock { $0 }
-        s.counters["hold-timeouts"] = heldTimeouts.load(ordering: .relaxed)
-        s.counters["table-hold-max-us"] = holdReport() / 1000
+        s.counters[.holdTimeouts] = heldTimeouts.load(ordering: .relaxed)
+        s.counters.tableHoldMaxMicroseconds = holdReport() / 1000
         return s
     }
 
@@ -113,9 +113,11 @@ public final class Replicator: ReplicationGate, Sendable {
         while true {
             let refusal = handoverRefusal.withLock { $0 }
             if !refusal.isEmpty { return .notPossible(refusal) }
-            let state = published.withLock { $0.handover }
-            if state == "complete" { return .complete }
-            if state.hasPrefix("failed") { return .failed(state) }
+            switch published.withLock({ $0.handover }) {
+            case .complete: return .complete
+            case .failed(let why): return .failed("failed: \(why)")
+            case .none, .underway: break
+            }
             let left = deadline - SystemClock.monotonicSeconds()
             if left <= 0 { return .failed("no answer within \(Int(timeout)) s") }
             _ = handoverSettled.wait(milliseconds: Int32(min(left * 1000 + 1, 1000)))

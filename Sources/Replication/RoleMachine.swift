@@ -1,5 +1,5 @@
 /// A node's part in an active/standby group.
-public enum Role: UInt8, Sendable, CustomStringConvertible {
+public enum Role: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     /// Just started: listening for an active peer before doing anything else.
     case starting = 0
     /// Follows an active peer and keeps a replica of its table.

@@ -54,13 +54,17 @@ public struct IOCounters: Sendable, Equatable {
         lhs.noteLockWait(rhs.lockWaitMax)
     }
 
-    /// Name and value of every counter, in a fixed order, for `tunnat status`.
-    public var fields: [(String, UInt64)] {
-        [("frames-read", framesRead), ("bytes-read", bytesRead), ("gso-frames-read", gsoFramesRead),
-         ("packets-written", packetsWritten), ("bytes-written", bytesWritten), ("segments-split", segmentsSplit),
-         ("checksums-completed", checksumsCompleted), ("bad-virtio-header", badVirtioHeader),
-         ("unsupported-gso", unsupportedGSO), ("write-errors", writeErrors), ("frames-direct", framesDirect),
-         ("frames-fallback", framesFallback), ("egress-lookups", egressLookups), ("read-errors", readErrors),
-         ("lock-wait-max-us", lockWaitMax / 1000)]
-    }
+    /// The one table of names: every counter as `tunnat status`, its JSON and the metrics name it, in a fixed
+    /// order. `lock-wait-max-us` is `lockWaitMax` in microseconds (`scale` 1000).
+    public static let fields: [(name: String, value: WritableKeyPath<IOCounters, UInt64> & Sendable, scale: UInt64)] = [
+        ("frames-read", \.framesRead, 1), ("bytes-read", \.bytesRead, 1), ("gso-frames-read", \.gsoFramesRead, 1),
+        ("packets-written", \.packetsWritten, 1), ("bytes-written", \.bytesWritten, 1), ("segments-split", \.segmentsSplit, 1),
+        ("checksums-completed", \.checksumsCompleted, 1), ("bad-virtio-header", \.badVirtioHeader, 1),
+        ("unsupported-gso", \.unsupportedGSO, 1), ("write-errors", \.writeErrors, 1), ("frames-direct", \.framesDirect, 1),
+        ("frames-fallback", \.framesFallback, 1), ("egress-lookups", \.egressLookups, 1), ("read-errors", \.readErrors, 1),
+        ("lock-wait-max-us", \.lockWaitMax, 1000),
+    ]
+
+    /// Name and value of every counter, in the table's order and unit.
+    public var named: [(name: String, value: UInt64)] { Self.fields.map { ($0.name, self[keyPath: $0.value] / $0.scale) } }
 }

@@ -336,7 +336,7 @@ public enum LiveDataPlane {
             }
             if statsDue {
                 lastLog = now
-                let packets = r.nat["packets"] ?? 0
+                let packets = r.nat.packets
                 if packets != lastPackets {
                     lastPackets = packets
                     logger.info("counters", metadata: summary(r))
@@ -460,10 +460,12 @@ public enum LiveDataPlane {
 
     static func summary(_ r: StatusReport) -> Logger.Metadata {
         var metadata: Logger.Metadata = ["flows": "\(r.flows)"]
-        for key in ["packets", "outbound", "inbound", "hairpin", "dropped"] { metadata[key] = "\(r.nat[key] ?? 0)" }
-        let drops = r.drops.filter { $0.value > 0 }.sorted { $0.key < $1.key }
-        if !drops.isEmpty { metadata["drops"] = "\(drops.map { "\($0.key)=\($0.value)" }.joined(separator: ","))" }
-        if let errors = r.io["write-errors"], errors > 0 { metadata["write-errors"] = "\(errors)" }
+        let n = r.nat
+        for (key, value) in [("packets", n.packets), ("outbound", n.outbound), ("inbound", n.inbound), ("hairpin", n.hairpin),
+                             ("dropped", n.dropped)] { metadata[key] = "\(value)" }
+        let drops = DropReason.allCases.filter { n[$0] > 0 }.map { "\($0)=\(n[$0])" }.sorted()
+        if !drops.isEmpty { metadata["drops"] = "\(drops.joined(separator: ","))" }
+        if r.io.writeErrors > 0 { metadata["write-errors"] = "\(r.io.writeErrors)" }
         if let dropped = r.kernel?["tun-tx-dropped"], dropped > 0 { metadata["tun-tx-dropped"] = "\(dropped)" }
         return metadata
     }

@@ -1,5 +1,8 @@
 import Foundation
+import Health
+import NatTable
 import Prometheus
+import Replication
 import Synchronization
 
 /// One figure of a status report, as monitoring sees it: a Prometheus name (conventions: `tunnat_` prefix, base
@@ -27,36 +30,37 @@ public struct Figure: Equatable, Sendable {
         gauge("tunnat_active_flows", "Flows in the NAT table.", Double(report.flows), cw: "ActiveConnectionCount")
         gauge("tunnat_mappings", "Port mappings in the NAT table.", Double(report.mappings))
         gauge("tunnat_uptime_seconds", "Seconds since the data plane started.", Double(report.uptimeSeconds))
-        counter("tunnat_packets_received_total", "Packets the NAT was given, translated or not.", nat["packets"] ?? 0)
-        let directions: [(String, String, String, String)] = [
-            ("outbound", "outbound", "bytes-outbound", "ToDestination"), ("inbound", "inbound", "bytes-inbound", "ToSource"),
-            ("hairpin", "hairpin", "bytes-hairpin", ""),
+        counter("tunnat_packets_received_total", "Packets the NAT was given, translated or not.", nat.packets)
+        let directions: [(String, UInt64, UInt64, String)] = [
+            ("outbound", nat.outbound, nat.outboundBytes, "ToDestination"), ("inbound", nat.inbound, nat.inboundBytes, "ToSource"),
+            ("hairpin", nat.hairpin, nat.hairpinBytes, ""),
         ]
         for (label, packets, bytes, side) in directions {
             counter("tunnat_packets_translated_total", "Packets translated, by direction (outbound: private to internet).",
-                    labels: ["direction": label], nat[packets] ?? 0, cw: side.isEmpty ? nil : "PacketsOut\(side)")
+                    labels: ["direction": label], packets, cw: side.isEmpty ? nil : "PacketsOut\(side)")
             counter("tunnat_bytes_translated_total", "Bytes of the packets translated, by direction.",
-                    labels: ["direction": label], nat[bytes] ?? 0, cw: side.isEmpty ? nil : "BytesOut\(side)")
+                    labels: ["direction": label], bytes, cw: side.isEmpty ? nil : "BytesOut\(side)")
         }
-        counter("tunnat_dropped_packets_all_total", "Packets dropped, every reason.", nat["dropped"] ?? 0, cw: "PacketsDropCount")
-        for (reason, count) in report.drops.sorted(by: { $0.key < $1.key }) {
-            counter("tunnat_dropped_packets_total", "Packets dropped, by reason (docs/nat-behaviour.md).", labels: ["reason": reason], count)
+        counter("tunnat_dropped_packets_all_total", "Packets dropped, every reason.", nat.dropped, cw: "PacketsDropCount")
+        for reason in DropReason.allCases.sorted(by: { $0.description < $1.description }) {
+            counter("tunnat_dropped_packets_total", "Packets dropped, by reason (docs/nat-behaviour.md).",
+                    labels: ["reason": reason.description], nat[reason])
         }
         counter("tunnat_port_allocation_errors_total", "New flows refused because no port was free (drop reason ports-exhausted).",
-                report.drops["ports-exhausted"] ?? 0, cw: "ErrorPortAllocation")
-        counter("tunnat_tcp_connection_attempts_total", "TCP flows opened by a SYN.", nat["tcp-attempts"] ?? 0, cw: "ConnectionAttemptCount")
-        counter("tunnat_tcp_connections_established_total", "TCP flows that saw a SYN each way.", nat["tcp-established"] ?? 0,
+                nat[.portsExhausted], cw: "ErrorPortAllocation")
+        counter("tunnat_tcp_connection_attempts_total", "TCP flows opened by a SYN.", nat.tcpAttempts, cw: "ConnectionAttemptCount")
+        counter("tunnat_tcp_connections_established_total", "TCP flows that saw a SYN each way.", nat.tcpEstablished,
                 cw: "ConnectionEstablishedCount")
-        counter("tunnat_idle_timeouts_total", "Flows removed after their idle timeout.", nat["flows-expired"] ?? 0, cw: "IdleTimeoutCount")
-        counter("tunnat_flows_created_total", "Flows created.", nat["flows-created"] ?? 0)
-        counter("tunnat_flows_evicted_total", "Unreplied or closing flows removed to make room in a full table.", nat["flows-evicted"] ?? 0)
-        counter("tunnat_mappings_created_total", "Port mappings created.", nat["mappings-created"] ?? 0)
-        counter("tunnat_ports_preserved_total", "Mappings that kept the private port.", nat["ports-preserved"] ?? 0)
-        counter("tunnat_fragments_held_total", "Fragments held until their first fragment arrived.", nat["held-fragments"] ?? 0)
-        counter("tunnat_fragments_released_total", "Held fragments released after their first fragment.", nat["released-fragments"] ?? 0)
+        counter("tunnat_idle_timeouts_total", "Flows removed after their idle timeout.", nat.flowsExpired, cw: "IdleTimeoutCount")
+        counter("tunnat_flows_created_total", "Flows created.", nat.flowsCreated)
+        counter("tunnat_flows_evicted_total", "Unreplied or closing flows removed to make room in a full table.", nat.flowsEvicted)
+        counter("tunnat_mappings_created_total", "Port mappings created.", nat.mappingsCreated)
+        counter("tunnat_ports_preserved_total", "Mappings that kept the private port.", nat.portsPreserved)
+        counter("tunnat_fragments_held_total", "Fragments held until their first fragment arrived.", nat.heldFragments)
+        counter("tunnat_fragments_released_total", "Held fragments released after their first fragment.", nat.releasedFragments)
         counter("tunnat_inbound_flow_limit_total", "Inbound packets let through a mapping without making a flow (its limit reached).",
-                nat["inbound-flow-limit"] ?? 0)
-        for (key, value) in report.io.sorted(by: { $0.key < $1.key }) {
+                nat.inboundFlowLimit)
+        for (key, value) in report.io.named.sorted(by: { $0.name < $1.name }) {
             if key == "lock-wait-max-us" {
                 gauge("tunnat_io_lock_wait_max_seconds", "The longest a worker waited for the table's lock.", Double(value) / 1e6)
             } else {
@@ -72,8 +76,8 @@ public struct Figure: Equatable, Sendable {
                     labels: ["side": String(parts[1])], value, cw: key == "tun-tx-dropped" ? "TunDroppedCount" : nil)
         }
         if let r = report.replication {
-            for role in ["starting", "standby", "active"] {
-                gauge("tunnat_role", "1 for this node's replication role.", labels: ["role": role], r.role == role ? 1 : 0)
+            for role in Role.allCases {
+                gauge("tunnat_role", "1 for this node's replication role.", labels: ["role": role.description], r.role == role ? 1 : 0)
             }
             gauge("tunnat_term", "The replication term this node is in.", Double(r.term))
             gauge("tunnat_replica_synced", "1 when this standby's replica is complete.", r.synced ? 1 : 0)
@@ -84,15 +88,15 @@ public struct Figure: Equatable, Sendable {
                   Double(r.peers.reduce(0) { $0 + $1.pending }), cw: "ReplicationPendingRecords")
             gauge("tunnat_replication_in_flight_batches", "Batches sent to the peers and not yet acknowledged.",
                   Double(r.peers.reduce(0) { $0 + $1.inFlight }))
-            for (key, value) in r.counters.sorted(by: { $0.key < $1.key }) {
+            for (key, value) in r.counters.named.sorted(by: { $0.name < $1.name }) {
                 counter("tunnat_replication_events_total", "Replication counters (tunnat status, replication).", labels: ["event": key], value)
             }
         }
         if let failover = report.failover {
             for (check, verdict) in failover.checks.sorted(by: { $0.key < $1.key }) {
-                for v in ["healthy", "unhealthy", "unknown"] {
-                    gauge("tunnat_health_check_verdict", "1 for each health check's current verdict.", labels: ["check": check, "verdict": v],
-                          verdict == v ? 1 : 0)
+                for v in HealthVerdict.allCases {
+                    gauge("tunnat_health_check_verdict", "1 for each health check's current verdict.",
+                          labels: ["check": check, "verdict": v.rawValue], verdict == v ? 1 : 0)
                 }
             }
             gauge("tunnat_routes_managed", "Managed VPC routes found in the last pass.", Double(failover.routesManaged))

@@ -11,8 +11,8 @@ public enum Service {
         var parts: [String] = []
         if let r = report.replication {
             switch r.role {
-            case "standby": parts.append("standby of node \(r.leader), replica \(r.synced ? "synced" : "incomplete")")
-            default: parts.append(r.role)
+            case .standby: parts.append("standby of node \(r.leader), replica \(r.synced ? "synced" : "incomplete")")
+            case .starting, .active: parts.append(r.role.description)
             }
             let synced = r.peers.filter(\.synced).count
             parts.append("\(synced)/\(r.peers.count) peer(s) synced")
@@ -29,10 +29,10 @@ public enum Service {
     public static func readiness(_ report: StatusReport) -> (ready: Bool, why: String) {
         guard let r = report.replication else { return (true, "ready: translating (no replication: always active)") }
         switch r.role {
-        case "active": return (true, "ready: active, term \(r.term)")
-        case "standby" where r.synced: return (true, "ready: standby of node \(r.leader) with a complete replica")
-        case "standby": return (false, "not ready: standby of node \(r.leader), replica incomplete")
-        default: return (false, "not ready: \(r.role)")
+        case .active: return (true, "ready: active, term \(r.term)")
+        case .standby where r.synced: return (true, "ready: standby of node \(r.leader) with a complete replica")
+        case .standby: return (false, "not ready: standby of node \(r.leader), replica incomplete")
+        case .starting: return (false, "not ready: \(r.role)")
         }
     }
 }

@@ -1,5 +1,6 @@
 import Failover
 import Foundation
+import Health
 import NatTable
 import Replication
 import SystemCalls
@@ -17,12 +18,11 @@ public struct StatusReport: Codable, Equatable, Sendable {
     public var mappings: Int
     /// The NAT's counters: packets, outbound, inbound, hairpin (and their bytes), held and released fragments,
     /// flows created, expired and evicted, inbound packets let in without a flow (inbound-flow-limit), TCP
-    /// connection attempts and connections established, mappings created, ports preserved.
-    public var nat: [String: UInt64]
-    /// Packets dropped, by reason (every reason, zeros included).
-    public var drops: [String: UInt64]
+    /// connection attempts and connections established, mappings created, ports preserved; and the packets dropped,
+    /// by reason. In JSON: `nat` (by `NatCounters.fields`) and `drops` (every reason, zeros included).
+    public var nat: NatCounters
     /// The I/O side: frames read and written, GSO, checksums completed, bad headers, errors.
-    public var io: [String: UInt64]
+    public var io: IOCounters
     /// The kernel's own counters of the TUN device, read when the report is made (`kernelCounters`): drops there
     /// happen before tunnat sees a packet, so they are in none of the counts above.
     public var kernel: [String: UInt64]?
@@ -32,20 +32,20 @@ public struct StatusReport: Codable, Equatable, Sendable {
     public var failover: FailoverStatus?
 
     public struct FailoverStatus: Codable, Equatable, Sendable {
-        /// Each health check's verdict: healthy, unhealthy or unknown (no verdict yet).
-        public var checks: [String: String]
+        /// Each health check's verdict, by the check's name.
+        public var checks: [String: HealthVerdict]
         /// After the last pass: the managed routes found, and those pointing at this instance.
         public var routesManaged: Int
         public var routesHeld: Int
 
-        public init(checks: [String: String], routesManaged: Int, routesHeld: Int) {
+        public init(checks: [String: HealthVerdict], routesManaged: Int, routesHeld: Int) {
             self.checks = checks
             self.routesManaged = routesManaged
             self.routesHeld = routesHeld
         }
 
         public init(_ manager: RouteManager) {
-            checks = manager.verdicts.mapValues { $0.map { $0 ? "healthy" : "unhealthy" } ?? "unknown" }
+            checks = manager.verdicts
             routesManaged = manager.routesManaged
             routesHeld = manager.routesHeld
         }
@@ -57,6 +57,13 @@ public struct StatusReport: Codable, Equatable, Sendable {
         public var mappings: Int
         public var counters: NatCounters
         public var io: IOCounters
+
+        public init(flows: Int, mappings: Int, counters: NatCounters, io: IOCounters) {
+            self.flows = flows
+            self.mappings = mappings
+            self.counters = counters
+            self.io = io
+        }
 
         public init(_ nat: NAT, io: IOCounters) {
             flows = nat.flowCount
@@ -79,18 +86,55 @@ public struct StatusReport: Codable, Equatable, Sendable {
         self.uptimeSeconds = uptimeSeconds
         flows = table.flows
         mappings = table.mappings
-        let c = table.counters
-        self.nat = ["packets": c.packets, "outbound": c.outbound, "inbound": c.inbound, "hairpin": c.hairpin,
-                    "held-fragments": c.heldFragments, "released-fragments": c.releasedFragments,
-                    "flows-created": c.flowsCreated, "flows-expired": c.flowsExpired,
-                    "mappings-created": c.mappingsCreated, "ports-preserved": c.portsPreserved,
-                    "flows-evicted": c.flowsEvicted, "inbound-flow-limit": c.inboundFlowLimit,
-                    "dropped": c.dropped, "bytes-outbound": c.outboundBytes, "bytes-inbound": c.inboundBytes,
-                    "bytes-hairpin": c.hairpinBytes, "tcp-attempts": c.tcpAttempts, "tcp-established": c.tcpEstablished]
-        var drops: [String: UInt64] = [:]
-        for reason in DropReason.allCases { drops[reason.description] = c[reason] }
-        self.drops = drops
-        self.io = Dictionary(uniqueKeysWithValues: table.io.fields)
+        nat = table.counters
+        io = table.io
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case device, queues, offloads, output, uptimeSeconds, flows, mappings, nat, drops, io, kernel, replication, failover
+    }
+
+    /// The JSON `tunnat status --json` prints and the control socket carries: the counters as objects by name,
+    /// from the counters' own tables.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(device, forKey: .device)
+        try c.encode(queues, forKey: .queues)
+        try c.encode(offloads, forKey: .offloads)
+        try c.encode(output, forKey: .output)
+        try c.encode(uptimeSeconds, forKey: .uptimeSeconds)
+        try c.encode(flows, forKey: .flows)
+        try c.encode(mappings, forKey: .mappings)
+        var natObject = Dictionary(uniqueKeysWithValues: NatCounters.fields.map { ($0.name, nat[keyPath: $0.value]) })
+        natObject["dropped"] = nat.dropped
+        try c.encode(natObject, forKey: .nat)
+        try c.encode(Dictionary(uniqueKeysWithValues: DropReason.allCases.map { ($0.description, nat[$0]) }), forKey: .drops)
+        try c.encode(Dictionary(uniqueKeysWithValues: io.named.map { ($0.name, $0.value) }), forKey: .io)
+        try c.encodeIfPresent(kernel, forKey: .kernel)
+        try c.encodeIfPresent(replication, forKey: .replication)
+        try c.encodeIfPresent(failover, forKey: .failover)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        device = try c.decode(String.self, forKey: .device)
+        queues = try c.decode(Int.self, forKey: .queues)
+        offloads = try c.decode(String.self, forKey: .offloads)
+        output = try c.decode(String.self, forKey: .output)
+        uptimeSeconds = try c.decode(UInt64.self, forKey: .uptimeSeconds)
+        flows = try c.decode(Int.self, forKey: .flows)
+        mappings = try c.decode(Int.self, forKey: .mappings)
+        let natObject = try c.decode([String: UInt64].self, forKey: .nat)
+        nat = NatCounters()
+        for field in NatCounters.fields { nat[keyPath: field.value] = natObject[field.name] ?? 0 }
+        let drops = try c.decode([String: UInt64].self, forKey: .drops)
+        for reason in DropReason.allCases { nat[reason] = drops[reason.description] ?? 0 }
+        let ioObject = try c.decode([String: UInt64].self, forKey: .io)
+        io = IOCounters()
+        for field in IOCounters.fields { io[keyPath: field.value] = (ioObject[field.name] ?? 0) * field.scale }
+        kernel = try c.decodeIfPresent([String: UInt64].self, forKey: .kernel)
+        replication = try c.decodeIfPresent(ReplicationStatus.self, forKey: .replication)
+        failover = try c.decodeIfPresent(FailoverStatus.self, forKey: .failover)
     }
 
     /// The kernel's counters in the order `text` shows them, with the sysfs file each comes from. The device's
@@ -131,20 +175,19 @@ public struct StatusReport: Codable, Equatable, Sendable {
         var lines: [String] = []
         lines.append("device \(device): \(queues) queue(s), offloads \(offloads), output \(output), up \(uptimeSeconds)s")
         lines.append("flows \(flows), mappings \(mappings)")
-        let order = ["packets", "outbound", "inbound", "hairpin", "dropped", "bytes-outbound", "bytes-inbound",
-                     "bytes-hairpin", "held-fragments", "released-fragments", "flows-created", "flows-expired",
-                     "flows-evicted", "inbound-flow-limit", "tcp-attempts", "tcp-established", "mappings-created",
-                     "ports-preserved"]
+        let rows = NatCounters.fields.map { ($0.name, nat[keyPath: $0.value]) }
         lines.append("packets:")
-        for key in order { lines.append("  \(key.padding(toLength: 20, withPad: " ", startingAt: 0)) \(nat[key] ?? 0)") }
-        let dropped = drops.filter { $0.value > 0 }.sorted { ($0.value, $1.key) > ($1.value, $0.key) }
+        for (key, value) in rows[..<4] + [("dropped", nat.dropped)] + rows[4...] {
+            lines.append("  \(key.padding(toLength: 20, withPad: " ", startingAt: 0)) \(value)")
+        }
+        let dropped = DropReason.allCases.map { ($0.description, nat[$0]) }.filter { $0.1 > 0 }.sorted { ($0.1, $1.0) > ($1.1, $0.0) }
         lines.append(dropped.isEmpty ? "drops: none" : "drops by reason:")
         for (reason, count) in dropped {
             lines.append("  \(reason.padding(toLength: 20, withPad: " ", startingAt: 0)) \(count)")
         }
         lines.append("io:")
-        for (key, _) in IOCounters().fields {
-            lines.append("  \(key.padding(toLength: 20, withPad: " ", startingAt: 0)) \(io[key] ?? 0)")
+        for (key, value) in io.named {
+            lines.append("  \(key.padding(toLength: 20, withPad: " ", startingAt: 0)) \(value)")
         }
         if let kernel {
             lines.append("kernel (\(device) statistics):")
@@ -154,14 +197,14 @@ public struct StatusReport: Codable, Equatable, Sendable {
         }
         if let r = replication {
             lines.append("replication: node \(r.node) \(r.role), term \(r.term)"
-                + (r.role == "standby" ? ", following \(r.leader), replica \(r.synced ? "complete" : "incomplete")" : "")
-                + (r.handover.isEmpty ? "" : ", handover \(r.handover)"))
+                + (r.role == .standby ? ", following \(r.leader), replica \(r.synced ? "complete" : "incomplete")" : "")
+                + (r.handover == .none ? "" : ", handover \(r.handover)"))
             for p in r.peers {
-                lines.append("  peer \(p.endpoint) node \(p.node): \(p.alive ? p.role : "silent")\(p.synced ? " (synced)" : "")"
+                lines.append("  peer \(p.endpoint) node \(p.node): \(p.alive ? p.role.map(\.description) ?? "unknown" : "silent")\(p.synced ? " (synced)" : "")"
                     + "\(p.session ? "" : ", no session")\(p.resyncing ? ", resyncing" : "")"
                     + ", \(p.inFlight) batch(es) in flight, \(p.pending) record(s) pending")
             }
-            for (key, value) in r.counters.sorted(by: { $0.key < $1.key }) {
+            for (key, value) in r.counters.named.sorted(by: { $0.name < $1.name }) {
                 lines.append("  \(key.padding(toLength: 24, withPad: " ", startingAt: 0)) \(value)")
             }
         }

@@ -30,7 +30,7 @@ import Testing
         let before = a.table.flowCount
         _ = a.table.outbound(250, UInt16(50_000 + before))
         #expect(net.run(upTo: 1) { b.table.flowCount == before + 1 }, "changes still arrive", sourceLocation: sourceLocation)
-        #expect(a.node.counters["step-downs"] == nil && b.node.counters["takeovers"] == nil, sourceLocation: sourceLocation)
+        #expect(a.node.counters[.stepDowns] == 0 && b.node.counters[.takeovers] == 0, sourceLocation: sourceLocation)
     }
 
     /// A's datagram to B, sent back to A as if from B (the attack that once made A refuse B for good).
@@ -40,11 +40,11 @@ import Testing
         let fromA = net.captured.filter { $0.from == Network.endpoint(1) }.map(\.datagram.bytes)
         #expect(fromA.count > 10)
         for d in fromA { deliver(d, to: a, from: 2, net) }
-        #expect(a.node.counters["rejected-wrongReceiver"] == UInt64(fromA.count))
+        #expect(a.node.counters[SyncRejection.wrongReceiver] == UInt64(fromA.count))
         // And sent to B from A's own address as if B were the sender: B's own datagrams.
         let fromB = net.captured.filter { $0.from == Network.endpoint(2) }.map(\.datagram.bytes)
         for d in fromB { deliver(d, to: b, from: 1, net) }
-        #expect(b.node.counters["rejected-wrongReceiver"] == UInt64(fromB.count))
+        #expect(b.node.counters[SyncRejection.wrongReceiver] == UInt64(fromB.count))
         net.run(for: 1)
         expectUnharmed(net, a, b, term: term)
     }
@@ -63,7 +63,7 @@ import Testing
         _ = b.node.receive(real, length: real.count, from: UDPEndpoint(address: 0x0A00_0063, port: 7800), now: net.now)
         _ = b.node.receive(real, length: real.count, from: UDPEndpoint(address: 0x0A00_0001, port: 7801), now: net.now)
         let c = b.node.counters
-        #expect(c["rejected-ownID"] == 1 && c["rejected-unknownSender"] == 1 && c["rejected-wrongAddress"] == 2, "\(c)")
+        #expect(c[SyncRejection.ownID] == 1 && c[SyncRejection.unknownSender] == 1 && c[SyncRejection.wrongAddress] == 2, "\(c)")
         expectUnharmed(net, a, b, term: term)
     }
 
@@ -72,7 +72,7 @@ import Testing
         let (net, a, b) = try pair()
         let term = a.node.term
         let toB = net.captured.filter { $0.from == Network.endpoint(1) }.map(\.datagram.bytes)
-        let accepted = b.node.counters["received"] ?? 0
+        let accepted = b.node.counters[.received]
         for d in toB { deliver(d, to: b, from: 1, net) }
         let sample = try #require(toB.last { $0[5] == SyncMessage.Kind.entries.rawValue })
         for i in sample.indices {
@@ -87,8 +87,8 @@ import Testing
                                             receiverNonce: header.receiverNonce, sequence: header.sequence + 1_000_000,
                                             payload: Batch.encode(number: 1, flags: Batch.reset | Batch.end, records: [][...])))
         deliver(forged, to: b, from: 1, net)
-        #expect(b.node.counters["received"] == accepted, "nothing replayed, tampered or forged was accepted")
-        #expect((b.node.counters["rejected-replayed"] ?? 0) > 0 && (b.node.counters["rejected-badTag"] ?? 0) > 0)
+        #expect(b.node.counters[.received] == accepted, "nothing replayed, tampered or forged was accepted")
+        #expect(b.node.counters[SyncRejection.replayed] > 0 && b.node.counters[SyncRejection.badTag] > 0)
         #expect(b.table.flowCount == 100)
         expectUnharmed(net, a, b, term: term)
     }
@@ -99,13 +99,13 @@ import Testing
         let (net, a, b) = try pair()
         let fromA = net.captured.filter { $0.from == Network.endpoint(1) }.map(\.datagram.bytes)
         net.kill(1)
-        let accepted = b.node.counters["received"] ?? 0
+        let accepted = b.node.counters[.received]
         let tookOver = net.run(upTo: 2) {
             for d in fromA.suffix(40) { deliver(d, to: b, from: 1, net) }
             return b.node.role == .active
         }
         #expect(tookOver, "the standby takes over despite the replays")
-        #expect(b.node.counters["received"] == accepted)
+        #expect(b.node.counters[.received] == accepted)
         _ = a
 
         // A restarted node 2 (new run, empty table) with node 1 still dead: the whole capture, replayed.
@@ -115,8 +115,7 @@ import Testing
             net.step()
         }
         let c = b2.node.counters
-        #expect(c["received"] == nil || c.filter { $0.key == "sessions-established" }.isEmpty, "\(c)")
-        #expect(c["sessions-established"] == nil && b2.node.role == .starting && b2.table.flowCount == 0, "\(c)")
+        #expect(c[.sessionsEstablished] == 0 && b2.node.role == .starting && b2.table.flowCount == 0, "\(c)")
         #expect(net.run(upTo: 1) { b2.node.role == .active }, "it cold-starts as if alone")
     }
 
@@ -145,8 +144,8 @@ import Testing
             if i % 1000 == 0 { net.step() }
         }
         let c = b.node.counters
-        #expect(c.count < 40, "counters by reason, not by datagram: \(c.keys.sorted())")
-        #expect(c["sessions-established"] == 1, "no flood message started a session")
+        #expect(c.named.count < 40, "counters by reason, not by datagram: \(c.named.map(\.name))")
+        #expect(c[.sessionsEstablished] == 1, "no flood message started a session")
         expectUnharmed(net, a, b, term: term)
         #expect(b.table.flowCount == 101)
     }
@@ -165,6 +164,6 @@ import Testing
         // Node 1 restarts having dropped key 2 too early: node 2's messages are refused by key id, unopened.
         let a2 = try net.start(1, peers: [2], keyring: SyncKeyring(keys: [1: one], sendingID: 1)!)
         net.run(for: 0.5)
-        #expect((a2.node.counters["rejected-unknownKey"] ?? 0) > 0 && a2.node.counters["sessions-established"] == nil)
+        #expect(a2.node.counters[SyncRejection.unknownKey] > 0 && a2.node.counters[.sessionsEstablished] == 0)
     }
 }

@@ -146,7 +146,7 @@ final class Network {
         let external = try #require(a.table.external(50, 20123))
         net.kill(1)
         #expect(net.run(upTo: 1) { b.node.role == .active }, "the standby takes over")
-        #expect(b.node.counters["takeovers"] == 1)
+        #expect(b.node.counters[.takeovers] == 1)
         #expect(b.table.reply(via: external) == .forward(.inbound), "a replicated flow still works")
 
         // The old active comes back empty: it follows, resyncs, and stays a standby.
@@ -155,7 +155,7 @@ final class Network {
         #expect(a2.table.flowCount == 800)
         net.run(for: 0.5)
         #expect(a2.node.role == .standby && b.node.role == .active)
-        #expect(a2.node.counters["cold-starts"] == nil && a2.node.counters["takeovers"] == nil)
+        #expect(a2.node.counters[.coldStarts] == 0 && a2.node.counters[.takeovers] == 0)
     }
 
     /// What the workers' hold waits on: the confirmed serial reaches a change only once the standby holds it, and
@@ -199,8 +199,8 @@ final class Network {
         }
         #expect(dropped == 3)
         #expect(net.run(upTo: 2) { b.table.flowCount == 200 })
-        #expect((a.node.counters["retransmits"] ?? 0) >= 3)
-        #expect((b.node.counters["entries-out-of-order"] ?? 0) >= 1)
+        #expect(a.node.counters[.retransmits] >= 3)
+        #expect(b.node.counters[.entriesOutOfOrder] >= 1)
     }
 
 
@@ -218,7 +218,7 @@ final class Network {
         #expect(a.node.beginHandover(now: net.now) == nil)
         #expect(a.node.beginHandover(now: net.now) == nil, "asking again changes nothing")
         #expect(net.run(upTo: 0.2) { b.node.role == .active }, "the standby takes over on being told")
-        #expect(b.node.term > a.node.term && b.node.counters["handovers-taken"] == 1)
+        #expect(b.node.term > a.node.term && b.node.counters[.handoversTaken] == 1)
         // The routes are still the old active's: it translates, and its new flows reach the new active.
         #expect(a.node.role == .active && a.table.outbound(201, 5000) == .forward(.outbound))
         let external = try #require(a.table.external(201, 5000))
@@ -226,9 +226,9 @@ final class Network {
         #expect(b.table.flowCount == 101)
         #expect(a.node.handover?.state == .underway)
         #expect(b.table.reply(via: external) == .forward(.inbound), "the new active translates it")
-        #expect(b.node.counters["apply-conflict"] == nil)
+        #expect(b.node.counters[ApplyFailure.conflict] == 0)
         // No step-down, no resync of the old active by the new one.
-        #expect(a.node.counters["step-downs"] == nil && b.node.counters["resyncs-started"] == nil)
+        #expect(a.node.counters[.stepDowns] == 0 && b.node.counters[.resyncsStarted] == 0)
         // Complete once the new active holds the routes (its heartbeats say so).
         #expect(net.run(upTo: 1) { a.node.handover?.state == .complete })
         net.kill(1)
@@ -288,8 +288,8 @@ final class Network {
         }
         #expect(synced, "synced after \(net.now) s of simulated time")
         #expect(net.run(upTo: 2) { b.table.flowCount == a.table.flowCount })
-        #expect(a.node.counters["resyncs-started"] == 1, "\(a.node.counters)")
-        #expect((a.node.counters["snapshot-parts"] ?? 0) >= UInt64(flows / NAT.snapshotSlots))
+        #expect(a.node.counters[.resyncsStarted] == 1, "\(a.node.counters)")
+        #expect(a.node.counters[.snapshotParts] >= UInt64(flows / NAT.snapshotSlots))
         #expect(Set(b.table.state.withLock { $0.nat.snapshot() }.map(\.description))
                 == Set(a.table.state.withLock { $0.nat.snapshot() }.map(\.description)))
     }
