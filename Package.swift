@@ -11,6 +11,8 @@
 //
 // PacketKit and NatTable make no syscalls and read no clock, which is what makes `tunnat replay` deterministic.
 // Every syscall goes through SystemCalls (and the C shims it and HTTP/Hashing wrap).
+// Linux only: the system layer is Glibc and the kernel's TUN, netlink, io_uring and packet sockets, so no other
+// platform is declared.
 // Benchmarks live in their own package (Benchmarks/Package.swift) so that the test build does not carry
 // package-benchmark and its malloc interposer.
 import PackageDescription
@@ -20,7 +22,6 @@ let strict: [SwiftSetting] = [.treatAllWarnings(as: .error)]
 
 let package = Package(
     name: "tunnat",
-    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "tunnat", targets: ["tunnat"]),
         .library(name: "PacketKit", targets: ["PacketKit"]),

@@ -60,10 +60,13 @@ fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "install-deps.sh: missing ${need[*]}; run as root to install" >&2; exit 1; fi
   echo "install-deps.sh: installing ${need[*]}" >&2
-  apt-get update -qq
+  # Another apt (unattended-upgrades on a fresh machine, a second checkout's install) may hold dpkg's lock: wait
+  # for it, up to five minutes, rather than fail.
+  apt_get() { apt-get -o DPkg::Lock::Timeout=300 "$@"; }
+  apt_get update -qq
   # iperf3's package asks whether to start a daemon; the answer is no.
   echo "iperf3 iperf3/start_daemon boolean false" | debconf-set-selections 2>/dev/null || true
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt_get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 # The failover tests' EC2 API emulator and their runner, pytest, in a virtualenv of the repository's own (.venv, not
 # in git). Each is checked on its own, so an older .venv with moto alone gets pytest added.
@@ -71,7 +74,8 @@ if [ "$netns" = 1 ]; then
   repo=$(cd "$(dirname "$0")/.." && pwd)
   if [ ! -x "$repo/.venv/bin/pip" ]; then
     python3 -m venv "$repo/.venv" 2>/dev/null || {
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+      apt-get -o DPkg::Lock::Timeout=300 update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends python3-venv >/dev/null
       rm -rf "$repo/.venv"
       python3 -m venv "$repo/.venv"
     }

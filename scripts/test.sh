@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: unit, requirement and golden tests (swift test), the CLI end to end, the live data
+# The whole test suite: unit, requirement and golden tests (swift test), the CLI end to end, the documents' figures
+# against the code and this script's own parsing of the suites' output (pytest, no root), the live data
 # plane in network namespaces (needs root), the Debian package installed and run as its user, the failover control
 # plane against an EC2 emulator, the AWS template deployed into that emulator, the failover end to end and the floods (pytest, scripts/tests/), and the zero-malloc
 # gate on the established-flow path (package-benchmark).
@@ -50,39 +51,25 @@ tally() {
 # what it printed (from the shell drivers' log or pytest's report).
 failures="$work/failures.txt"
 : > "$failures"
+# The parsing of the suites' output is scripts/lib/testlog.py's (with tests of its own in scripts/tests/).
+testlog() { python3 "$here/scripts/lib/testlog.py" "$@"; }
 # failed_checks SUITE LOG: a shell driver's failed checks ("  ✘ name" and the indented output under it).
-failed_checks() {
-  awk -v suite="$1" 'function flush(  i) { for (i = (n > 12 ? n - 12 : 0); i < n; i++) print buf[i]; n = 0; on = 0 }
-                     /^  ✘ /{ flush(); print suite ": " substr($0, 3); on = 1; next }
-                     on && /^      /{ buf[n++] = $0; next }
-                     { flush() } END { flush() }' "$2" >> "$failures"
-}
+failed_checks() { testlog driver-failures "$1" "$2" >> "$failures"; }
 # failed_junit SUITE FILE: a pytest report's failed, errored or skipped tests and the end of their message.
-failed_junit() {
-  python3 - "$1" "$2" >> "$failures" <<'PY' 2>/dev/null || true
-import sys, xml.etree.ElementTree as ET
-suite, path = sys.argv[1], sys.argv[2]
-for case in ET.parse(path).getroot().iter("testcase"):
-    for kind in ("failure", "error", "skipped"):
-        for e in case.findall(kind):
-            print(f"{suite}: ✘ {case.get('name')} ({kind}): {(e.get('message') or '').splitlines()[0][:300] if e.get('message') else ''}")
-            for line in (e.text or "").rstrip().splitlines()[-12:]:
-                print("      " + line)
-PY
-}
+failed_junit() { testlog junit-failures "$1" "$2" >> "$failures" 2>/dev/null || true; }
 # count_line FILE PREFIX: "N M" from the last "PREFIX: N passed, M failed" line of FILE, or nothing.
-count_line() { sed -nE "s/^$2: ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/p" "$1" | tail -1; }
+count_line() { testlog count-line "$1" "$2"; }
 # count_junit FILE: "PASSED FAILED" from a pytest --junitxml report; a skip counts as failed (as root, everything
 # must run: a skipped test proves nothing).
-count_junit() {
-  python3 - "$1" <<'PY' 2>/dev/null || true
-import sys, xml.etree.ElementTree as ET
-root = ET.parse(sys.argv[1]).getroot()
-suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
-n = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
-not_passed = n["failures"] + n["errors"] + n["skipped"]
-print(n["tests"] - not_passed, not_passed)
-PY
+count_junit() { testlog junit-counts "$1" 2>/dev/null || true; }
+
+# pytest SUITE FILE [BINARY]: one pytest suite of scripts/tests/ against the debug build (or BINARY).
+run_pytest() {
+  local suite=$1 file=$2 binary=${3:-$tunnat} status=0 p f
+  .venv/bin/python -m pytest "scripts/tests/$file" -q --tunnat "$binary" --junitxml "$work/$suite.xml" || status=$?
+  read -r p f <<<"$(count_junit "$work/$suite.xml")" || true
+  tally "$suite" "$status" "${p:-0}" "${f:-1}"
+  [ -f "$work/$suite.xml" ] && failed_junit "$suite" "$work/$suite.xml"
 }
 
 step "swift build (warnings are errors)"
@@ -96,16 +83,15 @@ step "swift test (warnings are errors)"
 status=0
 swift test 2>&1 | tee "$work/swift-test.log" \
   | grep -vE '^(\[[0-9]+/[0-9]+\]|◇|✔ Test [a-zA-Z].* passed after)' || status=${PIPESTATUS[0]}
-# swift-testing's last line: "✔ Test run with N tests in M suites passed ..." or "✘ Test run with N tests ... failed ...".
-total=$(sed -nE 's/^(✔|✘) Test run with ([0-9]+) tests?( in [0-9]+ suites?)? (passed|failed).*/\2/p' "$work/swift-test.log" | tail -1)
-if [ "$status" = 0 ] && grep -qE '^✔ Test run with [0-9]+ tests? in [0-9]+ suites? passed' "$work/swift-test.log"; then
-  tally "swift test" 0 "$total" 0
+# Passed if it exited 0 and printed "✔ Test run with N tests in M suites passed"; else each "✘ Test ... failed" is
+# a failure (at least one) and the rest of the N passed.
+read -r p f <<<"$(testlog swift-test-counts "$work/swift-test.log" "$status")" || true
+if [ "${f:-1}" = 0 ]; then
+  tally "swift test" 0 "$p" 0
 else
-  f=$(grep -E '^✘ Test .* failed after' "$work/swift-test.log" | grep -cv '^✘ Test run with' || true)
-  [ "${f:-0}" -gt 0 ] || f=1
   echo "test.sh: swift test failed (the failures are listed above)" >&2
-  grep -E '^✘ ' "$work/swift-test.log" | head -40 | sed 's/^/swift test: /' >> "$failures" || true
-  tally "swift test" 1 "$(( ${total:-0} > f ? ${total:-0} - f : 0 ))" "$f"
+  testlog swift-test-failures "$work/swift-test.log" >> "$failures" || true
+  tally "swift test" 1 "${p:-0}" "${f:-1}"
 fi
 
 step "tunnat CLI end to end"
@@ -114,6 +100,12 @@ scripts/tests/cli-test.sh "$tunnat" "$shared/testdata/pcaps" | tee "$work/cli.lo
 read -r p f <<<"$(count_line "$work/cli.log" cli)" || true
 tally "cli" "$status" "${p:-0}" "${f:-1}"
 failed_checks cli "$work/cli.log"
+
+step "the figures docs/architecture.md names, against the code (no root needed)"
+run_pytest docs-figures test_docs_figures.py
+
+step "test.sh's parsing of the suites' output (scripts/lib/testlog.py) on sample logs and reports"
+run_pytest testlog test_testlog.py
 
 step "live data plane in network namespaces (tunnat run, packet, tun and raw output)"
 status=0
@@ -128,15 +120,6 @@ scripts/tests/package-test.sh | tee "$work/package.log" || status=$?
 read -r p f <<<"$(count_line "$work/package.log" package)" || true
 tally "package" "$status" "${p:-0}" "${f:-1}"
 failed_checks package "$work/package.log"
-
-# pytest SUITE FILE [BINARY]: one pytest suite of scripts/tests/ against the debug build (or BINARY).
-run_pytest() {
-  local suite=$1 file=$2 binary=${3:-$tunnat} status=0 p f
-  .venv/bin/python -m pytest "scripts/tests/$file" -q --tunnat "$binary" --junitxml "$work/$suite.xml" || status=$?
-  read -r p f <<<"$(count_junit "$work/$suite.xml")" || true
-  tally "$suite" "$status" "${p:-0}" "${f:-1}"
-  [ -f "$work/$suite.xml" ] && failed_junit "$suite" "$work/$suite.xml"
-}
 
 step "failover control plane: tunnat routes against moto_server (SigV4 verified), fake IMDSv2, namespace targets"
 run_pytest failover test_failover_routes.py

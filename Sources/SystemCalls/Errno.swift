@@ -15,3 +15,24 @@ public struct Errno: Error, CustomStringConvertible, Equatable, Sendable {
 
     public var description: String { "\(call): \(reason)" }
 }
+
+/// The errno values that code above the system layer tells apart, by name: it compares `Errno.code` with these
+/// and needs no C module of its own.
+extension Errno {
+    /// EPERM, EACCES: the call needs a privilege (CAP_NET_ADMIN, CAP_NET_RAW) or a file mode it lacks.
+    public static let notPermitted = EPERM
+    public static let accessDenied = EACCES
+    /// ENOENT: no such file, route, rule or neighbour.
+    public static let noEntry = ENOENT
+    /// EEXIST: the route or rule is there already.
+    public static let exists = EEXIST
+    /// ESRCH: no such process, or (netlink) no such entry to delete.
+    public static let noSuchEntry = ESRCH
+    /// ENOBUFS: a socket's queue overflowed (netlink: changes were lost) or no buffer space.
+    public static let noBufferSpace = ENOBUFS
+    /// ELOOP: a symbolic link where none may be (O_NOFOLLOW).
+    public static let symbolicLinkLoop = ELOOP
+    /// EMFILE, ENFILE: the process's or the system's descriptor table is full.
+    public static let processDescriptorsFull = EMFILE
+    public static let systemDescriptorsFull = ENFILE
+}

@@ -32,7 +32,7 @@ public enum FileBytes {
         do throws(Errno) {
             fd = try Syscall.open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY)
         } catch {
-            throw SecretFileError(path: path, problem: error.code == ELOOP ? .symbolicLink : .failed(error), expectedOwner: owner)
+            throw SecretFileError(path: path, problem: error.code == Errno.symbolicLinkLoop ? .symbolicLink : .failed(error), expectedOwner: owner)
         }
         let info: stat
         do throws(Errno) {

@@ -154,7 +154,7 @@ public final class RouteNetlink {
                     if type == 2, value.count == 6 { neighbour.ethernet = Self.ethernet(value) }  // NDA_LLADDR
                 }
             }
-        } catch where error.code == ENOENT {
+        } catch where error.code == Errno.noEntry {
             return nil
         }
         return neighbour
@@ -187,7 +187,7 @@ public final class RouteNetlink {
     public func readChanges(_ body: (Change) -> Void) throws(Errno) {
         while true {
             let n: Int?
-            do { n = try Syscall.read(fd, buffer) } catch where error.code == ENOBUFS {
+            do { n = try Syscall.read(fd, buffer) } catch where error.code == Errno.noBufferSpace {
                 body(.lost)
                 continue
             }

@@ -177,7 +177,7 @@ extension RouteNetlink {
                 do {
                     try delete(.route(route))
                     deleted += 1
-                } catch where error.code == ESRCH {}
+                } catch where error.code == Errno.noSuchEntry {}
             }
         }
         throw Errno("netlink \(Self.name(Self.deleteRoute)): table \(table) still holds routes after 8 rounds", EBUSY)

@@ -16,7 +16,8 @@ public protocol PacketOutput: AnyObject {
 }
 
 /// Output back into the TUN, virtio-net header and all: GSO super-packets stay whole and the kernel finishes
-/// partial checksums, so a 64 KB TCP super-packet costs one write (DESIGN.md: 3.7x the raw socket's rate).
+/// partial checksums, so a 64 KB TCP super-packet costs one write (3.7x the raw socket's rate: docs/benchmarks.md,
+/// "Design measurements").
 public final class TunOutput<Queue: PacketQueue>: PacketOutput {
     let queue: Queue
     let headers: Bool
@@ -89,7 +90,7 @@ public final class RawOutput: PacketOutput {
     public convenience init() throws(TunError) {
         let socket: FileDescriptor
         do { socket = try RawIPSocket.open() } catch {
-            if error.code == EPERM || error.code == EACCES {
+            if error.code == Errno.notPermitted || error.code == Errno.accessDenied {
                 throw TunError("\(error): the raw output needs CAP_NET_RAW (run as root, or setcap cap_net_admin,cap_net_raw+ep tunnat)", errno: error)
             }
             throw TunError("\(error)", errno: error)
@@ -220,7 +221,7 @@ public final class PacketSocketOutput<Queue: PacketQueue>: PacketOutput {
     /// Opens the packet socket (CAP_NET_RAW) and a netlink socket for the cache.
     public convenience init(queue: Queue, virtioHeaders: Bool, tunInterface: Int32, changes: EgressChanges) throws(TunError) {
         func failure(_ error: Errno) -> TunError {
-            if error.code == EPERM || error.code == EACCES {
+            if error.code == Errno.notPermitted || error.code == Errno.accessDenied {
                 return TunError("\(error): the packet output needs CAP_NET_RAW (run as root, or setcap cap_net_admin,cap_net_raw+ep tunnat)", errno: error)
             }
             return TunError("\(error)", errno: error)

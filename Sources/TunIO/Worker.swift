@@ -103,7 +103,7 @@ public enum FrameProcessor {
 
 /// One queue's loop: read a batch (non-blocking reads until the queue is empty or the batch is full), translate
 /// it under the lock, write it out; when the queue is empty, wait in poll(2) and retire expired flows.
-/// Generic over the output so that the per-packet calls are direct (STYLE.md, "The per-packet path").
+/// Generic over the output so that the per-packet calls are direct (docs/architecture.md, "The per-packet path").
 // @unchecked: a worker, its queue, its output and its buffers belong to the one thread that runs it; only the
 // LockedNAT and the stop signal, both Sendable, are shared.
 public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked Sendable {

@@ -17,7 +17,7 @@ public struct Figure: Equatable, Sendable {
     public var value: Double
     public var cloudWatch: String?
 
-    /// The figures of `report`: every counter `tunnat status --json` shows, under the names docs/metrics.md lists.
+    /// The figures of `report`: every counter `tunnat status --json` shows, under the names docs/operations.md lists.
     public static func of(_ report: StatusReport) -> [Figure] {
         var f: [Figure] = []
         func counter(_ name: String, _ help: String, labels: [String: String] = [:], _ value: UInt64, cw: String? = nil) {

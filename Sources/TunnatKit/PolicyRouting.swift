@@ -123,7 +123,7 @@ public final class PolicyRouting {
             }
             do { try netlink.add(step.entry) } catch {
                 // A route through the device is new with the device: one that exists is someone else's route.
-                if step.kind == .fence && error.code == EEXIST {
+                if step.kind == .fence && error.code == Errno.exists {
                     inPlace.append(step)
                     continue
                 }
@@ -162,7 +162,7 @@ public final class PolicyRouting {
         var done: [String] = []
         for rule in leftoverRules(in: listed, routing: routing, nat: nat) {
             let command = "ip rule del \(arguments(rule))"
-            do { try netlink.delete(.rule(rule)) } catch where error.code == ENOENT {
+            do { try netlink.delete(.rule(rule)) } catch where error.code == Errno.noEntry {
                 continue  // gone meanwhile
             } catch {
                 throw Failure(description: "\(command): \(error)")
