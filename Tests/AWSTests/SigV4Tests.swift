@@ -56,6 +56,11 @@ let vectors: [Vector] = ((try? FileManager.default.contentsOfDirectory(atPath: s
         #expect(vectors.count >= 30, "found \(vectors.count) cases in \(suite)")
     }
 
+    /// Without the suite the table below would run no case at all and pass: say so instead.
+    @Test func theAWSTestSuiteIsBesideTheRepository() {
+        #expect(vectors.count >= 20, "\(suite) has \(vectors.count) test cases: the SigV4 tests read AWS's suite from ../shared/testdata/sigv4/v4, the project's shared folder checked out beside this repository")
+    }
+
     @Test(arguments: vectors)
     func signsAsTheAWSTestSuiteSays(vector: Vector) throws {
         let context = try vector.context()

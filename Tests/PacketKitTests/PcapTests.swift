@@ -7,7 +7,7 @@ let pcapDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
 
 func sampleCapture(_ name: String) throws -> [UInt8] {
     let path = "\(pcapDirectory)/\(name)"
-    return try #require(FileManager.default.contents(atPath: path).map { [UInt8]($0) }, "missing \(path)")
+    return try #require(FileManager.default.contents(atPath: path).map { [UInt8]($0) }, "missing \(path): the golden tests read the captures in ../shared/testdata/pcaps, the project's shared folder checked out beside this repository (scripts/test.sh says so before it starts)")
 }
 
 /// Rewrites a little-endian pcap as big-endian, field by field, to test the other byte order.

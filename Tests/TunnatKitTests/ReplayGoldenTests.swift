@@ -10,7 +10,7 @@ let pool = IPv4Address(198, 18, 0, 1)
 
 func capture(_ name: String) throws -> [UInt8] {
     let path = "\(pcapDirectory)/\(name)"
-    return try #require(FileManager.default.contents(atPath: path).map { [UInt8]($0) }, "missing \(path)")
+    return try #require(FileManager.default.contents(atPath: path).map { [UInt8]($0) }, "missing \(path): the golden tests read the captures in ../shared/testdata/pcaps, the project's shared folder checked out beside this repository (scripts/test.sh says so before it starts)")
 }
 
 /// The IPv4 datagrams of a capture, in order.
