@@ -46,29 +46,16 @@ extension RouteService {
     public static func runUntilSignalled(_ manager: RouteManager, logger: Logger) throws(FailoverError) {
         try manager.preflight()
         let signals: StopSignal
-        do { signals = try StopSignals.install() } catch { throw FailoverError("\(error)") }
-        let running = start(manager)
+        let running: NamedThread
+        do {
+            signals = try StopSignals.install()
+            running = try NamedThread("tunnat-routes") { manager.run() }
+        } catch {
+            throw FailoverError("\(error)")
+        }
         while !signals.sleep(milliseconds: -1) {}
         logger.notice("stopping")
         manager.stop()
-        running.wait()
-    }
-
-    /// The manager's loop on a thread of its own (it returns only after `stop()`); `wait()` on the group
-    /// returns once it has stopped. Call `preflight()` first.
-    static func start(_ manager: RouteManager) -> DispatchGroup { thread("tunnat-routes") { manager.run() } }
-
-    /// Runs `body` on a thread of its own; the group is left when it returns.
-    static func thread(_ name: String, _ body: @escaping @Sendable () -> Void) -> DispatchGroup {
-        let group = DispatchGroup()
-        group.enter()
-        let thread = Thread {
-            Syscall.nameThisThread(name)
-            body()
-            group.leave()
-        }
-        thread.name = name
-        thread.start()
-        return group
+        running.join()
     }
 }
