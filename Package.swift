@@ -5,9 +5,10 @@
 //
 //   PacketKit <- NatTable <------------------------------------- Replication <--+
 //                    ^                                                ^          |
-//   SystemCalls <- TunIO                       Hashing <- AWS <- Failover        TunnatKit <- tunnat
-//        ^  (every syscall)                    HTTP    <- Health <-+             |
-//        +-- CSystemShim                         (AWS, Health, Failover, Replication, TunIO all feed TunnatKit)
+//   Netlink <- SystemCalls <- TunIO            Hashing <- AWS <- Failover        TunnatKit <- tunnat
+//                 ^  (every syscall)           HTTP    <- Health <-+             |
+//                 +-- CSystemShim                (AWS, Health, Failover, Replication, TunIO all feed TunnatKit)
+//   FakeAWS (AWS, HTTP, SystemCalls): stand-ins for tests, never linked into tunnat.
 //
 // PacketKit and NatTable make no syscalls and read no clock, which is what makes `tunnat replay` deterministic.
 // Every syscall goes through SystemCalls (and the C shims it and HTTP/Hashing wrap).
@@ -51,8 +52,10 @@ let package = Package(
         // C: the TUN ioctls (function-like macros Swift cannot import), eventfd, sendmmsg, and the TUN reads through
         // io_uring (liburing, liburing-dev).
         .target(name: "CSystemShim", linkerSettings: [.linkedLibrary("uring")]),
+        // rtnetlink messages as bytes (iproute2's requests, the kernel's answers and dumps): no syscalls.
+        .target(name: "Netlink", swiftSettings: strict),
         // The system layer: every syscall, one Errno, an owning descriptor, one wake-up primitive.
-        .target(name: "SystemCalls", dependencies: ["CSystemShim"], swiftSettings: strict),
+        .target(name: "SystemCalls", dependencies: ["CSystemShim", "Netlink"], swiftSettings: strict),
         // The packet I/O: TUN device, offloads, raw socket output, the per-queue worker.
         .target(name: "TunIO", dependencies: ["PacketKit", "NatTable", "SystemCalls"], swiftSettings: strict),
         // C: SHA-256 and HMAC from the system's OpenSSL (libssl-dev).
@@ -102,7 +105,8 @@ let package = Package(
         ),
         .testTarget(name: "PacketKitTests", dependencies: ["PacketKit"], swiftSettings: strict),
         .testTarget(name: "NatTableTests", dependencies: ["NatTable", "PacketKit"], swiftSettings: strict),
-        .testTarget(name: "SystemCallsTests", dependencies: ["SystemCalls"], swiftSettings: strict),
+        .testTarget(name: "NetlinkTests", dependencies: ["Netlink"], swiftSettings: strict),
+        .testTarget(name: "SystemCallsTests", dependencies: ["SystemCalls", "Netlink"], swiftSettings: strict),
         .testTarget(name: "TunIOTests", dependencies: ["TunIO", "SystemCalls", "NatTable", "PacketKit"], swiftSettings: strict),
         .testTarget(name: "AWSTests", dependencies: ["AWS", "FakeAWS", "HTTP", "Hashing", "SystemCalls"], swiftSettings: strict),
         .testTarget(name: "HealthTests", dependencies: ["Health", "SystemCalls"], swiftSettings: strict),

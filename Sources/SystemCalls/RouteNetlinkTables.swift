@@ -1,136 +1,21 @@
 import Glibc
+import Netlink
 
 /// The policy rules and the routes of the kernel's routing tables, added, deleted and listed over rtnetlink: what
 /// `ip rule add/del/show` and `ip route add/del/show/flush` do, in-process, so that tunnat needs no iproute2 at
-/// run time and spawns nothing to set up its routing. IPv4 only. A request is written as iproute2 writes it (the
-/// tests compare the bytes with what `ip` sends). A change is sent with NLM_F_ACK and waits for the kernel's
-/// answer, an NLMSG_ERROR carrying 0 or a negative errno; a listing is a dump, read until NLMSG_DONE. Unlike the
-/// questions of the packet path these allocate (a listing is an array) and may wait, at most `answerSeconds`.
+/// run time and spawns nothing to set up its routing. IPv4 only. The messages are the Netlink module's
+/// (Tables.swift). A change is sent with NLM_F_ACK and waits for the kernel's answer, an NLMSG_ERROR carrying 0 or a
+/// negative errno; a listing is a dump, read until NLMSG_DONE. Unlike the questions of the packet path these
+/// allocate (a listing is an array) and may wait, at most `answerSeconds`.
 extension RouteNetlink {
-    /// An IPv4 prefix as rtnetlink carries it.
-    public struct Prefix: Hashable, Sendable {
-        /// Network byte order, as in the messages.
-        public var address: UInt32
-        /// 0 to 32.
-        public var length: UInt8
-        public init(address: UInt32, length: UInt8) {
-            self.address = address
-            self.length = length
-        }
-    }
-
-    /// A policy rule (struct fib_rule_hdr and its FRA_* attributes, linux/fib_rules.h) of the shape tunnat makes:
-    /// `from <source> [iif <name>] lookup <table> pref <priority>`, or `blackhole` instead of the lookup.
-    public struct Rule: Hashable, Sendable {
-        public enum Action: Hashable, Sendable {
-            /// FR_ACT_TO_TBL: `lookup <table>`.
-            case lookup(table: UInt32)
-            /// FR_ACT_BLACKHOLE: `blackhole`, the packet is dropped.
-            case blackhole
-            /// Any other FR_ACT_* (goto, nop, unreachable, prohibit), as the kernel numbers it: listed, never added.
-            case other(UInt8)
-        }
-        /// `pref`: the kernel tries rules in increasing order.
-        public var priority: UInt32
-        /// FRA_SRC and src_len; nil is `from all`.
-        public var source: Prefix?
-        /// FRA_IIFNAME: a name, so a rule may name an interface that does not exist (yet): `ip rule` shows it
-        /// `[detached]`, and it applies once the interface appears.
-        public var inputInterface: String?
-        public var action: Action
-        /// A listed rule with a selector this type does not name (a destination, tos, fwmark, oif, ports, uid range,
-        /// `not`, ...): it matches less than the fields above say. A rule with one cannot be added or deleted here.
-        public var hasOtherSelectors: Bool
-
-        public init(priority: UInt32, source: Prefix?, inputInterface: String?, action: Action,
-                    hasOtherSelectors: Bool = false) {
-            self.priority = priority
-            self.source = source
-            self.inputInterface = inputInterface
-            self.action = action
-            self.hasOtherSelectors = hasOtherSelectors
-        }
-    }
-
-    /// RTN_* (linux/rtnetlink.h): what a route does with a packet.
-    public struct RouteType: Hashable, Sendable {
-        public let rawValue: UInt8
-        public init(rawValue: UInt8) { self.rawValue = rawValue }
-        public static let unicast = RouteType(rawValue: 1)
-        public static let blackhole = RouteType(rawValue: 6)
-        public static let unreachable = RouteType(rawValue: 7)
-        public static let prohibit = RouteType(rawValue: 8)
-        /// Back to the rules: the lookup goes on with the next rule.
-        public static let `throw` = RouteType(rawValue: 9)
-
-        /// Its packets leave through no device: dropped, refused, or sent back to the rules.
-        public var leadsNowhere: Bool { [.blackhole, .unreachable, .prohibit, .throw].contains(self) }
-    }
-
-    /// A route of a routing table (struct rtmsg and its RTA_* attributes): what `ip route` adds and lists. Not to
-    /// be confused with `Route`, the kernel's answer to where one packet would go.
-    public struct TableRoute: Hashable, Sendable {
-        public var type: RouteType
-        /// The whole number (RTA_TABLE); the header's byte holds only tables below 256.
-        public var table: UInt32
-        public var destination: Prefix
-        /// The interfaces it leaves through: RTA_OIF, or each next hop's of a multipath route (RTA_MULTIPATH);
-        /// none for a route through no device. A route to add names at most one; to delete, none matches any.
-        public var interfaces: [Int32]
-        /// RTA_PRIORITY, `metric`; 0 is none.
-        public var metric: UInt32
-        /// rtm_tos: a deletion matches only routes of the same tos.
-        public var tos: UInt8
-
-        public init(type: RouteType, table: UInt32, destination: Prefix, interfaces: [Int32] = [], metric: UInt32 = 0,
-                    tos: UInt8 = 0) {
-            self.type = type
-            self.table = table
-            self.destination = destination
-            self.interfaces = interfaces
-            self.metric = metric
-            self.tos = tos
-        }
-    }
-
-    /// What `add` and `delete` take.
-    public enum Entry: Hashable, Sendable {
-        case rule(Rule)
-        case route(TableRoute)
-    }
+    public typealias Prefix = Netlink.Prefix
+    public typealias Rule = Netlink.Rule
+    public typealias RouteType = Netlink.RouteType
+    public typealias TableRoute = Netlink.TableRoute
+    public typealias Entry = Netlink.Entry
 
     /// How long a change or a listing may wait for the kernel's answer (which it usually gives inside the send).
     static let answerSeconds = 5.0
-
-    /// The 12 bytes of struct fib_rule_hdr and of struct rtmsg, which share their shape: family, dst_len,
-    /// src_len, tos, table, three bytes each names its own way (a rule's res1, res2, action; a route's protocol,
-    /// scope, type), then 32 bits of flags.
-    enum Field {
-        static let family = 0, destinationLength = 1, sourceLength = 2, tos = 3, table = 4
-        static let ruleAction = 7
-        static let routeProtocol = 5, routeScope = 6, routeType = 7
-        static let flags = 8
-        static let end = 12
-    }
-
-    /// FRA_* (linux/fib_rules.h).
-    enum RuleAttribute {
-        static let source: UInt16 = 2, inputInterface: UInt16 = 3, priority: UInt16 = 6
-        static let suppressPrefixLength: UInt16 = 14, table: UInt16 = 15, pad: UInt16 = 18, protocolNumber: UInt16 = 21
-    }
-
-    /// RTA_* (linux/rtnetlink.h).
-    enum RouteAttribute {
-        static let destination: UInt16 = 1, outputInterface: UInt16 = 4, priority: UInt16 = 6, multipath: UInt16 = 9
-        static let table: UInt16 = 15
-    }
-
-    // FR_ACT_*, FIB_RULE_INVERT (linux/fib_rules.h); RTPROT_BOOT, RT_SCOPE_*, RTM_F_CLONED (linux/rtnetlink.h).
-    static let actionLookup: UInt8 = 1, actionBlackhole: UInt8 = 6
-    static let ruleInverted: UInt32 = 0x2
-    static let protocolBoot: UInt8 = 3
-    static let scopeUniverse: UInt8 = 0, scopeLink: UInt8 = 253, scopeNowhere: UInt8 = 255
-    static let routeCloned: UInt32 = 0x200
 
     // MARK: Changes
 
@@ -144,22 +29,22 @@ extension RouteNetlink {
         let type: UInt16
         switch entry {
         case .rule(let rule):
-            type = adding ? Self.newRule : Self.deleteRule
+            type = adding ? Netlink.newRule : Netlink.deleteRule
             // IFNAMSIZ is 16 with the NUL; a rule this type cannot write in full would be another rule.
             guard !rule.hasOtherSelectors, (rule.inputInterface?.utf8.count ?? 1) <= 15 else {
-                throw Errno("netlink \(Self.name(type))", EINVAL)
+                throw Errno("netlink \(Netlink.name(type))", EINVAL)
             }
         case .route(let route):
-            type = adding ? Self.newRoute : Self.deleteRoute
-            guard route.interfaces.count <= 1 else { throw Errno("netlink \(Self.name(type))", EINVAL) }
+            type = adding ? Netlink.newRoute : Netlink.deleteRoute
+            guard route.interfaces.count <= 1 else { throw Errno("netlink \(Netlink.name(type))", EINVAL) }
         }
-        let sequence = try send(type: type, flags: Self.acknowledge | (adding ? Self.create | Self.exclusive : 0)) { b in
+        let sequence = try send(type: type, flags: Netlink.acknowledge | (adding ? Netlink.create | Netlink.exclusive : 0)) { b in
             switch entry {
-            case .rule(let rule): Self.write(rule, into: b)
-            case .route(let route): Self.write(route, adding: adding, into: b)
+            case .rule(let rule): Netlink.write(rule, into: b)
+            case .route(let route): Netlink.write(route, adding: adding, into: b)
             }
         }
-        try receive(sequence, of: type, waiting: true) { kind, _, _ in kind == Self.error }
+        try receive(sequence, of: type, waiting: true) { kind, _, _ in kind == Netlink.error }
     }
 
     /// Deletes every route of `table` (`ip route flush table N`): lists the table and deletes each route by its
@@ -180,20 +65,20 @@ extension RouteNetlink {
                 } catch where error.code == Errno.noSuchEntry {}
             }
         }
-        throw Errno("netlink \(Self.name(Self.deleteRoute)): table \(table) still holds routes after 8 rounds", EBUSY)
+        throw Errno("netlink \(Netlink.name(Netlink.deleteRoute)): table \(table) still holds routes after 8 rounds", EBUSY)
     }
 
     // MARK: Listings
 
     /// The IPv4 policy rules, in the kernel's order (by priority): `ip rule show`.
     public func rules() throws(Errno) -> [Rule] {
-        try dump(Self.getRule, answer: Self.newRule, Self.rule(parsing:))
+        try dump(Netlink.getRule, answer: Netlink.newRule, Netlink.rule(parsing:))
     }
 
     /// The routes of `table` (254 is main), routes of every type: `ip route show table N`. A table that never
     /// held a route lists as empty.
     public func routes(table: UInt32) throws(Errno) -> [TableRoute] {
-        try dump(Self.getRoute, answer: Self.newRoute, Self.route(parsing:)).filter { $0.table == table }
+        try dump(Netlink.getRoute, answer: Netlink.newRoute, Netlink.route(parsing:)).filter { $0.table == table }
     }
 
     /// Dumps the kernel's `type` table for IPv4 and returns what `parse` makes of each message of type `answer`.
@@ -201,160 +86,18 @@ extension RouteNetlink {
     /// up to 3 times.
     func dump<T>(_ type: UInt16, answer: UInt16, _ parse: (UnsafeRawBufferPointer) -> T?) throws(Errno) -> [T] {
         for _ in 0..<3 {
-            let sequence = try send(type: type, flags: Self.dump) { b in
-                // A struct rtgenmsg is all the kernel reads of a dump request; iproute2 sends the whole header.
-                Self.writeHeader(b, destinationLength: 0, sourceLength: 0, tos: 0, table: 0, protocol: 0, scope: 0, typeOrAction: 0)
+            let sequence = try send(type: type, flags: Netlink.dump) { b in
+                Netlink.writeDumpRequest(b)
             }
             var found: [T] = []
             var interrupted = false
             try receive(sequence, of: type, waiting: true) { kind, flags, payload in
-                if flags & Self.dumpInterrupted != 0 { interrupted = true }
+                if flags & Netlink.dumpInterrupted != 0 { interrupted = true }
                 if kind == answer, let item = parse(payload) { found.append(item) }
-                return kind == Self.done
+                return kind == Netlink.done
             }
             if !interrupted { return found }
         }
-        throw Errno("netlink \(Self.name(type)) dump, interrupted 3 times", EINTR)
-    }
-
-    // MARK: Writing requests
-
-    /// Writes the header a rule and a route share (`Field`): family AF_INET, the table when below 256 (else 0,
-    /// RT_TABLE_UNSPEC, and an attribute carries it), no flags. A rule has 0 where a route has its protocol and
-    /// scope (res1, res2), and its action where a route has its type. Returns the header's length.
-    static func writeHeader(_ b: UnsafeMutableRawBufferPointer, destinationLength: UInt8, sourceLength: UInt8, tos: UInt8,
-                            table: UInt32, protocol: UInt8, scope: UInt8, typeOrAction: UInt8) -> Int {
-        b[Field.family] = UInt8(AF_INET)
-        b[Field.destinationLength] = destinationLength
-        b[Field.sourceLength] = sourceLength
-        b[Field.tos] = tos
-        b[Field.table] = table < 256 ? UInt8(table) : 0
-        b[Field.routeProtocol] = `protocol`
-        b[Field.routeScope] = scope
-        b[Field.routeType] = typeOrAction
-        b.storeBytes(of: UInt32(0), toByteOffset: Field.flags, as: UInt32.self)
-        return Field.end
-    }
-
-    /// An RTM_NEWRULE or RTM_DELRULE body for `rule`, as `ip rule add` writes it; returns its length.
-    static func write(_ rule: Rule, into b: UnsafeMutableRawBufferPointer) -> Int {
-        var table: UInt32 = 0
-        let action: UInt8
-        switch rule.action {
-        case .lookup(let number):
-            table = number
-            action = actionLookup
-        case .blackhole: action = actionBlackhole
-        case .other(let number): action = number
-        }
-        var at = writeHeader(b, destinationLength: 0, sourceLength: rule.source?.length ?? 0, tos: 0, table: table, protocol: 0,
-                             scope: 0, typeOrAction: action)
-        if let source = rule.source { at = attribute(b, at, type: RuleAttribute.source, source.address) }
-        if let name = rule.inputInterface { at = attribute(b, at, type: RuleAttribute.inputInterface, name) }
-        if table > 255 { at = attribute(b, at, type: RuleAttribute.table, table) }
-        return attribute(b, at, type: RuleAttribute.priority, rule.priority)
-    }
-
-    /// An RTM_NEWROUTE or RTM_DELROUTE body for `route`, as `ip route add/del` writes it: an addition has protocol
-    /// boot (which `ip route` does not show) and scope link for a route through a device without a gateway,
-    /// universe otherwise; a deletion matches any protocol and scope (RT_SCOPE_NOWHERE). Returns its length.
-    static func write(_ route: TableRoute, adding: Bool, into b: UnsafeMutableRawBufferPointer) -> Int {
-        let scope = !adding ? scopeNowhere : route.type == .unicast && !route.interfaces.isEmpty ? scopeLink : scopeUniverse
-        var at = writeHeader(b, destinationLength: route.destination.length, sourceLength: 0, tos: route.tos,
-                             table: route.table, protocol: adding ? protocolBoot : 0, scope: scope,
-                             typeOrAction: route.type.rawValue)
-        if route.destination.length > 0 { at = attribute(b, at, type: RouteAttribute.destination, route.destination.address) }
-        if route.table > 255 { at = attribute(b, at, type: RouteAttribute.table, route.table) }
-        if route.metric != 0 { at = attribute(b, at, type: RouteAttribute.priority, route.metric) }
-        if let interface = route.interfaces.first {
-            at = attribute(b, at, type: RouteAttribute.outputInterface, UInt32(bitPattern: interface))
-        }
-        return at
-    }
-
-    /// Writes a NUL-terminated string attribute (at most 15 bytes of `text`) at `at`, zero-padded to 4 bytes;
-    /// returns where the next one goes.
-    static func attribute(_ b: UnsafeMutableRawBufferPointer, _ at: Int, type: UInt16, _ text: String) -> Int {
-        var end = at + 4
-        for byte in text.utf8.prefix(15) {
-            b[end] = byte
-            end += 1
-        }
-        b.storeBytes(of: UInt16(end + 1 - at), toByteOffset: at, as: UInt16.self)
-        b.storeBytes(of: type, toByteOffset: at + 2, as: UInt16.self)
-        let next = (end + 1 + 3) & ~3
-        for i in end..<next { b[i] = 0 }
-        return next
-    }
-
-    // MARK: Reading listings
-
-    /// A rule from the payload of a listed RTM_NEWRULE; nil for anything but IPv4, or a payload cut short. The
-    /// `[detached]` flag of a rule whose interface does not exist is left out: it is the same rule.
-    static func rule(parsing p: UnsafeRawBufferPointer) -> Rule? {
-        guard p.count >= Field.end, p[Field.family] == UInt8(AF_INET), p[Field.sourceLength] <= 32 else { return nil }
-        var table = UInt32(p[Field.table])
-        var priority: UInt32 = 0
-        var source: UInt32 = 0
-        var inputInterface: String?
-        var others = p[Field.destinationLength] != 0 || p[Field.tos] != 0
-            || p.loadUnaligned(fromByteOffset: Field.flags, as: UInt32.self) & ruleInverted != 0
-        attributes(p, from: Field.end) { type, value in
-            switch type {
-            case RuleAttribute.table where value.count == 4: table = value.loadUnaligned(as: UInt32.self)
-            case RuleAttribute.priority where value.count == 4: priority = value.loadUnaligned(as: UInt32.self)
-            case RuleAttribute.source where value.count == 4: source = value.loadUnaligned(as: UInt32.self)
-            case RuleAttribute.inputInterface:
-                inputInterface = String(decoding: value.prefix { $0 != 0 }, as: UTF8.self)
-            // Listed with every rule: all ones unless `suppress_prefixlength` was given.
-            case RuleAttribute.suppressPrefixLength where value.count == 4:
-                if value.loadUnaligned(as: UInt32.self) != .max { others = true }
-            // Who made the rule, and alignment: not selectors.
-            case RuleAttribute.protocolNumber, RuleAttribute.pad: break
-            default: others = true
-            }
-        }
-        let action: Rule.Action = switch p[Field.ruleAction] {
-        case actionLookup: .lookup(table: table)
-        case actionBlackhole: .blackhole
-        case let other: .other(other)
-        }
-        let length = p[Field.sourceLength]
-        return Rule(priority: priority, source: length == 0 ? nil : Prefix(address: source, length: length),
-                    inputInterface: inputInterface, action: action, hasOtherSelectors: others)
-    }
-
-    /// A route from the payload of a listed RTM_NEWROUTE; nil for anything but IPv4, a payload cut short, or a
-    /// cached exception (RTM_F_CLONED: a learned path MTU or redirect, which a dump may list with the routes).
-    static func route(parsing p: UnsafeRawBufferPointer) -> TableRoute? {
-        guard p.count >= Field.end, p[Field.family] == UInt8(AF_INET), p[Field.destinationLength] <= 32,
-              p.loadUnaligned(fromByteOffset: Field.flags, as: UInt32.self) & routeCloned == 0
-        else { return nil }
-        var route = TableRoute(type: RouteType(rawValue: p[Field.routeType]), table: UInt32(p[Field.table]),
-                               destination: Prefix(address: 0, length: p[Field.destinationLength]), tos: p[Field.tos])
-        attributes(p, from: Field.end) { type, value in
-            switch type {
-            case RouteAttribute.destination where value.count == 4: route.destination.address = value.loadUnaligned(as: UInt32.self)
-            case RouteAttribute.table where value.count == 4: route.table = value.loadUnaligned(as: UInt32.self)
-            case RouteAttribute.priority where value.count == 4: route.metric = value.loadUnaligned(as: UInt32.self)
-            case RouteAttribute.outputInterface where value.count == 4:
-                route.interfaces.append(value.loadUnaligned(as: Int32.self))
-            case RouteAttribute.multipath: nextHops(value) { route.interfaces.append($0) }
-            default: break
-            }
-        }
-        return route
-    }
-
-    /// Each next hop's interface in an RTA_MULTIPATH value: a struct rtnexthop (length, flags, hops, ifindex)
-    /// followed by its own attributes, each 4-byte aligned.
-    static func nextHops(_ value: UnsafeRawBufferPointer, _ body: (Int32) -> Void) {
-        var at = 0
-        while at + 8 <= value.count {
-            let length = Int(value.loadUnaligned(fromByteOffset: at, as: UInt16.self))
-            guard length >= 8, at + length <= value.count else { return }
-            body(value.loadUnaligned(fromByteOffset: at + 4, as: Int32.self))
-            at += (length + 3) & ~3
-        }
+        throw Errno("netlink \(Netlink.name(type)) dump, interrupted 3 times", EINTR)
     }
 }

@@ -106,7 +106,7 @@ def test_bytes_per_mapping_and_flow(name, pattern):
 
 # (what, the source file and the constant's pattern, [(document, the figure's pattern)])
 CONSTANTS = [
-    ("slots per resync hold", ("NatTable/Replication.swift", r"^\s*public static let snapshotSlots = ([\d_]+)$"), [
+    ("slots per resync hold", ("NatTable/ChangeFeed.swift", r"^\s*public static let snapshotSlots = ([\d_]+)$"), [
         ("architecture.md", r"read under the same lock hold: at most ([\d,]+) slots"),
         ("high-availability.md", r"\(([\d,]+) slots per hold of the workers' lock"),
         ("replication-wire-format.md", r"walks the table's slots, ([\d,]+) per hold of the workers' lock"),
@@ -118,7 +118,7 @@ CONSTANTS = [
      ("TunIO/Worker.swift", r"^\s*public static var batchSize: Int \{ ([\d_]+) \}$"), [
         ("architecture.md", r"One lock over the table per batch of up to ([\d,]+) frames"),
     ]),
-    ("bytes per change-feed record", ("NatTable/Replication.swift", r"^\s*public static let encodedSize = ([\d_]+)$"), [
+    ("bytes per change-feed record", ("NatTable/ChangeFeed.swift", r"^\s*public static let encodedSize = ([\d_]+)$"), [
         ("architecture.md", r"removals as ([\d,]+)-byte records"),
     ]),
 ]

@@ -4,7 +4,7 @@ import Testing
 
 /// The change feed of an active table and `apply` on a replica: after applying, the replica translates every
 /// established flow exactly as the active did, and admits nothing the active would not.
-@Suite struct ReplicationTests {
+@Suite struct ChangeFeedTests {
     /// An active with recording on, a replica (not live), and a helper that copies the changes across.
     func pair() throws -> (active: NAT, replica: NAT, sync: () throws -> Void) {
         let active = try makeNAT(pool: [pool1, pool2], seed: 7)
