@@ -117,7 +117,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ReplicationTests",
-            dependencies: ["Replication", "NatTable", "PacketKit", "Hashing", "SystemCalls", "TunIO",
+            dependencies: ["Replication", "NatTable", "PacketKit", "Hashing", "SystemCalls", "TunIO", "FakeAWS",
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),

@@ -3,7 +3,7 @@ import NatTable
 import Synchronization
 import SystemCalls
 
-/// The loop around `ReplicationNode`, on one thread: it waits on the UDP socket and its wake-up, hands the node
+/// The loop around `ReplicationNode`, on one thread: it waits on the sync link (`SyncLink`) and its wake-up, hands the node
 /// a bounded number of datagrams and then the time, and sends what the node returns. It also publishes the node's
 /// role, status and confirmed serial for other threads (the route manager, `tunnat status`, the workers' hold),
 /// and carries out a planned handover when asked (`handOver`).
@@ -16,7 +16,8 @@ public final class Replicator: ReplicationGate, Sendable {
     static let receiveBudget = 256
 
     public let config: ReplicationConfiguration
-    let socket: UDPSocket
+    let link: any SyncLink
+    let clock: any MonotonicClock
     let logger: Logger
     let health: @Sendable () -> Bool?
     /// The node is touched only by the loop's thread; the lock is there for the compiler and is never contended.
@@ -47,22 +48,23 @@ public final class Replicator: ReplicationGate, Sendable {
 
     public var holdMilliseconds: Int { config.holdNewFlowsMilliseconds }
 
+    /// `link` nil: the UDP socket on `config.listen`, admitting the peers only. `clock`: the node's time.
     public init(config: ReplicationConfiguration, keyring: SyncKeyring, table: any ReplicaPort,
                 health: @escaping @Sendable () -> Bool?, holdReport: @escaping @Sendable () -> UInt64 = { 0 },
-                logger: Logger) throws(Errno) {
+                link: (any SyncLink)? = nil, clock: any MonotonicClock = SystemMonotonicClock(), logger: Logger) throws(Errno) {
         self.config = config
         self.logger = logger
         self.health = health
         self.holdReport = holdReport
-        // The filter is attached before the socket is bound: nothing from elsewhere is ever queued.
-        socket = try UDPSocket(bind: config.listen, admitting: config.peers.map(\.endpoint))
+        self.clock = clock
+        if let link { self.link = link } else { self.link = try UDPSyncLink(listen: config.listen, peers: config.peers.map(\.endpoint)) }
         wakeup = try Wakeup()
         confirmed = try Wakeup()
         handoverSettled = try Wakeup()
         let node = ReplicationNode(config: config, keyring: keyring, run: SystemRandom.uint64(),
                                    random: { SystemRandom.uint64() }, table: table, logger: logger,
-                                   now: SystemClock.monotonicSeconds())
-        published.withLock { $0 = node.status(now: SystemClock.monotonicSeconds()) }
+                                   now: clock.seconds())
+        published.withLock { $0 = node.status(now: clock.seconds()) }
         self.node = Mutex(node)
     }
 
@@ -127,54 +129,53 @@ public final class Replicator: ReplicationGate, Sendable {
     /// Runs until `stop()`.
     public func run() {
         logger.notice("replication: node \(config.node) listening on \(config.listen), peers \(config.peers.map(\.description).joined(separator: ", "))")
-        // Larger than any valid message, so that a longer one shows as such (its real length is reported).
-        var buffers = DatagramBuffers(count: 64, size: 2048)
         var lastStatus = -Double.infinity
-        while !stopping.load(ordering: .acquiring) {
-            socket.wait(milliseconds: 5, other: wakeup.fd)
-            wakeup.drain()
-            // The health verdict and route state are read, and the role observer called, outside the node's lock.
-            let healthy = health() ?? false
-            let held = routesHeld(()) ?? true
-            let change = node.withLock { node -> Role? in
-                guard let node else { return nil }
-                var handled = 0
-                while handled < Self.receiveBudget {
-                    let got = socket.receiveMany(into: &buffers)
-                    guard got > 0 else { break }
-                    handled += got
-                    let now = SystemClock.monotonicSeconds()
-                    for i in 0..<got {
-                        let d = buffers[i]
-                        let bytes = buffers.withBytes(of: i) { Array($0.prefix(d.length)) }
-                        transmit(node.receive(bytes, length: d.length, from: d.source, now: now), node)
-                    }
-                }
-                let now = SystemClock.monotonicSeconds()
-                if handoverWanted.exchange(false, ordering: .acquiringAndReleasing) {
-                    if let refusal = node.beginHandover(now: now) {
-                        handoverRefusal.withLock { $0 = refusal }
-                        handoverSettled.signal()
-                    } else {
-                        handingOver.store(true, ordering: .releasing)
-                    }
-                }
-                let (datagrams, change) = node.tick(now: now, healthy: healthy, routesHeld: held)
-                transmit(datagrams, node)
-                publish(node, now: now, change: change, lastStatus: &lastStatus)
-                return change
-            }
-            if let change { _ = onRoleChange(change) }
-        }
+        while !stopping.load(ordering: .acquiring) { step(waitMilliseconds: 5, lastStatus: &lastStatus) }
         node.withLock { node in
             var never = -Double.infinity
-            if let node { publish(node, now: SystemClock.monotonicSeconds(), change: nil, lastStatus: &never) }
+            if let node { publish(node, now: clock.seconds(), change: nil, lastStatus: &never) }
             node = nil
         }
     }
 
+    /// One turn of the loop: waits up to `waitMilliseconds` for a datagram or the wake-up, hands the node at most
+    /// `receiveBudget` datagrams and then the time, sends what it returns, and publishes its role and status.
+    /// `run` turns it until stopped; a test turns it by hand.
+    func step(waitMilliseconds: Int32, lastStatus: inout Double) {
+        link.wait(milliseconds: waitMilliseconds, other: wakeup.fd)
+        wakeup.drain()
+        // The health verdict and route state are read, and the role observer called, outside the node's lock.
+        let healthy = health() ?? false
+        let held = routesHeld(()) ?? true
+        let change = node.withLock { node -> Role? in
+            guard let node else { return nil }
+            var handled = 0
+            while handled < Self.receiveBudget {
+                let got = link.receive(limit: 64)
+                guard !got.isEmpty else { break }
+                handled += got.count
+                let now = clock.seconds()
+                for d in got { transmit(node.receive(d.bytes, length: d.length, from: d.source, now: now), node) }
+            }
+            let now = clock.seconds()
+            if handoverWanted.exchange(false, ordering: .acquiringAndReleasing) {
+                if let refusal = node.beginHandover(now: now) {
+                    handoverRefusal.withLock { $0 = refusal }
+                    handoverSettled.signal()
+                } else {
+                    handingOver.store(true, ordering: .releasing)
+                }
+            }
+            let (datagrams, change) = node.tick(now: now, healthy: healthy, routesHeld: held)
+            transmit(datagrams, node)
+            publish(node, now: now, change: change, lastStatus: &lastStatus)
+            return change
+        }
+        if let change { _ = onRoleChange(change) }
+    }
+
     func transmit(_ datagrams: [OutgoingDatagram], _ node: ReplicationNode) {
-        for d in datagrams { node.sent(d, ok: socket.send(d.bytes, to: d.to)) }
+        for d in datagrams { node.sent(d, ok: link.send(d.bytes, to: d.to)) }
     }
 
     func publish(_ node: ReplicationNode, now: Double, change: Role?, lastStatus: inout Double) {
