@@ -85,6 +85,6 @@ print(f"established TCP connections surviving: {survived}/{total} ({100 * surviv
 print(f"replication per new flow: {o['entries_messages_per_flow']} entries messages, {o['entries_bytes_per_flow']} bytes, "
       f"{o['records_per_flow']} records; CPU for {o['new_flows']} new flows: active {o['active_cpu_seconds']}s, "
       f"standby {o['standby_cpu_seconds']}s")
-print(f"router mirror: at most {result['router_lag_max_ms']} ms behind moto")
+print(f"router: at most {result['router_follow_max_ms']} ms to follow a change in moto (before the call returned)")
 PY
 exit $status

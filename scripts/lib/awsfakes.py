@@ -8,7 +8,8 @@
   to an interface whose instance is gone or stopped read as "blackhole"; RouteAlreadyExists on CreateRoute;
   an instance can be marked impaired; an Elastic IP associated through it stays with its private IP when that IP
   moves to another interface, as DescribeAddresses then reports (moto ties it to the interface's primary address);
-  and throttling (RequestLimitExceeded, 503) or InternalError (500) can be injected for the next N calls.
+  and throttling (RequestLimitExceeded, 503) or InternalError (500) can be injected for the next N calls. After a
+  change to routes or private addresses, on_change (if set) runs before the answer goes back.
 - Moto: moto_server itself on loopback, bootstrapped so that it verifies SigV4 from then on.
 
 scripts/lib/testbed.py starts these for the tests (AWS); nothing here knows about namespaces or tunnat.
@@ -180,6 +181,9 @@ def error_document(code, message):
             f'</Response>').encode()
 
 
+CHANGES = {"CreateRoute", "ReplaceRoute", "DeleteRoute", "AssignPrivateIpAddresses", "UnassignPrivateIpAddresses"}
+
+
 class EC2Front:
     def __init__(self, moto_port, ec2, host="127.0.0.1"):
         self.moto_port = moto_port
@@ -190,6 +194,9 @@ class EC2Front:
         self.races = {}             # (table, cidr) -> eni: created just before our CreateRoute reaches moto
         self.eips = {}              # allocation id -> the private IP it is associated with (see associate_address)
         self.calls = []             # (action, status)
+        # Called with the action after moto accepted a change to routes or private addresses, before the caller
+        # gets the answer (a VPC's router follows here: in line with moto by the time the call returns).
+        self.on_change = None
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -248,6 +255,8 @@ class EC2Front:
             data = self.mark_impaired(data)
         if status == 200 and action == "DescribeAddresses":
             data = self.describe_addresses(data, form)
+        if status == 200 and action in CHANGES and self.on_change:
+            self.on_change(action)
         return status, data
 
     def associate_address(self, allocation_id, eni, private_ip):

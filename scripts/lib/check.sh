@@ -14,3 +14,17 @@ check() {
     printf '%s\n' "$out" | sed 's/^/      /' | tail -"${CHECK_TAIL:-20}"
   fi
 }
+
+# wait_until SECONDS COMMAND...: runs COMMAND every 0.1 s until it succeeds or SECONDS (whole seconds) have passed on
+# the clock, then once more at the deadline; its status. Every wait of the drivers is for a condition, never a time.
+wait_until() {
+  local end=$((${EPOCHREALTIME/./} + $1 * 1000000))
+  shift
+  until "$@"; do
+    [ "${EPOCHREALTIME/./}" -lt "$end" ] || { "$@"; return; }
+    sleep 0.1
+  done
+}
+
+# listening NAMESPACE t|u PORT: something in NAMESPACE listens on TCP (t) or UDP (u) PORT.
+listening() { ip netns exec "$1" ss -Hl"$2"n "sport = :$3" | grep -q .; }

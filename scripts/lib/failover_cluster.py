@@ -13,7 +13,8 @@ Topology (namespaces named per run; the root namespace holds moto, the fake IMDS
 
   client 10.10.1.10 -- rtr (VPC router: table 200 for the private subnet's default route, and the pool address
                              198.18.0.100 routed to whichever ENI holds it as a secondary private IP, as the internet
-                             gateway does; each read from moto in a loop, at most 100 ms behind)
+                             gateway does; brought in line with moto by the EC2 front after each change, before
+                             the call that made it returns, as on EC2)
   rtr -- nat-a 10.10.0.10 (ENI a)     rtr -- nat-b 10.10.0.11 (ENI b)     rtr -- server 198.18.1.10
                                                                             rtr: 198.19.0.0/16 blackholed (preload)
   nat-a, nat-b -- bridge 10.79.0.1 in the root namespace (moto, IMDS, EC2 front), as 10.79.0.2 and 10.79.0.3
@@ -26,14 +27,14 @@ import json
 import os
 import re
 import select
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-from testbed import LIB, AWS, Namespaces, Processes, sh, wait_for
+from testbed import LIB, AWS, Namespaces, Processes, end, sh, wait_for
+from tunnat_process import TunnatProcess
 
 PUBLIC, SERVER, CLIENT = "198.18.0.100", "198.18.1.10", "10.10.1.10"
 NAT_IP = {"a": "10.10.0.10", "b": "10.10.0.11"}
@@ -42,7 +43,6 @@ BRIDGE_IP = "10.79.0.1"
 SERVER_PORT = 5001
 OUTAGE_LIMIT = 2.0      # seconds: the longest gap any flow may see across a kill of the active
 HANDOVER_OUTAGE_LIMIT = 1.0  # seconds: the same across a planned handover (the route switch only)
-MIRROR_LAG_LIMIT = 0.1  # seconds: how far behind moto the router may follow
 PRELOAD_PREFIX = "198.19.0.0/16"  # where preload_flows.py sends; the router drops it without a word (no ICMP)
 PRELOAD_LIMIT = 120.0   # seconds: the preload's bound
 MAX_PRELOAD = 1 << 24   # flows: ample for the 1,048,576 the design asks to test at
@@ -77,16 +77,14 @@ class VPC:
         ec2.create_route(RouteTableId=self.table, DestinationCidrBlock="0.0.0.0/0",
                          NetworkInterfaceId=self.nat["a"]["eni"])
         self.applied = {"route": None, "pool": None}
-        # Per resource, the longest time from the start of one read of moto to the end of the next one: a change
-        # made just after a read began is in the router by then at the latest.
-        self.lag = {"route": 0.0, "pool": 0.0}
-        self.stop = threading.Event()
-        self.clients = {"route": aws.client("ec2"), "pool": aws.client("ec2")}
-        self.mirror_route(self.clients["route"])
-        self.mirror_pool(self.clients["pool"])
-        self.threads = [threading.Thread(target=self.mirror, args=(what,), daemon=True) for what in ("route", "pool")]
-        for t in self.threads:
-            t.start()
+        # The router follows moto as EC2 does: a change is in the router by the time the call that made it returns
+        # (the EC2 front calls follow() before it answers). follow_seconds: the longest that took; errors: what went
+        # wrong in it (the router then lags moto: a test failure).
+        self.follow_seconds, self.errors = 0.0, []
+        self.lock = threading.Lock()
+        self.client = aws.client("ec2")
+        self.follow("start")
+        aws.front.on_change = self.follow
 
     def route_target(self, ec2):
         table = ec2.describe_route_tables(RouteTableIds=[self.table])["RouteTables"][0]
@@ -118,51 +116,49 @@ class VPC:
             sh("ip", "-n", self.router_ns, "route", "replace", f"{PUBLIC}/32", "via", via, "dev", dev, "onlink")
             self.applied["pool"] = holders[0]
 
-    def mirror(self, what):
-        step = self.mirror_route if what == "route" else self.mirror_pool
-        previous_start = None
-        while not self.stop.is_set():
-            started = time.monotonic()
+    def follow(self, action):
+        """Brings the router in line with moto (after `action` changed it)."""
+        started = time.monotonic()
+        with self.lock:
             try:
-                step(self.clients[what])
-            except Exception as e:  # noqa: BLE001 - a failed read is retried; the lag shows it
-                if not self.stop.is_set():
-                    log(f"  mirror: {e}")
-            if previous_start is not None:
-                self.lag[what] = max(self.lag[what], time.monotonic() - previous_start)
-            previous_start = started
-            self.stop.wait(0.01)
+                self.mirror_route(self.client)
+                self.mirror_pool(self.client)
+            except Exception as e:  # noqa: BLE001 - reported by the tests, not raised into the EC2 front
+                self.errors.append(f"{action}: {e}")
+                log(f"  router: {action}: {e}")
+            self.follow_seconds = max(self.follow_seconds, time.monotonic() - started)
 
     def close(self):
-        self.stop.set()
-        for t in self.threads:
-            t.join(5)
+        self.aws.front.on_change = None
+
+    def in_line(self):
+        """Whether the router routes as moto says now (the route, and the pool address held by one ENI)."""
+        route, holders = self.state()
+        return self.applied["route"] == route and (len(holders) != 1 or self.applied["pool"] == holders[0])
 
 
-class Node:
-    """One tunnat instance, `tunnat run` in its namespace; start() again after kill() is a restart."""
+class Node(TunnatProcess):
+    """One tunnat instance, `tunnat run` in its namespace (files in the cluster's work directory, named after k);
+    start() again after kill() is a restart."""
 
     def __init__(self, cluster, k):
+        super().__init__(cluster.tunnat, cluster.ns[k], cluster.work, name=k, procs=cluster.procs)
         self.cluster, self.k = cluster, k
-        self.config = self.write_config()
-        self.proc = None
-        self.runs = 0
+        self.write_config(self.config_text())
 
-    def write_config(self):
+    def config_text(self):
         c, other = self.cluster, "b" if self.k == "a" else "a"
-        path = os.path.join(c.work, f"{self.k}.yaml")
         # A preload puts every flow on one private host, and they must outlive the whole run: room for them and a
         # quarter more, no per-host limit, an hour of UDP idle time.
         limits = "" if not c.preload else f"""
   max_flows: {c.preload + c.preload // 4 + 65536}
   max_flows_per_host: unlimited
   timeouts: {{udp: 1h}}"""
-        with open(path, "w") as f:
-            f.write(f"""nat:
+        return f"""nat:
   private_prefixes: [10.10.1.0/24]
   pool: [{PUBLIC}]{limits}
 tun: {{name: tnat0, queues: 1, routing: {{interface: eth0}}}}
-control_socket: {c.work}/{self.k}.sock
+control_socket: {{socket}}
 stats_interval: 0
 replication:
   listen: {NAT_IP[self.k]}:7800
@@ -181,54 +177,21 @@ failover:
     private:
       find: {{type: by_tag, config: {{key: Name, value: private}}}}
       manage_routes: [{{cidr: 0.0.0.0/0, healthcheck: router}}]
-""")
-        return path
+"""
 
     def start(self):
         c = self.cluster
-        self.runs += 1
-        env = {"PATH": os.environ["PATH"], "HOME": c.work, "AWS_ACCESS_KEY_ID": c.aws.key,
-               "AWS_SECRET_ACCESS_KEY": c.aws.secret}
-        with open(self.log_path(), "w") as logfile:
-            self.proc = c.procs.start(c.ns.argv(self.k, c.tunnat, "run", "--config", self.config), env=env,
-                                      stdout=logfile, stderr=subprocess.STDOUT)
+        return super().start(env={"PATH": os.environ["PATH"], "HOME": c.work, "AWS_ACCESS_KEY_ID": c.aws.key,
+                                  "AWS_SECRET_ACCESS_KEY": c.aws.secret}, inherit=False)
 
-    def kill(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def status(self):
-        """`tunnat status --json`, or None when it gives no answer within 10 s (a node busy, starting or dead)."""
-        try:
-            r = subprocess.run([self.cluster.tunnat, "status", "--socket",
-                                os.path.join(self.cluster.work, f"{self.k}.sock"), "--json"],
-                               capture_output=True, text=True, timeout=10)
-            return json.loads(r.stdout)
-        except (ValueError, subprocess.TimeoutExpired):
-            return None
+    def replication(self):
+        return (self.status() or {}).get("replication", {})
 
     def role(self):
-        s = self.status()
-        return s and s.get("replication", {}).get("role")
+        return self.replication().get("role")
 
     def synced(self):
-        s = self.status()
-        return bool(s and s.get("replication", {}).get("synced"))
-
-    def cpu_seconds(self):
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def log_path(self):
-        return os.path.join(self.cluster.work, f"{self.k}.{self.runs}.log")
-
-    def log_tail(self, n=15):
-        try:
-            with open(self.log_path()) as f:
-                return "".join(f.readlines()[-n:])
-        except OSError as e:
-            return f"(no log: {e})"
+        return bool(self.replication().get("synced"))
 
 
 def ping_gap(output):
@@ -315,13 +278,7 @@ class FlowSender:
 
     def stop(self):
         """Ends it mid-send (the churn of time_resync)."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        end(self.proc)
 
 
 class Cluster:
@@ -428,14 +385,20 @@ class Cluster:
                                               SERVER_PORT, "--seconds", seconds, "--idle", self.idle,
                                               "--busy", self.busy),
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        started = time.monotonic()
         ping = self.procs.start(self.ns.argv("c", "ping", "-D", "-n", "-i", "0.05", "-w", int(seconds + 2), SERVER),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(kill_at)
+        # The kill comes `kill_at` seconds into the flows (the scenario's timing), and not before the standby holds
+        # every one of them (the idle and busy connections, the UDP stream, the ping), for at most half their time.
+        expected = self.idle + self.busy + 2
+        replicated = wait_for(lambda: min((n.status() or {}).get("flows", 0) for n in (active, standby)) >= expected,
+                              seconds / 2, step=0.25)
+        wait_for(lambda: probe.poll() is not None, kill_at - (time.monotonic() - started), step=0.1)
         flows_before = (active.status() or {}).get("flows", 0)
         killed = time.monotonic()
         handed = None
         if handover:
-            handed = subprocess.Popen([self.tunnat, "handover", "--socket", os.path.join(self.work, f"{active.k}.sock")],
+            handed = subprocess.Popen([self.tunnat, "handover", "--socket", active.socket],
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         else:
             active.kill()
@@ -457,7 +420,7 @@ class Cluster:
             flows = {"error": f"probe printed no result: {err[-500:]}"}
         gap, replies = ping_gap(ping_out)
         return Round(active, standby, self.busy, {
-            "flows_replicated": flows_before, "took_over": took_over, "takeover_seconds": round(takeover, 3),
+            "flows_replicated": flows_before, "replicated_before_kill": replicated, "took_over": took_over, "takeover_seconds": round(takeover, 3),
             "route_moved": route_moved, "switch_seconds": round(switched, 3), "flows": flows,
             "ping_gap": round(gap, 3), "ping_replies": replies, "handover": outcome})
 
@@ -604,7 +567,9 @@ class Cluster:
                  f"    s.sendto(b'x', ('{SERVER}', 9))\n"
                  "    s.close()\n")
         self.ns.exec("c", sys.executable, "-c", burst, timeout=60)
-        time.sleep(1.5)
+        # Once the active has made the burst's flows, a few heartbeat rounds carry their entries to the standby.
+        wait_for(lambda: counters()["flows-created"] - before["flows-created"] >= flows, 30, step=0.1)
+        wait_heartbeats((active, standby), 5)
         after = counters()
         d = {k: after.get(k, 0) - before.get(k, 0)
              for k in ("sent-entries", "sent-entries-bytes", "records-sent", "flows-created")}
@@ -616,6 +581,18 @@ class Cluster:
                 "standby_cpu_seconds": round(standby.cpu_seconds() - cpu_s, 3)}
 
 
+def heartbeats(node):
+    return node.replication().get("counters", {}).get("sent-heartbeat")
+
+
+def wait_heartbeats(nodes, n, seconds=30):
+    """Waits until each node has sent n more heartbeats than now (bounded by `seconds`): n rounds of the replication
+    protocol have run, so whatever a node would do about what it has heard by now, it has done. How a check that
+    something did not happen waits: by the nodes' progress, not by the clock. Returns whether they all did."""
+    first = {node.k: heartbeats(node) or 0 for node in nodes}
+    return wait_for(lambda: all((heartbeats(node) or 0) - first[node.k] >= n for node in nodes), seconds, step=0.25)
+
+
 def rejected_counters(node):
     """The replication counters of node whose name starts with "rejected" (a message it refused), with their values.
     `rejected-noSession` is left out: when a peer restarts, the last messages of the old session that cross its
@@ -625,7 +602,7 @@ def rejected_counters(node):
 
 
 def bench(tunnat, rounds, idle, busy, preload=0, churn=RESYNC_CHURN, handover=False):
-    """The benchmark: `rounds` kills, the same checks as the test suite (but the mirror lag) on stderr, then JSON.
+    """The benchmark: `rounds` kills, the same checks as the test suite on stderr, then JSON.
     With `preload`, that many idle flows first, and the time a restarted standby takes to hold them while `churn`
     new flows a second go through the active."""
     failed = []
@@ -684,7 +661,7 @@ def bench(tunnat, rounds, idle, busy, preload=0, churn=RESYNC_CHURN, handover=Fa
             active.start()
             check(f"nat-{active.k} rejoins as standby and resyncs",
                   wait_for(lambda: active.role() == "standby" and active.synced(), rejoin_limit), active.log_tail())
-            time.sleep(0.5)
+            wait_heartbeats((active, standby), 5)
             check(f"nat-{active.k} does not take the route or the pool address back",
                   cluster.holds_everything(standby.k) and standby.role() == "active" and active.role() == "standby")
             counters = rejected_counters(standby)
@@ -692,8 +669,8 @@ def bench(tunnat, rounds, idle, busy, preload=0, churn=RESYNC_CHURN, handover=Fa
             active, standby = standby, active
         log("failover bench: replication overhead: 2000 new UDP flows")
         overhead = cluster.replication_overhead(active, standby)
-        lag = max(cluster.vpc.lag.values())
-        print(json.dumps({"rounds": figures, "overhead": overhead, "router_lag_max_ms": round(lag * 1000, 1),
+        print(json.dumps({"rounds": figures, "overhead": overhead,
+                          "router_follow_max_ms": round(cluster.vpc.follow_seconds * 1000, 1),
                           "preload": loaded, "resync": resync}))
     finally:
         cluster.down()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Bounded floods and their witnesses, for scripts/tests/test_floods.py. Each subcommand runs inside one network
-namespace (`ip netns exec NS python3 floods.py ...`), builds its packets with the `socket` and `struct` modules
-only (raw sockets, no scapy), and prints one JSON object. Every flood stops at --count packets or --seconds,
+namespace (`ip netns exec NS python3 floods.py ...`), builds its packets with packets.py (`struct` only: raw
+sockets, no scapy), and prints one JSON object. Every flood stops at --count packets or --seconds,
 whichever comes first, and is paced at --rate packets per second. Needs root (CAP_NET_RAW).
 
 Floods (from the router or a client; every address they use lies inside the test's namespaces):
@@ -34,7 +34,8 @@ Witnesses and clients:
                                                     counts arriving ICMP messages of type T, and which identifiers
   ping-id --dst A --ident N --count N               echo requests with a fixed identifier; counts the replies
   udp-stream --server A:P --interval I --seconds S  a numbered datagram to a longflows.py server every I seconds
-                                                    until SIGTERM or S; counts the answers (0.5 s more for the last)
+                                                    until SIGTERM or S; counts the answers (until all are in, at
+                                                    most 5 s more)
   new-flow --dst A --port P [--timeout S]           a fresh TCP connection: connect, one line echoed (exit 1 if not)
 Witnesses print "ready" once listening, stop at SIGTERM or after S seconds, then print their JSON.
 """
@@ -49,54 +50,12 @@ import struct
 import sys
 import time
 
-ETH_P_ALL, ETH_P_IP = 0x0003, 0x0800
-IP_MF = 0x2000
-TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
+from packets import IP_MF, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, icmp_echo, ipv4, link_sender, tcp, udp, udp_ipv4
+
+ETH_P_ALL = 0x0003
 SO_RCVBUFFORCE = 33  # <asm-generic/socket.h>; Python's socket module does not name it
 
-# --- packets ----------------------------------------------------------------------------------------------------
-
-
-def checksum(data, initial=0):
-    """The Internet checksum (RFC 1071) of data, with `initial` (a ones'-complement sum) added in."""
-    if len(data) % 2:
-        data += b"\0"
-    s = initial + sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
-def pseudo_sum(src, dst, proto, length):
-    """The ones'-complement sum of the TCP/UDP pseudo-header (RFC 768, RFC 793), not yet folded."""
-    return sum(struct.unpack("!4H", src + dst)) + proto + length
-
-
-def ipv4(src, dst, proto, payload, ident, frag=0, ttl=64):
-    """An IPv4 header (no options) with its checksum, followed by payload. frag: flags and offset (8-byte units)."""
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident, frag, ttl, proto, 0, src, dst)
-    return header[:10] + struct.pack("!H", checksum(header)) + header[12:] + payload
-
-
-def udp(src, dst, sport, dport, payload, length=None):
-    """A UDP header and payload with its checksum. length: the header's length field, when the datagram is longer
-    than what is built here (a first fragment); the checksum then covers zeros for the rest."""
-    length = length or 8 + len(payload)
-    header = struct.pack("!HHHH", sport, dport, length, 0)
-    c = checksum(header + payload, pseudo_sum(src, dst, socket.IPPROTO_UDP, length)) or 0xFFFF
-    return header[:6] + struct.pack("!H", c) + payload
-
-
-def tcp(src, dst, sport, dport, seq, ack, flags, window=502, payload=b""):
-    """A TCP header (no options) and payload with its checksum."""
-    header = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, window, 0, 0)
-    c = checksum(header + payload, pseudo_sum(src, dst, socket.IPPROTO_TCP, 20 + len(payload)))
-    return header[:16] + struct.pack("!H", c) + header[18:] + payload
-
-
-def icmp_echo(ident, seq, payload, request=True):
-    header = struct.pack("!BBHHH", 8 if request else 0, 0, 0, ident, seq)
-    return header[:2] + struct.pack("!H", checksum(header + payload)) + header[4:] + payload
+# --- packets (built by packets.py) ------------------------------------------------------------------------------
 
 
 def addr(text):
@@ -180,8 +139,7 @@ def cmd_udp(o):
 
     def packet(i):
         src = sources.pick()
-        return ipv4(src, dst, socket.IPPROTO_UDP, udp(src, dst, random.randrange(1024, 65536), o.dport, payload),
-                    ip_id())
+        return udp_ipv4(src, dst, random.randrange(1024, 65536), o.dport, payload, ip_id())
 
     return flood_ip(packet, o.dst, o)
 
@@ -198,7 +156,7 @@ def cmd_replay_udp(o):
         i += 2 + n
     s = raw_ip_socket()
     for p in payloads:
-        s.sendto(ipv4(src, dst, socket.IPPROTO_UDP, udp(src, dst, o.sport, o.dport, p), ip_id()), (o.dst, 0))
+        s.sendto(udp_ipv4(src, dst, o.sport, o.dport, p, ip_id()), (o.dst, 0))
     return {"sent": len(payloads)}
 
 
@@ -323,17 +281,12 @@ def cmd_echo_requests(o):
 
 def cmd_l2_udp(o):
     src, dst = addr(o.src), addr(o.dst)
-    with open(f"/sys/class/net/{o.iface}/address") as f:
-        src_mac = bytes.fromhex(f.read().strip().replace(":", ""))
-    ethernet = bytes.fromhex(o.dst_mac.replace(":", "")) + src_mac + struct.pack("!H", ETH_P_IP)
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-    s.bind((o.iface, 0))
+    send, ethernet = link_sender(o.iface, o.dst_mac)
 
     def packet(i):
-        payload = b"%s %d" % (o.tag.encode(), i)
-        return ethernet + ipv4(src, dst, socket.IPPROTO_UDP, udp(src, dst, o.sport, o.dport, payload), ip_id())
+        return ethernet + udp_ipv4(src, dst, o.sport, o.dport, b"%s %d" % (o.tag.encode(), i), ip_id())
 
-    return paced(s.send, packet, o.count, o.rate, o.seconds)
+    return paced(send, packet, o.count, o.rate, o.seconds)
 
 
 # --- witnesses ----------------------------------------------------------------------------------------------------
@@ -399,7 +352,8 @@ def cmd_udp_hold(o):
     s.bind(("0.0.0.0", 0))
     s.settimeout(0.2)
     external = None
-    for _ in range(10):  # bounded: 10 tries, 2 s
+    deadline = time.monotonic() + 10
+    while external is None and time.monotonic() < deadline:  # a hello every 0.2 s until answered, at most 10 s
         s.sendto(b"hello", (host, port))
         try:
             data, peer = s.recvfrom(2048)
@@ -504,10 +458,10 @@ def cmd_udp_stream(o):
     start = time.monotonic()
     end = start + o.seconds
     drain_until = None
-    while time.monotonic() < (drain_until or end):
+    while time.monotonic() < (drain_until or end) and not (drain_until and result["answered"] >= result["sent"]):
         now = time.monotonic()
         if drain_until is None and stopping:
-            drain_until = now + 0.5  # the answers to the last datagrams
+            drain_until = now + 5  # the answers to the last datagrams: until all are in, at most 5 s
         if drain_until is None and now >= start + result["sent"] * o.interval:
             try:
                 s.send(b"%d" % result["sent"])
@@ -530,7 +484,7 @@ def cmd_ping_id(o):
     answered = set()
     for seq in range(1, o.count + 1):
         s.sendto(icmp_echo(o.ident, seq, b"ping with a fixed identifier"), (o.dst, 0))
-        deadline = time.monotonic() + 1
+        deadline = time.monotonic() + 3
         while seq not in answered and time.monotonic() < deadline:
             try:
                 packet, peer = s.recvfrom(2048)
@@ -566,99 +520,50 @@ def cmd_new_flow(o):
 # --- command line ---------------------------------------------------------------------------------------------------
 
 
+def number(v):
+    return int(v, 0)
+
+
+# Each option's type and whether it must be given; a subcommand names the ones it takes (with any default after
+# a "=").
+OPTIONS = {"src": str, "sport": int, "dst": str, "dport": int, "sources": str, "tag": str, "ident": number,
+           "length": int, "iface": str, "server": str, "client": str, "first-port": int, "last-port": int,
+           "size": int, "datagrams": int, "interval": float, "dst-mac": str, "seconds": float, "state": str,
+           "bind": str, "port": int, "type": int, "count": int, "file": str, "timeout": float}
+FLOOD_OPTIONS = ("count=1000", "rate=20000", "seconds=10")
+ADDRESSES = ("src", "sport", "dst", "dport")
+SUBCOMMANDS = {  # name: (a flood: --count --rate --seconds, its options)
+    "udp": (True, ("dst", "dport", "sources", "tag=spoof")),
+    "first-fragment": (True, ADDRESSES + ("ident=0x7A7A", "length=2000")),
+    "tcp-oow": (True, ("iface", "server", "client")),
+    "ack-sweep": (True, ("src", "dst", "dport", "first-port=1", "last-port=65535")),
+    "later-fragments": (True, ("dst", "sources")),
+    "reversed-fragments": (False, ADDRESSES + ("size=3000", "datagrams=5", "interval=0.2", "tag=frag")),
+    "echo-requests": (True, ("src", "dst", "ident")),
+    "l2-udp": (True, ("iface", "dst-mac", "src", "sport=5555", "dst", "dport", "tag=spoofpriv")),
+    "udp-hold": (False, ("server", "seconds", "state")),
+    "udp-count": (False, ("bind", "port", "seconds=30")),
+    "tcp-watch": (False, ("src", "sport", "seconds=30")),
+    "icmp-watch": (False, ("type", "ident=", "src=", "seconds=30")),
+    "udp-stream": (False, ("server", "interval=0.02", "seconds=30")),
+    "ping-id": (False, ("dst", "ident", "count=3")),
+    "replay-udp": (False, ADDRESSES + ("file",)),
+    "new-flow": (False, ("dst", "port", "timeout=3")),
+}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-
-    def flood(name, **defaults):
+    for name, (flood, options) in SUBCOMMANDS.items():
         p = sub.add_parser(name)
-        p.add_argument("--count", type=int, default=defaults.get("count", 1000))
-        p.add_argument("--rate", type=int, default=defaults.get("rate", 20000))
-        p.add_argument("--seconds", type=float, default=defaults.get("seconds", 10))
-        return p
-
-    p = flood("udp")
-    p.add_argument("--dst", required=True)
-    p.add_argument("--dport", type=int, required=True)
-    p.add_argument("--sources", required=True)
-    p.add_argument("--tag", default="spoof")
-    p = flood("first-fragment")
-    p.add_argument("--src", required=True)
-    p.add_argument("--sport", type=int, required=True)
-    p.add_argument("--dst", required=True)
-    p.add_argument("--dport", type=int, required=True)
-    p.add_argument("--ident", type=lambda v: int(v, 0), default=0x7A7A)
-    p.add_argument("--length", type=int, default=2000, help="the whole datagram's UDP payload length")
-    p = flood("tcp-oow")
-    p.add_argument("--iface", required=True)
-    p.add_argument("--server", required=True)
-    p.add_argument("--client", required=True)
-    p = flood("ack-sweep")
-    p.add_argument("--src", required=True)
-    p.add_argument("--dst", required=True)
-    p.add_argument("--dport", type=int, required=True)
-    p.add_argument("--first-port", type=int, default=1)
-    p.add_argument("--last-port", type=int, default=65535)
-    p = flood("later-fragments")
-    p.add_argument("--dst", required=True)
-    p.add_argument("--sources", required=True)
-    p = sub.add_parser("reversed-fragments")
-    p.add_argument("--src", required=True)
-    p.add_argument("--sport", type=int, required=True)
-    p.add_argument("--dst", required=True)
-    p.add_argument("--dport", type=int, required=True)
-    p.add_argument("--size", type=int, default=3000, help="UDP length, header included")
-    p.add_argument("--datagrams", type=int, default=5)
-    p.add_argument("--interval", type=float, default=0.2)
-    p.add_argument("--tag", default="frag")
-    p = flood("echo-requests")
-    p.add_argument("--src", required=True)
-    p.add_argument("--dst", required=True)
-    p.add_argument("--ident", type=lambda v: int(v, 0), required=True)
-    p = flood("l2-udp")
-    p.add_argument("--iface", required=True)
-    p.add_argument("--dst-mac", required=True)
-    p.add_argument("--src", required=True)
-    p.add_argument("--sport", type=int, default=5555)
-    p.add_argument("--dst", required=True)
-    p.add_argument("--dport", type=int, required=True)
-    p.add_argument("--tag", default="spoofpriv")
-
-    p = sub.add_parser("udp-hold")
-    p.add_argument("--server", required=True)
-    p.add_argument("--seconds", type=float, required=True)
-    p.add_argument("--state", required=True)
-    p = sub.add_parser("udp-count")
-    p.add_argument("--bind", required=True)
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--seconds", type=float, default=30)
-    p = sub.add_parser("tcp-watch")
-    p.add_argument("--src", required=True)
-    p.add_argument("--sport", type=int, required=True)
-    p.add_argument("--seconds", type=float, default=30)
-    p = sub.add_parser("icmp-watch")
-    p.add_argument("--type", type=int, required=True)
-    p.add_argument("--ident", type=lambda v: int(v, 0))
-    p.add_argument("--src")
-    p.add_argument("--seconds", type=float, default=30)
-    p = sub.add_parser("udp-stream")
-    p.add_argument("--server", required=True)
-    p.add_argument("--interval", type=float, default=0.02)
-    p.add_argument("--seconds", type=float, default=30)
-    p = sub.add_parser("ping-id")
-    p.add_argument("--dst", required=True)
-    p.add_argument("--ident", type=lambda v: int(v, 0), required=True)
-    p.add_argument("--count", type=int, default=3)
-    p = sub.add_parser("replay-udp")
-    p.add_argument("--src", required=True)
-    p.add_argument("--sport", type=int, required=True)
-    p.add_argument("--dst", required=True)
-    p.add_argument("--dport", type=int, required=True)
-    p.add_argument("--file", required=True)
-    p = sub.add_parser("new-flow")
-    p.add_argument("--dst", required=True)
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--timeout", type=float, default=3)
+        for option in (FLOOD_OPTIONS if flood else ()) + options:
+            key, has_default, default = option.partition("=")
+            kind = OPTIONS.get(key, int)
+            if has_default:
+                p.add_argument("--" + key, type=kind, default=kind(default) if default else None)
+            else:
+                p.add_argument("--" + key, type=kind, required=True)
 
     o = parser.parse_args()
     result = globals()["cmd_" + o.command.replace("-", "_")](o)

@@ -16,6 +16,8 @@ import re
 import struct
 import sys
 
+from packets import ipv4
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHARED = os.path.join(os.path.dirname(REPO), "shared")
 
@@ -53,31 +55,19 @@ def pcap_packets():
     return packets
 
 
-def checksum(data):
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while s > 0xFFFF:
-        s = (s & 0xFFFF) + (s >> 16)
-    return s
-
-
-def ipv4(proto, src, dst, payload, ident=1):
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident, 0, 64, proto, 0,
-                         bytes(src), bytes(dst))
-    header = header[:10] + struct.pack("!H", 0xFFFF - checksum(header)) + header[12:]
-    return header + payload
+def ipv4_packet(proto, src, dst, payload):
+    return ipv4(bytes(src), bytes(dst), proto, payload, 1)
 
 
 def tcp_super_packet(size):
     """A TCP/IPv4 packet with `size` payload bytes and a zero checksum (the targets fill in what they need)."""
     tcp = struct.pack("!HHIIBBHHH", 40000, 80, 0xFFFFF000, 1, 5 << 4, 0x18 | 0x01 | 0x80, 65535, 0, 0)
-    return ipv4(6, [10, 0, 0, 1], [198, 19, 0, 10], tcp + bytes((i * 7 + 3) & 0xFF for i in range(size)))
+    return ipv4_packet(6, [10, 0, 0, 1], [198, 19, 0, 10], tcp + bytes((i * 7 + 3) & 0xFF for i in range(size)))
 
 
 def udp_super_packet(size):
     udp = struct.pack("!HHHH", 40000, 443, 8 + size, 0)
-    return ipv4(17, [10, 0, 0, 1], [198, 19, 0, 10], udp + bytes((i * 5 + 1) & 0xFF for i in range(size)))
+    return ipv4_packet(17, [10, 0, 0, 1], [198, 19, 0, 10], udp + bytes((i * 5 + 1) & 0xFF for i in range(size)))
 
 
 def seeds_translate(out):

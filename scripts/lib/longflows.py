@@ -6,7 +6,8 @@
       other line is echoed) and a UDP server on the same port (each datagram is answered with "SEQ from ADDR:PORT").
   longflows.py probe ADDRESS PORT --seconds S [--idle N] [--busy N] [--interval I]
       Opens N idle TCP connections and N busy ones, and a UDP stream, all to the server; the busy connections and the
-      UDP stream send a numbered line every I seconds for S seconds and time every answer. Then each idle connection
+      UDP stream send a numbered line every I seconds for S seconds and time every answer (then wait, at most 5 s,
+      for the answers still due). Then each idle connection
       speaks once more. Prints one JSON object: per kind, what was sent and answered, the longest gap between two
       answers, errors (a reset, an early close), and the source addresses the server saw.
 
@@ -134,7 +135,8 @@ def probe(address, port, seconds, idle, busy, interval):
     udp = {"sent": 0, "answered": 0, "times": [], "sources": set()}
     n = 0
     next_send = time.monotonic()
-    while time.monotonic() < end + 1:
+    # Sends until the end, then waits for the answers still due: until every datagram is answered, at most 5 s.
+    while time.monotonic() < end + 5 and (time.monotonic() < end or udp["answered"] < udp["sent"]):
         now = time.monotonic()
         if now < end and now >= next_send:
             n += 1

@@ -17,9 +17,10 @@ message when what it checks does not hold. Run inside a namespace with `ip netns
 import asyncio
 import json
 import socket
-import struct
 import sys
 import time
+
+from packets import link_sender, udp_ipv4
 
 
 def fail(message):
@@ -155,31 +156,11 @@ def udp_sources(port, seconds):
     print(json.dumps(counts))
 
 
-def checksum(data):
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def spoof(iface, dst_mac, src, dst, port, n):
-    src_mac = open(f"/sys/class/net/{iface}/address").read().strip()
-    ether = bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex(src_mac.replace(":", "")) + b"\x08\x00"
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-    s.bind((iface, 0))
+    send, ethernet = link_sender(iface, dst_mac)
     for i in range(n):
-        payload = f"spoofed {i}".encode()
-        udp_length = 8 + len(payload)
-        pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 17, udp_length)
-        udp = struct.pack("!HHHH", 40000 + i, port, udp_length, 0) + payload
-        udp_sum = checksum(pseudo + udp) or 0xFFFF
-        udp = udp[:6] + struct.pack("!H", udp_sum) + udp[8:]
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + udp_length, i, 0, 64, 17, 0,
-                         socket.inet_aton(src), socket.inet_aton(dst))
-        ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
-        s.send(ether + ip + udp)
+        send(ethernet + udp_ipv4(socket.inet_aton(src), socket.inet_aton(dst), 40000 + i, port,
+                                 f"spoofed {i}".encode(), i))
         time.sleep(0.01)
     print(f"sent {n} UDP datagrams {src} -> {dst}:{port} out of {iface} to {dst_mac}")
 

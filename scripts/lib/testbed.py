@@ -1,6 +1,7 @@
 """What the failover test suites (scripts/tests/) and the failover benchmark stand on, in one place.
 
-- sh, wait_for: a command with a time limit whose failure says what it printed; a condition polled for a bounded time.
+- sh, wait_for, end: a command with a time limit whose failure says what it printed; a condition polled for a bounded
+  time; a process ended with a signal and a bounded wait, killed after it.
 - Processes: every process a test starts, ended by stop() (SIGTERM, then SIGKILL after 5 s), newest first.
 - Namespaces: network namespaces and root-namespace links named per run (a prefix and this process's id, so that
   runs side by side never meet), removed by cleanup() together with every process still inside them.
@@ -43,6 +44,18 @@ def wait_for(condition, seconds, step=0.05):
     return bool(condition())
 
 
+def end(proc, seconds=5, sig=signal.SIGTERM):
+    """Ends a process: `sig`, then SIGKILL if it has not exited within `seconds`. Returns its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(seconds)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    return proc.returncode
+
+
 def run_id():
     """This run's number for names: the process id, short enough that a prefix and a suffix fit IFNAMSIZ (15)."""
     return os.getpid() % 100000
@@ -64,13 +77,7 @@ class Processes:
     def stop(self, kill=False):
         """Ends every process still running, the newest first: SIGKILL with kill, else SIGTERM and SIGKILL 5 s on."""
         for p in reversed(self.procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(5)
+            end(p, sig=signal.SIGKILL if kill else signal.SIGTERM)
         self.procs.clear()
 
 

@@ -38,10 +38,8 @@ want_sha=$(sha256sum "$work/big.bin" | cut -d' ' -f1)
 topology_servers "$p" "$work" 900
 timeout 900 ip netns exec "$p-srv" python3 scripts/lib/nettools.py echo-server 198.19.0.10 8000 900 &
 topology_pids+=($!)
-for _ in $(seq 50); do
-  in_ns srv ss -ltn | grep -q ':8000' && in_ns srv ss -ltn | grep -q ':80 ' && break
-  sleep 0.1
-done
+wait_until 10 listening "$p-srv" t 8000 && wait_until 10 listening "$p-srv" t 80 \
+  || { echo "netns-test.sh: the servers in srv do not listen" >&2; exit 1; }
 
 # Raw output reads the TUN with read(2) and poll(2) (tun.io_uring: false), the others through io_uring: both readers
 # run every test of the loop below.
@@ -63,17 +61,18 @@ EOF
 }
 
 tunnat_pid=
+tunnat_gone() { ! kill -0 "$tunnat_pid" 2>/dev/null; }
+translating_or_gone() { grep -q 'translating' "$1" || tunnat_gone; }
+tun0_gone() { ! ip -n "$p-nat" link show tun0 >/dev/null 2>&1; }
 start_tunnat() {  # start_tunnat OUTPUT-MODE [ROUTING-MAPPING]
   write_config "$@"
+  : > "$work/tunnat-$1.log"  # emptied here, before the start: an earlier run's "translating" must not count
   # Not through in_ns: a backgrounded function is a subshell, and $! must be tunnat itself.
-  ip netns exec "$p-nat" "$tunnat" run --config "$work/tunnat.yaml" > "$work/tunnat-$1.log" 2>&1 &
+  ip netns exec "$p-nat" "$tunnat" run --config "$work/tunnat.yaml" >> "$work/tunnat-$1.log" 2>&1 &
   tunnat_pid=$!
   topology_pids+=("$tunnat_pid")
-  for _ in $(seq 100); do
-    grep -q 'translating' "$work/tunnat-$1.log" && return 0
-    kill -0 "$tunnat_pid" 2>/dev/null || break
-    sleep 0.1
-  done
+  wait_until 20 translating_or_gone "$work/tunnat-$1.log"
+  grep -q 'translating' "$work/tunnat-$1.log" && return 0
   echo "tunnat did not start:" >&2
   cat "$work/tunnat-$1.log" >&2
   return 1
@@ -81,11 +80,7 @@ start_tunnat() {  # start_tunnat OUTPUT-MODE [ROUTING-MAPPING]
 
 stop_tunnat() {
   kill -TERM "$tunnat_pid"
-  for _ in $(seq 50); do
-    kill -0 "$tunnat_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$tunnat_pid" 2>/dev/null; then echo "tunnat still running 5 s after SIGTERM" >&2; return 1; fi
+  wait_until 5 tunnat_gone || { echo "tunnat still running 5 s after SIGTERM" >&2; return 1; }
   wait "$tunnat_pid"
 }
 
@@ -98,12 +93,7 @@ stop_if_running() {
 kill_tunnat() {  # SIGKILL: none of tunnat's own clean-up runs; the kernel removes the device with its last fd.
   kill -KILL "$tunnat_pid"
   wait "$tunnat_pid" 2>/dev/null || true
-  for _ in $(seq 50); do
-    ip -n "$p-nat" link show tun0 >/dev/null 2>&1 || return 0
-    sleep 0.1
-  done
-  echo "tun0 still there 5 s after SIGKILL"
-  return 1
+  wait_until 5 tun0_gone || { echo "tun0 still there 5 s after SIGKILL"; return 1; }
 }
 
 # The fence: what keeps private traffic from leaving untranslated whether tunnat runs or not. One rule per private
@@ -173,7 +163,7 @@ t_pmtud() {
   in_ns c1 ip route flush cache
   timeout 30 ip netns exec "$p-srv2" iperf3 -s -1 -B 198.19.1.10 >/dev/null 2>&1 &
   local server=$!
-  sleep 0.5
+  wait_until 10 listening "$p-srv2" t 5201 || { echo "iperf3 -s does not listen"; return 1; }
   timeout 30 ip netns exec "$p-c1" iperf3 -c 198.19.1.10 -n 20M -J > "$work/pmtud.json"
   wait "$server" || true
   # iperf3 -n ends when the last byte is written; most of it must have arrived by then.
@@ -183,7 +173,7 @@ t_pmtud() {
 t_hairpin() {
   timeout 10 ip netns exec "$p-c2" python3 scripts/lib/nettools.py hairpin-listen 7000 198.19.0.10:9 6 &
   local listener=$!
-  sleep 0.5
+  wait_until 5 listening "$p-c2" u 7000 || { echo "the hairpin listener is not bound"; return 1; }
   in_ns c1 python3 scripts/lib/nettools.py hairpin-send 198.18.0.1 7000 198.18.0.1
   wait "$listener"
 }
@@ -250,7 +240,7 @@ t_spoofed_private_source() {
   rx_before=$(cat "/proc/$tunnat_pid/net/dev" | awk '$1 == "wan:" {print $3}')
   timeout 10 ip netns exec "$p-srv" python3 scripts/lib/nettools.py udp-sources 7777 3 > "$work/spoofed.json" 2>&1 &
   local listener=$!
-  sleep 0.5
+  wait_until 5 listening "$p-srv" u 7777 || { echo "the listener in srv is not bound"; return 1; }
   in_ns rtr python3 scripts/lib/nettools.py spoof nat "$wan_mac" 10.0.1.1 198.19.0.10 7777 20 || return 1
   wait "$listener" || { cat "$work/spoofed.json"; return 1; }
   after=$(status_json | json_field "['nat']['outbound']")
@@ -269,7 +259,7 @@ t_kernel_counters() {
   local before after
   timeout 10 ip netns exec "$p-srv" python3 scripts/lib/nettools.py udp-sources 7778 4 > /dev/null 2>&1 &
   local sink=$!
-  sleep 0.3
+  wait_until 5 listening "$p-srv" u 7778 || { echo "the sink in srv is not bound"; return 1; }
   status_json | python3 -c "import json,sys; k=json.load(sys.stdin)['kernel']; assert sorted(k) == ['tun-rx-dropped', 'tun-rx-errors', 'tun-tx-dropped', 'tun-tx-errors'] and all(type(v) is int for v in k.values()), k" \
     || return 1
   before=$(status_json | json_field "['kernel']['tun-tx-dropped']")
@@ -343,6 +333,15 @@ t_restart_after_sigkill() {
   stop_tunnat
 }
 
+# Echo requests c1 has sent (its namespace's ICMP counters), and pings from the pool address captured on wan.
+pings_sent() { in_ns c1 awk '/^Icmp:/ { if (!n++) { for (i = 1; i <= NF; i++) f[$i] = i } else print $f["OutEchos"] }' /proc/net/snmp; }
+pings_translated() { tcpdump -n -r "$work/wan.pcap" 'icmp and src host 198.18.0.1' 2>/dev/null | wc -l; }
+grown() { [ "$("pings_$1")" -ge "$2" ]; }
+more_pings() {  # more_pings sent|translated: waits (at most 20 s) until that count has grown by 50
+  local want=$(($("pings_$1") + 50))
+  wait_until 20 grown "$1" "$want" || { echo "pings $1: $("pings_$1"), not $want within 20 s"; return 1; }
+}
+
 # tcpdump on wan while c1 pings srv 100 times a second, through a SIGKILL, a restart, a clean stop and a restart:
 # never a packet from 10.0.0.0/8 on wan, and pings from the pool address while tunnat runs.
 t_capture_never_untranslated() {
@@ -351,19 +350,20 @@ t_capture_never_untranslated() {
   start_tunnat tun || return 1
   ip netns exec "$p-nat" timeout 60 tcpdump -i wan -n -U -Z root -w "$work/wan.pcap" ip > "$work/tcpdump.log" 2>&1 &
   capture=$!
-  for _ in $(seq 50); do grep -q 'listening on' "$work/tcpdump.log" && break; sleep 0.1; done
-  grep -q 'listening on' "$work/tcpdump.log" || { cat "$work/tcpdump.log"; return 1; }
+  wait_until 5 grep -q 'listening on' "$work/tcpdump.log" || { cat "$work/tcpdump.log"; return 1; }
   ip netns exec "$p-c1" timeout 60 ping -q -i 0.01 -W 1 198.19.0.10 > /dev/null 2>&1 &
   stream=$!
-  sleep 1.5
+  # Each phase lasts until 50 more pings have gone through it: captured translated on wan while tunnat runs, sent
+  # by c1 while it does not.
+  more_pings translated || return 1
   kill_tunnat || return 1          # (a)
-  sleep 1
+  more_pings sent || return 1
   start_tunnat tun || return 1     # (b)
-  sleep 1.5
+  more_pings translated || return 1
   stop_tunnat || return 1          # (c)
-  sleep 1
+  more_pings sent || return 1
   start_tunnat tun || return 1     # (d)
-  sleep 1.5
+  more_pings translated || return 1
   stop_tunnat || return 1
   kill "$stream"; wait "$stream" 2>/dev/null || true
   kill -INT "$capture"; wait "$capture" 2>/dev/null || true
@@ -373,7 +373,7 @@ t_capture_never_untranslated() {
   translated=$(tcpdump -n -r "$work/wan.pcap" 'icmp and src host 198.18.0.1' 2>/dev/null | wc -l)
   echo "on wan: $private packets from 10.0.0.0/8, $translated pings from 198.18.0.1"
   [ "$private" = 0 ] || { tcpdump -n -r "$work/wan.pcap" 'src net 10.0.0.0/8' 2>/dev/null | head -5; return 1; }
-  # Three runs of 1.5 s at 100 a second: the capture is known to work only if it holds a good part of them.
+  # Three runs of 50 pings or more: the capture is known to work only if it holds them.
   [ "$translated" -ge 150 ]
 }
 

@@ -11,11 +11,10 @@ The phases depend on each other, so each is a module fixture that first brings u
 did not hold errors its tests with the reason instead of measuring nonsense.
 """
 import json
-import time
 
 import pytest
 
-from failover_cluster import MIRROR_LAG_LIMIT, OUTAGE_LIMIT, PUBLIC, Cluster, rejected_counters
+from failover_cluster import OUTAGE_LIMIT, PUBLIC, Cluster, rejected_counters, wait_heartbeats
 from testbed import wait_for
 
 IDLE, BUSY = 20, 2  # idle and busy TCP connections held across the kill
@@ -56,13 +55,14 @@ def kill_active(cluster, cold_start):
 
 @pytest.fixture(scope="module")
 def rejoin(cluster, kill_active):
-    """nat-a comes back; two seconds after it has resynced, who holds what."""
+    """nat-a comes back; twenty heartbeat rounds after it has resynced (what it would do, it has done by then), who
+    holds what."""
     a, b = cluster.nodes["a"], cluster.nodes["b"]
     if not kill_active.figures["took_over"]:
         pytest.fail(f"prerequisite: nat-b took over after the kill:\n{b.log_tail()}", pytrace=False)
     a.start()
     seen = {"a standby synced": wait_for(lambda: a.role() == "standby" and a.synced(), 20), "a log": a.log_tail()}
-    time.sleep(2)
+    seen["rounds"] = wait_heartbeats((a, b), 20)
     seen["state"] = cluster.vpc.state()
     seen["b holds everything"] = cluster.holds_everything("b")
     seen["roles"] = (a.role(), b.role())
@@ -129,6 +129,7 @@ def test_rejoin_nat_a_rejoins_as_standby_and_resyncs(rejoin):
 
 def test_rejoin_nat_a_does_not_take_the_route_or_the_pool_address_back(rejoin):
     route, holders = rejoin["state"]
+    assert rejoin["rounds"], "the nodes did not send 20 heartbeats each within 30 s"
     assert rejoin["b holds everything"] and rejoin["roles"] == ("standby", "active"), \
         f"route {route}, pool {holders}, roles (a, b) {rejoin['roles']}"
 
@@ -137,8 +138,8 @@ def test_rejoin_no_message_between_the_peers_was_rejected(rejoin):
     assert not rejoin["rejected"], str(rejoin["rejected"])
 
 
-def test_router_follows_moto_within_100_ms(rejoin, cluster):
-    """Over the whole run: cold start, the kill and the return."""
-    lag = cluster.vpc.lag
-    assert max(lag.values()) <= MIRROR_LAG_LIMIT, \
-        f"route {lag['route'] * 1000:.0f} ms, pool address {lag['pool'] * 1000:.0f} ms behind moto"
+def test_router_follows_moto(rejoin, cluster):
+    """Over the whole run (cold start, the kill and the return), every change to moto's route and pool address was
+    in the router before the call that made it returned, and the router routes as moto says at the end."""
+    assert not cluster.vpc.errors, cluster.vpc.errors
+    assert cluster.vpc.in_line(), f"moto {cluster.vpc.state()}, router {cluster.vpc.applied}"

@@ -31,7 +31,8 @@ import time
 
 import pytest
 
-from testbed import LIB, run_id, sh, wait_for
+from testbed import LIB, end, run_id, sh, wait_for
+from tunnat_process import TunnatProcess
 
 FLOODS = os.path.join(LIB, "floods.py")
 LONGFLOWS = os.path.join(LIB, "longflows.py")
@@ -114,9 +115,8 @@ class Bed:
         self.tunnat = tunnat
         self.prefix = f"fl{run_id()}"
         self.work = tempfile.mkdtemp(prefix="tunnat-floods.")
-        self.socket = os.path.join(self.work, "control.sock")
+        self.nat = TunnatProcess(tunnat, self.ns("nat"), self.work)
         self.procs = []
-        self.tunnat_proc = None
         self.probe = None
         self.probe_end = None
         self.last_flood_end = None
@@ -165,16 +165,9 @@ class Bed:
         self.host_limit = limit("max_flows_per_host", HOST_LIMIT)
 
         sh("bash", TOPOLOGY, "up", self.prefix, timeout=60)
-        config = os.path.join(self.work, "tunnat.yaml")
-        with open(config, "w") as f:
-            f.write("nat:\n  private_prefixes: [10.0.0.0/8]\n  pool: [198.18.0.1]\n"
-                    f"tun:\n  name: tun0\n  output: tun\ncontrol_socket: {self.socket}\nstats_interval: 0\n")
-        self.log = os.path.join(self.work, "tunnat.log")
-        self.tunnat_proc = self.start("nat", self.tunnat, "run", "--config", config, stdout=self.log)
-        if not wait_for(lambda: "translating" in self.log_tail() or self.tunnat_proc.poll() is not None, 10):
-            raise RuntimeError(f"tunnat did not start in 10 s:\n{self.log_tail()}")
-        if self.tunnat_proc.poll() is not None:
-            raise RuntimeError(f"tunnat exited {self.tunnat_proc.returncode}:\n{self.log_tail()}")
+        self.nat.write_config("nat:\n  private_prefixes: [10.0.0.0/8]\n  pool: [198.18.0.1]\n"
+                              "tun:\n  name: tun0\n  output: tun\ncontrol_socket: {socket}\nstats_interval: 0\n")
+        self.nat.start()
 
         # Servers, each bounded in time by its own lifetime or by the teardown.
         self.start("srv", PYTHON, LONGFLOWS, "serve", SERVER, PROBE_PORT, stdout=os.path.join(self.work, "serve.out"))
@@ -204,45 +197,27 @@ class Bed:
         self.probe_end = time.monotonic() + PROBE_SECONDS
         if not wait_for(lambda: len(self.connections()) == IDLE + BUSY, 10):
             raise RuntimeError(f"the probe's {IDLE + BUSY} connections are not all up: {self.connections()}")
-        time.sleep(1)
+        ok, seen, _ = self.established()
+        if not ok:
+            raise RuntimeError(f"the probe's traffic does not flow: {seen}")
         return self
 
     def down(self):
         """Ends everything started here, tunnat first (SIGTERM, so that it removes its routing), then the rest;
         removes the namespaces and the work directory. Every step runs even when one before it failed."""
-        for proc in [self.tunnat_proc] + list(reversed(self.procs)):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+        self.nat.stop(5)
+        for proc in reversed(self.procs):
+            end(proc)
         sh("bash", TOPOLOGY, "down", self.prefix, timeout=60, check=False)
         shutil.rmtree(self.work, ignore_errors=True)
 
     # -- what tunnat and the hosts report
 
-    def log_tail(self, n=20):
-        try:
-            with open(self.log) as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return ""
-
-    def alive(self):
-        return self.tunnat_proc.poll() is None
-
     def status(self):
-        return json.loads(sh(self.tunnat, "status", "--socket", self.socket, "--json", timeout=10).stdout)
-
-    def rss(self):
-        """tunnat's resident memory in bytes (VmRSS), or None once it has exited."""
-        try:
-            with open(f"/proc/{self.tunnat_proc.pid}/status") as f:
-                return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
-        except (OSError, StopIteration):
-            return None
+        status = self.nat.status()
+        if status is None:
+            raise RuntimeError(f"tunnat status gave no answer:\n{self.nat.log_tail()}")
+        return status
 
     def tun_drops(self):
         """Packets the kernel dropped because tun0's queue was full (tunnat did not read fast enough): tunnat
@@ -254,7 +229,8 @@ class Bed:
             return None
 
     def snapshot(self):
-        return {"status": self.status() if self.alive() else None, "rss": self.rss(), "tun_drops": self.tun_drops()}
+        return {"status": self.status() if self.nat.alive() else None, "rss": self.nat.rss(),
+                "tun_drops": self.tun_drops()}
 
     def settle(self, seconds=5):
         """Waits until tunnat has caught up with a flood: the frames it reads in 0.2 s are back to the background
@@ -288,17 +264,22 @@ class Bed:
                 conns[peer] = int(m.group(1)) if m else 0
         return conns
 
-    def established(self):
+    def established(self, seconds=10):
         """Whether the established traffic still flows: every one of the probe's connections is still there, and
-        each busy one has received more from the client within 0.5 s. Returns (ok, what was seen, flowing peers)."""
+        each busy one receives more from the client (watched until it has, for at most `seconds`). Returns (ok, what
+        was seen, flowing peers)."""
         if self.probe.poll() is not None or time.monotonic() > self.probe_end:
             return False, "the probe has ended", set()
         first = self.connections()
-        time.sleep(0.5)
-        second = self.connections()
-        flowing = {p for p, n in second.items() if n > first.get(p, n)}
-        ok = len(second) == IDLE + BUSY and len(flowing) >= BUSY
-        return ok, f"{len(second)}/{IDLE + BUSY} conns, {len(flowing)}/{BUSY} flowing", flowing
+        seen = {}
+
+        def flowing():
+            seen["now"] = now = self.connections()
+            seen["flowing"] = {p for p, n in now.items() if n > first.get(p, n)}
+            return len(now) == IDLE + BUSY and len(seen["flowing"]) >= BUSY
+
+        ok = wait_for(flowing, seconds, step=0.1)
+        return ok, f"{len(seen['now'])}/{IDLE + BUSY} conns, {len(seen['flowing'])}/{BUSY} flowing", seen["flowing"]
 
     def new_flow(self, ns="c1"):
         """A fresh TCP connection from ns to srv's echo server: connect, one line echoed."""
@@ -357,7 +338,7 @@ class Row:
     def measured(self):
         """The state after the flood, once tunnat has caught up (taken once, at first use)."""
         if self.after is None:
-            if self.bed.alive():
+            if self.bed.nat.alive():
                 self.bed.settle()
             self.after = self.bed.snapshot()
         return self.after
@@ -381,10 +362,10 @@ class Row:
         if error is not None:
             self.problems.append(f"the test itself failed: {type(error).__name__}: {error}")
         after = self.measured()
-        self.check(self.bed.alive(), f"tunnat exited ({self.bed.tunnat_proc.returncode}):\n{self.bed.log_tail()}")
+        self.check(self.bed.nat.alive(), f"tunnat exited ({self.bed.nat.returncode}):\n{self.bed.nat.log_tail()}")
         established, seen, _ = self.observe()
         self.check(established, f"the established TCP connections no longer all flow: {seen}")
-        new = self.bed.new_flow() if self.bed.alive() else {"ok": False, "error": "tunnat is not running"}
+        new = self.bed.new_flow() if self.bed.nat.alive() else {"ok": False, "error": "tunnat is not running"}
         earlier = self.bed.new_flow_failing
         if new["ok"] or self.final or not earlier:
             self.check(new["ok"], f"c1 could not open a new TCP connection to {SERVER}:{ECHO_PORT}: {new['error']}")
@@ -448,7 +429,7 @@ def bed(root, tunnat, pytestconfig):
         try:
             b.up()
         except Exception as e:  # noqa: BLE001  (any bring-up failure: say what it was, then clean up)
-            pytest.fail(f"bring-up failed: {e}\n{b.log_tail()}", pytrace=False)
+            pytest.fail(f"bring-up failed: {e}\n{b.nat.log_tail()}", pytrace=False)
         yield b
     finally:
         try:
@@ -552,14 +533,16 @@ def test_held_non_first_fragments_do_not_block_others(bed):
         # Without a flood, reordered fragments must get through, or the check below proves nothing.
         got = bed.hold()["tags"].get("frag", 0)
         bed.tool("srv", *reversed_args, "--datagrams", 2, "--interval", 0.1)
-        baseline = wait_for(lambda: bed.hold()["tags"].get("frag", 0) - got == 2, 3)
+        baseline = wait_for(lambda: bed.hold()["tags"].get("frag", 0) - got == 2, 10)
         row.check(baseline, "without a flood, 2 datagrams sent last fragment first did not both reach c1")
 
         got = bed.hold()["tags"].get("frag", 0)
         flood = bed.start("rtr", PYTHON, FLOODS, "later-fragments", "--dst", POOL, "--sources", SPOOFED,
                           "--count", 20_000, "--rate", 6_000, "--seconds", 10,
                           stdout=os.path.join(bed.work, "later-fragments.out"))
-        time.sleep(0.5)
+        # The ping and the reordered datagrams go once the flood reaches tunnat.
+        packets = row.before["status"]["nat"]["packets"]
+        wait_for(lambda: bed.status()["nat"]["packets"] - packets >= 500 or flood.poll() is not None, 10)
         ping = subprocess.Popen(bed.argv("c1", "ping", "-q", "-s", 3000, "-c", 5, "-i", 0.2, "-W", 2, SERVER),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         bed.tool("srv", *reversed_args, "--datagrams", 5, "--interval", 0.3)
@@ -569,7 +552,7 @@ def test_held_non_first_fragments_do_not_block_others(bed):
         with open(os.path.join(bed.work, "later-fragments.out")) as f:
             row.packets = (last_json(f.read()) or {}).get("sent", 0)
         row.check(flood.returncode == 0, f"the flood exited {flood.returncode}")
-        wait_for(lambda: bed.hold()["tags"].get("frag", 0) - got >= 5, 2)
+        wait_for(lambda: bed.hold()["tags"].get("frag", 0) - got >= 5, 10)
         delivered = bed.hold()["tags"].get("frag", 0) - got
         row.notes.append(f"reordered datagrams {delivered}/5")
         loss = re.search(r"(\d+)% packet loss", ping_out)

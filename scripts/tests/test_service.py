@@ -8,18 +8,17 @@ systemd is not PID 1 here: the tests play its part (the notification socket, WAT
 tunnat says and does. Needs root.
 """
 import ctypes
-import json
 import os
 import re
 import signal
 import socket
 import subprocess
 import time
-import urllib.request
 
 import pytest
 
-from testbed import AWS, REGION, REPO, Namespaces, run_id, sh, wait_for
+from testbed import AWS, REGION, REPO, Namespaces, Processes, end, run_id, sh, wait_for
+from tunnat_process import TunnatProcess
 
 TOPOLOGY = os.path.join(REPO, "scripts", "lib", "topology.sh")
 
@@ -45,33 +44,41 @@ class Notifications:
                 continue
             self.messages.append((time.monotonic(), data.decode()))
 
+    def until(self, condition, seconds):
+        """Collects until condition() holds (or `seconds` pass); returns whether it does."""
+        deadline = time.monotonic() + seconds
+        while not condition() and time.monotonic() < deadline:
+            self.drain(0.2)
+        return bool(condition())
+
+    def values(self, key, after=0):
+        """The values of KEY= in the messages that arrived after monotonic time `after`, oldest first."""
+        return [line.split("=", 1)[1] for t, m in self.messages if t > after
+                for line in m.splitlines() if line.startswith(key + "=")]
+
     def wait(self, key, seconds):
         """Collects until a message with KEY= arrives (or `seconds` pass); returns its value or None."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            for _, m in self.messages:
-                for line in m.splitlines():
-                    if line.startswith(key + "="):
-                        return line.split("=", 1)[1]
-            self.drain(0.2)
-        return None
+        self.until(lambda: self.values(key), seconds)
+        return (self.values(key) or [None])[0]
 
     def times(self, key):
         return [t for t, m in self.messages if any(line.startswith(key + "=") for line in m.splitlines())]
+
+    def count(self, key, n, seconds, after=0):
+        """Collects until n messages with KEY= have arrived after `after` (or `seconds` pass); returns whether."""
+        return self.until(lambda: len([t for t in self.times(key) if t > after]) >= n, seconds)
 
     def close(self):
         self.sock.close()
 
 
 class Node:
-    """The test topology and one `tunnat run` in its nat namespace."""
+    """The test topology, an HTTP server on srv, and one `tunnat run` in its nat namespace (nat, a TunnatProcess)."""
 
     def __init__(self, tunnat, work, prefix):
-        self.tunnat, self.work, self.p = tunnat, str(work), prefix
-        self.proc = None
-        self.log = os.path.join(self.work, "tunnat.log")
-        self.socket = os.path.join(self.work, "control.sock")
-        self.config = os.path.join(self.work, "tunnat.yaml")
+        self.work, self.p = str(work), prefix
+        self.nat = TunnatProcess(tunnat, f"{prefix}-nat", self.work)
+        self.http = None
 
     def up(self):
         sh(TOPOLOGY, "up", self.p, timeout=60)
@@ -81,72 +88,31 @@ class Node:
         self.http = subprocess.Popen(["ip", "netns", "exec", f"{self.p}-srv", "timeout", "600", "python3", "-m",
                                       "http.server", "80", "--bind", "198.19.0.10"], cwd=self.work,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        assert wait_for(lambda: ":80 " in self.ns("srv", "ss", "-ltn").stdout, 10)
+        assert wait_for(lambda: self.listening("srv", ":80 "), 10)
 
     def ns(self, key, *args, check=True, timeout=30):
         return sh("ip", "netns", "exec", f"{self.p}-{key}", *args, check=check, timeout=timeout)
 
+    def listening(self, key, port, kind="-ltn"):
+        """Whether something in namespace key listens on `port` (":80 "), TCP (kind -ltn) or UDP (-lun)."""
+        return port in self.ns(key, "ss", kind).stdout
+
     def write_config(self, extra="", pool="198.18.0.1"):
-        with open(self.config, "w") as f:
-            f.write(f"""nat:
+        self.nat.write_config(f"""nat:
   private_prefixes: [10.0.0.0/8]
   pool: [{pool}]
 tun:
   name: tun0
   queues: 2
-control_socket: {self.socket}
+control_socket: {{socket}}
 stats_interval: 0
 {extra}""")
 
-    def start(self, env=None):
-        e = dict(os.environ)
-        e.update(env or {})
-        self.proc = subprocess.Popen(["ip", "netns", "exec", f"{self.p}-nat", self.tunnat, "run", "--config", self.config],
-                                     stdout=open(self.log, "w"), stderr=subprocess.STDOUT, env=e)
-        assert wait_for(lambda: "translating" in self.logged() or self.proc.poll() is not None, 20), self.logged()
-        assert self.proc.poll() is None, self.logged()
-
-    def logged(self):
-        with open(self.log) as f:
-            return f.read()
-
-    def status(self, *flags, check=True):
-        return sh(self.tunnat, "status", "--socket", self.socket, *flags, check=check)
-
-    def report(self):
-        return json.loads(self.status("--json").stdout)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
     def down(self):
-        try:
-            self.stop()
-        except Exception:
-            self.proc.kill()
-        if getattr(self, "http", None):
-            self.http.kill()
-            self.http.wait(5)
+        self.nat.stop()
+        if self.http:
+            end(self.http)
         sh(TOPOLOGY, "down", self.p, check=False, timeout=60)
-
-    def thread_ids(self, name):
-        """The ids of tunnat's threads called `name` (tunnat-q0, ...)."""
-        found = []
-        for tid in os.listdir(f"/proc/{self.pid()}/task"):
-            with open(f"/proc/{self.pid()}/task/{tid}/comm") as f:
-                if f.read().strip() == name:
-                    found.append(int(tid))
-        return found
-
-    def pid(self):
-        """tunnat's pid (the child of `ip netns exec`, which execs it: the same process)."""
-        return self.proc.pid
 
 
 @pytest.fixture
@@ -185,24 +151,23 @@ def test_notify_ready_status_watchdog_stopping(node, tmp_path):
     listener = Notifications(str(tmp_path / "notify.sock"))
     try:
         node.write_config()
-        node.start(env={"NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "2000000"})
+        node.nat.start(env={"NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "2000000"})
         assert listener.wait("READY", 10) == "1", listener.messages
         status = listener.wait("STATUS", 1)
         assert status and "flow(s)" in status and "active" in status, status
-        # Pings at the watchdog's half period (1 s) while the workers turn, idle or not.
-        listener.drain(5)
+        # Pings at the watchdog's half period (1 s) while the workers turn, idle or not: each within 2 s of the last.
+        assert listener.count("WATCHDOG", 3, 15), listener.messages
         pings = listener.times("WATCHDOG")
-        assert len(pings) >= 3, listener.messages
         gaps = [b - a for a, b in zip(pings, pings[1:])]
         assert max(gaps) < 2.0, gaps
         # Traffic changes the STATUS line (flows).
+        pinged = time.monotonic()
         node.ns("c1", "ping", "-c", "2", "-i", "0.2", "-W", "2", "198.19.0.10")
-        listener.drain(2)
-        assert any("STATUS=" in m and " 0 flow(s)" not in m for _, m in listener.messages[-10:]), listener.messages[-10:]
-        node.stop()
-        listener.drain(0.5)
-        assert listener.times("STOPPING"), listener.messages[-5:]
-        assert node.proc.returncode == 0, node.logged()
+        assert listener.until(lambda: any(" 0 flow(s)" not in v for v in listener.values("STATUS", pinged)), 10), \
+            listener.messages[-10:]
+        node.nat.stop()
+        assert listener.wait("STOPPING", 5), listener.messages[-5:]
+        assert node.nat.returncode == 0, node.nat.log_text()
     finally:
         listener.close()
 
@@ -215,56 +180,91 @@ def test_watchdog_stops_when_a_worker_stalls(node, tmp_path):
     libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
     try:
         node.write_config()
-        node.start(env={"NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "2000000"})
+        node.nat.start(env={"NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "2000000"})
         assert listener.wait("READY", 10) == "1"
-        listener.drain(3)
-        assert len(listener.times("WATCHDOG")) >= 2, listener.messages
-        (tid,) = node.thread_ids("tunnat-q1")
+        assert listener.count("WATCHDOG", 2, 15), listener.messages
+        (tid,) = node.nat.thread_ids("tunnat-q1")
         assert libc.ptrace(PTRACE_SEIZE, tid, None, None) == 0, os.strerror(ctypes.get_errno())
         try:
             assert libc.ptrace(PTRACE_INTERRUPT, tid, None, None) == 0, os.strerror(ctypes.get_errno())
             os.waitpid(tid, WALL)
             stalled_at = time.monotonic()
-            listener.drain(5)
+            # Collecting the pings meanwhile: tunnat says the queue has not turned (its 2 s timeout), then two ping
+            # periods more in which no ping may come (what does not happen is watched for a while: no condition
+            # can say it never will).
+            assert listener.until(lambda: "queue(s) 1 have not turned" in node.nat.log_text(), 15), \
+                node.nat.log_text()[-800:]
+            listener.drain(2)
             late = [t for t in listener.times("WATCHDOG") if t > stalled_at + 1.2]
             assert not late, f"pings while q1 was stopped: {late}"
-            assert wait_for(lambda: "queue(s) 1 have not turned" in node.logged(), 2), node.logged()[-800:]
-            assert node.proc.poll() is None
+            assert node.nat.alive()
         finally:
             if libc.ptrace(PTRACE_DETACH, tid, None, None) != 0:
-                node.proc.kill()  # still traced: nothing else would end it
+                node.nat.kill()  # still traced: nothing else would end it
                 raise AssertionError(f"PTRACE_DETACH: {os.strerror(ctypes.get_errno())}")
         released = time.monotonic()
-        listener.drain(3)
-        assert [t for t in listener.times("WATCHDOG") if t > released], "pings did not resume"
-        assert "watchdog pings resumed" in node.logged()
+        assert listener.count("WATCHDOG", 1, 15, after=released), "pings did not resume"
+        assert wait_for(lambda: "watchdog pings resumed" in node.nat.log_text(), 10), node.nat.log_text()[-800:]
     finally:
-        node.stop()
+        node.nat.stop()
         listener.close()
 
 
 def test_status_ready_single_node(node):
     node.write_config()
-    node.start()
-    r = node.status("--ready", check=False)
+    node.nat.start()
+    r = node.nat.status_command("--ready", check=False)
     assert r.returncode == 0 and r.stdout.startswith("ready:"), r
 
 
 # ---- metrics -----------------------------------------------------------------------------------------------------
 
+SCRAPES_DURING_TRAFFIC = 2
+FETCHES = 30
+
+
+def counter_value(scrape_text, name):
+    return parse_metrics(scrape_text.partition("\n\n")[2]).get((name, frozenset()), 0)
+
+
+def at_rest(node):
+    """`tunnat status --json` and a scrape taken while nothing changed: a report, the scrape, and a second report
+    equal to the first. Tried until they are (for at most 20 s); the last try's (report, scrape)."""
+    seen = {}
+    counted = ("flows", "nat", "drops", "io", "kernel")  # (not the uptime)
+
+    def still():
+        first, rest, second = node.nat.status(), scrape(node), node.nat.status()
+        seen.update(report=second, scrape=rest)
+        return first is not None and second is not None and all(first.get(k) == second.get(k) for k in counted)
+
+    wait_for(still, 20, step=0.2)
+    return seen["report"], seen["scrape"]
+
+
 def test_metrics_scrape_promtool_and_status_agree(node, tmp_path):
     node.write_config()
-    node.start()
-    # Traffic while scraping: HTTP and ping through the NAT.
-    load = subprocess.Popen(["ip", "netns", "exec", f"{node.p}-c1", "sh", "-c",
-                             "for i in $(seq 30); do curl -s --max-time 5 -o /dev/null http://198.19.0.10/; done"])
-    scrapes = []
-    deadline = time.monotonic() + 30
-    while load.poll() is None and time.monotonic() < deadline:
-        scrapes.append(scrape(node).stdout)
+    node.nat.start()
+    # Traffic while scraping: HTTP through the NAT, fetched again and again until the scrapes below have seen it
+    # flow (the stop file), at most 120 s.
+    stop = os.path.join(node.work, "stop-fetching")
+    load = subprocess.Popen(["ip", "netns", "exec", f"{node.p}-c1", "timeout", "120", "sh", "-c",
+                             f"while [ ! -e {stop} ]; do curl -s --max-time 5 -o /dev/null http://198.19.0.10/; done"])
+    # Scrapes until SCRAPES_DURING_TRAFFIC of them each saw more TCP connections than the one before (traffic flowed
+    # between them), and FETCHES connections in all.
+    attempts = "tunnat_tcp_connection_attempts_total"
+    scrapes = [scrape(node).stdout]
+    during = 0
+    deadline = time.monotonic() + 90
+    while (during < SCRAPES_DURING_TRAFFIC or counter_value(scrapes[-1], attempts) < FETCHES) \
+            and load.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    load.wait(30)
-    assert len(scrapes) >= 2
+        scrapes.append(scrape(node).stdout)
+        during += counter_value(scrapes[-1], attempts) > counter_value(scrapes[-2], attempts)
+    open(stop, "w").close()
+    assert end(load, 30) is not None
+    assert during >= SCRAPES_DURING_TRAFFIC and counter_value(scrapes[-1], attempts) >= FETCHES, \
+        f"{during} scrapes saw traffic, {counter_value(scrapes[-1], attempts)} connections, within 90 s"
     head, _, body = scrapes[-1].partition("\n\n")
     assert " 200 " in head.splitlines()[0] and "text/plain; version=0.0.4" in head, head
     # promtool: the exposition parses and follows Prometheus' naming rules.
@@ -277,13 +277,11 @@ def test_metrics_scrape_promtool_and_status_agree(node, tmp_path):
             assert last[key] >= value, key
     # At rest, the counters equal `tunnat status --json`'s.
     node.ns("c1", "ping", "-c", "3", "-i", "0.2", "-W", "2", "198.19.0.10")
-    time.sleep(0.5)
-    report = node.report()
-    rest = scrape(node)
+    report, rest = at_rest(node)
     metrics = parse_metrics(rest.stdout.partition("\n\n")[2])
     assert metrics, rest
     nat = report["nat"]
-    assert nat["outbound"] > 0 and nat["tcp-attempts"] >= 30 and nat["tcp-established"] >= 30, nat
+    assert nat["outbound"] > 0 and nat["tcp-attempts"] >= FETCHES and nat["tcp-established"] >= FETCHES, nat
     for direction in ("outbound", "inbound", "hairpin"):
         assert metrics[("tunnat_packets_translated_total", frozenset({("direction", direction)}))] == nat[direction]
         assert metrics[("tunnat_bytes_translated_total", frozenset({("direction", direction)}))] == nat[f"bytes-{direction}"]
@@ -312,20 +310,19 @@ def test_metrics_scrape_promtool_and_status_agree(node, tmp_path):
 
 def test_metrics_off_and_port_taken(node):
     node.write_config('metrics: {listen: ""}\n')
-    node.start()
+    node.nat.start()
     assert scrape(node).returncode != 0
-    node.stop()
+    node.nat.stop()
     # The port taken: tunnat refuses to start and says which key and address.
     holder = subprocess.Popen(["ip", "netns", "exec", f"{node.p}-nat", "python3", "-c",
                                "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',9469)); s.listen(); time.sleep(30)"])
     try:
-        time.sleep(0.5)
+        assert wait_for(lambda: node.listening("nat", "127.0.0.1:9469 "), 10), "the port holder does not listen"
         node.write_config()
-        out = node.ns("nat", "timeout", "20", node.tunnat, "run", "--config", node.config, check=False)
+        out = node.ns("nat", "timeout", "20", node.nat.tunnat, "run", "--config", node.nat.config, check=False)
         assert out.returncode == 1 and "metrics.listen 127.0.0.1:9469: cannot listen" in out.stderr, out
     finally:
-        holder.kill()
-        holder.wait(5)
+        end(holder, sig=signal.SIGKILL)
 
 
 # ---- SIGHUP, failover and CloudWatch against moto ----------------------------------------------------------------
@@ -334,7 +331,6 @@ def test_metrics_off_and_port_taken(node):
 def cloud(root, tunnat, tmp_path):
     """moto behind the EC2 front and a fake IMDS, listening on a veth address the nat namespace reaches
     (198.18.250.1); a VPC with this instance and a route table tagged for tunnat."""
-    from testbed import Processes
     procs = Processes()
     nss = Namespaces("svc")
     try:
@@ -372,48 +368,41 @@ def failover_section(cloud, check):
 
 
 def test_sighup_reloads_health_checks_refuses_pool_and_cloudwatch(cloud, tunnat, tmp_path):
-    aws, ns = cloud["aws"], cloud["ns"]
-    config = tmp_path / "tunnat.yaml"
-    sock = tmp_path / "control.sock"
+    aws = cloud["aws"]
+    nat = TunnatProcess(tunnat, cloud["ns"], tmp_path, procs=cloud["procs"])
     cw = f"""metrics:
   cloudwatch: {{namespace: tunnat-test, interval: 10s, region: {REGION}, endpoint: "{aws.front.url}"}}
 """
 
     def write(pool, check, level="info"):
-        config.write_text(f"""nat:
+        nat.write_config(f"""nat:
   private_prefixes: [10.0.0.0/8]
   pool: [{pool}]
 tun:
   name: tun0
   routing: {{install: false}}
-control_socket: {sock}
+control_socket: {{socket}}
 stats_interval: 0
 log_level: {level}
 {cw}{failover_section(cloud, check)}""")
 
+    def failover():
+        return (nat.status() or {}).get("failover", {})
+
     write("198.18.0.1", "up: {type: ping, destination: 198.18.250.1, rise: 1, every: 1}")
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=aws.key, AWS_SECRET_ACCESS_KEY=aws.secret)
-    log = tmp_path / "tunnat.log"
-    proc = subprocess.Popen(["ip", "netns", "exec", ns, tunnat, "run", "--config", str(config)],
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
-    cloud["procs"].append(proc)
-
-    def report():
-        r = sh(tunnat, "status", "--socket", sock, "--json", check=False)
-        return json.loads(r.stdout) if r.returncode == 0 else None
-
-    assert wait_for(lambda: (report() or {}).get("failover", {}).get("checks", {}).get("up") == "healthy", 30), log.read_text()[-2000:]
-    assert wait_for(lambda: (report() or {})["failover"]["routes_held"] == 1, 20), log.read_text()[-2000:]
+    nat.start(env={"AWS_ACCESS_KEY_ID": aws.key, "AWS_SECRET_ACCESS_KEY": aws.secret})
+    assert wait_for(lambda: failover().get("checks", {}).get("up") == "healthy", 30), nat.log_tail(40)
+    assert wait_for(lambda: failover().get("routes_held") == 1, 20), nat.log_tail(40)
     # A changed health check takes effect: the new one (a TCP port nobody listens on) replaces the old.
     write("198.18.0.1", "down: {type: tcp, destination: 198.18.250.1, fall: 1, every: 1, config: {port: 9}}", level="debug")
-    proc.send_signal(signal.SIGHUP)
-    assert wait_for(lambda: (report() or {}).get("failover", {}).get("checks") == {"down": "unhealthy"}, 30), log.read_text()[-2000:]
-    assert "SIGHUP: failover reloaded" in log.read_text() and "SIGHUP: log level debug" in log.read_text()
+    nat.signal(signal.SIGHUP)
+    assert wait_for(lambda: failover().get("checks") == {"down": "unhealthy"}, 30), nat.log_tail(40)
+    assert "SIGHUP: failover reloaded" in nat.log_text() and "SIGHUP: log level debug" in nat.log_text()
     # A changed pool is refused, and the running configuration stays.
     write("198.18.0.9", "down: {type: tcp, destination: 198.18.250.1, fall: 1, every: 1, config: {port: 9}}", level="debug")
-    proc.send_signal(signal.SIGHUP)
-    assert wait_for(lambda: "SIGHUP: " + str(config) + ": nat changed" in log.read_text(), 10), log.read_text()[-2000:]
-    assert proc.poll() is None and report()["failover"]["checks"] == {"down": "unhealthy"}
+    nat.signal(signal.SIGHUP)
+    assert wait_for(lambda: f"SIGHUP: {nat.config}: nat changed" in nat.log_text(), 10), nat.log_tail(40)
+    assert nat.alive() and failover()["checks"] == {"down": "unhealthy"}
     # CloudWatch: PutMetricData reached moto, under the NAT gateway's names, with the instance's id.
     cloudwatch = aws.client("cloudwatch")
 
@@ -421,12 +410,11 @@ log_level: {level}
         listed = cloudwatch.list_metrics(Namespace="tunnat-test")["Metrics"]
         return {m["MetricName"]: m["Dimensions"] for m in listed}
 
-    assert wait_for(lambda: "ActiveConnectionCount" in names(), 25), log.read_text()[-2000:]
+    assert wait_for(lambda: "ActiveConnectionCount" in names(), 25), nat.log_tail(40)
     found = names()
     for name in ("ActiveConnectionCount", "PacketsOutToDestination", "BytesOutToSource", "ConnectionAttemptCount",
                  "ConnectionEstablishedCount", "ErrorPortAllocation", "IdleTimeoutCount", "PacketsDropCount", "RoutesHeld"):
         assert name in found, (name, sorted(found))
     assert found["ActiveConnectionCount"] == [{"Name": "InstanceId", "Value": cloud["me"]["id"]}]
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(20) == 0, log.read_text()[-2000:]
-    assert "AWS_SECRET_ACCESS_KEY" not in log.read_text() and aws.secret not in log.read_text()
+    assert nat.stop(20) == 0, nat.log_tail(40)
+    assert "AWS_SECRET_ACCESS_KEY" not in nat.log_text() and aws.secret not in nat.log_text()

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from failover_cluster import NAT_IP, Cluster
+from failover_cluster import NAT_IP, Cluster, wait_heartbeats
 from testbed import LIB, wait_for
 
 PORT = 7800
@@ -53,15 +53,20 @@ def snapshot(c):
             "b follows": rb.get("leader"), "b synced": rb.get("synced"), "flows": (sa.get("flows"), sb.get("flows"))}
 
 
-def capture(c, seconds):
-    """The sync datagrams seen on the router for `seconds`: [(src, sport, dst, dport, payload)]."""
+def a_to_b(datagrams):
+    return [p for src, _, dst, _, p in datagrams if src == NAT_IP["a"] and dst == NAT_IP["b"]]
+
+
+def capture(c, enough, seconds=20):
+    """The sync datagrams seen on the router, [(src, sport, dst, dport, payload)], captured until enough(them) holds
+    (or `seconds` have passed)."""
     path = os.path.join(c.work, f"sync-{time.monotonic_ns()}.pcap")
     proc = subprocess.Popen(c.ns.argv("r", "tcpdump", "-i", "any", "-U", "-w", path, "udp", "port", str(PORT)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     # tcpdump says "listening on ..." once it captures.
     started = wait_for(lambda: select.select([proc.stderr], [], [], 0.1)[0] != [], 10)
     assert started, "tcpdump did not start"
-    time.sleep(seconds)
+    wait_for(lambda: enough(read_pcap(path)), seconds, step=0.1)
     proc.terminate()
     proc.wait(10)
     return read_pcap(path)
@@ -69,8 +74,13 @@ def capture(c, seconds):
 
 def read_pcap(path):
     """UDP datagrams of a pcap (link types Ethernet and Linux cooked v1/v2), each once per direction."""
-    with open(path, "rb") as f:
-        data = f.read()
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:  # tcpdump has not made the file yet
+        return []
+    if len(data) < 24:  # nor written its header
+        return []
     linktype = struct.unpack_from("<I", data, 20)[0]
     offset = {1: 14, 113: 16, 276: 20}[linktype]
     out, seen, i = [], set(), 24
@@ -112,19 +122,19 @@ def test_a_reflected_datagram_changes_nothing(pair):
     """Datagrams from nat-a to nat-b, sent back to nat-a as if nat-b sent them."""
     a = pair.nodes["a"]
     before = snapshot(pair)
-    sent = [p for src, _, dst, _, p in capture(pair, 1.0) if src == NAT_IP["a"] and dst == NAT_IP["b"]]
+    sent = a_to_b(capture(pair, lambda d: len(a_to_b(d)) >= 5))
     assert len(sent) >= 5, "nat-a sends heartbeats every 100 ms"
     was = counters(a).get("rejected-wrongReceiver", 0)
     inject(pair, NAT_IP["b"], NAT_IP["a"], sent)
     assert wait_for(lambda: counters(a).get("rejected-wrongReceiver", 0) >= was + len(sent), 5), counters(a)
-    time.sleep(1.5)
+    assert wait_heartbeats(pair.nodes.values(), 15)
     assert snapshot(pair) == before
 
 
 def test_a_replay_of_a_captured_session_after_a_restart_changes_nothing(pair):
     """nat-b restarts; everything nat-a sent it before is replayed to the new nat-b."""
     a, b = pair.nodes["a"], pair.nodes["b"]
-    old = [p for src, _, dst, _, p in capture(pair, 2.0) if src == NAT_IP["a"] and dst == NAT_IP["b"]]
+    old = a_to_b(capture(pair, lambda d: len(a_to_b(d)) >= 10))
     assert len(old) >= 10
     b.kill()
     b.start()
@@ -135,7 +145,7 @@ def test_a_replay_of_a_captured_session_after_a_restart_changes_nothing(pair):
     refused = lambda: sum(v for k, v in counters(b).items() if k in ("rejected-noSession", "rejected-staleHello",
                                                                     "rejected-replayed", "rejected-helloRate"))
     assert wait_for(lambda: refused() >= len(old), 5), counters(b)
-    time.sleep(1.5)
+    assert wait_heartbeats(pair.nodes.values(), 15)
     assert snapshot(pair) == before
     assert counters(b).get("sessions-established", 0) == established, "no replay started a session"
 
@@ -152,7 +162,7 @@ def test_a_spoofed_flood_changes_nothing_and_heartbeats_keep_their_period(pair):
     a, b = pair.nodes["a"], pair.nodes["b"]
     flooder = os.path.join(pair.work, "udpflood")
     subprocess.run(["cc", "-O2", "-Wall", "-o", flooder, os.path.join(LIB, "udpflood.c")], check=True)
-    beats = [p for src, _, dst, _, p in capture(pair, 2.0) if src == NAT_IP["a"] and dst == NAT_IP["b"] and p[5] == 1]
+    beats = [p for p in a_to_b(capture(pair, lambda d: any(p[5] == 1 for p in a_to_b(d)))) if p[5] == 1]
     assert beats, "a heartbeat of nat-a to capture"
     template = os.path.join(pair.work, "heartbeat.bin")
     with open(template, "wb") as f:
@@ -170,10 +180,23 @@ def test_a_spoofed_flood_changes_nothing_and_heartbeats_keep_their_period(pair):
     assert run.returncode == 0, run.stderr
     _, sent, _, seconds, _ = run.stdout.split()
     sent, seconds = int(sent), float(seconds)
-    time.sleep(0.5)  # what is queued is read
+
+    def refused_now():
+        now = counters(b)
+        return sum(now.get(k, 0) - cb.get(k, 0) for k in now if k.startswith("rejected-"))
+
+    # What is queued is read: nat-b has refused every datagram, or its count stands still between two looks.
+    last = [None]
+
+    def drained():
+        n = refused_now()
+        done, last[0] = n >= sent or n == last[0], n
+        return done
+
+    wait_for(drained, 10, step=0.2)
     cpu = b.cpu_seconds() - cpu
     after_a, after_b = counters(a), counters(b)
-    refused = sum(after_b.get(k, 0) - cb.get(k, 0) for k in after_b if k.startswith("rejected-"))
+    refused = refused_now()
     print(f"flood: {sent} datagrams in {seconds:.2f} s ({sent / seconds / 1000:.0f}k/s); nat-b refused {refused}, "
           f"{cpu:.2f} s of CPU ({cpu / max(refused, 1) * 1e6:.2f} us a datagram, all its work included)")
     assert sent == FLOOD_RATE * FLOOD_SECONDS, run.stdout
@@ -183,5 +206,5 @@ def test_a_spoofed_flood_changes_nothing_and_heartbeats_keep_their_period(pair):
     for name, c0, c1 in (("nat-a", ca, after_a), ("nat-b", cb, after_b)):
         beats_sent = c1.get("sent-heartbeat", 0) - c0.get("sent-heartbeat", 0)
         assert beats_sent >= 0.8 * elapsed / 0.1, f"{name} sent {beats_sent} heartbeats in {elapsed:.1f} s"
-    time.sleep(1.0)
+    assert wait_heartbeats(pair.nodes.values(), 10)
     assert snapshot(pair) == before
