@@ -595,10 +595,14 @@ def wait_heartbeats(nodes, n, seconds=30):
 
 def rejected_counters(node):
     """The replication counters of node whose name starts with "rejected" (a message it refused), with their values.
-    `rejected-noSession` is left out: when a peer restarts, the last messages of the old session that cross its
-    first ones are refused by design (they belong to a session that is over)."""
+    Two are left out, both refusals of a handshake's crossing messages, which change nothing by design:
+    `rejected-noSession`, the last messages of the old session that cross a restarted peer's first ones (they belong
+    to a session that is over), and `rejected-staleHello`, a hello the peer sent before the session was confirmed and
+    that arrives after (it echoes a challenge the confirmation used up; the session in place is kept). Seen once in
+    12 runs of the rejoin under load."""
     counters = (node.status() or {}).get("replication", {}).get("counters", {})
-    return {k: v for k, v in counters.items() if k.startswith("rejected") and k != "rejected-noSession"}
+    benign = {"rejected-noSession", "rejected-staleHello"}
+    return {k: v for k, v in counters.items() if k.startswith("rejected") and k not in benign}
 
 
 def bench(tunnat, rounds, idle, busy, preload=0, churn=RESYNC_CHURN, handover=False):
