@@ -3,103 +3,22 @@ import PacketKit
 import Synchronization
 import SystemCalls
 
-/// The NAT and the I/O counters, shared by the workers of all queues (and by replication, through `ReplicaPort`)
-/// behind one lock. A worker takes the lock once per batch of up to `Worker.batchSize` packets, not once per packet.
-public final class LockedNAT: Sendable {
-    public struct State: ~Copyable {
-        public var nat: NAT
-        public var io = IOCounters()
-    }
-    /// Guards the NAT and the counters; the NAT never leaves it.
-    public let state: Mutex<State>
-    /// The longest replication held the lock in one call (nanoseconds): what a packet may wait behind it.
-    let longestHold = Atomic<UInt64>(0)
-
-    public init(nat: consuming sending NAT) {
-        state = Mutex(State(nat: nat))
-    }
-
-    public var replicationHoldMaxNanoseconds: UInt64 { longestHold.load(ordering: .relaxed) }
-
-    /// Runs `body` under the lock for replication, timing how long the lock was held.
-    func held<T>(_ body: (inout State) -> sending T) -> sending T {
-        state.withLock { state in
-            let start = SystemClock.monotonicNanoseconds()
-            let result = body(&state)
-            longestHold.max(SystemClock.monotonicNanoseconds() &- start, ordering: .relaxed)
-            return result
-        }
-    }
-}
-
-extension LockedNAT: ReplicaPort {
-    public func takeChanges(snapshotFrom cursors: [Int]) -> TableChanges {
-        held { $0.nat.takeChanges(snapshotFrom: cursors) }
-    }
-
-    public func apply(_ records: [FlowRecord], now: NatInstant) -> [ApplyFailure] {
-        held { $0.nat.apply(records, now: now) }
-    }
-
-    @discardableResult
-    public func setLive(_ live: Bool, clearing: Bool, now: NatInstant) -> (wasLive: Bool, flows: Int) {
-        held { $0.nat.setLive(live, clearing: clearing, now: now) }
-    }
-
-    public func removeAll() { held { $0.nat.removeAll() } }
-
-    public var flowCount: Int { state.withLock { $0.nat.flowCount } }
-}
-
-/// How many turns a worker's loop has made: the packet path's liveness, read by the service watchdog. A worker
-/// turns at least once a second when idle (its poll(2) times out), so a count that stops moving is a worker that
-/// hangs, whatever the other threads do.
-public final class Heartbeat: Sendable {
-    let turns = Atomic<UInt64>(0)
-    public init() {}
-    @inline(__always) public func beat() { turns.add(1, ordering: .relaxed) }
-    public var count: UInt64 { turns.load(ordering: .relaxed) }
-}
-
-/// What one frame came to.
-public enum FrameOutcome: Equatable {
-    case send(VirtioNetHeader)
-    case drop
-}
-
-/// The per-frame work between read and write, separate from the loop so that tests can drive it without a
-/// kernel: virtio-net header in, translation, partial checksum moved, TTL compensated, header out.
-public enum FrameProcessor {
-    /// `frame` is a virtio-net header followed by the packet (a zeroed header when the device has none).
-    @inline(__always)
-    public static func process(
-        _ frame: UnsafeMutableRawBufferPointer, nat: NAT, now: NatInstant, compensateHop: Bool,
-        counters: inout IOCounters
-    ) -> FrameOutcome {
-        guard frame.count >= VirtioNetHeader.size else {
-            counters.badVirtioHeader &+= 1
-            return .drop
-        }
-        let header = VirtioNetHeader(frame)
-        let packet = frame.suffix(from: VirtioNetHeader.size)
-        let prepared: PreparedFrame
-        do throws(OffloadError) {
-            prepared = try Offload.prepare(packet, header)
-        } catch {
-            // Counted here and in the NAT, so that the NAT's packet total stays the number of packets seen.
-            if error == .unsupportedGSO { counters.unsupportedGSO &+= 1 } else { counters.badVirtioHeader &+= 1 }
-            nat.countDrop(.badTransportHeader)
-            return .drop
-        }
-        if header.isGSO { counters.gsoFramesRead &+= 1 }
-        if prepared.header.flags != header.flags { counters.checksumsCompleted &+= 1 }
-        guard case .forward = nat.translate(packet, now: now, transportChecksumTrusted: prepared.checksumTrusted)
-        else { return .drop }
-        Offload.finish(packet, prepared)
-        if compensateHop { Offload.compensateForwardingHop(packet) }
-        return .send(prepared.header)
-    }
-}
+// The packet path, one queue, one turn of `iterate()`:
+//
+//  1. Read a batch: up to `batchSize` frames from the TUN queue into this worker's slots, each a virtio-net header
+//     and a packet (io_uring's multishot read fills the slots as frames are queued; else read(2) until EAGAIN).
+//  2. Take the table's lock once for the whole batch (`LockedNAT`), noting how long the wait was.
+//  3. Per frame (`FrameProcessor.process`): check the virtio-net header and prepare the offloads, translate the
+//     packet in place (`NAT.translate`: mapping, filtering, TCP state, checksums), finish partial checksums,
+//     compensate the TTL when the kernel will not forward it again; the outcome is send or drop.
+//  4. Hand the batch's I/O counters to the table and take the fragments the batch released; leave the lock.
+//  5. If the batch made flows and new flows are held (replication's hold), wait until a standby has them.
+//  6. Send each frame to send through the output, then the released fragments, then flush: back into the TUN a
+//     write per frame (a GSO super-packet stays whole); through a packet or raw socket, queued and sent with
+//     sendmmsg(2) (a super-packet split into segments first).
+//  7. Give the slots back to the read ring.
+//  With nothing to read the turn waits instead (poll(2), or io_uring_enter), at most `idleMilliseconds`, and a wait
+//  that ends without a frame retires expired flows, a bounded number at a time.
 
 /// One queue's loop: read a batch (non-blocking reads until the queue is empty or the batch is full), translate
 /// it under the lock, write it out; when the queue is empty, wait in poll(2) and retire expired flows.
