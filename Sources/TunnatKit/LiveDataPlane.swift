@@ -48,7 +48,7 @@ public enum LiveDataPlane {
         let egress = EgressChanges()
         if config.tun.output == .packet { try stack.start(EgressLoop(changes: egress)) }
         let workers = try Workers(device: device, tun: config.tun, shared: shared, gate: replication?.gate, egress: egress)
-        if workers.reads != "io_uring" { logger.warning("tun reads", metadata: ["reads": "\(workers.reads)"]) }
+        if workers.ringRefused { logger.warning("tun reads", metadata: ["reads": "\(workers.reads)"]) }
         let status = StatusSource(device: device, output: config.tun.output.rawValue, shared: shared, replication: replication, routes: routes)
         try stack.start(Monitoring(config.metrics, failover: config.failover?.aws, report: { status.report() }, logger: logger))
         try stack.start(workers)

@@ -10,6 +10,8 @@ final class Workers: Component {
     let heartbeats: [Heartbeat]
     /// How the queues are read: "io_uring", or read(2) and why.
     let reads: String
+    /// io_uring was asked for and the kernel refused it (worth a warning; `tun.io_uring: false` is not).
+    let ringRefused: Bool
     private let runs: [@Sendable () -> Void]
     private let stopSignal: StopSignal
     private var threads: [NamedThread] = []
@@ -45,6 +47,7 @@ final class Workers: Component {
         }
         self.runs = runs
         self.heartbeats = heartbeats
+        ringRefused = tun.ioUring && ringRefusal != nil
         reads = !tun.ioUring ? "read(2) (tun.io_uring: false)"
             : ringRefusal.map { "read(2): io_uring refused (\($0)); it needs Linux 6.7 and kernel.io_uring_disabled=0" }
             ?? "io_uring"
