@@ -117,9 +117,6 @@ public enum Probe {
     }
 }
 
-/// Rise and fall (AWSnycast's healthcheck semantics): with no verdict yet, `rise` passes in a row make it healthy
-/// and `fall` failures in a row make it unhealthy; after that, the same counts flip it. Until the first verdict
-/// `isHealthy` is nil, and nothing may act on it.
 /// A health check's verdict as reported: healthy, unhealthy, or unknown (no verdict yet).
 public enum HealthVerdict: String, Sendable, Codable, CaseIterable {
     case healthy, unhealthy, unknown
@@ -129,6 +126,9 @@ public enum HealthVerdict: String, Sendable, Codable, CaseIterable {
     }
 }
 
+/// Rise and fall (AWSnycast's healthcheck semantics): with no verdict yet, `rise` passes in a row make it healthy
+/// and `fall` failures in a row make it unhealthy; after that, the same counts flip it. Until the first verdict
+/// `isHealthy` is nil, and nothing may act on it.
 public struct HealthState: Sendable, Equatable {
     public let rise: Int
     public let fall: Int

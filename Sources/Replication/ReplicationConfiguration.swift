@@ -116,6 +116,49 @@ public struct ReplicationStatus: Codable, Sendable, Equatable {
         public var pending: Int
         /// A bulk resync to it is under way.
         public var resyncing: Bool
+
+        enum CodingKeys: String, CodingKey { case endpoint, node, alive, role, synced, session, inFlight, pending, resyncing }
+
+        /// `role` is "unknown" in JSON before the peer's first heartbeat, as it always was.
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(endpoint, forKey: .endpoint)
+            try c.encode(node, forKey: .node)
+            try c.encode(alive, forKey: .alive)
+            try c.encode(role?.description ?? "unknown", forKey: .role)
+            try c.encode(synced, forKey: .synced)
+            try c.encode(session, forKey: .session)
+            try c.encode(inFlight, forKey: .inFlight)
+            try c.encode(pending, forKey: .pending)
+            try c.encode(resyncing, forKey: .resyncing)
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            endpoint = try c.decode(String.self, forKey: .endpoint)
+            node = try c.decode(UInt32.self, forKey: .node)
+            alive = try c.decode(Bool.self, forKey: .alive)
+            let name = try c.decodeIfPresent(String.self, forKey: .role)
+            role = Role.allCases.first { $0.description == name }
+            synced = try c.decode(Bool.self, forKey: .synced)
+            session = try c.decode(Bool.self, forKey: .session)
+            inFlight = try c.decode(Int.self, forKey: .inFlight)
+            pending = try c.decode(Int.self, forKey: .pending)
+            resyncing = try c.decode(Bool.self, forKey: .resyncing)
+        }
+
+        public init(endpoint: String, node: UInt32, alive: Bool, role: Role?, synced: Bool, session: Bool, inFlight: Int,
+                    pending: Int, resyncing: Bool) {
+            self.endpoint = endpoint
+            self.node = node
+            self.alive = alive
+            self.role = role
+            self.synced = synced
+            self.session = session
+            self.inFlight = inFlight
+            self.pending = pending
+            self.resyncing = resyncing
+        }
     }
     public var node: UInt32 = 0
     public var role = Role.starting

@@ -58,18 +58,19 @@ public struct ReplicationCounters: Sendable, Equatable {
     }
 
     /// Every counter that is not zero, by its exported name: events by name, refusals as "rejected-REASON",
-    /// refused records as "apply-FAILURE", datagrams sent as "sent-KIND" and "sent-KIND-bytes", and the
-    /// table-hold-max-us gauge.
+    /// refused records as "apply-FAILURE", datagrams sent as "sent-KIND" and "sent-KIND-bytes"; and always, zero or
+    /// not, the two the replicator reports of the data plane's hold (hold-timeouts, table-hold-max-us), which
+    /// dashboards and alerts expect to find.
     public var named: [(name: String, value: UInt64)] {
         var all: [(String, UInt64)] = []
-        for event in Event.allCases where self[event] > 0 { all.append((event.name, self[event])) }
+        for event in Event.allCases where self[event] > 0 || event == .holdTimeouts { all.append((event.name, self[event])) }
         for rejection in SyncRejection.allCases where self[rejection] > 0 { all.append(("rejected-\(rejection)", self[rejection])) }
         for failure in ApplyFailure.allCases where self[failure] > 0 { all.append(("apply-\(failure)", self[failure])) }
         for kind in SyncMessage.Kind.allCases where self[sent: kind].datagrams > 0 {
             all.append(("sent-\(kind)", self[sent: kind].datagrams))
             all.append(("sent-\(kind)-bytes", self[sent: kind].bytes))
         }
-        if tableHoldMaxMicroseconds > 0 { all.append(("table-hold-max-us", tableHoldMaxMicroseconds)) }
+        all.append(("table-hold-max-us", tableHoldMaxMicroseconds))
         return all
     }
 

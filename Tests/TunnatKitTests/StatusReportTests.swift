@@ -71,8 +71,9 @@ import TunnatKit
         #expect(r["role"] as? String == "standby" && r["handover"] as? String == "underway to node 2")
         #expect(r["counters"] as? [String: UInt64] == [
             "takeovers": 1, "sent-bytes": 300, "rejected-noSession": 1, "apply-conflict": 1, "sent-heartbeat": 1,
-            "sent-heartbeat-bytes": 120, "table-hold-max-us": 42,
-        ])
+            "sent-heartbeat-bytes": 120, "table-hold-max-us": 42, "hold-timeouts": 0,
+        ], "the hold's two figures are there at zero too")
+        #expect((r["peers"] as? [[String: Any]])?.first?["role"] as? String == "unknown", "a peer not heard yet")
         #expect(StatusReport.decode(report.json()) == report)
         for handover in [HandoverStatus.none, .complete, .failed("no answer within 35 s"), .underway(to: 7)] {
             #expect(HandoverStatus(parsing: handover.description) == handover)

@@ -38,14 +38,17 @@ final class Monitoring: Component {
             }
         }
         if let cw = settings.cloudWatch {
+            // What started here is stopped here when the rest cannot start: the stack stops only what started whole.
             let publisher: CloudWatchPublisher
             do { publisher = try CloudWatchPublisher.make(cw, failover: failover, logger: logger) } catch {
+                stop()
                 throw .init(description: "metrics.cloudwatch: \(error)")
             }
             do {
                 let stop = try StopSignal()
                 cloudWatch = (try NamedThread("tunnat-cw") { publisher.run(report: report, stop: stop) }, stop)
             } catch {
+                stop()
                 throw .init(description: "metrics.cloudwatch: \(error)", errno: error)
             }
         }

@@ -62,14 +62,21 @@ final class RouteLoop: Component, Sendable {
         thread?.join()
     }
 
-    /// Replaces the running manager by one for `failover` (made and preflighted first: on failure the running one
-    /// is kept and the error returned).
-    func replace(with failover: FailoverConfiguration) throws(LiveDataPlane.Failure) {
-        let fresh = try Self.make(failover, logger: logger)
+    /// Replaces the running manager by one for `failover`, made and preflighted first. nil when replaced; else
+    /// what went wrong, said whole: whether the running manager was kept, or (its successor's thread could not
+    /// start) none is running.
+    func replace(with failover: FailoverConfiguration) -> String? {
+        let fresh: RouteManager
+        do { fresh = try Self.make(failover, logger: logger) } catch {
+            return "\(error); the running health checks and routes are kept"
+        }
         stop()
         if let replicator = replicator.withLock({ $0 }) { Self.bind(fresh, to: replicator, announce: true) }
         state.withLock { $0 = (fresh, nil) }
-        try start()
+        do { try start() } catch {
+            return "\(error); the old route manager has stopped and the new one could not start: no route is managed until tunnat restarts"
+        }
+        return nil
     }
 }
 

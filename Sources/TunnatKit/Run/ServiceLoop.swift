@@ -129,8 +129,8 @@ final class ServiceLoop {
         }
         // Reload.plan refuses a failover section added or removed: with one, `routes` is there.
         if let failover = plan.failover, let routes {
-            do { try routes.replace(with: failover) } catch {
-                logger.error("SIGHUP: \(error); the running health checks and routes are kept")
+            if let problem = routes.replace(with: failover) {
+                logger.error("SIGHUP: \(problem)")
                 return
             }
             running.failover = failover

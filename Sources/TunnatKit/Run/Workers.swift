@@ -56,6 +56,7 @@ final class Workers: Component {
     func start() throws(LiveDataPlane.Failure) {
         for (index, run) in runs.enumerated() {
             do { threads.append(try NamedThread("tunnat-q\(index)", run)) } catch {
+                stop()  // the workers already running: the stack stops only what started whole
                 throw .init(description: "worker \(index): \(error)", errno: error)
             }
         }
