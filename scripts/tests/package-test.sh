@@ -283,10 +283,12 @@ t_sigterm() {
   if kill -0 "$tunnat_pid" 2>/dev/null; then echo "tunnat still running 10 s after SIGTERM"; return 1; fi
   # Its exit status as strace saw it (this runs in a subshell, which cannot wait for it). strace writes the line
   # once it has worked through the events queued before the exit, which under load can take seconds: up to 30.
-  for _ in $(seq 300); do grep -q "^$tunnat_pid +++ exited" "$work/strace.log" && break; sleep 0.1; done
-  grep -q "^$tunnat_pid +++ exited with 0 +++" "$work/strace.log" \
+  # strace pads the pid to five columns ("5579  +++ exited" on a fresh machine, "12345 +++ exited" later): one
+  # space or more.
+  for _ in $(seq 300); do grep -Eq "^$tunnat_pid +[+]{3} exited" "$work/strace.log" && break; sleep 0.1; done
+  grep -Eq "^$tunnat_pid +[+]{3} exited with 0 [+]{3}" "$work/strace.log" \
     || { echo "tunnat pid '$tunnat_pid'; strace's last lines:"; tail -3 "$work/strace.log"
-         grep "^$tunnat_pid +++" "$work/strace.log"; tail -5 "$work/tunnat.log"; return 1; }
+         grep -E "^$tunnat_pid +[+]{3}" "$work/strace.log"; tail -5 "$work/tunnat.log"; return 1; }
   local table main rules
   table=$(ip -n "$p-nat" route show table 100)
   main=$(ip -n "$p-nat" route show)
