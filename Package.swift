@@ -107,7 +107,7 @@ let package = Package(
         .testTarget(name: "NatTableTests", dependencies: ["NatTable", "PacketKit"], swiftSettings: strict),
         .testTarget(name: "NetlinkTests", dependencies: ["Netlink"], swiftSettings: strict),
         .testTarget(name: "SystemCallsTests", dependencies: ["SystemCalls", "Netlink"], swiftSettings: strict),
-        .testTarget(name: "TunIOTests", dependencies: ["TunIO", "SystemCalls", "NatTable", "PacketKit"], swiftSettings: strict),
+        .testTarget(name: "TunIOTests", dependencies: ["TunIO", "SystemCalls", "Netlink", "NatTable", "PacketKit"], swiftSettings: strict),
         .testTarget(name: "AWSTests", dependencies: ["AWS", "FakeAWS", "HTTP", "Hashing", "SystemCalls"], swiftSettings: strict),
         .testTarget(name: "HealthTests", dependencies: ["Health", "SystemCalls"], swiftSettings: strict),
         .testTarget(

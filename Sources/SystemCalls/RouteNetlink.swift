@@ -161,7 +161,4 @@ public final class RouteNetlink {
             if let failure { throw Errno("netlink \(Netlink.name(type))", failure) }
         }
     }
-
-    /// A 6-byte MAC address packed into a word (`Netlink.ethernet`).
-    public static func ethernet(_ v: UnsafeRawBufferPointer) -> UInt64 { Netlink.ethernet(v) }
 }

@@ -86,7 +86,7 @@ public final class EgressCache {
         public var interface: Int32 = 0
         public var address: UInt32 = 0
         public var mtu: Int = 0
-        /// MAC addresses as `RouteNetlink.ethernet` packs them.
+        /// MAC addresses as `Netlink.ethernet` packs them.
         public var destinationMAC: UInt64 = 0
         public var sourceMAC: UInt64 = 0
         /// The neighbour was resolved when last asked.

@@ -106,28 +106,17 @@ import Testing
     /// Runs `body` on a thread of its own that has moved into a new network namespace, with lo up, and returns
     /// what it returned (Swift Testing's expectations are checked on the test's own task, after).
     static func inNewNetworkNamespace<R>(_ body: @escaping () throws(Errno) -> R) throws(Errno) -> R {
-        var result: Result<R, Errno>?
-        let thread = ThreadBody {
+        // The thread is joined before `result` is read: nothing is shared while both run.
+        nonisolated(unsafe) var result: Result<R, Errno>?
+        nonisolated(unsafe) let body = body
+        let thread = try NamedThread("netns-test") {
             result = Result { () throws(Errno) -> R in
                 try Syscall.unshareNetworkNamespace()
                 try TunControl.bringUp("lo", mtu: 0)
                 return try body()
             }
         }
-        var id = pthread_t()
-        let started = pthread_create(&id, nil, { raw in
-            Unmanaged<ThreadBody>.fromOpaque(raw!).takeUnretainedValue().run()
-            return nil
-        }, Unmanaged.passUnretained(thread).toOpaque())
-        guard started == 0 else { throw Errno("pthread_create", started) }
-        pthread_join(id, nil)
-        withExtendedLifetime(thread) {}
+        thread.join()
         return try result!.get()
     }
-}
-
-/// What a thread started with pthread_create runs: a C function gets one pointer, to this.
-private final class ThreadBody {
-    let run: () -> Void
-    init(_ run: @escaping () -> Void) { self.run = run }
 }

@@ -1,6 +1,7 @@
 import Glibc
 import PacketKit
 import SystemCalls
+import Netlink
 import Testing
 @testable import TunIO
 
@@ -48,7 +49,7 @@ import Testing
 
     static let tun: Int32 = 3, wan: Int32 = 5, lan: Int32 = 6
     static let gateway = IPv4Address("198.19.0.1")!.value.bigEndian
-    static func mac(_ bytes: UInt8...) -> UInt64 { bytes.withUnsafeBytes { RouteNetlink.ethernet($0) } }
+    static func mac(_ bytes: UInt8...) -> UInt64 { bytes.withUnsafeBytes { Netlink.ethernet($0) } }
     static let wanMAC = mac(2, 0, 0, 0, 0, 5)
     static let gatewayMAC = mac(2, 0, 0, 0, 0, 1)
 
