@@ -8,7 +8,7 @@ public struct ReplicationCounters: Sendable, Equatable {
     public enum Event: Int, CaseIterable, Sendable {
         case sent, sentBytes, sendErrors, unsentNoSession
         case received, receivedHellos, receivedBytes
-        case sessionsEstablished, peerRestarts
+        case sessionsEstablished, peerRestarts, sessionsConfirmedByMessage, sessionsDropped
         case rejectedBadHello, rejectedBadHeartbeat, rejectedBadEntries
         case recordsSent, retransmits, recordsApplied, snapshotParts, resyncsStarted, resyncsCompleted
         case entriesNotFromLeader, entriesDuplicate, entriesBeforeResync, entriesOutOfOrder, entriesTooFarAhead

@@ -32,6 +32,11 @@ public final class ReplicationNode {
         var out = OutboundStream()
         /// Why this peer's next resync is due (logged when it starts).
         var resyncReason = ""
+        /// When a datagram of it last authenticated as a message of the session.
+        var authenticated = -Double.infinity
+        /// When datagrams from its address last failed to authenticate: hellos, and messages of a session.
+        var unverifiedHello = -Double.infinity
+        var unverifiedSession = -Double.infinity
 
         init(_ peer: ReplicationPeer) {
             node = peer.node
@@ -53,9 +58,6 @@ public final class ReplicationNode {
         public var started: Double
         public var state = State.underway
     }
-
-    /// Hellos opened per peer and second at most; more are dropped unopened (`helloRate`).
-    static let hellosPerSecond = 64
 
     public let config: ReplicationConfiguration
     let keyring: SyncKeyring
@@ -126,6 +128,7 @@ public final class ReplicationNode {
         if machine.role == .active { stream(now: now, into: &out) }
         if now - lastHeartbeat >= heartbeatInterval {
             lastHeartbeat = now
+            dropOrphanedSessions(now: now)
             heartbeat(into: &out)
             requestResyncIfWaiting(now: now, into: &out)
             if handover?.state == .underway { moveHandover(now: now, into: &out) }
@@ -135,7 +138,8 @@ public final class ReplicationNode {
 
     func step(now: Double, into out: inout [OutgoingDatagram]) -> Role? {
         let views = peers.compactMap(\.view)
-        guard let transition = machine.step(now: now, peers: views, healthy: healthy) else { return nil }
+        guard let transition = machine.step(now: now, peers: views, healthy: healthy, unverified: unverifiedPeers(now: now))
+        else { return nil }
         return enter(transition, now: now, into: &out)
     }
 
@@ -192,15 +196,23 @@ public final class ReplicationNode {
     /// One datagram from `from` (`length` is its real length, which may exceed `datagram.count` when it was cut
     /// short on receipt). Returns what to send in answer.
     public func receive(_ datagram: [UInt8], length: Int, from: UDPEndpoint, now: Double) -> [OutgoingDatagram] {
-        let message: SyncMessage
+        let header: SyncMessage
         let peer: Peer
         do throws(SyncRejection) {
-            (message, peer) = try authenticate(datagram, length: length, from: from, now: now)
+            (header, peer) = try identify(datagram, length: length, from: from)
         } catch {
             count(error)
             return []
         }
         var out: [OutgoingDatagram] = []
+        let message: SyncMessage
+        do throws(SyncRejection) {
+            message = try authenticate(datagram, header: header, peer: peer, now: now, into: &out)
+        } catch {
+            count(error)
+            unverified(error, header: header, from: peer, now: now)
+            return out
+        }
         // A hello is authentic but may be a replay of an old one: counted apart from the session's messages.
         count(message.kind == .hello ? .receivedHellos : .received)
         count(.receivedBytes, UInt64(datagram.count))
@@ -239,22 +251,38 @@ public final class ReplicationNode {
     }
 
     /// The checks every datagram passes before anything in it is used, cheapest first: the header, the ids and
-    /// address, the session and the replay window's pre-check (comparisons, no decryption), then the tag, then the
-    /// replay window.
-    func authenticate(_ datagram: [UInt8], length: Int, from: UDPEndpoint, now: Double) throws(SyncRejection) -> (SyncMessage, Peer) {
+    /// address (`identify`); the session and the replay window's pre-check (comparisons, no decryption), then the
+    /// tag, then the replay window (`authenticate`).
+    func identify(_ datagram: [UInt8], length: Int, from: UDPEndpoint) throws(SyncRejection) -> (SyncMessage, Peer) {
         let header = try SyncMessage(header: datagram, length: length)
         guard header.receiver == config.node else { throw .wrongReceiver }
         guard header.sender != config.node else { throw .ownID }
         guard let peer = peers.first(where: { $0.node == header.sender }) else { throw .unknownSender }
         guard peer.endpoint == from else { throw .wrongAddress }
+        return (header, peer)
+    }
+
+    func authenticate(_ datagram: [UInt8], header: SyncMessage, peer: Peer, now: Double,
+                      into out: inout [OutgoingDatagram]) throws(SyncRejection) -> SyncMessage {
         guard keyring.holds(header.keyID) else { throw .unknownKey }
-        if header.kind == .hello {
-            guard peer.session.mayOpenHello(now: now, limit: Self.hellosPerSecond) else { throw .helloRate }
-            guard let key = keyring.messageKey(for: header) else { throw .unknownKey }
-            return (try SyncKeyring.open(datagram, header: header, with: key), peer)
-        }
+        if header.kind == .hello { return try openOutsideSession(datagram, header: header, peer: peer, now: now) }
         guard peer.session.holds(senderNonce: header.senderNonce, receiverNonce: header.receiverNonce) else {
-            throw .noSession
+            // The peer's first message of a session whose confirming hello was lost: it echoes this node's
+            // challenge. Its tag proves it; a message of any other session is refused.
+            guard peer.session.pending != 0, header.receiverNonce == peer.session.pending, header.senderNonce != 0 else {
+                throw .noSession
+            }
+            let message = try openOutsideSession(datagram, header: header, peer: peer, now: now)
+            peer.session.confirm(senderNonce: header.senderNonce)
+            try peer.session.window.accept(sequence: message.sequence)
+            count(.sessionsEstablished)
+            count(.sessionsConfirmedByMessage)
+            // Its run id is not in the message: whatever it held or was sent starts over, as after a restart.
+            peer.view = nil
+            peer.out = OutboundStream()
+            peer.authenticated = now
+            logger.notice("replication: session with \(peer.endpoint) (node \(peer.node)) established by its first message (the confirming hello was lost)")
+            return message
         }
         guard peer.session.window.mayAccept(header.sequence) else { throw .replayed }
         let key: AEADKey
@@ -267,7 +295,50 @@ public final class ReplicationNode {
         }
         let message = try SyncKeyring.open(datagram, header: header, with: key)
         try peer.session.window.accept(sequence: message.sequence)
-        return (message, peer)
+        peer.authenticated = now
+        return message
+    }
+
+    /// Derives the key of a datagram outside the session and checks its tag, within the peer's opening budget.
+    func openOutsideSession(_ datagram: [UInt8], header: SyncMessage, peer: Peer, now: Double) throws(SyncRejection) -> SyncMessage {
+        guard peer.session.opened.take(now: now, limit: PeerSession.opensPerSecond) else { throw .openRate }
+        guard let key = keyring.messageKey(for: header) else { throw .unknownKey }
+        return try SyncKeyring.open(datagram, header: header, with: key)
+    }
+
+    /// A datagram from a peer's address that did not authenticate: someone is there. Noted, so that this node does
+    /// not cold-start past a peer it cannot verify (`UnverifiedPeer`); a replay of an authentic datagram is not.
+    func unverified(_ rejection: SyncRejection, header: SyncMessage, from peer: Peer, now: Double) {
+        switch rejection {
+        case .unknownKey, .noSession, .badTag, .openRate:
+            if header.kind == .hello { peer.unverifiedHello = now } else { peer.unverifiedSession = now }
+        default:
+            break
+        }
+    }
+
+    /// The peers heard lately whose datagrams do not authenticate, and for which no authentic message came since.
+    func unverifiedPeers(now: Double) -> [UnverifiedPeer] {
+        let within = machine.deadAfter
+        return peers.compactMap { p in
+            let session = now - p.unverifiedSession < within && p.unverifiedSession > p.authenticated
+            let hello = now - p.unverifiedHello < within && p.unverifiedHello > p.authenticated
+            guard session || hello, !p.isAlive(now: now, within: within) else { return nil }
+            return UnverifiedPeer(node: p.node, claimsSession: session)
+        }
+    }
+
+    /// A session that the peer no longer holds: nothing of it authenticated for three heartbeats (and half the
+    /// peer timeout) while the peer's messages of another session keep coming. Dropped, so that the next heartbeat
+    /// sends a hello and the two handshake again, whatever was lost, before either takes the other for dead.
+    func dropOrphanedSessions(now: Double) {
+        let silence = max(3 * heartbeatInterval, machine.deadAfter / 2)
+        for peer in peers where peer.session.established && now - peer.authenticated > silence
+            && now - peer.unverifiedSession < silence && peer.unverifiedSession > peer.authenticated {
+            peer.session.drop()
+            count(.sessionsDropped)
+            logger.notice("replication: node \(peer.node) sends messages of another session; handshaking again")
+        }
     }
 
     func hello(_ message: SyncMessage, from peer: Peer, now: Double, into out: inout [OutgoingDatagram]) {
@@ -284,6 +355,7 @@ public final class ReplicationNode {
         switch outcome {
         case .established(let restarted, let confirm):
             count(.sessionsEstablished)
+            peer.authenticated = now
             if restarted {
                 // The peer restarted: whatever it held or was sent is gone.
                 count(.peerRestarts)

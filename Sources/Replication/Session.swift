@@ -18,9 +18,17 @@ import Hashing
 /// A side without a session sends a hello with no echo every heartbeat until it has one (so a lost confirmation is
 /// mended by the next round). A hello that echoes a nonce this side does not hold is stale (a replay) and is
 /// dropped; a hello with no echo only draws an answer, rate limited, and changes no session. So replayed handshakes can neither start a session
-/// nor end one. Each hello also carries the sender's run id (random per process): a session established with a
+/// nor end one. If the confirmation is lost, the peer's next message of the new session carries this side's
+/// challenge as its receiver nonce: once its tag verifies, that message confirms the session instead (`confirm`).
+/// Each hello also carries the sender's run id (random per process): a session established with a
 /// new run id means the peer restarted, and whatever it held is gone.
 struct PeerSession {
+    /// Authentic hellos handled per peer and second at most (a peer sends one per heartbeat).
+    static let hellosPerSecond = 64
+    /// Datagrams opened outside a session per peer and second at most: a few microseconds each, so a flood costs
+    /// at most a few percent of the replication thread; beyond it they are dropped unopened (`openRate`).
+    static let opensPerSecond = 4096
+
     /// This side's nonce of the established session; 0: none.
     private(set) var local: UInt64 = 0
     /// The peer's nonce of the established session.
@@ -35,9 +43,11 @@ struct PeerSession {
     var receiveKeys: [UInt8: AEADKey] = [:]
     /// When this side last answered a hello that had no echo (answers are rate limited).
     var lastAnswer = -Double.infinity
-    /// Hellos opened in the current rate period, and when the period began.
-    var hellosOpened = 0
-    var helloPeriod = -Double.infinity
+    /// Datagrams whose key is derived to check them outside a session (hellos, and messages carrying this side's
+    /// challenge): bounded before the tag is checked, so that a flood costs a bounded number of derivations.
+    var opened = RateBudget()
+    /// Authentic hellos handled: bounded after the tag is checked, so that forged hellos cannot use it up.
+    var hellos = RateBudget()
 
     var established: Bool { local != 0 }
 
@@ -69,21 +79,32 @@ struct PeerSession {
         return n
     }
 
-    /// Whether a hello may be opened now: at most `limit` per second per peer, so that a flood of forged hellos
-    /// costs a bounded number of key derivations.
-    mutating func mayOpenHello(now: Double, limit: Int) -> Bool {
-        if now - helloPeriod >= 1 {
-            helloPeriod = now
-            hellosOpened = 0
-        }
-        hellosOpened += 1
-        return hellosOpened <= limit
+    /// A message of the peer that echoes this side's challenge (its tag verified): the peer holds the session
+    /// (challenge, `senderNonce`), whose confirming hello was lost. Its run id is not in the message, so the caller
+    /// takes the peer for restarted.
+    mutating func confirm(senderNonce: UInt64) {
+        precondition(pending != 0 && senderNonce != 0)
+        local = pending
+        remote = senderNonce
+        pending = 0
+        window = ReplayWindow()
+        sendKey = nil
+        receiveKeys = [:]
+    }
+
+    /// Ends the session (the peer no longer holds it): the next heartbeat sends a hello instead.
+    mutating func drop() {
+        local = 0
+        remote = 0
+        sendKey = nil
+        receiveKeys = [:]
     }
 
     /// An authenticated hello from the peer: its nonce, the nonce it echoes, its flags and its run id.
     mutating func hello(senderNonce: UInt64, echo: UInt64, answerWanted: Bool, run: UInt64, now: Double,
                         answerInterval: Double, random: () -> UInt64) throws(SyncRejection) -> HelloOutcome {
         guard senderNonce != 0 else { throw .staleHello }
+        guard hellos.take(now: now, limit: PeerSession.hellosPerSecond) else { throw .helloRate }
         if echo != 0 && echo == pending {
             // The peer echoed this side's fresh challenge: it is live now, and its nonce is the session's.
             let restarted = remoteRun != 0 && run != remoteRun
@@ -105,5 +126,20 @@ struct PeerSession {
         lastAnswer = now
         _ = challenge(random)
         return .answer
+    }
+}
+
+/// At most `limit` events per one-second period.
+struct RateBudget {
+    var count = 0
+    var period = -Double.infinity
+
+    mutating func take(now: Double, limit: Int) -> Bool {
+        if now - period >= 1 {
+            period = now
+            count = 0
+        }
+        count += 1
+        return count <= limit
     }
 }

@@ -126,8 +126,10 @@ public enum SyncRejection: Int, Error, Sendable, Equatable, CaseIterable {
     case replayed
     /// A hello echoing a nonce this node does not hold (a replay of an old handshake).
     case staleHello
-    /// Hellos beyond the rate a peer can need: not opened.
+    /// Authentic hellos beyond the rate a peer can need: not handled.
     case helloRate
+    /// Datagrams to open outside a session (hellos, confirmations) beyond `PeerSession.opensPerSecond`: not opened.
+    case openRate
 }
 
 /// The shared keys (each from a file, by key id) and the message keys derived from them.

@@ -55,6 +55,8 @@ final class Network {
     var starts: UInt64 = 0
     /// Every datagram that crossed the wire, for tests that replay or tamper with them.
     var captured: [(datagram: OutgoingDatagram, from: UDPEndpoint)] = []
+    /// Drops a datagram on the wire when it says so (a lost datagram, a partition).
+    var lose: ((_ datagram: OutgoingDatagram, _ from: UDPEndpoint) -> Bool)?
 
     static func endpoint(_ node: UInt32) -> UDPEndpoint { UDPEndpoint(address: 0x0A00_0000 | node, port: 7800) }
 
@@ -106,6 +108,7 @@ final class Network {
     func send(_ datagrams: [OutgoingDatagram], from: UDPEndpoint) {
         for d in datagrams {
             members[from]?.node.sent(d, ok: true)
+            if lose?(d, from) == true { continue }
             wire.append((d, from))
             captured.append((d, from))
         }

@@ -143,7 +143,7 @@ def test_a_replay_of_a_captured_session_after_a_restart_changes_nothing(pair):
     established = counters(b).get("sessions-established", 0)
     inject(pair, NAT_IP["a"], NAT_IP["b"], old * 3)
     refused = lambda: sum(v for k, v in counters(b).items() if k in ("rejected-noSession", "rejected-staleHello",
-                                                                    "rejected-replayed", "rejected-helloRate"))
+                                                                    "rejected-replayed", "rejected-helloRate", "rejected-openRate"))
     assert wait_for(lambda: refused() >= len(old), 5), counters(b)
     assert wait_heartbeats(pair.nodes.values(), 15)
     assert snapshot(pair) == before
