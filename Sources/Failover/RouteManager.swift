@@ -60,6 +60,15 @@ public final class RouteManager: @unchecked Sendable {
     private var synchronousChecks = false
     /// With replication: this node's role, which decides the routes (RouteDecision.ruleOfRole). Set before `run`.
     public var role: (@Sendable () -> RouteRole)?
+    /// With replication: every peer is heard (authenticated, alive) and none is active. Then a managed route or
+    /// pool address another instance holds is stranded there, and the active takes it back (`reclaimWait`).
+    public var othersStandDown: (@Sendable () -> Bool)?
+    /// How long the active waits, with every peer heard and none active, before taking back what another instance
+    /// holds: long enough for a node that has just taken over to be heard as the active (it outranks this one,
+    /// which then steps down) rather than fought.
+    public static let reclaimWait = 5.0
+    /// Since when the active has seen something of its own held elsewhere while no other node is active.
+    private var strayedSince: Double?
 
     public init(config: FailoverConfiguration, identity: InstanceIdentity, ec2: any EC2API,
                 imds: (any InstanceMetadataSource)?, noop: Bool, clock: any MonotonicClock = SystemMonotonicClock(),
@@ -135,8 +144,8 @@ public final class RouteManager: @unchecked Sendable {
         logger.notice("managing routes in \(config.routeTables.count) route table spec(s), poll every \(config.pollTime)s, \(noop ? "noop" : "live")")
         while !stopping.isStopped {
             do { _ = try pass() } catch { logger.error("\(error)") }
-            // A claim not yet complete is retried within a second, not after poll_time.
-            let wait = claiming.isSet ? 1000 : Int32(clamping: Int(max(config.pollTime, 1)) * 1000)
+            // A claim not yet complete, or a stranded route, is looked at again within a second, not after poll_time.
+            let wait = claiming.isSet || strayedSince != nil ? 1000 : Int32(clamping: Int(max(config.pollTime, 1)) * 1000)
             _ = try? Syscall.pollIn(wake.fd, stopping.fd, timeoutMilliseconds: wait)
             wake.drain()
         }
@@ -195,6 +204,7 @@ public final class RouteManager: @unchecked Sendable {
         var usedRemote = Set<RemoteCheckKey>()
         var managed = 0
         var held = 0
+        var strayed: [String] = []
         // Taking over, the active NAT takes the pool addresses first: the replies to its flows come back through
         // them. Each pass of a claim takes them all, so the claim is complete only once it holds all of them.
         let claim = role?() == .active && claiming.isSet
@@ -219,6 +229,7 @@ public final class RouteManager: @unchecked Sendable {
                         if let change { changes.append(change) }
                         managed += 1
                         if ours && route.instance == nil { held += 1 }
+                        if !ours && route.instance == nil && !claim { strayed.append("route \(route.cidr) in \(table.id)") }
                     } catch {
                         problems.append("\(table.id) \(route.cidr): \(error)")
                     }
@@ -232,6 +243,16 @@ public final class RouteManager: @unchecked Sendable {
         managedCount.store(managed, ordering: .relaxed)
         heldCount.store(held, ordering: .relaxed)
         for problem in problems { logger.error("\(problem)") }
+        if role?() == .active && !claim && problems.isEmpty && !noop {
+            do throws(AWSError) {
+                if !(try holdsPoolAddresses()) { strayed.append("pool address(es) \(config.poolAddresses.joined(separator: ", "))") }
+                reclaimIfStranded(strayed)
+            } catch {
+                problems.append("pool addresses \(config.poolAddresses.joined(separator: ", ")): \(error)")
+            }
+        } else {
+            strayedSince = nil
+        }
         if claim && problems.isEmpty && !noop && !raced {
             _ = claiming.take()
             claimed.set()
@@ -241,6 +262,42 @@ public final class RouteManager: @unchecked Sendable {
             throw FailoverError(problems.count == 1 ? problems[0] : "\(problems.count) problems, the first: \(problems[0])")
         }
         return changes
+    }
+
+    /// The active, its claim complete, finds `strayed` (managed routes, pool addresses) held by another instance.
+    /// With a peer unheard or active, that instance may be an active across a partition: left alone (the routes
+    /// do not flap; when the two hear each other the older active steps down). With every peer heard and none
+    /// active, nothing can outrank this node: after `reclaimWait` it claims everything again.
+    func reclaimIfStranded(_ strayed: [String]) {
+        guard !strayed.isEmpty else {
+            strayedSince = nil
+            return
+        }
+        _ = claimed.take()
+        guard othersStandDown?() == true else {
+            if strayedSince != nil { logger.notice("\(strayed.joined(separator: ", ")): held elsewhere, and another node may be active; left alone") }
+            strayedSince = nil
+            return
+        }
+        let now = clock.seconds()
+        guard let since = strayedSince else {
+            strayedSince = now
+            logger.warning("\(strayed.joined(separator: ", ")): held by another instance while no other node is active; taking it back in \(Int(Self.reclaimWait)) s unless one becomes active")
+            return
+        }
+        guard now - since >= Self.reclaimWait else { return }
+        strayedSince = nil
+        logger.notice("\(strayed.joined(separator: ", ")): still held elsewhere and no other node is active; this node, the active, takes everything back")
+        claiming.set()
+        wake.signal()
+    }
+
+    /// This instance's interface lists every pool address.
+    func holdsPoolAddresses() throws(AWSError) -> Bool {
+        guard !config.poolAddresses.isEmpty else { return true }
+        let enis = try ec2.describeNetworkInterfaces(ids: [identity.interfaceID])
+        guard let eni = enis.first(where: { $0.id == identity.interfaceID }) else { return false }
+        return config.poolAddresses.allSatisfy { eni.privateIPs.contains($0) || eni.primaryPrivateIP == $0 }
     }
 
     /// The change made (or, noop, that would be), and whether the route points at `spec`'s target afterwards.

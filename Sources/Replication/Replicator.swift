@@ -73,6 +73,12 @@ public final class Replicator: ReplicationGate, Sendable {
     /// The role as far as the routes go: a node handing over leaves them to the new active.
     public var routeRole: Role { handingOver.load(ordering: .acquiring) ? .standby : role }
 
+    /// Every peer is heard (an authenticated heartbeat within the peer timeout) and none of them is active.
+    public var othersStandDown: Bool {
+        let peers = published.withLock { $0.peers }
+        return !peers.isEmpty && peers.allSatisfy { $0.alive && $0.role != .active }
+    }
+
     public var status: ReplicationStatus {
         var s = published.withLock { $0 }
         s.counters[.holdTimeouts] = heldTimeouts.load(ordering: .relaxed)

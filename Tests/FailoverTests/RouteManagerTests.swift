@@ -257,6 +257,60 @@ import Testing
         #expect(ec2.changes.count == before)
     }
 
+    /// The active's claim is complete; then a standby (a node that stepped down after a forged flood made it claim)
+    /// holds the route and the pool address. With every peer heard and none active, the active takes them back
+    /// after `reclaimWait`, not before; with a peer that may be active (unheard, or heard active), never.
+    @Test func aStrandedRouteAndPoolAreTakenBackOnlyWhenNoOtherNodeCanBeActive() throws {
+        final class Others: @unchecked Sendable { var standDown = true }
+        let ec2 = Self.world(pool: ["10.0.0.50"])
+        let clock = ManualClock()
+        let manager = try Self.manager(Self.config(pool: ["10.0.0.50"]), ec2, clock: clock)
+        let others = Others()
+        manager.role = { .active }
+        manager.othersStandDown = { others.standDown }
+        manager.roleChanged(to: .active)
+        _ = try manager.pass()
+        #expect(manager.holdsEverything)
+        func strand() {
+            ec2.with { s in
+                s.routeTables[0].routes[0].networkInterfaceID = "eni-other"
+                s.interfaces[0].privateIPs = []
+                s.interfaces[1].privateIPs = ["10.0.0.50"]
+            }
+        }
+        strand()
+        let before = ec2.changes.count
+        _ = try manager.pass()
+        #expect(!manager.holdsEverything, "the active says it no longer holds everything")
+        clock.advance(RouteManager.reclaimWait - 1)
+        _ = try manager.pass()
+        #expect(ec2.changes.count == before, "nothing is taken back before the wait is over")
+        clock.advance(2)
+        _ = try manager.pass()
+        _ = try manager.pass()
+        #expect(ec2.route("rtb-a", "0.0.0.0/0")?.networkInterfaceID == "eni-me")
+        #expect(ec2.holder(of: "10.0.0.50") == "eni-me")
+        #expect(manager.holdsEverything)
+
+        // A partition: a peer unheard may be an active that took over; nothing is taken back however long it lasts.
+        strand()
+        others.standDown = false
+        let held = ec2.changes.count
+        for _ in 0..<10 {
+            clock.advance(RouteManager.reclaimWait)
+            _ = try manager.pass()
+        }
+        #expect(ec2.changes.count == held, "no flapping across a partition")
+        #expect(ec2.route("rtb-a", "0.0.0.0/0")?.networkInterfaceID == "eni-other")
+        // Heard again, and the holder is a standby: the wait starts over, then everything comes back.
+        others.standDown = true
+        _ = try manager.pass()
+        clock.advance(RouteManager.reclaimWait)
+        _ = try manager.pass()
+        _ = try manager.pass()
+        #expect(ec2.route("rtb-a", "0.0.0.0/0")?.networkInterfaceID == "eni-me" && manager.holdsEverything)
+    }
+
     // MARK: - Preflight
 
     @Test func preflightRefusesAnInterfaceWithSourceDestCheckOnOrInAnotherVPC() throws {

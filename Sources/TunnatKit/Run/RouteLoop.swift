@@ -44,6 +44,7 @@ final class RouteLoop: Component, Sendable {
 
     private static func bind(_ manager: RouteManager, to replicator: Replicator, announce: Bool) {
         manager.role = { RouteRole(replicator.routeRole) }
+        manager.othersStandDown = { replicator.othersStandDown }
         if announce { manager.roleChanged(to: RouteRole(replicator.routeRole)) }
     }
 
