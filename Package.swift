@@ -123,7 +123,8 @@ let package = Package(
         ),
         .testTarget(
             name: "TunnatKitTests",
-            dependencies: ["TunnatKit", "Failover", "Health", "AWS", "Replication", "NatTable", "PacketKit", "SystemCalls"],
+            dependencies: ["TunnatKit", "Failover", "Health", "AWS", "FakeAWS", "Replication", "NatTable", "PacketKit", "SystemCalls",
+                           .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
     ]

@@ -98,9 +98,37 @@ public final class RouteManager: @unchecked Sendable {
         }
     }
 
+    /// The wait before preflight retry `attempt` (0 first): doubling from `base` up to 60 s, the upper half of it
+    /// drawn at random (`random` in 0...1), so that a fleet restarted together does not call EC2 in step.
+    public static func preflightBackoff(attempt: Int, base: Double, random: Double) -> Double {
+        let ceiling = min(60, base * Double(1 << min(attempt, 16)))
+        return ceiling * (0.5 + 0.5 * random)
+    }
+
+    /// The first wait of the preflight's retries, in seconds (tests shorten it).
+    public var preflightRetryBase = 1.0
+    private let preflighted = Flag()
+    private let problemText = Mutex<String?>(nil)
+    private let problemCount = Atomic<Int>(0)
+
+    /// Why the route manager is not doing its job, if it is not: the preflight failing, or the last pass's error.
+    public var problem: String? { problemText.withLock { $0 } }
+    /// Preflights and passes that failed since start.
+    public var failures: Int { problemCount.load(ordering: .relaxed) }
+
+    private func report(_ problem: String?) {
+        if problem != nil { problemCount.add(1, ordering: .relaxed) }
+        problemText.withLock { $0 = problem }
+    }
+
     /// Refuses to manage routes for an interface that would drop forwarded traffic (source/dest check on) or that
     /// is not in the VPC the instance is in.
     public func preflight() throws(FailoverError) {
+        try checkInterface()
+        preflighted.set()
+    }
+
+    func checkInterface() throws(FailoverError) {
         let enis: [NetworkInterface]
         do { enis = try ec2.describeNetworkInterfaces(ids: [identity.interfaceID]) } catch {
             throw FailoverError("cannot read this instance's interface \(identity.interfaceID): \(error)")
@@ -133,17 +161,38 @@ public final class RouteManager: @unchecked Sendable {
         return try pass()
     }
 
-    /// The daemon: health checks on their threads, a pass every poll_time and whenever a verdict flips, until
-    /// `stop()`. Errors of a pass are logged and the next pass tries again. Call `preflight()` first.
+    /// The daemon: health checks on their threads; the preflight, retried with backoff until it passes (EC2 may
+    /// be down, throttled or hanging: the health checks and the data plane go on meanwhile); then a pass every
+    /// poll_time and whenever a verdict flips, until `stop()`. Errors are logged, kept for the status
+    /// (`problem`), and the next pass tries again.
     public func run() {
         for check in healthChecks.values { check.start() }
         defer {
             for check in healthChecks.values { check.stop() }
             for check in remoteChecks.values { check.stop() }
         }
+        var attempt = 0
+        while !preflighted.isSet && !stopping.isStopped {
+            do {
+                try preflight()
+            } catch {
+                let wait = Self.preflightBackoff(attempt: attempt, base: preflightRetryBase, random: Double.random(in: 0...1))
+                attempt += 1
+                report("preflight: \(error) (attempt \(attempt); next in \(String(format: "%.1f", wait)) s)")
+                logger.error("failover preflight: \(error); the data plane goes on, routes are not managed; retry \(attempt) in \(String(format: "%.1f", wait)) s")
+                _ = stopping.sleep(milliseconds: Int32(wait * 1000))
+            }
+        }
+        if stopping.isStopped { return }
         logger.notice("managing routes in \(config.routeTables.count) route table spec(s), poll every \(config.pollTime)s, \(noop ? "noop" : "live")")
         while !stopping.isStopped {
-            do { _ = try pass() } catch { logger.error("\(error)") }
+            do {
+                _ = try pass()
+                report(nil)
+            } catch {
+                report("\(error)")
+                logger.error("\(error)")
+            }
             // A claim not yet complete, or a stranded route, is looked at again within a second, not after poll_time.
             let wait = claiming.isSet || strayedSince != nil ? 1000 : Int32(clamping: Int(max(config.pollTime, 1)) * 1000)
             _ = try? Syscall.pollIn(wake.fd, stopping.fd, timeoutMilliseconds: wait)
@@ -175,7 +224,7 @@ public final class RouteManager: @unchecked Sendable {
     public var routesHeld: Int { heldCount.load(ordering: .relaxed) }
 
     /// Each health check's verdict, by the check's name.
-    public var verdicts: [String: HealthVerdict] { healthChecks.mapValues { HealthVerdict($0.isHealthy) } }
+    public var verdicts: [String: HealthVerdict] { healthChecks.mapValues(\.verdict) }
 
     /// Whether every health check this node runs is healthy: nil until each has a verdict; true with none.
     public var isHealthy: Bool? {

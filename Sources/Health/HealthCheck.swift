@@ -5,13 +5,42 @@ import Synchronization
 import SystemCalls
 
 /// One probe of a health check: true when the destination answered as expected. `detail` says why not.
+/// `inconclusive`: it failed for want of something on this host (descriptors, buffers, a route), which says
+/// nothing about the destination.
 public struct ProbeResult: Sendable, Equatable {
     public var passed: Bool
     public var detail: String
+    public var inconclusive = false
+
+    public init(passed: Bool, detail: String, inconclusive: Bool = false) {
+        self.passed = passed
+        self.detail = detail
+        self.inconclusive = inconclusive
+    }
 }
 
 public enum Probe {
+    /// One probe; a failure is then checked against this host's own state (`localShortage`), and is inconclusive
+    /// if the host lacked what any probe needs.
     public static func run(_ spec: HealthCheckSpec) -> ProbeResult {
+        var result = attempt(spec)
+        if !result.passed, !result.inconclusive, let shortage = localShortage(destination: spec.destination) {
+            result = ProbeResult(passed: false, detail: "\(shortage) (the probe: \(result.detail))", inconclusive: true)
+        }
+        return result
+    }
+
+    /// What this host lacks to reach `destination` now (a descriptor, buffers, memory, a route), or nil.
+    static func localShortage(destination: String) -> String? {
+        do throws(Errno) {
+            try Syscall.localPathCheck(to: IPv4Address(destination)?.value)
+            return nil
+        } catch {
+            return error.isLocalShortage ? "this host cannot probe: \(error)" : nil
+        }
+    }
+
+    static func attempt(_ spec: HealthCheckSpec) -> ProbeResult {
         switch spec.kind {
         case .ping: return ping(spec)
         case .tcp:
@@ -75,6 +104,7 @@ public enum Probe {
         }
         let socket: ICMPSocket
         do { socket = try ICMPSocket() } catch {
+            if error.isLocalShortage { return ProbeResult(passed: false, detail: "no ICMP socket: \(error.reason)", inconclusive: true) }
             return ProbeResult(passed: false, detail: "no ICMP socket: \(error.reason) (needs CAP_NET_RAW or ping_group_range)")
         }
         let identifier = UInt16(truncatingIfNeeded: Syscall.processID ^ Int32(truncatingIfNeeded: UInt32.random(in: 0...0xFFFF)))
@@ -86,7 +116,7 @@ public enum Probe {
         message[2] = UInt8(sum >> 8)
         message[3] = UInt8(sum & 0xFF)
         do { try socket.send(message, to: address.value) } catch {
-            return ProbeResult(passed: false, detail: "\(error)")
+            return ProbeResult(passed: false, detail: "\(error)", inconclusive: error.isLocalShortage)
         }
         let deadline = SystemClock.monotonicSeconds() + Double(spec.probeTimeoutMilliseconds) / 1000
         var buffer = [UInt8](repeating: 0, count: 1500)
@@ -117,12 +147,17 @@ public enum Probe {
     }
 }
 
-/// A health check's verdict as reported: healthy, unhealthy, or unknown (no verdict yet).
+/// A health check's verdict as reported: healthy, unhealthy, or unknown (no verdict yet, or the last `fall`
+/// probes in a row were inconclusive: this host lacked descriptors, buffers or a route to probe with).
 public enum HealthVerdict: String, Sendable, Codable, CaseIterable {
     case healthy, unhealthy, unknown
 
     public init(_ isHealthy: Bool?) {
         self = isHealthy.map { $0 ? .healthy : .unhealthy } ?? .unknown
+    }
+
+    public init(_ state: HealthState) {
+        self = state.isUnknown ? .unknown : HealthVerdict(state.isHealthy)
     }
 }
 
@@ -135,14 +170,26 @@ public struct HealthState: Sendable, Equatable {
     public private(set) var isHealthy: Bool?
     public private(set) var passesInARow = 0
     public private(set) var failuresInARow = 0
+    /// Inconclusive probes in a row: they neither pass nor fail, and leave the verdict as it was.
+    public private(set) var inconclusiveInARow = 0
+
+    /// No verdict yet, or `fall` inconclusive probes in a row: the destination's state is not known now. The last
+    /// verdict (`isHealthy`) stands for what acts on it: an inconclusive probe never moves or deletes a route.
+    public var isUnknown: Bool { isHealthy == nil || inconclusiveInARow >= fall }
 
     public init(rise: Int, fall: Int) {
         self.rise = max(1, rise)
         self.fall = max(1, fall)
     }
 
-    /// Records one probe; returns the new verdict when this probe changed it.
-    public mutating func record(_ passed: Bool) -> Bool? {
+    /// Records one probe; returns the new verdict when this probe changed it. An inconclusive probe changes
+    /// nothing but its own count.
+    public mutating func record(_ passed: Bool, inconclusive: Bool = false) -> Bool? {
+        if inconclusive && !passed {
+            inconclusiveInARow += 1
+            return nil
+        }
+        inconclusiveInARow = 0
         if passed {
             passesInARow += 1
             failuresInARow = 0
@@ -180,6 +227,8 @@ public final class HealthCheck: Sendable {
     }
 
     public var isHealthy: Bool? { state.withLock { $0.isHealthy } }
+    /// The verdict to report: unknown also while probes are inconclusive.
+    public var verdict: HealthVerdict { state.withLock { HealthVerdict($0) } }
     public var detail: String { lastDetail.withLock { $0 } }
 
     /// One probe, recorded; returns the verdict after it.
@@ -187,7 +236,13 @@ public final class HealthCheck: Sendable {
     public func probeOnce() -> Bool? {
         let result = Probe.run(spec)
         lastDetail.withLock { $0 = result.detail }
-        let (changed, verdict) = state.withLock { s in (s.record(result.passed), s.isHealthy) }
+        let (changed, verdict, inconclusive, fall) = state.withLock { s in
+            (s.record(result.passed, inconclusive: result.inconclusive), s.isHealthy, s.inconclusiveInARow, s.fall)
+        }
+        // Said when it begins and when it makes the verdict unknown, not once a probe.
+        if inconclusive == 1 || (inconclusive == fall && fall > 1) {
+            log("health check \(name): inconclusive (\(inconclusive) in a row), \(inconclusive >= fall ? "unknown now; " : "")the last verdict stands for the routes: \(result.detail)")
+        }
         if let changed {
             log("health check \(name) (\(spec.kind.rawValue) \(spec.destination)): \(changed ? "healthy" : "unhealthy") (\(result.detail))")
             let command = changed ? spec.runOnHealthy : spec.runOnUnhealthy

@@ -36,3 +36,32 @@ extension Errno {
     public static let processDescriptorsFull = EMFILE
     public static let systemDescriptorsFull = ENFILE
 }
+
+extension Errno {
+    /// ENOMEM: the kernel could not allocate.
+    public static let outOfMemory = ENOMEM
+    /// ENETUNREACH: no route to the destination in this host's tables.
+    public static let networkUnreachable = ENETUNREACH
+
+    /// The call failed for want of something on this host (descriptors, buffers, memory, a route), not because
+    /// of anything the destination did.
+    public var isLocalShortage: Bool {
+        [EMFILE, ENFILE, ENOBUFS, ENOMEM, ENETUNREACH].contains(code)
+    }
+}
+
+extension Syscall {
+    /// Whether this host could reach `address` now, asking nothing of the network: a UDP socket is opened and
+    /// connected to it (connect(2) on UDP sends nothing; it only picks a route and a source). Throws what was
+    /// missing: a descriptor (EMFILE, ENFILE), memory or buffers, or a route (ENETUNREACH). With no address, only
+    /// the socket is opened.
+    public static func localPathCheck(to address: UInt32?) throws(Errno) {
+        let socket = try Syscall.socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0, call: "socket")
+        guard let address else { return }
+        var sa = sockaddr_in()
+        sa.sin_family = sa_family_t(AF_INET)
+        sa.sin_port = in_port_t(9).bigEndian
+        sa.sin_addr = in_addr(s_addr: address.bigEndian)
+        try Syscall.connect(socket.rawValue, sa, call: "connect")
+    }
+}

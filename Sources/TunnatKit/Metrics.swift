@@ -100,6 +100,9 @@ public struct Figure: Equatable, Sendable {
                 }
             }
             gauge("tunnat_routes_managed", "Managed VPC routes found in the last pass.", Double(failover.routesManaged))
+            gauge("tunnat_failover_problem", "1 while the route manager cannot do its job (preflight or last pass failing).",
+                  failover.problem == nil ? 0 : 1)
+            counter("tunnat_failover_failures_total", "Failover preflights and passes that failed.", UInt64(failover.failures))
             gauge("tunnat_routes_held", "Managed VPC routes pointing at this instance after the last pass.",
                   Double(failover.routesHeld), cw: "RoutesHeld")
         }

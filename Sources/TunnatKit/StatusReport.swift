@@ -37,17 +37,39 @@ public struct StatusReport: Codable, Equatable, Sendable {
         /// After the last pass: the managed routes found, and those pointing at this instance.
         public var routesManaged: Int
         public var routesHeld: Int
+        /// Why routes are not managed as they should be (the preflight or the last pass failing, AWS down); nil
+        /// when the last pass succeeded.
+        public var problem: String?
+        /// Preflights and passes that failed since start.
+        public var failures: Int = 0
 
-        public init(checks: [String: HealthVerdict], routesManaged: Int, routesHeld: Int) {
+        public init(checks: [String: HealthVerdict], routesManaged: Int, routesHeld: Int, problem: String? = nil,
+                    failures: Int = 0) {
             self.checks = checks
             self.routesManaged = routesManaged
             self.routesHeld = routesHeld
+            self.problem = problem
+            self.failures = failures
         }
 
         public init(_ manager: RouteManager) {
             checks = manager.verdicts
             routesManaged = manager.routesManaged
             routesHeld = manager.routesHeld
+            problem = manager.problem
+            failures = manager.failures
+        }
+
+        enum CodingKeys: String, CodingKey { case checks, routesManaged, routesHeld, problem, failures }
+
+        /// A report of an older tunnat has no problem and no failures.
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            checks = try c.decode([String: HealthVerdict].self, forKey: .checks)
+            routesManaged = try c.decode(Int.self, forKey: .routesManaged)
+            routesHeld = try c.decode(Int.self, forKey: .routesHeld)
+            problem = try c.decodeIfPresent(String.self, forKey: .problem)
+            failures = try c.decodeIfPresent(Int.self, forKey: .failures) ?? 0
         }
     }
 
@@ -209,7 +231,8 @@ public struct StatusReport: Codable, Equatable, Sendable {
             }
         }
         if let f = failover {
-            lines.append("failover: \(f.routesHeld) of \(f.routesManaged) managed route(s) point here")
+            lines.append("failover: \(f.routesHeld) of \(f.routesManaged) managed route(s) point here"
+                + (f.problem.map { "; not managing routes as it should: \($0)" } ?? ""))
             for (name, verdict) in f.checks.sorted(by: { $0.key < $1.key }) { lines.append("  health check \(name): \(verdict)") }
         }
         return lines.joined(separator: "\n")

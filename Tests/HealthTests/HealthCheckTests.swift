@@ -1,3 +1,4 @@
+import Glibc
 @testable import Health
 import SystemCalls
 import Testing
@@ -30,6 +31,50 @@ import Testing
         #expect(state.record(false) == nil)
         #expect(state.record(false) == false)
         #expect(state.record(false) == nil)
+    }
+
+    /// Inconclusive probes (I: this host lacked a descriptor or a route) neither pass nor fail: the verdict
+    /// stands for what acts on it, and reads unknown after `fall` of them in a row.
+    @Test func inconclusiveProbesLeaveTheVerdictAndReadUnknownAfterFall() {
+        var state = HealthState(rise: 1, fall: 2)
+        #expect(state.record(true) == true)
+        var reported: [HealthVerdict] = []
+        for p in "IIIIFPIF" {
+            _ = state.record(p == "P", inconclusive: p == "I")
+            reported.append(HealthVerdict(state))
+        }
+        #expect(reported == [.healthy, .unknown, .unknown, .unknown, .healthy, .healthy, .healthy, .healthy])
+        #expect(state.isHealthy == true, "one failure, one pass, one inconclusive and one failure do not make two failures in a row")
+        #expect(state.record(false) == false, "the second failure in a row does")
+    }
+
+    /// In a network namespace with no route (a thread of its own moved there), every kind of probe to the internet
+    /// fails for want of a route: inconclusive, never unhealthy.
+    @Test(.enabled(if: geteuid() == 0, "unshare(CLONE_NEWNET) needs CAP_SYS_ADMIN"))
+    func aProbeWithNoRouteIsInconclusive() throws {
+        var ping = HealthCheckSpec(kind: .ping)
+        ping.destination = "198.18.0.1"
+        ping.timeout = 1
+        var tcp = HealthCheckSpec(kind: .tcp)
+        tcp.destination = "198.18.0.1"
+        tcp.port = 443
+        tcp.timeout = 1
+        let specs = [ping, tcp]
+        nonisolated(unsafe) var results: [ProbeResult] = []
+        nonisolated(unsafe) var failure: Errno?
+        let thread = try NamedThread("health-netns") {
+            do throws(Errno) {
+                try Syscall.unshareNetworkNamespace()
+                results = specs.map(Probe.run)
+            } catch {
+                failure = error
+            }
+        }
+        thread.join()
+        #expect(failure == nil)
+        #expect(results.count == 2)
+        for r in results { #expect(!r.passed && r.inconclusive, "\(r.detail)") }
+        #expect(results.allSatisfy { $0.detail.contains("Network is unreachable") }, "\(results.map(\.detail))")
     }
 
     @Test func commandHealthCheckSubstitutesTheDestination() {

@@ -21,7 +21,7 @@ final class ReplicationLoop: Component, Sendable {
         let keyring = try Self.readKeyring(settings)
         do {
             replicator = try Replicator(config: settings, keyring: keyring, table: table,
-                                        health: { routes?.manager.isHealthy ?? true },
+                                        health: { routes.map { $0.isHealthy } ?? true },
                                         holdReport: { table.replicationHoldMaxNanoseconds }, logger: logger)
         } catch {
             throw .init(description: "replication: \(error)", errno: error)

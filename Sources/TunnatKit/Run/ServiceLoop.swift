@@ -1,7 +1,9 @@
+import Failover
 import Glibc
 import Logging
 import NatTable
 import Replication
+import Synchronization
 import SystemCalls
 import TunIO
 
@@ -17,6 +19,11 @@ final class ServiceLoop {
     private let reloadSignal: Wakeup
     private let notify: NotifySocket?
     private let watchdogTimeout: UInt64?
+    /// A failover section that a background reload put in place (`RouteLoop.replace`), for `running`.
+    private let reloadedFailover = Reloaded()
+    private final class Reloaded: Sendable {
+        let failover = Mutex<FailoverConfiguration?>(nil)
+    }
 
     init(running: TunnatConfiguration, configPath: String?, logger: Logger) throws(LiveDataPlane.Failure) {
         self.running = running
@@ -111,6 +118,8 @@ final class ServiceLoop {
             logger.notice("SIGHUP: running on the embedded default configuration (no --config): nothing to reread")
             return
         }
+        // A failover section reloaded in the background since the last SIGHUP is the running one now.
+        if let failover = reloadedFailover.failover.withLock({ $0.take() }) { running.failover = failover }
         let loaded: TunnatConfiguration
         do { loaded = try ConfigFile.load(path: path) } catch {
             logger.error("SIGHUP: \(error); the running configuration is kept")
@@ -127,17 +136,21 @@ final class ServiceLoop {
             logger.notice("SIGHUP: \(path) reread: nothing that can change without a restart changed")
             return
         }
-        // Reload.plan refuses a failover section added or removed: with one, `routes` is there.
+        // Reload.plan refuses a failover section added or removed: with one, `routes` is there. The new route
+        // manager is made and preflighted (EC2, retried) on a thread of its own: this thread pings the watchdog.
         if let failover = plan.failover, let routes {
-            if let problem = routes.replace(with: failover) {
-                logger.error("SIGHUP: \(problem)")
-                return
+            logger.notice("SIGHUP: reloading the failover section in the background")
+            routes.replace(with: failover) { [logger, reloadedFailover] problem in
+                if let problem {
+                    logger.error("SIGHUP: \(problem)")
+                    return
+                }
+                reloadedFailover.failover.withLock { $0 = failover }
+                logger.notice("SIGHUP: failover reloaded", metadata: [
+                    "health-checks": "\(failover.healthChecks.keys.sorted().joined(separator: ","))",
+                    "route-tables": "\(failover.routeTables.count)",
+                ])
             }
-            running.failover = failover
-            logger.notice("SIGHUP: failover reloaded", metadata: [
-                "health-checks": "\(failover.healthChecks.keys.sorted().joined(separator: ","))",
-                "route-tables": "\(failover.routeTables.count)",
-            ])
         }
         if let name = plan.logLevel, let level = Logger.Level(rawValue: name) {
             LogOutput.setLevel(level)

@@ -30,6 +30,6 @@ final class StatusSource: Sendable {
         let table = shared.state.withLock { StatusReport.TableFigures($0.nat, io: $0.io) }
         return StatusReport(device: device, queues: queues, offloads: offloads, output: output, uptimeSeconds: uptime,
                             table: table, kernel: kernel, replication: replication?.replicator.status,
-                            failover: routes.map { StatusReport.FailoverStatus($0.manager) })
+                            failover: routes?.status)
     }
 }
