@@ -148,6 +148,9 @@ else
   tally sync-attacks 1 0 1
 fi
 
+step "the pair under faults: a lost, forged or replayed sync datagram, partitions, kill -9, a wrong key, EC2 hanging or throttled, clock steps (a seeded schedule)"
+PYTEST_ADDOPTS=-s run_pytest chaos test_chaos.py
+
 step "floods: bounded attacks on a running tunnat while established TCP and UDP flows run through it"
 FLOOD_TABLE="$work/flood-table.md" run_pytest floods test_floods.py
 [ -f "$work/flood-table.md" ] && cat "$work/flood-table.md"

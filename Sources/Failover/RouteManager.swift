@@ -116,8 +116,8 @@ public final class RouteManager: @unchecked Sendable {
     /// Preflights and passes that failed since start.
     public var failures: Int { problemCount.load(ordering: .relaxed) }
 
-    private func report(_ problem: String?) {
-        if problem != nil { problemCount.add(1, ordering: .relaxed) }
+    private func report(_ problem: String?, failed: Bool = true) {
+        if problem != nil && failed { problemCount.add(1, ordering: .relaxed) }
         problemText.withLock { $0 = problem }
     }
 
@@ -172,6 +172,7 @@ public final class RouteManager: @unchecked Sendable {
             for check in remoteChecks.values { check.stop() }
         }
         var attempt = 0
+        if !preflighted.isSet { report("preflight: checking this instance's interface through EC2 (no answer yet)", failed: false) }
         while !preflighted.isSet && !stopping.isStopped {
             do {
                 try preflight()

@@ -8,7 +8,8 @@
   to an interface whose instance is gone or stopped read as "blackhole"; RouteAlreadyExists on CreateRoute;
   an instance can be marked impaired; an Elastic IP associated through it stays with its private IP when that IP
   moves to another interface, as DescribeAddresses then reports (moto ties it to the interface's primary address);
-  and throttling (RequestLimitExceeded, 503) or InternalError (500) can be injected for the next N calls. After a
+  and throttling (RequestLimitExceeded, 503) or InternalError (500) can be injected for the next N calls, or every
+  call held unanswered for a while (hang_until: EC2 hanging). After a
   change to routes or private addresses, on_change (if set) runs before the answer goes back.
 - Moto: moto_server itself on loopback, bootstrapped so that it verifies SigV4 from then on.
 
@@ -194,6 +195,7 @@ class EC2Front:
         self.races = {}             # (table, cidr) -> eni: created just before our CreateRoute reaches moto
         self.eips = {}              # allocation id -> the private IP it is associated with (see associate_address)
         self.calls = []             # (action, status)
+        self.hang_until = 0.0       # time.monotonic() until which every call waits before it is answered (EC2 hanging)
         # Called with the action after moto accepted a change to routes or private addresses, before the caller
         # gets the answer (a VPC's router follows here: in line with moto by the time the call returns).
         self.on_change = None
@@ -236,6 +238,11 @@ class EC2Front:
         return r.status, data
 
     def handle(self, action, form, body, headers):
+        # EC2 hanging: the call gets no answer until the hang ends (at most 30 s), as a stalled endpoint does; the
+        # caller's own timeout decides when it gives up.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < min(self.hang_until, deadline):
+            time.sleep(0.05)
         with self.lock:
             if self.inject:
                 status, code, message = self.inject.pop(0)

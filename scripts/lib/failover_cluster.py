@@ -144,6 +144,7 @@ class Node(TunnatProcess):
     def __init__(self, cluster, k):
         super().__init__(cluster.tunnat, cluster.ns[k], cluster.work, name=k, procs=cluster.procs)
         self.cluster, self.k = cluster, k
+        self.key_file = os.path.join(cluster.work, "sync.key")
         self.write_config(self.config_text())
 
     def config_text(self):
@@ -163,7 +164,7 @@ stats_interval: 0
 replication:
   listen: {NAT_IP[self.k]}:7800
   peers: [{NAT_IP[other]}:7800]
-  key_file: {c.work}/sync.key
+  key_file: {self.key_file}
   heartbeat_ms: 100
   peer_timeout_ms: 400
   startup_wait_ms: 1500

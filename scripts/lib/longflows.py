@@ -4,16 +4,19 @@
   longflows.py serve ADDRESS PORT
       A TCP server (a line "hello"/"again" is answered with the address and port the connection comes from; any
       other line is echoed) and a UDP server on the same port (each datagram is answered with "SEQ from ADDR:PORT").
-  longflows.py probe ADDRESS PORT --seconds S [--idle N] [--busy N] [--interval I]
+  longflows.py probe ADDRESS PORT --seconds S [--idle N] [--busy N] [--interval I] [--until PATH] [--patience P]
       Opens N idle TCP connections and N busy ones, and a UDP stream, all to the server; the busy connections and the
-      UDP stream send a numbered line every I seconds for S seconds and time every answer (then wait, at most 5 s,
-      for the answers still due). Then each idle connection
+      UDP stream send a numbered line every I seconds for S seconds (or until the file PATH appears, if sooner) and
+      time every answer (then wait, at most 5 s, for the answers still due). A busy connection that gets no answer,
+      or cannot send, for P seconds (default 10) counts as lost. Then each idle connection
       speaks once more. Prints one JSON object: per kind, what was sent and answered, the longest gap between two
       answers, errors (a reset, an early close), and the source addresses the server saw.
 
 Every loop is bounded by S and by socket timeouts.
 """
 import json
+import os
+import select
 import socket
 import socketserver
 import sys
@@ -52,7 +55,7 @@ def max_gap(times, start, end):
     return max(b - a for a, b in zip(points, points[1:]))
 
 
-def probe(address, port, seconds, idle, busy, interval):
+def probe(address, port, seconds, idle, busy, interval, until="", patience=10.0):
     result = {"idle": {"total": idle, "survived": 0, "failures": []}}
     sources = {}
 
@@ -68,6 +71,19 @@ def probe(address, port, seconds, idle, busy, interval):
 
     start = time.monotonic()
     end = start + seconds
+    if until:
+        # The sending ends when the file appears (looked for every 50 ms), at the latest after `seconds`.
+        stop_at = [end]
+
+        def watch():
+            while time.monotonic() < stop_at[0]:
+                if os.path.exists(until):
+                    stop_at[0] = time.monotonic()
+                    return
+                time.sleep(0.05)
+        threading.Thread(target=watch, daemon=True).start()
+    else:
+        stop_at = [end]
     busy_results = []
 
     def busy_flow(index):
@@ -75,7 +91,7 @@ def probe(address, port, seconds, idle, busy, interval):
         busy_results.append(r)
         try:
             s = socket.create_connection((address, port), timeout=10)
-            s.settimeout(10)
+            s.settimeout(patience)
             f = s.makefile("rwb")
             f.write(b"hello busy\n")
             f.flush()
@@ -84,17 +100,17 @@ def probe(address, port, seconds, idle, busy, interval):
             done = threading.Event()
 
             def reader():
-                # Until every line sent is answered; a 10 s silence with lines outstanding is a failure.
-                s.settimeout(0.5)
+                # Until every line sent is answered; `patience` seconds of silence with lines outstanding is a failure.
+                # It waits with select, leaving the socket's own timeout (the sender's) as it is.
                 last = time.monotonic()
                 while not (done.is_set() and r["answered"] >= r["sent"]):
                     try:
+                        if not select.select([s], [], [], 0.5)[0]:
+                            if time.monotonic() - last > patience:
+                                r["error"] = r["error"] or f"no answer for {patience:g} s ({r['answered']} of {r['sent']})"
+                                return
+                            continue
                         data = s.recv(65536)
-                    except (TimeoutError, socket.timeout):
-                        if time.monotonic() - last > 10:
-                            r["error"] = r["error"] or f"no answer for 10 s ({r['answered']} of {r['sent']})"
-                            return
-                        continue
                     except OSError as e:
                         r["error"] = r["error"] or repr(e)
                         return
@@ -109,12 +125,12 @@ def probe(address, port, seconds, idle, busy, interval):
             t = threading.Thread(target=reader, daemon=True)
             t.start()
             n = 0
-            while time.monotonic() < end:
+            while time.monotonic() < stop_at[0]:
                 n += 1
                 try:
                     s.sendall(b"%d %s\n" % (n, b"x" * 200))
                 except (TimeoutError, socket.timeout):
-                    r["error"] = r["error"] or "send blocked for 10 s"
+                    r["error"] = r["error"] or f"send blocked for {patience:g} s"
                     break
                 r["sent"] = n
                 time.sleep(interval)
@@ -136,9 +152,9 @@ def probe(address, port, seconds, idle, busy, interval):
     n = 0
     next_send = time.monotonic()
     # Sends until the end, then waits for the answers still due: until every datagram is answered, at most 5 s.
-    while time.monotonic() < end + 5 and (time.monotonic() < end or udp["answered"] < udp["sent"]):
+    while time.monotonic() < stop_at[0] + 5 and (time.monotonic() < stop_at[0] or udp["answered"] < udp["sent"]):
         now = time.monotonic()
-        if now < end and now >= next_send:
+        if now < stop_at[0] and now >= next_send:
             n += 1
             try:
                 u.send(b"%d" % n)
@@ -157,6 +173,7 @@ def probe(address, port, seconds, idle, busy, interval):
         time.sleep(min(interval / 4, 0.005))
     for t in threads:
         t.join(20)
+    end = stop_at[0]
 
     for i, (s, f) in enumerate(idles):
         try:
@@ -187,14 +204,14 @@ def main():
         serve(sys.argv[2], int(sys.argv[3]))
         return
     if len(sys.argv) >= 4 and sys.argv[1] == "probe":
-        opts = {"--seconds": 10.0, "--idle": 0, "--busy": 1, "--interval": 0.02}
+        opts = {"--seconds": 10.0, "--idle": 0, "--busy": 1, "--interval": 0.02, "--until": "", "--patience": 10.0}
         args = sys.argv[4:]
         for k, v in zip(args[::2], args[1::2]):
             if k not in opts:
                 sys.exit(f"longflows.py: unknown option {k}")
             opts[k] = type(opts[k])(v)
         probe(sys.argv[2], int(sys.argv[3]), opts["--seconds"], int(opts["--idle"]), int(opts["--busy"]),
-              opts["--interval"])
+              opts["--interval"], opts["--until"], opts["--patience"])
         return
     sys.exit(__doc__)
 
