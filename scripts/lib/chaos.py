@@ -30,7 +30,11 @@ Fault kinds (a schedule draws from these):
   wrong-key            a node (either) restarted with a key its peer does not hold
   forged               2,000 forged datagrams from one node's address to the other (headers of real ones with new
                        nonces, sequence and tag, hellos among them, and garbage)
+  forged-restart       the standby restarted while forged hellos come from the active's address, 1,000 a second
+                       for the whole hold (they once used up the hello budget, and the node started as an active)
   replayed             the last 1,000 datagrams one node sent, replayed to the other
+  stranded             the route and the pool address moved by hand (through moto) to the standby's interface, as a
+                       node that claimed and stepped down leaves them: the active must take them back
   ec2-hang             every EC2 call unanswered for 2-6 s, with a kill of the active at its start
   ec2-throttle         the next 3-10 EC2 calls answered 503 RequestLimitExceeded, with a kill of the active
   ec2-fail             the next 3-10 EC2 calls answered 500 InternalError, with a kill of the active
@@ -50,12 +54,12 @@ import sys
 import threading
 import time
 
-from failover_cluster import NAT_IP, SERVER, SERVER_PORT, Cluster
+from failover_cluster import NAT_IP, PUBLIC, SERVER, SERVER_PORT, Cluster
 from testbed import LIB, sh, wait_for
 
 KINDS = ("sync-loss", "sync-disorder", "partition-oneway", "partition-twoway", "kill-active", "kill-standby",
-         "kill-during-resync", "kill-during-handover", "wrong-key", "forged", "replayed", "ec2-hang",
-         "ec2-throttle", "ec2-fail", "clock-step")
+         "kill-during-resync", "kill-during-handover", "wrong-key", "forged", "forged-restart", "replayed",
+         "stranded", "ec2-hang", "ec2-throttle", "ec2-fail", "clock-step")
 # Faults that can share an episode: those on different parts (the sync link, EC2, the clock, a process).
 LINK = {"sync-loss", "sync-disorder", "partition-oneway", "partition-twoway", "forged", "replayed"}
 CONVERGE_LIMIT = 30.0   # seconds after the heal for the pair to be whole again
@@ -238,7 +242,7 @@ class Chaos:
             faults.append(self.rng.choice(pool))
         return faults
 
-    def apply(self, fault, active, standby, notes):
+    def apply(self, fault, active, standby, notes, hold):
         """Applies one fault; returns its heal (or None: healed by restart_all_down)."""
         c, rng = self.cluster, self.rng
         nodes = c.nodes
@@ -303,6 +307,20 @@ class Chaos:
                 nodes[victim].kill()
             self.start_node(victim, key=self.wrong_key)
             return None
+        if fault == "forged-restart":
+            nodes[standby].kill()
+            self.syncnet(forge=int(1000 * (hold + 1)), rate=1000, hellos=True, **{"from": active})
+            self.start_node(standby)
+            return None
+        if fault == "stranded":
+            v, eni = c.vpc, c.vpc.nat[standby]["eni"]
+            v.ec2.replace_route(RouteTableId=v.table, DestinationCidrBlock="0.0.0.0/0", NetworkInterfaceId=eni)
+            v.ec2.assign_private_ip_addresses(NetworkInterfaceId=eni, PrivateIpAddresses=[PUBLIC],
+                                              AllowReassignment=True)
+            v.ec2.unassign_private_ip_addresses(NetworkInterfaceId=c.vpc.nat[active]["eni"],
+                                                PrivateIpAddresses=[PUBLIC])
+            v.follow("stranded by hand")
+            return None
         if fault in ("forged", "replayed"):
             sender = rng.choice(["a", "b"])
             if fault == "forged":
@@ -361,7 +379,7 @@ class Chaos:
         applied = time.monotonic()
         heals = []
         for fault in faults:
-            heal = self.apply(fault, active, standby, notes)
+            heal = self.apply(fault, active, standby, notes, hold)
             if heal:
                 heals.append(heal)
         time.sleep(hold)

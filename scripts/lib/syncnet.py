@@ -15,7 +15,8 @@ Commands, one JSON object per line on stdin; each is answered with one JSON line
               "b>a": {...}}}      a direction not named is left as it is; {} clears it
   {"clear": true}                 every direction back to a plain pass-through
   {"forge": N, "from": "a"}       N datagrams as from a's address and port to b: captured headers with fresh nonces,
-                                  sequence and tag (hellos among them), and random garbage
+                                  sequence and tag (hellos among them), and random garbage; with "rate": R, spread
+                                  at R a second (the answer comes at once)
   {"replay": N, "from": "a"}      the last N datagrams a sent to b (of the last 4,096 kept), again, verbatim
   {"stats": true}                 what was passed, lost, duplicated, delayed, blocked, forged and replayed
   {"quit": true}
@@ -137,16 +138,17 @@ class Relay:
         self.stats["passed"] += 1
         return True
 
-    def forge(self, n, sender):
+    def forge(self, n, sender, hellos=False):
         way = f"{sender}>{'b' if sender == 'a' else 'a'}"
         src, dst = self.addresses[sender], self.addresses["b" if sender == "a" else "a"]
         with self.lock:
             templates = [d for d in self.kept[way] if len(d) >= 52]
         for i in range(n):
-            if templates and i % 4 != 3:
+            if templates and (hellos or i % 4 != 3):
                 t = bytearray(self.rng.choice(templates))
-                if i % 4 == 0:
+                if i % 4 == 0 or hellos:
                     t[5] = 5                                    # a hello
+                    t[24:32] = bytes(8)                         # with no echo, as a starting node's
                 for lo, hi in ((16, 24), (24, 32), (32, 40)):   # nonces and sequence
                     t[lo:hi] = os.urandom(hi - lo)
                 t[-16:] = os.urandom(16)                        # the tag
@@ -173,8 +175,18 @@ class Relay:
         if c.get("clear"):
             with self.lock:
                 self.rules = {"a>b": {}, "b>a": {}}
-        if "forge" in c:
-            self.forge(int(c["forge"]), c.get("from", "a"))
+        if "forge" in c and c.get("rate"):
+            # Spread over time (N at `rate` a second) on a thread of its own; the answer comes at once.
+            n, rate, sender, hellos = int(c["forge"]), float(c["rate"]), c.get("from", "a"), bool(c.get("hellos"))
+
+            def paced():
+                step = max(1, int(rate / 50))
+                for done in range(0, n, step):
+                    self.forge(min(step, n - done), sender, hellos)
+                    time.sleep(step / rate)
+            threading.Thread(target=paced, daemon=True).start()
+        elif "forge" in c:
+            self.forge(int(c["forge"]), c.get("from", "a"), bool(c.get("hellos")))
         if "replay" in c:
             self.replay(int(c["replay"]), c.get("from", "a"))
         return {"ok": True, "stats": dict(self.stats), "rules": self.rules}

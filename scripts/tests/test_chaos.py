@@ -56,8 +56,8 @@ def test_the_pair_forms(chaos):
     assert chaos.converged()
 
 
-@pytest.mark.parametrize("kind", ["wrong-key", "kill-during-resync", "forged", "partition-twoway", "ec2-hang",
-                                  "ec2-throttle"])
+@pytest.mark.parametrize("kind", ["wrong-key", "forged-restart", "stranded", "kill-during-resync", "forged",
+                                  "partition-twoway", "ec2-hang", "ec2-throttle"])
 def test_a_red_team_fault_heals_to_one_whole_pair(chaos, kind):
     """One episode of one kind: after the heal, one active holding the route and the pool address, a synced standby,
     and the connections the rules say survive, survived."""
