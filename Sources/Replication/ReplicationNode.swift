@@ -37,6 +37,8 @@ public final class ReplicationNode {
         /// When datagrams from its address last failed to authenticate: hellos, and messages of a session.
         var unverifiedHello = -Double.infinity
         var unverifiedSession = -Double.infinity
+        /// The log has said that it keeps this node from starting.
+        var unverifiedSaid = false
 
         init(_ peer: ReplicationPeer) {
             node = peer.node
@@ -307,7 +309,7 @@ public final class ReplicationNode {
     }
 
     /// A datagram from a peer's address that did not authenticate: someone is there. Noted, so that this node does
-    /// not cold-start past a peer it cannot verify (`UnverifiedPeer`); a replay of an authentic datagram is not.
+    /// not cold-start past a peer it cannot verify (`RoleMachine.step`); a replay of an authentic datagram is not.
     func unverified(_ rejection: SyncRejection, header: SyncMessage, from peer: Peer, now: Double) {
         switch rejection {
         case .unknownKey, .noSession, .badTag, .openRate:
@@ -317,14 +319,18 @@ public final class ReplicationNode {
         }
     }
 
-    /// The peers heard lately whose datagrams do not authenticate, and for which no authentic message came since.
-    func unverifiedPeers(now: Double) -> [UnverifiedPeer] {
+    /// The peers heard lately (within the peer timeout) whose datagrams do not authenticate, and from which no
+    /// authentic message came since. Said in the log when one first keeps this node from starting.
+    func unverifiedPeers(now: Double) -> [UInt32] {
         let within = machine.deadAfter
         return peers.compactMap { p in
-            let session = now - p.unverifiedSession < within && p.unverifiedSession > p.authenticated
-            let hello = now - p.unverifiedHello < within && p.unverifiedHello > p.authenticated
-            guard session || hello, !p.isAlive(now: now, within: within) else { return nil }
-            return UnverifiedPeer(node: p.node, claimsSession: session)
+            let last = max(p.unverifiedSession, p.unverifiedHello)
+            guard now - last < within, last > p.authenticated, !p.isAlive(now: now, within: within) else { return nil }
+            if machine.role == .starting && !p.unverifiedSaid {
+                p.unverifiedSaid = true
+                logger.warning("replication: node \(p.node) at \(p.endpoint) sends datagrams this node cannot authenticate (a wrong key on one side, or a forger): not starting as the active while it does")
+            }
+            return p.node
         }
     }
 

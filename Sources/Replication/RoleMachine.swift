@@ -45,20 +45,6 @@ public struct PeerView: Sendable, Equatable {
     }
 }
 
-/// A configured peer whose datagrams arrive from its address but do not authenticate (a wrong key, an old
-/// session, or a forger using its address): what it is cannot be known, so it is taken for the worst it could be.
-public struct UnverifiedPeer: Sendable, Equatable {
-    public var node: UInt32
-    /// It sends messages of a session (heartbeats, batches), as an active would; else only hellos, as a node
-    /// without a session does.
-    public var claimsSession: Bool
-
-    public init(node: UInt32, claimsSession: Bool) {
-        self.node = node
-        self.claimsSession = claimsSession
-    }
-}
-
 /// The active/standby state machine, a pure function of what the node heard, its own health and its replica's
 /// state. Terms order actives: each takeover starts a term larger than any the node has seen, and an active that
 /// hears an active of a larger term (or of the same term and a lower node id) steps down. So two actives, if a
@@ -70,10 +56,11 @@ public struct UnverifiedPeer: Sendable, Equatable {
 ///   replica is complete (synced), only when healthy, and only the lowest-numbered such standby. A standby that
 ///   lost its active before its replica was complete starts over (`starting`): no node can preserve
 ///   connections then, so the group cold-starts rather than stay down.
-/// - A node never cold-starts past a peer it hears but cannot authenticate (`UnverifiedPeer`) if that peer might be
-///   the active (it sends session messages) or goes first (a lower node id): a restart with a wrong key, or a
-///   session not yet mended, must not make a second active. The price: a host forging a peer's address can keep a
-///   starting node waiting; it can never make one start.
+/// - A node never cold-starts while it hears a configured peer it cannot authenticate (`unverified`: datagrams from
+///   the peer's address that fail the key or the session). What that peer is cannot be known (an active sends
+///   hellos too, to a node it has no session with), so it is taken for an active: a restart with a wrong key, or a
+///   session not yet mended, must not make a second active. The price: two nodes whose keys differ both wait, and a
+///   host forging a peer's address can keep a starting node waiting; it can never make one start.
 /// - active: steps down (to standby, resyncing) for an active that outranks it; never otherwise.
 public struct RoleMachine: Sendable {
     public enum Transition: Sendable, Equatable {
@@ -104,8 +91,7 @@ public struct RoleMachine: Sendable {
     }
 
     /// Decides on what was heard; at most one transition per step.
-    public mutating func step(now: Double, peers: [PeerView], healthy: Bool,
-                              unverified: [UnverifiedPeer] = []) -> Transition? {
+    public mutating func step(now: Double, peers: [PeerView], healthy: Bool, unverified: [UInt32] = []) -> Transition? {
         let alive = peers.filter { now - $0.heard < deadAfter && $0.node != node }
         let actives = alive.filter { $0.role == .active }
         // The active that outranks the others: the highest term, then the lowest node id.
@@ -136,8 +122,8 @@ public struct RoleMachine: Sendable {
             guard now - since >= startupWait, healthy else { return nil }
             // A synced standby holds the table: it takes over, not us.
             if alive.contains(where: { $0.role == .standby && $0.synced }) { return nil }
-            // Someone there, unauthenticated: it may be the active, or a node that goes first.
-            if unverified.contains(where: { $0.node != node && ($0.claimsSession || $0.node < node) }) { return nil }
+            // Someone there, unauthenticated: it may be the active.
+            if unverified.contains(where: { $0 != node }) { return nil }
             guard isFirst(among: alive.filter { $0.role != .active && $0.healthy }) else { return nil }
             return becomeActive(peers: alive, now: now, coldStart: true)
         }

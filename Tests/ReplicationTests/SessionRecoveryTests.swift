@@ -86,8 +86,8 @@ import Testing
         #expect(a.node.role == .active && b2.node.counters[.coldStarts] == 0)
     }
 
-    /// The lower-numbered node restarts with the wrong key next to the active: it hears session messages it cannot
-    /// verify (the active's), and stays starting rather than cold-start first.
+    /// The lower-numbered node restarts with the wrong key next to the active: it hears datagrams it cannot verify
+    /// (the active's) and stays starting rather than cold-start first.
     @Test func theLowerNodeWithTheWrongKeyWaitsForAnActiveItCannotVerify() throws {
         let net = Network()
         let b = try net.start(2, peers: [1])
@@ -101,14 +101,37 @@ import Testing
         #expect(b.node.role == .active && b.node.counters[.stepDowns] == 0)
     }
 
-    /// Two starting nodes whose keys differ: the lower one starts, the higher one waits (one active, never two).
-    @Test func twoStartingNodesWithDifferentKeysMakeOneActive() throws {
+    /// The active has dropped its session with a node (it sends that node hellos, not heartbeats) when the node
+    /// restarts with the wrong key: hellos it cannot verify must keep it from starting too, whatever the ids.
+    @Test func anActiveSendingOnlyHellosStillKeepsAWrongKeyedNodeFromStarting() throws {
+        let net = Network()
+        let b = try net.start(2, peers: [1])
+        #expect(net.run(upTo: 1) { b.node.role == .active })
+        let a = try net.start(1, peers: [2])
+        #expect(net.run(upTo: 2) { a.node.synced })
+        let wrong = SyncKeyring(Array("a key the active does not hold, 32+ bytes".utf8))!
+        let a2 = try net.start(1, peers: [2], keyring: wrong)
+        let peer = try #require(b.node.peers.first)
+        for _ in 0..<1000 {
+            // The active keeps no session with node 1 (as after a forged flood made it drop one): hellos only.
+            peer.session.drop()
+            net.step()
+        }
+        #expect(a2.node.role == .starting && a2.node.counters[.coldStarts] == 0, "node 1 (the lower id) did not start")
+        #expect(b.node.role == .active && b.node.counters[.stepDowns] == 0)
+    }
+
+    /// Two starting nodes whose keys differ: neither can tell what the other is, so neither starts (never two
+    /// actives); once the keys agree, one starts and the other follows.
+    @Test func twoStartingNodesWithDifferentKeysWaitUntilTheKeysAgree() throws {
         let net = Network()
         let wrong = SyncKeyring(Array("a key the other does not hold, 32+ bytes".utf8))!
         let a = try net.start(1, peers: [2])
         let b = try net.start(2, peers: [1], keyring: wrong)
         net.run(for: 3)
-        #expect(a.node.role == .active && b.node.role == .starting)
+        #expect(a.node.role == .starting && b.node.role == .starting)
+        let b2 = try net.start(2, peers: [1])
+        #expect(net.run(upTo: 3) { a.node.role == .active && b2.node.role == .standby })
     }
 
     /// 8 s of 1,000 forged hellos a second from the active's address while the standby restarts: the flood may not

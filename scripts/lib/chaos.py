@@ -97,6 +97,7 @@ class Monitor(threading.Thread):
             quiet = not c.partitioned and time.monotonic() - c.partition_healed > 1.5
             if roles.count("active") > 1 and quiet:
                 self.split_seconds += MONITOR_STEP
+                log(f"  monitor: two actives during episode {c.current} (no partition in force)")
             try:
                 route, holders = c.cluster.vpc.state()
             except Exception:  # noqa: BLE001 - moto busy: the next sample
@@ -121,6 +122,7 @@ class Chaos:
         self.clock_offset = 0.0
         self.episodes = []
         self.monitor = None
+        self.current = None     # the episode under way: its number and faults
 
     # -- the world
 
@@ -233,7 +235,7 @@ class Chaos:
 
     def draw(self):
         if self.kinds:
-            return [self.rng.choice(self.kinds)]
+            return self.rng.choice(self.kinds).split("+")
         first = self.rng.choice(KINDS)
         faults = [first]
         if self.rng.random() < 0.4:
@@ -376,6 +378,8 @@ class Chaos:
         replicated = wait_for(lambda: min((n.status() or {}).get("flows", 0) for n in c.nodes.values()) >= expected,
                               5, step=0.1)
         notes = {}
+        split_before = self.monitor.split_seconds if self.monitor else 0
+        self.current = f"{number} ({'+'.join(faults)})"
         applied = time.monotonic()
         heals = []
         for fault in faults:
@@ -425,20 +429,22 @@ class Chaos:
             log(f"  client sockets at the end:\n{sockets['c']}\n  server sockets:\n{sockets['s']}")
             log(f"  flows: busy (answered, sent, error) {record['busy']}, idle (survived, total) {record['idle']}, "
                 f"idle failures {idle.get('failures')}, {flows.get('error', '')}")
-        if not converged or not tcp_ok:
-            log(self.diagnose())
+        split = (self.monitor.split_seconds if self.monitor else 0) - split_before
+        record["split_seconds"] = split
+        if not converged or not tcp_ok or split:
+            log(self.diagnose(40 if split else 15))
         return record
 
-    def diagnose(self):
+    def diagnose(self, lines=15):
         c = self.cluster
-        lines = [f"  roles: { {k: (v.get('role'), v.get('synced'), v.get('leader')) for k, v in self.roles().items()} }",
+        out = [f"  roles: { {k: (v.get('role'), v.get('synced'), v.get('leader')) for k, v in self.roles().items()} }",
                  f"  moto: {c.vpc.state()}, router in line: {c.vpc.in_line()}"]
         for k, n in c.nodes.items():
             st = (n.status(timeout=3) or {}) if n.alive() else {}
             drops = {r: v for r, v in (st.get("drops") or {}).items() if v}
-            lines.append(f"  --- {k} ({'up' if n.alive() else 'down'}): flows {st.get('flows')}, drops {drops}\n"
-                         + n.log_tail(15))
-        return "\n".join(lines)
+            out.append(f"  --- {k} ({'up' if n.alive() else 'down'}): flows {st.get('flows')}, drops {drops}\n"
+                         + n.log_tail(lines))
+        return "\n".join(out)
 
     # -- the summary
 
@@ -509,10 +515,10 @@ def main():
     p.add_argument("--episodes", type=int, default=None)
     p.add_argument("--minutes", type=float, default=None)
     p.add_argument("--json", default=None)
-    p.add_argument("--kinds", default="", help="only these fault kinds, comma-separated, one per episode")
+    p.add_argument("--kinds", default="", help="only these fault kinds, comma-separated, one per episode (K1+K2: both)")
     o = p.parse_args()
     kinds = [k for k in o.kinds.split(",") if k]
-    unknown = [k for k in kinds if k not in KINDS]
+    unknown = [k for combo in kinds for k in combo.split("+") if k not in KINDS]
     if unknown:
         sys.exit(f"chaos.py: unknown fault kind(s) {', '.join(unknown)}; the kinds: {', '.join(KINDS)}")
     if os.geteuid() != 0:
