@@ -116,7 +116,7 @@ public final class RouteManager: @unchecked Sendable {
     /// Preflights and passes that failed since start.
     public var failures: Int { problemCount.load(ordering: .relaxed) }
 
-    private func report(_ problem: String?, failed: Bool = true) {
+    func report(_ problem: String?, failed: Bool = true) {
         if problem != nil && failed { problemCount.add(1, ordering: .relaxed) }
         problemText.withLock { $0 = problem }
     }
@@ -187,13 +187,8 @@ public final class RouteManager: @unchecked Sendable {
         if stopping.isStopped { return }
         logger.notice("managing routes in \(config.routeTables.count) route table spec(s), poll every \(config.pollTime)s, \(noop ? "noop" : "live")")
         while !stopping.isStopped {
-            do {
-                _ = try pass()
-                report(nil)
-            } catch {
-                report("\(error)")
-                logger.error("\(error)")
-            }
+            // A pass reports its own problems (`problem`), those of a pass that made changes too.
+            do { _ = try pass() } catch { logger.error("\(error)") }
             // A claim not yet complete, or a stranded route, is looked at again within a second, not after poll_time.
             let wait = claiming.isSet || strayedSince != nil ? 1000 : Int32(clamping: Int(max(config.pollTime, 1)) * 1000)
             _ = try? Syscall.pollIn(wake.fd, stopping.fd, timeoutMilliseconds: wait)
@@ -243,6 +238,7 @@ public final class RouteManager: @unchecked Sendable {
     public func pass() throws(FailoverError) -> [RouteChange] {
         let tables: [RouteTable]
         do { tables = try ec2.describeRouteTables(filters: [EC2Filter("vpc-id", [identity.vpcID])]) } catch {
+            report("reading route tables: \(error)")
             throw FailoverError("reading route tables: \(error)")
         }
         let own = tables.filter { $0.vpcID == identity.vpcID }
@@ -292,7 +288,6 @@ public final class RouteManager: @unchecked Sendable {
         }
         managedCount.store(managed, ordering: .relaxed)
         heldCount.store(held, ordering: .relaxed)
-        for problem in problems { logger.error("\(problem)") }
         if role?() == .active && !claim && problems.isEmpty && !noop {
             do throws(AWSError) {
                 if !(try holdsPoolAddresses()) { strayed.append("pool address(es) \(config.poolAddresses.joined(separator: ", "))") }
@@ -303,6 +298,8 @@ public final class RouteManager: @unchecked Sendable {
         } else {
             strayedSince = nil
         }
+        for problem in problems { logger.error("\(problem)") }
+        report(problems.isEmpty ? nil : problems.count == 1 ? problems[0] : "\(problems.count) problems, the first: \(problems[0])")
         if claim && problems.isEmpty && !noop && !raced {
             _ = claiming.take()
             claimed.set()

@@ -271,7 +271,7 @@ public final class ReplicationNode {
         guard peer.session.holds(senderNonce: header.senderNonce, receiverNonce: header.receiverNonce) else {
             // The peer's first message of a session whose confirming hello was lost: it echoes this node's
             // challenge. Its tag proves it; a message of any other session is refused.
-            guard peer.session.pending != 0, header.receiverNonce == peer.session.pending, header.senderNonce != 0 else {
+            guard peer.session.mayConfirm(senderNonce: header.senderNonce, receiverNonce: header.receiverNonce) else {
                 throw .noSession
             }
             let message = try openOutsideSession(datagram, header: header, peer: peer, now: now)
@@ -279,8 +279,9 @@ public final class ReplicationNode {
             try peer.session.window.accept(sequence: message.sequence)
             count(.sessionsEstablished)
             count(.sessionsConfirmedByMessage)
-            // Its run id is not in the message: whatever it held or was sent starts over, as after a restart.
-            peer.view = nil
+            // Its run id is not in the message: what it was sent starts over, as after a restart (a standby is
+            // resynced). Its view stays: the next heartbeat replaces it, and a standby whose view of its active
+            // vanished would take over.
             peer.out = OutboundStream()
             peer.authenticated = now
             logger.notice("replication: session with \(peer.endpoint) (node \(peer.node)) established by its first message (the confirming hello was lost)")
@@ -308,8 +309,9 @@ public final class ReplicationNode {
         return try SyncKeyring.open(datagram, header: header, with: key)
     }
 
-    /// A datagram from a peer's address that did not authenticate: someone is there. Noted, so that this node does
-    /// not cold-start past a peer it cannot verify (`RoleMachine.step`); a replay of an authentic datagram is not.
+    /// A datagram from a peer's address that did not authenticate (wrong key, tag, or session; replays of an older
+    /// session among them): someone is there. Noted, so that this node does not cold-start past a peer it cannot
+    /// verify (`RoleMachine.step`). A replay within the session, or of an old handshake, is not.
     func unverified(_ rejection: SyncRejection, header: SyncMessage, from peer: Peer, now: Double) {
         switch rejection {
         case .unknownKey, .noSession, .badTag, .openRate:
@@ -334,11 +336,12 @@ public final class ReplicationNode {
         }
     }
 
-    /// A session that the peer no longer holds: nothing of it authenticated for three heartbeats (and half the
-    /// peer timeout) while the peer's messages of another session keep coming. Dropped, so that the next heartbeat
-    /// sends a hello and the two handshake again, whatever was lost, before either takes the other for dead.
+    /// A session that the peer no longer holds: nothing of it authenticated for three heartbeats (or half the peer
+    /// timeout, if that is shorter) while the peer's messages of another session keep coming. Dropped, so that the
+    /// next heartbeat sends a hello and the two handshake again, whatever was lost, before either takes the other
+    /// for dead.
     func dropOrphanedSessions(now: Double) {
-        let silence = max(3 * heartbeatInterval, machine.deadAfter / 2)
+        let silence = min(3 * heartbeatInterval, machine.deadAfter / 2)
         for peer in peers where peer.session.established && now - peer.authenticated > silence
             && now - peer.unverifiedSession < silence && peer.unverifiedSession > peer.authenticated {
             peer.session.drop()

@@ -43,6 +43,9 @@ struct PeerSession {
     var receiveKeys: [UInt8: AEADKey] = [:]
     /// When this side last answered a hello that had no echo (answers are rate limited).
     var lastAnswer = -Double.infinity
+    /// The sender nonces this side's last answers echoed (the peer's session nonce, if it takes the answer).
+    var answered: [UInt64] = []
+    static let answersKept = 4
     /// Datagrams whose key is derived to check them outside a session (hellos, and messages carrying this side's
     /// challenge): bounded before the tag is checked, so that a flood costs a bounded number of derivations.
     var opened = RateBudget()
@@ -79,11 +82,18 @@ struct PeerSession {
         return n
     }
 
-    /// A message of the peer that echoes this side's challenge (its tag verified): the peer holds the session
-    /// (challenge, `senderNonce`), whose confirming hello was lost. Its run id is not in the message, so the caller
-    /// takes the peer for restarted.
+    /// Whether a message of a session (not a hello) could confirm one: it echoes this side's challenge, and its
+    /// sender nonce is one this side answered with that challenge lately (so a late message of an older run of the
+    /// peer, which echoed the same challenge, does not).
+    func mayConfirm(senderNonce: UInt64, receiverNonce: UInt64) -> Bool {
+        pending != 0 && receiverNonce == pending && senderNonce != 0 && answered.contains(senderNonce)
+    }
+
+    /// A message of the peer that echoes this side's challenge (its tag verified, `mayConfirm`): the peer holds the
+    /// session (challenge, `senderNonce`), whose confirming hello was lost.
     mutating func confirm(senderNonce: UInt64) {
         precondition(pending != 0 && senderNonce != 0)
+        answered.removeAll()
         local = pending
         remote = senderNonce
         pending = 0
@@ -104,13 +114,13 @@ struct PeerSession {
     mutating func hello(senderNonce: UInt64, echo: UInt64, answerWanted: Bool, run: UInt64, now: Double,
                         answerInterval: Double, random: () -> UInt64) throws(SyncRejection) -> HelloOutcome {
         guard senderNonce != 0 else { throw .staleHello }
-        guard hellos.take(now: now, limit: PeerSession.hellosPerSecond) else { throw .helloRate }
         if echo != 0 && echo == pending {
             // The peer echoed this side's fresh challenge: it is live now, and its nonce is the session's.
             let restarted = remoteRun != 0 && run != remoteRun
             local = pending
             remote = senderNonce
             pending = 0
+            answered.removeAll()
             remoteRun = run
             window = ReplayWindow()
             sendKey = nil
@@ -121,10 +131,15 @@ struct PeerSession {
         if echo != 0 && echo == local && senderNonce == remote { return .nothing }
         // Echoing anything else this side does not hold: a replay of an old handshake.
         guard echo == 0 else { throw .staleHello }
-        // The peer starts (or restarted): answer with a challenge, without touching the session in place.
+        // The peer starts (or restarted): answer with a challenge, without touching the session in place. Only
+        // these hellos can be replayed to any effect, so only they count against the budget (an echo of this
+        // side's fresh challenge cannot be a replay).
+        guard hellos.take(now: now, limit: PeerSession.hellosPerSecond) else { throw .helloRate }
         guard now - lastAnswer >= answerInterval else { return .nothing }
         lastAnswer = now
         _ = challenge(random)
+        answered.append(senderNonce)
+        if answered.count > Self.answersKept { answered.removeFirst(answered.count - Self.answersKept) }
         return .answer
     }
 }

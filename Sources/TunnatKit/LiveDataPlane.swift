@@ -36,8 +36,9 @@ public enum LiveDataPlane {
         } else {
             logger.notice("policy routing not installed: route private traffic and the pool addresses into \(device.name) yourself")
         }
-        // 3. Failover (preflighted: it must be able to start, or the data plane does not) and replication, whose
-        //    role the routes follow; until this node is the active one its table translates nothing.
+        // 3. Failover (made and preflighted on its own thread, retried while AWS is down: it never holds up the
+        //    data plane) and replication, whose role the routes follow; until this node is the active one its
+        //    table translates nothing.
         let routes = try config.failover.map { failover throws(Failure) in try RouteLoop(failover, logger: logger) }
         let replication = try config.replication.map { settings throws(Failure) in
             try ReplicationLoop(settings, table: shared, routes: routes, logger: logger)

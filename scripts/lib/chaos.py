@@ -49,6 +49,8 @@ import argparse
 import json
 import os
 import random
+import select
+import signal
 import subprocess
 import sys
 import threading
@@ -90,14 +92,21 @@ class Monitor(threading.Thread):
 
     def run(self):
         c = self.chaos
+        last = time.monotonic()
         while not self.stop.wait(MONITOR_STEP):
-            roles = [((n.status(timeout=2) or {}).get("replication") or {}).get("role") if n.alive() else None
-                     for n in c.cluster.nodes.values()]
+            # Each sample stands for the time since the last one (two status calls and moto's can take a while).
+            now = time.monotonic()
+            step, last = now - last, now
+            reps = [((n.status(timeout=2) or {}).get("replication") or {}) if n.alive() else {}
+                    for n in c.cluster.nodes.values()]
+            roles = [r.get("role") for r in reps]
+            # During a planned handover both nodes are active by design, until the old one leaves.
+            handing = any(r.get("handover") not in (None, "none") for r in reps)
             self.samples += 1
             quiet = not c.partitioned and time.monotonic() - c.partition_healed > 1.5
-            if roles.count("active") > 1 and quiet:
-                self.split_seconds += MONITOR_STEP
-                log(f"  monitor: two actives during episode {c.current} (no partition in force)")
+            if roles.count("active") > 1 and quiet and not handing:
+                self.split_seconds += step
+                log(f"  monitor: two actives during episode {c.current} (no partition, no handover in force)")
             try:
                 route, holders = c.cluster.vpc.state()
             except Exception:  # noqa: BLE001 - moto busy: the next sample
@@ -105,7 +114,7 @@ class Monitor(threading.Thread):
             if holders and holders != [route]:
                 self.apart_since = self.apart_since or time.monotonic()
                 if time.monotonic() - self.apart_since > 2:
-                    self.apart_seconds += MONITOR_STEP
+                    self.apart_seconds += step
             else:
                 self.apart_since = None
 
@@ -180,6 +189,8 @@ class Chaos:
     def syncnet(self, **command):
         self.relay.stdin.write(json.dumps(command) + "\n")
         self.relay.stdin.flush()
+        if not select.select([self.relay.stdout], [], [], 10)[0]:
+            raise RuntimeError(f"syncnet did not answer {command} within 10 s")
         return json.loads(self.relay.stdout.readline())
 
     def step_clock(self, seconds):
@@ -238,7 +249,7 @@ class Chaos:
             return self.rng.choice(self.kinds).split("+")
         first = self.rng.choice(KINDS)
         faults = [first]
-        if self.rng.random() < 0.4:
+        if self.rng.random() < 0.6:
             # A second fault on another part: a link fault with a process or EC2 fault, or the other way round.
             pool = [k for k in KINDS if (k in LINK) != (first in LINK) and k != "clock-step"]
             faults.append(self.rng.choice(pool))
@@ -365,20 +376,28 @@ class Chaos:
         active = self.active()
         if active is None or not self.converged():
             # The last episode left the pair broken: recorded there; this one waits for it before anything else.
-            wait_for(self.converged, CONVERGE_LIMIT, step=0.25)
+            wait_for(lambda: self.restart_all_down() or self.converged(), CONVERGE_LIMIT, step=0.25)
             active = self.active()
+        if active is None:
+            record = {"episode": number, "faults": faults, "notes": {"skipped": "no active to start from"},
+                      "converged": False, "converge_seconds": CONVERGE_LIMIT, "tcp_survived": False,
+                      "loss_allowed": None, "ok": False, "split_seconds": 0, "apart_seconds": 0}
+            self.episodes.append(record)
+            log(f"episode {number}: NOT RUN: the pair has no active after {int(CONVERGE_LIMIT)} s\n{self.diagnose()}")
+            return record
         standby = "b" if active == "a" else "a"
         hold = round(self.rng.uniform(1.5, 4.0), 2)
         until = os.path.join(c.work, f"flows-{number}.done")
         probe = c.procs.start(c.ns.argv("c", sys.executable, os.path.join(LIB, "longflows.py"), "probe", SERVER,
                                         SERVER_PORT, "--seconds", FLOW_SECONDS, "--idle", c.idle, "--busy", c.busy,
-                                        "--until", until, "--patience", PATIENCE),
+                                        "--until", until, "--patience", PATIENCE, "--settle", 1),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         expected = c.idle + c.busy + 1
         replicated = wait_for(lambda: min((n.status() or {}).get("flows", 0) for n in c.nodes.values()) >= expected,
                               5, step=0.1)
         notes = {}
         split_before = self.monitor.split_seconds if self.monitor else 0
+        apart_before = self.monitor.apart_seconds if self.monitor else 0
         self.current = f"{number} ({'+'.join(faults)})"
         applied = time.monotonic()
         heals = []
@@ -431,6 +450,7 @@ class Chaos:
                 f"idle failures {idle.get('failures')}, {flows.get('error', '')}")
         split = (self.monitor.split_seconds if self.monitor else 0) - split_before
         record["split_seconds"] = split
+        record["apart_seconds"] = (self.monitor.apart_seconds if self.monitor else 0) - apart_before
         if not converged or not tcp_ok or split:
             log(self.diagnose(40 if split else 15))
         return record
@@ -486,6 +506,8 @@ class Chaos:
 
 
 def run(tunnat, seed, episodes=None, minutes=None, json_path=None, kinds=None):
+    # SIGTERM ends the run through its clean-up (the clock stepped back, the namespaces removed).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     chaos = Chaos(tunnat, seed, kinds=kinds)
     log(f"chaos: seed {seed} (replay with --seed {seed})")
     try:

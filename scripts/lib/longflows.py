@@ -5,10 +5,11 @@
       A TCP server (a line "hello"/"again" is answered with the address and port the connection comes from; any
       other line is echoed) and a UDP server on the same port (each datagram is answered with "SEQ from ADDR:PORT").
   longflows.py probe ADDRESS PORT --seconds S [--idle N] [--busy N] [--interval I] [--until PATH] [--patience P]
+                                         [--settle W]
       Opens N idle TCP connections and N busy ones, and a UDP stream, all to the server; the busy connections and the
       UDP stream send a numbered line every I seconds for S seconds (or until the file PATH appears, if sooner) and
-      time every answer (then wait, at most 5 s, for the answers still due). A busy connection that gets no answer,
-      or cannot send, for P seconds (default 10) counts as lost. Then each idle connection
+      time every answer (then wait, at most W seconds, default 5, for the UDP answers still due). A busy connection
+      that gets no answer, or cannot send, for P seconds (default 10) counts as lost. Then each idle connection
       speaks once more. Prints one JSON object: per kind, what was sent and answered, the longest gap between two
       answers, errors (a reset, an early close), and the source addresses the server saw.
 
@@ -55,7 +56,7 @@ def max_gap(times, start, end):
     return max(b - a for a, b in zip(points, points[1:]))
 
 
-def probe(address, port, seconds, idle, busy, interval, until="", patience=10.0):
+def probe(address, port, seconds, idle, busy, interval, until="", patience=10.0, settle=5.0):
     result = {"idle": {"total": idle, "survived": 0, "failures": []}}
     sources = {}
 
@@ -152,7 +153,7 @@ def probe(address, port, seconds, idle, busy, interval, until="", patience=10.0)
     n = 0
     next_send = time.monotonic()
     # Sends until the end, then waits for the answers still due: until every datagram is answered, at most 5 s.
-    while time.monotonic() < stop_at[0] + 5 and (time.monotonic() < stop_at[0] or udp["answered"] < udp["sent"]):
+    while time.monotonic() < stop_at[0] + settle and (time.monotonic() < stop_at[0] or udp["answered"] < udp["sent"]):
         now = time.monotonic()
         if now < stop_at[0] and now >= next_send:
             n += 1
@@ -204,14 +205,15 @@ def main():
         serve(sys.argv[2], int(sys.argv[3]))
         return
     if len(sys.argv) >= 4 and sys.argv[1] == "probe":
-        opts = {"--seconds": 10.0, "--idle": 0, "--busy": 1, "--interval": 0.02, "--until": "", "--patience": 10.0}
+        opts = {"--seconds": 10.0, "--idle": 0, "--busy": 1, "--interval": 0.02, "--until": "", "--patience": 10.0,
+                "--settle": 5.0}
         args = sys.argv[4:]
         for k, v in zip(args[::2], args[1::2]):
             if k not in opts:
                 sys.exit(f"longflows.py: unknown option {k}")
             opts[k] = type(opts[k])(v)
         probe(sys.argv[2], int(sys.argv[3]), opts["--seconds"], int(opts["--idle"]), int(opts["--busy"]),
-              opts["--interval"], opts["--until"], opts["--patience"])
+              opts["--interval"], opts["--until"], opts["--patience"], opts["--settle"])
         return
     sys.exit(__doc__)
 

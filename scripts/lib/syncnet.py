@@ -13,7 +13,7 @@ NATs send is touched, and what the relay sends goes only to A_ADDRESS or B_ADDRE
 Commands, one JSON object per line on stdin; each is answered with one JSON line on stdout:
   {"impair": {"a>b": {"loss": 0.2, "dup": 0.1, "delay": 0.05, "jitter": 0.02, "reorder": 0.25, "block": false},
               "b>a": {...}}}      a direction not named is left as it is; {} clears it
-  {"clear": true}                 every direction back to a plain pass-through
+  {"clear": true}                 every direction back to a plain pass-through, and any paced forgery stopped
   {"forge": N, "from": "a"}       N datagrams as from a's address and port to b: captured headers with fresh nonces,
                                   sequence and tag (hellos among them), and random garbage; with "rate": R, spread
                                   at R a second (the answer comes at once)
@@ -69,6 +69,7 @@ class Relay:
         self.kept = {"a>b": [], "b>a": []}
         self.delayed = []       # heap of (due, order, bytes, dst)
         self.order = 0
+        self.generation = 0     # a paced forgery stops when `clear` moves it on
         self.stats = {k: 0 for k in ("passed", "lost", "duplicated", "delayed", "reordered", "blocked", "forged",
                                      "replayed", "foreign")}
 
@@ -80,10 +81,16 @@ class Relay:
             return "b>a"
         return None
 
+    def transmit(self, packet, dst):
+        try:
+            self.raw.sendto(packet, (dst, 0))
+        except OSError:     # ENOBUFS in a burst: the datagram is lost, as on a congested link
+            self.stats["send_errors"] = self.stats.get("send_errors", 0) + 1
+
     def send(self, src, dst, payload, delay=0.0):
         packet = datagram(src, self.port, dst, self.port, payload)
         if delay <= 0:
-            self.raw.sendto(packet, (dst, 0))
+            self.transmit(packet, dst)
             return
         with self.lock:
             self.order += 1
@@ -96,7 +103,7 @@ class Relay:
                 if not self.delayed or self.delayed[0][0] > now:
                     return
                 _, _, packet, dst = heapq.heappop(self.delayed)
-            self.raw.sendto(packet, (dst, 0))
+            self.transmit(packet, dst)
 
     def next_due(self):
         with self.lock:
@@ -138,14 +145,17 @@ class Relay:
         self.stats["passed"] += 1
         return True
 
-    def forge(self, n, sender, hellos=False):
+    def forge(self, n, sender, hellos=False, generation=None):
         way = f"{sender}>{'b' if sender == 'a' else 'a'}"
         src, dst = self.addresses[sender], self.addresses["b" if sender == "a" else "a"]
         with self.lock:
             templates = [d for d in self.kept[way] if len(d) >= 52]
+        rng = random.Random(self.rng.random()) if generation is None else random.Random(generation * 7919 + n)
         for i in range(n):
+            if generation is not None and generation != self.generation:
+                return      # cleared meanwhile
             if templates and (hellos or i % 4 != 3):
-                t = bytearray(self.rng.choice(templates))
+                t = bytearray(rng.choice(templates))
                 if i % 4 == 0 or hellos:
                     t[5] = 5                                    # a hello
                     t[24:32] = bytes(8)                         # with no echo, as a starting node's
@@ -154,9 +164,10 @@ class Relay:
                 t[-16:] = os.urandom(16)                        # the tag
                 payload = bytes(t)
             else:
-                payload = os.urandom(self.rng.randrange(1, 1400))
+                payload = os.urandom(rng.randrange(1, 1400))
             self.send(src, dst, payload)
-            self.stats["forged"] += 1
+            with self.lock:
+                self.stats["forged"] += 1
 
     def replay(self, n, sender):
         way = f"{sender}>{'b' if sender == 'a' else 'a'}"
@@ -175,14 +186,19 @@ class Relay:
         if c.get("clear"):
             with self.lock:
                 self.rules = {"a>b": {}, "b>a": {}}
+                self.generation += 1
         if "forge" in c and c.get("rate"):
             # Spread over time (N at `rate` a second) on a thread of its own; the answer comes at once.
             n, rate, sender, hellos = int(c["forge"]), float(c["rate"]), c.get("from", "a"), bool(c.get("hellos"))
 
+            generation = self.generation
+
             def paced():
                 step = max(1, int(rate / 50))
                 for done in range(0, n, step):
-                    self.forge(min(step, n - done), sender, hellos)
+                    if generation != self.generation:
+                        return      # cleared: the fault is healed
+                    self.forge(min(step, n - done), sender, hellos, generation)
                     time.sleep(step / rate)
             threading.Thread(target=paced, daemon=True).start()
         elif "forge" in c:

@@ -9,6 +9,8 @@ and more) is scripts/chaos.sh, and its table is in docs/high-availability.md.
 Every packet stays between the cluster's namespaces; every fault is bounded in time and count.
 """
 import os
+import signal
+import sys
 import time
 
 import pytest
@@ -21,6 +23,7 @@ SEED = int(os.environ.get("CHAOS_SEED", "26"))
 
 @pytest.fixture(scope="module")
 def chaos(root, tunnat):
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the clean-up steps the clock back
     c = Chaos(tunnat, SEED)
     print(f"\nchaos: seed {SEED} (replay with CHAOS_SEED={SEED})")
     try:
@@ -66,6 +69,7 @@ def test_a_red_team_fault_heals_to_one_whole_pair(chaos, kind):
     assert e["converged"], chaos.diagnose()
     assert e["tcp_survived"] or e["loss_allowed"], e
     assert e["converge_seconds"] <= CONVERGE_LIMIT
+    assert e["split_seconds"] == 0 and e["apart_seconds"] == 0, e
 
 
 def test_a_seeded_schedule_of_faults_never_splits_the_pair(chaos):

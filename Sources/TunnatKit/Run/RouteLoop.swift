@@ -21,6 +21,8 @@ final class RouteLoop: Component, Sendable {
     /// Why no manager could be made yet.
     private let makeProblem = Mutex<String?>(nil)
     private let makeFailures = Atomic<Int>(0)
+    /// Failures of managers a reload replaced: the failure count never goes down.
+    private let retiredFailures = Atomic<Int>(0)
     /// The replicator whose role the routes follow, once `follow` was called.
     private let replicator = Mutex<Replicator?>(nil)
     private let reloading = Atomic<Bool>(false)
@@ -56,7 +58,7 @@ final class RouteLoop: Component, Sendable {
                                                problem: makeProblem.withLock { $0 } ?? "starting", failures: makeFailures.load(ordering: .relaxed))
         }
         var s = StatusReport.FailoverStatus(manager)
-        s.failures += makeFailures.load(ordering: .relaxed)
+        s.failures += makeFailures.load(ordering: .relaxed) + retiredFailures.load(ordering: .relaxed)
         return s
     }
 
@@ -131,8 +133,9 @@ final class RouteLoop: Component, Sendable {
         joining?.join()
     }
 
-    /// Replaces the running manager by one for `failover`, made and preflighted first, on a thread of its own;
-    /// `done` hears nil when replaced, else what went wrong (the running manager is kept).
+    /// Replaces the running manager by one for `failover`, made and preflighted first (once, with the EC2 client's
+    /// own retries), on a thread of its own; `done` hears nil when replaced, else what went wrong (the running
+    /// manager is kept).
     func replace(with failover: FailoverConfiguration, done: @escaping @Sendable (String?) -> Void) {
         guard !reloading.exchange(true, ordering: .acquiringAndReleasing) else {
             return done("a reload of the failover section is still under way; the running route manager is kept")
@@ -147,11 +150,13 @@ final class RouteLoop: Component, Sendable {
                 return done("failover: \(error); the running health checks and routes are kept")
             }
             fresh.preflightRetryBase = retryBase
-            if let replicator = replicator.withLock({ $0 }) { Self.bind(fresh, to: replicator, announce: true) }
+            // Swapped in first, then told the role: a role change between the two reaches the fresh manager.
             let old = current.withLock { running in
                 defer { running = fresh }
                 return running
             }
+            if let replicator = replicator.withLock({ $0 }) { Self.bind(fresh, to: replicator, announce: true) }
+            if let old { retiredFailures.add(old.failures, ordering: .relaxed) }
             // The routes thread returns from the old manager's run and runs the fresh one.
             old?.stop()
             done(nil)

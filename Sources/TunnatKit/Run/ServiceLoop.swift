@@ -137,7 +137,8 @@ final class ServiceLoop {
             return
         }
         // Reload.plan refuses a failover section added or removed: with one, `routes` is there. The new route
-        // manager is made and preflighted (EC2, retried) on a thread of its own: this thread pings the watchdog.
+        // manager is made and preflighted (EC2, with the client's retries) on a thread of its own: this thread pings
+        // the watchdog.
         if let failover = plan.failover, let routes {
             logger.notice("SIGHUP: reloading the failover section in the background")
             routes.replace(with: failover) { [logger, reloadedFailover] problem in
