@@ -339,6 +339,13 @@ public final class RouteManager: @unchecked Sendable {
         wake.signal()
     }
 
+    /// Under replication the role can change while EC2 answers a claim's earlier calls (the node heard an active
+    /// that outranks it): a node no longer the active makes no further change.
+    func mustStillBeActive(_ action: String) throws(AWSError) {
+        guard let role, role() != .active else { return }
+        throw .badResponse(action: action, "not sent: this node stopped being the active during the claim")
+    }
+
     /// This instance's interface lists every pool address.
     func holdsPoolAddresses() throws(AWSError) -> Bool {
         guard !config.poolAddresses.isEmpty else { return true }
@@ -383,6 +390,7 @@ public final class RouteManager: @unchecked Sendable {
         if noop { return (change, isOurs) }
         switch decision {
         case .create, .replace:
+            try mustStillBeActive(decision == .create ? "CreateRoute" : "ReplaceRoute")
             run(spec.runBeforeReplaceRoute, "run_before_replace_route")
             do {
                 if case .create = decision {
@@ -507,6 +515,7 @@ public final class RouteManager: @unchecked Sendable {
             return
         }
         if !missing.isEmpty {
+            try mustStillBeActive("AssignPrivateIpAddresses")
             try ec2.assignPrivateIPAddresses(missing, to: identity.interfaceID, allowReassignment: true)
             logger.notice("pool address(es) \(missing.joined(separator: ", ")) assigned to \(identity.interfaceID) (from \(origin))")
         }

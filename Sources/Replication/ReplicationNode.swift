@@ -321,13 +321,16 @@ public final class ReplicationNode {
         }
     }
 
-    /// The peers heard lately (within the peer timeout) whose datagrams do not authenticate, and from which no
-    /// authentic message came since. Said in the log when one first keeps this node from starting.
+    /// The peers heard lately (within the peer timeout) whose role this node cannot know: their datagrams do not
+    /// authenticate (and no authentic message came since), or a session with them has just been made and their
+    /// first heartbeat has not come yet. Said in the log when one first keeps this node from starting.
     func unverifiedPeers(now: Double) -> [UInt32] {
         let within = machine.deadAfter
         return peers.compactMap { p in
+            guard !p.isAlive(now: now, within: within) else { return nil }
+            if p.view == nil && now - p.authenticated < within { return p.node }
             let last = max(p.unverifiedSession, p.unverifiedHello)
-            guard now - last < within, last > p.authenticated, !p.isAlive(now: now, within: within) else { return nil }
+            guard now - last < within, last > p.authenticated else { return nil }
             if machine.role == .starting && !p.unverifiedSaid {
                 p.unverifiedSaid = true
                 logger.warning("replication: node \(p.node) at \(p.endpoint) sends datagrams this node cannot authenticate (a wrong key on one side, or a forger): not starting as the active while it does")

@@ -56,8 +56,9 @@ public struct PeerView: Sendable, Equatable {
 ///   replica is complete (synced), only when healthy, and only the lowest-numbered such standby. A standby that
 ///   lost its active before its replica was complete starts over (`starting`): no node can preserve
 ///   connections then, so the group cold-starts rather than stay down.
-/// - A node never cold-starts while it hears a configured peer it cannot authenticate (`unverified`: datagrams from
-///   the peer's address that fail the key or the session). What that peer is cannot be known (an active sends
+/// - A node never cold-starts while it hears a configured peer whose role it cannot know (`unverified`: datagrams
+///   from the peer's address that fail the key or the session, or a session just made, before its first
+///   heartbeat). What that peer is cannot be known (an active sends
 ///   hellos too, to a node it has no session with), so it is taken for an active: a restart with a wrong key, or a
 ///   session not yet mended, must not make a second active. The price: two nodes whose keys differ both wait, and a
 ///   host forging a peer's address can keep a starting node waiting; it can never make one start.

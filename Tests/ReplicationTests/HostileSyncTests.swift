@@ -10,11 +10,7 @@ import Testing
     /// A synced pair: node 1 active with 100 flows, node 2 its synced standby.
     func pair() throws -> (Network, Network.Member, Network.Member) {
         let net = Network()
-        let a = try net.start(1, peers: [2])
-        #expect(net.run(upTo: 1) { a.node.role == .active })
-        for i in 0..<100 { _ = a.table.outbound(UInt8(1 + i), 4000) }
-        let b = try net.start(2, peers: [1])
-        #expect(net.run(upTo: 2) { b.node.synced && b.table.flowCount == 100 })
+        let (a, b) = try net.syncedPair()
         return (net, a, b)
     }
 

@@ -87,6 +87,20 @@ final class Network {
         return member
     }
 
+    /// A synced pair: node `active` the active with `flows` flows, node `standby` its synced standby.
+    func syncedPair(active: UInt32 = 1, standby: UInt32 = 2, flows: Int = 100,
+                    sourceLocation: SourceLocation = #_sourceLocation) throws -> (active: Member, standby: Member) {
+        let a = try start(active, peers: [standby])
+        #expect(run(upTo: 1) { a.node.role == .active }, sourceLocation: sourceLocation)
+        for i in 0..<flows { _ = a.table.outbound(UInt8(1 + i), 4000) }
+        let b = try start(standby, peers: [active])
+        #expect(run(upTo: 2) { b.node.synced && b.table.flowCount == flows }, sourceLocation: sourceLocation)
+        return (a, b)
+    }
+
+    /// A key no node of the test network holds.
+    static let wrongKey = SyncKeyring(Array("a key the other nodes do not hold, 32+ bytes".utf8))!
+
     /// The node stops answering (a crash: kill -9).
     func kill(_ id: UInt32) { members[Self.endpoint(id)]?.up = false }
 

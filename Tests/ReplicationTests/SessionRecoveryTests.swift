@@ -11,12 +11,16 @@ import Testing
     /// A synced pair: node 1 active with 100 flows, node 2 its synced standby.
     func pair() throws -> (Network, Network.Member, Network.Member) {
         let net = Network()
-        let a = try net.start(1, peers: [2])
-        #expect(net.run(upTo: 1) { a.node.role == .active })
-        for i in 0..<100 { _ = a.table.outbound(UInt8(1 + i), 4000) }
-        let b = try net.start(2, peers: [1])
-        #expect(net.run(upTo: 2) { b.node.synced && b.table.flowCount == 100 })
+        let (a, b) = try net.syncedPair()
         return (net, a, b)
+    }
+
+    /// Node 2 the active, node 1 (the lower id) its synced standby, restarted with a key node 2 does not hold.
+    func lowerNodeRestartedWithTheWrongKey() throws -> (Network, active: Network.Member, restarted: Network.Member) {
+        let net = Network()
+        let (b, _) = try net.syncedPair(active: 2, standby: 1, flows: 0)
+        let a2 = try net.start(1, peers: [2], keyring: Network.wrongKey)
+        return (net, b, a2)
     }
 
     static func isConfirmation(_ d: OutgoingDatagram) -> Bool {
@@ -76,8 +80,7 @@ import Testing
     /// must not start as a second active. Restarted with the right key, it syncs.
     @Test func aNodeRestartedWithTheWrongKeyNeverStartsBesideTheActive() throws {
         let (net, a, _) = try pair()
-        let wrong = SyncKeyring(Array("a key the active does not hold, 32+ bytes".utf8))!
-        let b = try net.start(2, peers: [1], keyring: wrong)
+        let b = try net.start(2, peers: [1], keyring: Network.wrongKey)
         net.run(for: 5)
         #expect(b.node.role == .starting && b.node.counters[.coldStarts] == 0, "\(b.node.counters.named)")
         #expect(a.node.role == .active && a.node.counters[.stepDowns] == 0)
@@ -89,13 +92,7 @@ import Testing
     /// The lower-numbered node restarts with the wrong key next to the active: it hears datagrams it cannot verify
     /// (the active's) and stays starting rather than cold-start first.
     @Test func theLowerNodeWithTheWrongKeyWaitsForAnActiveItCannotVerify() throws {
-        let net = Network()
-        let b = try net.start(2, peers: [1])
-        #expect(net.run(upTo: 1) { b.node.role == .active })
-        let a = try net.start(1, peers: [2])
-        #expect(net.run(upTo: 2) { a.node.synced })
-        let wrong = SyncKeyring(Array("a key the active does not hold, 32+ bytes".utf8))!
-        let a2 = try net.start(1, peers: [2], keyring: wrong)
+        let (net, b, a2) = try lowerNodeRestartedWithTheWrongKey()
         net.run(for: 5)
         #expect(a2.node.role == .starting && a2.node.counters[.coldStarts] == 0)
         #expect(b.node.role == .active && b.node.counters[.stepDowns] == 0)
@@ -104,13 +101,7 @@ import Testing
     /// The active has dropped its session with a node (it sends that node hellos, not heartbeats) when the node
     /// restarts with the wrong key: hellos it cannot verify must keep it from starting too, whatever the ids.
     @Test func anActiveSendingOnlyHellosStillKeepsAWrongKeyedNodeFromStarting() throws {
-        let net = Network()
-        let b = try net.start(2, peers: [1])
-        #expect(net.run(upTo: 1) { b.node.role == .active })
-        let a = try net.start(1, peers: [2])
-        #expect(net.run(upTo: 2) { a.node.synced })
-        let wrong = SyncKeyring(Array("a key the active does not hold, 32+ bytes".utf8))!
-        let a2 = try net.start(1, peers: [2], keyring: wrong)
+        let (net, b, a2) = try lowerNodeRestartedWithTheWrongKey()
         let peer = try #require(b.node.peers.first)
         for _ in 0..<1000 {
             // The active keeps no session with node 1 (as after a forged flood made it drop one): hellos only.
@@ -125,13 +116,30 @@ import Testing
     /// actives); once the keys agree, one starts and the other follows.
     @Test func twoStartingNodesWithDifferentKeysWaitUntilTheKeysAgree() throws {
         let net = Network()
-        let wrong = SyncKeyring(Array("a key the other does not hold, 32+ bytes".utf8))!
         let a = try net.start(1, peers: [2])
-        let b = try net.start(2, peers: [1], keyring: wrong)
+        let b = try net.start(2, peers: [1], keyring: Network.wrongKey)
         net.run(for: 3)
         #expect(a.node.role == .starting && b.node.role == .starting)
         let b2 = try net.start(2, peers: [1])
         #expect(net.run(upTo: 3) { a.node.role == .active && b2.node.role == .standby })
+    }
+
+    /// A restarting node kept waiting past its startup wait (forged hellos from the active's address, whose own
+    /// datagrams are lost) must not cold-start the moment its session is made: the active's first heartbeat has
+    /// not come yet. Once it comes, the node follows.
+    @Test func aSessionJustMadeIsNoReasonToColdStartBeforeThePeersFirstHeartbeat() throws {
+        let (net, a, _) = try pair()
+        net.lose = { _, from in from == Network.endpoint(1) }
+        let b = try net.start(2, peers: [1])
+        var generator = SplitMix64(seed: 9)
+        for _ in 0..<200 {
+            inject(Self.forged(from: 1, to: 2, &generator), to: b, from: 1, net)
+            net.step()
+        }
+        #expect(b.node.role == .starting, "kept waiting by what it cannot verify")
+        net.lose = nil
+        #expect(net.run(upTo: 2) { b.node.synced && b.table.flowCount == 100 })
+        #expect(b.node.counters[.coldStarts] == 0 && a.node.counters[.stepDowns] == 0)
     }
 
     /// 8 s of 1,000 forged hellos a second from the active's address while the standby restarts: the flood may not

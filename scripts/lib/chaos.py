@@ -451,8 +451,8 @@ class Chaos:
         split = (self.monitor.split_seconds if self.monitor else 0) - split_before
         record["split_seconds"] = split
         record["apart_seconds"] = (self.monitor.apart_seconds if self.monitor else 0) - apart_before
-        if not converged or not tcp_ok or split:
-            log(self.diagnose(40 if split else 15))
+        if not converged or not tcp_ok or split or record["apart_seconds"]:
+            log(self.diagnose(40 if split or record["apart_seconds"] else 15))
         return record
 
     def diagnose(self, lines=15):
