@@ -4,7 +4,7 @@ message when what it checks does not hold. Run inside a namespace with `ip netns
 
   nettools.py echo-server ADDR PORT SECONDS         TCP line echo server (asyncio), stops after SECONDS
   nettools.py many-connections ADDR PORT N          open N connections at once, then echo a line on each
-  nettools.py udp-refused ADDR PORT                 a UDP datagram to a closed port must come back refused
+  nettools.py udp-refused ADDR PORT                 a UDP datagram to a closed port (resent) must come back refused
   nettools.py unsolicited ADDR                      TCP and UDP to ADDR must get no answer at all
   nettools.py hairpin-listen PORT PRIMER SECONDS    bind UDP PORT, send one datagram to PRIMER (ADDR:PORT) to
                                                     open a mapping, then answer the first datagram received
@@ -74,17 +74,23 @@ async def many_connections(addr, port, n):
 
 
 def udp_refused(addr, port):
+    """One datagram to a closed port, sent again every 0.5 s (8 times at most) as a client would: the server's kernel
+    rate-limits its port unreachables per destination (1 a second once a burst is spent, and the tests before this
+    one, traceroute among them, spend it), so a single datagram's ICMP error may never be sent."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.settimeout(3)
+    s.settimeout(0.5)
     s.connect((addr, port))
-    s.send(b"anyone there?")
-    try:
-        s.recv(100)
-        fail("a closed port answered")
-    except ConnectionRefusedError:
-        print(f"udp {addr}:{port}: connection refused (ICMP port unreachable reached the client)")
-    except socket.timeout:
-        fail("no ICMP port unreachable came back within 3 s")
+    for attempt in range(1, 9):
+        s.send(b"anyone there?")
+        try:
+            s.recv(100)
+            fail("a closed port answered")
+        except ConnectionRefusedError:
+            print(f"udp {addr}:{port}: connection refused (ICMP port unreachable reached the client, datagram {attempt})")
+            return
+        except socket.timeout:
+            continue
+    fail("no ICMP port unreachable came back for 8 datagrams over 4 s")
 
 
 def unsolicited(addr):
