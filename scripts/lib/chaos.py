@@ -489,6 +489,9 @@ class Chaos:
 
     @staticmethod
     def table(s):
+        def seconds(v):  # None: the run ended before its monitor started
+            return "not measured" if v is None else f"{v:.2f} s"
+
         rows = ["| fault | count |", "|---|---|"] + [f"| {k} | {v} |" for k, v in sorted(s["by_kind"].items())]
         rows += ["", "| figure | value |", "|---|---|",
                  f"| seed | {s['seed']} |", f"| episodes | {s['episodes']} |", f"| faults | {s['faults']} |",
@@ -496,8 +499,8 @@ class Chaos:
                  f"| episodes that did not converge within {int(CONVERGE_LIMIT)} s | {s['not_converged']} |",
                  f"| episodes with a lost TCP connection | {s['episodes_with_lost_connections']} "
                  f"({len(s['lost_allowed'])} allowed by the rules) |",
-                 f"| split-brain seconds (two actives that hear each other) | {s['split_brain_seconds']:.2f} |",
-                 f"| route and pool address apart, over 2 s at a stretch | {s['route_pool_apart_seconds']:.2f} s |"]
+                 f"| split-brain seconds (two actives that hear each other) | {seconds(s['split_brain_seconds'])} |",
+                 f"| route and pool address apart, over 2 s at a stretch | {seconds(s['route_pool_apart_seconds'])} |"]
         for number, faults, why in s["lost_allowed"]:
             rows.append(f"\nEpisode {number} ({'+'.join(faults)}) lost connections, allowed: {why}.")
         for number, faults in s["lost_not_allowed"]:

@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 
-from testbed import LIB, AWS, Namespaces, Processes, end, sh, wait_for
+from testbed import LIB, AWS, CommandFailed, Namespaces, Processes, end, sh, wait_for
 from tunnat_process import TunnatProcess
 
 PUBLIC, SERVER, CLIENT = "198.18.0.100", "198.18.1.10", "10.10.1.10"
@@ -358,6 +358,10 @@ class Cluster:
         # ICMP), so each preloaded flow stays one idle outbound datagram in the NAT.
         sh("ip", "-n", ns["r"], "route", "add", "blackhole", PRELOAD_PREFIX)
         # The management bridge: the NATs reach moto, the IMDS and the EC2 front here.
+        holder = sh("ip", "-o", "-4", "addr", "show", "to", f"{BRIDGE_IP}/32").stdout.split()
+        if holder:
+            raise CommandFailed(f"{holder[1]} already holds the management address {BRIDGE_IP} (another failover or "
+                                "chaos run, still alive: they cannot run side by side)")
         sh("ip", "link", "add", ns.root_link(self.bridge), "type", "bridge")
         sh("ip", "addr", "add", f"{BRIDGE_IP}/24", "dev", self.bridge)
         sh("ip", "link", "set", self.bridge, "up")

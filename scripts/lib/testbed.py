@@ -11,6 +11,7 @@
 Nothing here asserts: the suites do, with pytest; the benchmark counts. Nothing here needs pytest.
 """
 import os
+import re
 import signal
 import subprocess
 import time
@@ -88,6 +89,28 @@ class Namespaces:
         self.prefix = f"{prefix}{run_id()}"
         self.names = {}
         self.root_links = []
+        self.sweep(prefix)
+
+    @classmethod
+    def sweep(cls, prefix):
+        """Removes the namespaces and root-namespace links of earlier runs with this prefix whose process is gone (a run
+        killed before its cleanup, as at the end of a session). A stale bridge would still hold the fixed management
+        address and take its replies away from this run's bridge."""
+        live = {int(pid) % 100000 for pid in os.listdir("/proc") if pid.isdigit()}
+        pattern = re.compile(rf"^{re.escape(prefix)}(\d+)")
+
+        def stale(name):
+            m = pattern.match(name)
+            return m is not None and int(m.group(1)) not in live
+
+        for name in sh("ip", "netns", "list", check=False).stdout.split("\n"):
+            name = name.split(" ")[0]
+            if stale(name):
+                cls._remove(name)
+        for line in sh("ip", "-o", "link", "show", check=False).stdout.splitlines():
+            name = line.split(": ")[1].split("@")[0] if ": " in line else ""
+            if stale(name):
+                sh("ip", "link", "del", name, check=False)
 
     def __getitem__(self, key):
         return self.names[key]

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from testbed import AWS, REGION, Namespaces, end, run_id, sh, wait_for, wait_port
+from testbed import AWS, REGION, Namespaces, end, sh, wait_for, wait_port
 
 Result = collections.namedtuple("Result", "rc out err")
 Result.__str__ = lambda r: f"rc={r.rc} stdout={r.out[-300:]!r} stderr={r.err[-400:]!r}"
@@ -125,7 +125,7 @@ def peer(root, module_procs, tmp_path_factory):
     10.77.0.1): an HTTP server on 10.77.0.2:8080 and a TLS one with our own certificate for web.test on :8443."""
     work = str(tmp_path_factory.mktemp("peer"))
     ns = Namespaces("tnfo")
-    va, vb = ns.root_link(f"tfo{run_id()}a"), f"tfo{run_id()}b"
+    va, vb = ns.root_link(f"{ns.prefix}a"), f"{ns.prefix}b"
     try:
         name = ns.add("p")
         sh("ip", "link", "add", va, "type", "veth", "peer", "name", vb)
