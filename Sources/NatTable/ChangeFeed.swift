@@ -17,7 +17,9 @@ public struct FlowRecord: Equatable, Sendable, CustomStringConvertible {
     public var operation: Operation
     /// 6 TCP, 17 UDP, 1 ICMP (the identifier stands in for both ports).
     public var protocolNumber: UInt8
-    /// The TCP tracker's bits (SYN and FIN each way, RST); 0 for UDP and ICMP.
+    /// The TCP tracker's bits (SYN and FIN each way, RST), or the UDP tracker's (who made the flow, answered,
+    /// assured, request/response); 0 for ICMP. A UDP flow recorded with 0 (by a node that did not track UDP) is
+    /// taken as assured.
     public var tcpState: UInt8
     public var internalAddress: IPv4Address
     public var internalPort: UInt16
@@ -229,10 +231,10 @@ extension NAT {
                     internalPort: r.internalPort, externalPort: r.externalPort, protocolClass: cls, pool: poolSlot,
                     flows: 0, nextByInternal: 0, nextByExternal: 0))
             }
-            let tracker = TCPTracker(bits: proto == .tcp ? r.tcpState : 0)
+            let tracker = TCPTracker(bits: proto == .icmp ? 0 : r.tcpState)
             let timer: TimerClass = switch proto {
             case .tcp: tracker.timer
-            case .udp: .udp
+            case .udp: UDPTracker(bits: tracker.bits).timer
             case .icmp: .icmp
             }
             let f = store.findFlow(m, r.remoteAddress.value, r.remotePort)

@@ -16,6 +16,17 @@ public struct NatConfiguration: Sendable, Equatable {
     /// The most flows one private host may hold; nil for no limit. A host at its limit cannot take the ports of
     /// its pool address from the others.
     public var maxFlowsPerHost: Int?
+    /// The most flows the private sources of one prefix (`limitPrefixLength` long) may hold together; nil for no
+    /// limit. A host that forges sources escapes `maxFlowsPerHost` with each new one, never this.
+    public var maxFlowsPerPrefix: Int?
+    /// The length of `maxFlowsPerPrefix`'s prefixes.
+    public var limitPrefixLength: Int
+    /// The most flows inbound packets may create in the whole table (they never count against a host or prefix).
+    /// Past it, such packets are still let in by their mapping but leave no state (`inboundFlowLimit`).
+    public var maxInboundFlows: Int
+    /// Destination ports of request/response protocols: a UDP flow to one that has seen no more than one
+    /// exchange lives `Timeouts.udpRequestResponse` (RFC 4787 REQ-5a allows it for well-known ports).
+    public var requestResponsePorts: [UInt16]
     /// The most flows of one mapping that inbound packets may create (endpoint-independent filtering: remote
     /// endpoints the internal one never sent to). Past it, such packets are still let in by the mapping but
     /// leave no state (counted as `inboundFlowLimit`), so spoofed sources cannot fill the table.
@@ -59,7 +70,12 @@ public struct NatConfiguration: Sendable, Equatable {
         /// there at all, and a bare ACK must not hold a port for long.
         public static let defaultUnreplied: UInt32 = 30
 
+        /// A single UDP request and answer to a `requestResponsePorts` port (DNS, NTP). Linux conntrack gives
+        /// every UDP flow that has not become a stream 30 s.
+        public static let defaultRequestResponse: UInt32 = 30
+
         public var icmp: UInt32 = rfc5508ICMP
+        public var udpRequestResponse: UInt32 = defaultRequestResponse
         public var fragment: UInt32 = linuxFragment
         public var tcpUnreplied: UInt32 = defaultUnreplied
 
@@ -70,6 +86,14 @@ public struct NatConfiguration: Sendable, Equatable {
     /// A quarter of one pool address's ports for one protocol: a host can use many, never all of them.
     public static let defaultMaxFlowsPerHost = 16_384
     public static let defaultMaxInboundFlowsPerMapping = 16
+    /// Half of one pool address's ports for one protocol, for a /24: forged sources of one subnet cannot take a
+    /// pool address's ports from the rest.
+    public static let defaultMaxFlowsPerPrefix = 32_768
+    public static let defaultLimitPrefixLength = 24
+    /// An eighth of the default table.
+    public static let defaultMaxInboundFlows = 131_072
+    /// DNS and NTP.
+    public static let defaultRequestResponsePorts: [UInt16] = [53, 123]
     public static let defaultPortRange: ClosedRange<UInt16> = 1024...65535
     /// RFC 4787 REQ-3a: internal ports 0-1023 are mapped within 0-1023 (0 itself is never handed out).
     public static let lowPortRange: ClosedRange<UInt16> = 1...1023
@@ -82,8 +106,14 @@ public struct NatConfiguration: Sendable, Equatable {
         timeouts: Timeouts = Timeouts(), maxFlows: Int = defaultMaxFlows,
         maxFlowsPerHost: Int? = defaultMaxFlowsPerHost,
         maxInboundFlowsPerMapping: Int = defaultMaxInboundFlowsPerMapping,
+        maxFlowsPerPrefix: Int? = defaultMaxFlowsPerPrefix, limitPrefixLength: Int = defaultLimitPrefixLength,
+        maxInboundFlows: Int = defaultMaxInboundFlows, requestResponsePorts: [UInt16] = defaultRequestResponsePorts,
         verifyChecksums: Bool = true, maxHeldFragments: Int = 64, seed: UInt64
     ) {
+        self.maxFlowsPerPrefix = maxFlowsPerPrefix
+        self.limitPrefixLength = limitPrefixLength
+        self.maxInboundFlows = maxInboundFlows
+        self.requestResponsePorts = requestResponsePorts
         self.privatePrefixes = privatePrefixes
         self.poolAddresses = poolAddresses
         self.portRange = portRange
@@ -117,6 +147,21 @@ public struct NatConfiguration: Sendable, Equatable {
         }
         if let perHost = maxFlowsPerHost, !(1...(1 << 26)).contains(perHost) {
             found.append(("max_flows_per_host", "expected unlimited or a whole number from 1 to 67108864, got \(perHost)"))
+        }
+        if let perPrefix = maxFlowsPerPrefix, !(1...(1 << 26)).contains(perPrefix) {
+            found.append(("max_flows_per_prefix", "expected unlimited or a whole number from 1 to 67108864, got \(perPrefix)"))
+        }
+        if !(8...32).contains(limitPrefixLength) {
+            found.append(("limit_prefix_length", "expected a prefix length from 8 to 32, got \(limitPrefixLength)"))
+        }
+        if !(0...(1 << 26)).contains(maxInboundFlows) {
+            found.append(("max_inbound_flows", "expected a whole number from 0 to 67108864, got \(maxInboundFlows)"))
+        }
+        if requestResponsePorts.contains(0) || requestResponsePorts.count > 64 {
+            found.append(("request_response_ports", "expected at most 64 ports from 1 to 65535"))
+        }
+        if !(10...timeouts.udp).contains(timeouts.udpRequestResponse) {
+            found.append(("timeouts.udp_request_response", "must be from 10 s up to timeouts.udp (\(timeouts.udp) s)"))
         }
         if !(0...65535).contains(maxInboundFlowsPerMapping) {
             found.append(("max_inbound_flows_per_mapping", "expected a whole number from 0 to 65535, got \(maxInboundFlowsPerMapping)"))

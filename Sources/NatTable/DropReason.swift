@@ -29,12 +29,17 @@ public enum DropReason: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     case outOfWindow
     /// An ICMP error about a flow the table does not hold (RFC 5508 REQ-4, REQ-5): dropped, never creating one.
     case icmpErrorNoFlow
+    /// An ICMP error about a flow it does not belong to: not addressed to the quoted datagram's sender, or sent by
+    /// a private host about another host's flow.
+    case icmpErrorForeign
     /// The flow table is at `maxFlows`.
     case tableFull
     /// No free external port for this protocol on the host's pool address.
     case portsExhausted
     /// The private host is at `maxFlowsPerHost`.
     case hostLimit
+    /// The private host's source prefix is at `maxFlowsPerPrefix`.
+    case prefixLimit
     /// A first fragment too short to hold the ports.
     case fragmentTooShort
     /// A later fragment arrived while the hold buffer was full.
@@ -65,9 +70,11 @@ public enum DropReason: UInt8, CaseIterable, Sendable, CustomStringConvertible {
         case .tcpNoFlow: "tcp-no-flow"
         case .outOfWindow: "out-of-window"
         case .icmpErrorNoFlow: "icmp-error-no-flow"
+        case .icmpErrorForeign: "icmp-error-foreign"
         case .tableFull: "table-full"
         case .portsExhausted: "ports-exhausted"
         case .hostLimit: "host-limit"
+        case .prefixLimit: "prefix-limit"
         case .fragmentTooShort: "fragment-too-short"
         case .fragmentBufferFull: "fragment-buffer-full"
         case .fragmentQuota: "fragment-quota"
@@ -98,8 +105,10 @@ public struct NatCounters: Sendable, Equatable {
     /// Unreplied and transitory flows removed, oldest first, to make room for a new flow in a full table.
     public var flowsEvicted: UInt64 = 0
     /// Inbound packets let in by an endpoint-independent mapping without creating a flow, because the mapping
-    /// already had `maxInboundFlowsPerMapping` flows made from outside.
+    /// already had `maxInboundFlowsPerMapping` flows made from outside, or the table `maxInboundFlows`.
     public var inboundFlowLimit: UInt64 = 0
+    /// TCP data and ACKs outside their connection's window: forwarded, but they moved nothing (RFC 5961).
+    public var outOfWindowIgnored: UInt64 = 0
     /// Bytes of the packets translated in each direction (IPv4 total length; a GSO super-packet counts whole).
     public var outboundBytes: UInt64 = 0
     public var inboundBytes: UInt64 = 0
@@ -129,7 +138,7 @@ public struct NatCounters: Sendable, Equatable {
         ("bytes-outbound", \.outboundBytes), ("bytes-inbound", \.inboundBytes), ("bytes-hairpin", \.hairpinBytes),
         ("held-fragments", \.heldFragments), ("released-fragments", \.releasedFragments),
         ("flows-created", \.flowsCreated), ("flows-expired", \.flowsExpired), ("flows-evicted", \.flowsEvicted),
-        ("inbound-flow-limit", \.inboundFlowLimit), ("tcp-attempts", \.tcpAttempts), ("tcp-established", \.tcpEstablished),
+        ("inbound-flow-limit", \.inboundFlowLimit), ("out-of-window-ignored", \.outOfWindowIgnored), ("tcp-attempts", \.tcpAttempts), ("tcp-established", \.tcpEstablished),
         ("mappings-created", \.mappingsCreated), ("ports-preserved", \.portsPreserved),
     ]
 }

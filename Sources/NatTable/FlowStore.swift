@@ -16,14 +16,19 @@ import Darwin
 
 /// Which idle timeout a flow is under. Every flow in one class has the same timeout, so a list per class kept in
 /// last-seen order expires exactly by looking at its head: no sweep over the table, ever.
-@usableFromInline enum TimerClass: UInt8 {
+@usableFromInline enum TimerClass: UInt8, Sendable {
     case tcpEstablished = 0
     case tcpTransitory = 1
     case udp = 2
     case icmp = 3
     /// A TCP connection picked up mid-stream whose other side has not answered (`TCPTracker.pickedUp`).
     case tcpUnreplied = 4
-    static let count = 5
+    /// UDP that has not become a stream (`UDPTracker.isAssured`): as long-lived as `udp`, but evictable.
+    case udpUnassured = 5
+    /// A single request and its answer to a well-known request/response port (DNS, NTP): RFC 4787 REQ-5a's
+    /// shorter timer, and evictable.
+    case udpShort = 6
+    static let count = 7
 }
 
 /// An internal endpoint bound to an external one. 28 bytes.
@@ -43,11 +48,12 @@ import Darwin
     var nextByExternal: UInt32
 }
 
-/// A mapping plus one remote endpoint: the unit that has a timer and TCP state. 48 bytes.
+/// A mapping plus one remote endpoint: the unit that has a timer and TCP or UDP state. 48 bytes.
 @usableFromInline struct Flow {
     var mapping: UInt32
     var remoteAddress: UInt32
     var remotePort: UInt16
+    /// The state byte: a TCP flow's tracker; a UDP flow keeps its `UDPTracker` here (`udp`); 0 for ICMP.
     var tcp: TCPTracker
     var timer: UInt8
     var lastSeen: UInt32
@@ -57,9 +63,19 @@ import Darwin
     var newer: UInt32
     /// TCP only: each side's sequence space, to check RSTs and FINs.
     var window: TCPWindow
-    /// Made by an inbound packet: counted in its mapping's `inboundFlows`.
+    /// Made by an inbound packet: counted in its mapping's `inboundFlows` and the table's inbound budget, never
+    /// against its host.
     var inboundCreated: Bool
+
+    /// A UDP flow's state, kept in the same byte as a TCP flow's.
+    var udp: UDPTracker {
+        get { UDPTracker(bits: tcp.bits) }
+        set { tcp.bits = newValue.bits }
+    }
 }
+
+/// One flow index per timer class (`TimerClass.count`): the ends of the classes' lists, kept inline.
+@usableFromInline typealias TimerEnds = (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32)
 
 /// Flows and mappings in two preallocated slabs, indexed from 1 (0 means "none"), with three chained hash
 /// indexes: mappings by internal endpoint, mappings by external endpoint, flows by (mapping, remote endpoint).
@@ -75,8 +91,8 @@ import Darwin
     let mappingsByExternal: UnsafeMutablePointer<UInt32>
     let flowsByKey: UnsafeMutablePointer<UInt32>
     /// Oldest and newest flow of each timer class.
-    var oldest: (UInt32, UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0, 0)
-    var newest: (UInt32, UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0, 0)
+    var oldest: TimerEnds = (0, 0, 0, 0, 0, 0, 0)
+    var newest: TimerEnds = (0, 0, 0, 0, 0, 0, 0)
     var mappingHighWater: UInt32 = 0
     var flowHighWater: UInt32 = 0
     var freeMappings: UInt32 = 0
@@ -283,7 +299,7 @@ import Darwin
         withUnsafeBytes(of: oldest) { $0.load(fromByteOffset: Int(timer) * 4, as: UInt32.self) }
     }
 
-    @inline(__always) func setEnd(_ ends: inout (UInt32, UInt32, UInt32, UInt32, UInt32), _ timer: UInt8, _ value: UInt32) {
+    @inline(__always) func setEnd(_ ends: inout TimerEnds, _ timer: UInt8, _ value: UInt32) {
         withUnsafeMutableBytes(of: &ends) { $0.storeBytes(of: value, toByteOffset: Int(timer) * 4, as: UInt32.self) }
     }
 

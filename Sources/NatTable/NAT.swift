@@ -33,11 +33,21 @@ public final class NAT {
     let verifyChecksums: Bool
     let filtering: NatConfiguration.Filtering
     let maxFlowsPerHost: Int?
+    let maxFlowsPerPrefix: Int?
+    /// The netmask of `maxFlowsPerPrefix`'s prefixes.
+    let prefixMask: UInt32
     let maxInboundFlowsPerMapping: Int
+    let maxInboundFlows: Int
+    /// Destination ports whose single-exchange UDP flows get `Timeouts.udpRequestResponse` (RFC 4787 REQ-5a).
+    let requestResponsePorts: [UInt16]
     /// The key of the paired-pooling hash: from the configuration, so that peers agree on it.
     let pairingKey: UInt64
-    /// Flows per private host, kept only when a per-host limit is set.
+    /// Flows per private host, kept only when a per-host limit is set. Flows made from outside are not counted.
     var flowsPerHost: [UInt32: UInt32] = [:]
+    /// Flows per private source prefix (`prefixMask`), kept only when a per-prefix limit is set.
+    var flowsPerPrefix: [UInt32: UInt32] = [:]
+    /// Flows made by inbound packets, against `maxInboundFlows`.
+    public private(set) var inboundFlowCount = 0
     /// Flows per (mapping, remote address), kept only for address-dependent filtering.
     var flowsPerRemoteAddress: [UInt64: UInt32] = [:]
     /// Whether this table translates. A standby's table is a replica kept by `apply(_:now:)`: it drops every
@@ -67,11 +77,15 @@ public final class NAT {
         privatePrefixes = configuration.privatePrefixes
         pool = configuration.poolAddresses.map(\.value)
         let t = configuration.timeouts
-        timeouts = [t.tcpEstablished, t.tcpTransitory, t.udp, t.icmp, t.tcpUnreplied]
+        timeouts = [t.tcpEstablished, t.tcpTransitory, t.udp, t.icmp, t.tcpUnreplied, t.udp, t.udpRequestResponse]
         verifyChecksums = configuration.verifyChecksums
         filtering = configuration.filtering
         maxFlowsPerHost = configuration.maxFlowsPerHost
+        maxFlowsPerPrefix = configuration.maxFlowsPerPrefix
+        prefixMask = IPv4Prefix.mask(configuration.limitPrefixLength)
         maxInboundFlowsPerMapping = configuration.maxInboundFlowsPerMapping
+        maxInboundFlows = configuration.maxInboundFlows
+        requestResponsePorts = configuration.requestResponsePorts
         pairingKey = configuration.pairingKey
     }
 
@@ -270,6 +284,12 @@ public final class NAT {
         }
         guard f != 0 else { throw .icmpErrorNoFlow }
         let map = store.mappings[Int(m)]
+        // The error goes back to whoever sent the quoted datagram; from the private side, only the host of the flow
+        // may report on it. Otherwise a host could send errors from the pool address about another host's flow,
+        // or to any address at all.
+        guard ip.destination.value == quoted.source.value, inbound || ip.source.value == map.internalAddress else {
+            throw .icmpErrorForeign
+        }
         if inbound {
             Self.rewriteQuoted(icmp, quoted, cls, sourceSide: true, IPv4Address(map.internalAddress), map.internalPort)
             ip.setDestination(IPv4Address(map.internalAddress))
@@ -352,19 +372,33 @@ public final class NAT {
         let remotePort = transport.protocolClass == .icmp ? 0 : port
         let f = store.findFlow(m, remote, remotePort)
         if f != 0 {
+            let flow = store.flows + Int(f)
             var timer = transport.timer
-            if case .tcp(let segment) = transport {
-                let flow = store.flows + Int(f)
+            switch transport {
+            case .tcp(let segment):
                 let flags = segment.flags
-                if flags.contains(.rst) || flags.contains(.fin) {
-                    guard flow.pointee.window.accepts(segment, outbound: outbound) else { throw .outOfWindow }
+                let before = flow.pointee.tcp
+                if flags.contains(.syn) && !before.isEstablished {
+                    // A SYN starts its sender's sequence space afresh; after a close, the whole connection.
+                    flow.pointee.window.restart(outbound: outbound, everything: before.isClosed && !flags.contains(.ack))
+                } else if !flow.pointee.window.accepts(segment, outbound: outbound) {
+                    // Blind: an RST or FIN could end the connection, so it goes no further; data and ACKs are
+                    // forwarded (the receiver answers them with an ACK) but move nothing, not even the timer.
+                    if flags.contains(.rst) || flags.contains(.fin) { throw .outOfWindow }
+                    counters.outOfWindowIgnored &+= 1
+                    return
                 }
                 flow.pointee.window.observe(segment, length: segment.payload.count, outbound: outbound)
-                let before = flow.pointee.tcp
                 flow.pointee.tcp.observe(flags, outbound: outbound)
                 timer = flow.pointee.tcp.timer
                 if flow.pointee.tcp.isEstablished && !before.isEstablished { counters.tcpEstablished &+= 1 }
                 if recording && flow.pointee.tcp != before { record(.upsert, flow: f) }
+            case .udp:
+                let before = flow.pointee.udp
+                flow.pointee.udp.observe(outbound: outbound)
+                timer = flow.pointee.udp.timer
+                if recording && flow.pointee.udp != before { record(.upsert, flow: f) }
+            case .icmpQuery, .icmpError: break
             }
             store.touch(f, now: now, timer: timer)
             return
@@ -381,6 +415,11 @@ public final class NAT {
             tracker = TCPTracker.opening(with: flags, outbound: outbound)
             window.observe(segment, length: segment.payload.count, outbound: outbound)
             timer = tracker.timer
+        } else if case .udp = transport {
+            let udp = UDPTracker.opening(outbound: outbound,
+                                         requestResponse: outbound && requestResponsePorts.contains(port))
+            tracker = TCPTracker(bits: udp.bits)
+            timer = udp.timer
         }
         let map = store.mappings[Int(m)]
         if !outbound {
@@ -394,8 +433,10 @@ public final class NAT {
             }
             // ICMP queries are answered by the host that was asked, over the flow that asking made.
             if case .icmpQuery = transport { throw .filtered }
-            guard Int(map.inboundFlows) < maxInboundFlowsPerMapping, store.flowCount < store.capacity,
-                  !isAtHostLimit(map.internalAddress)
+            // Flows made from outside have their own budget, never the host's: an outsider cannot use up what the
+            // host may open, and they are unassured until the host answers and the sender speaks again.
+            guard Int(map.inboundFlows) < maxInboundFlowsPerMapping, inboundFlowCount < maxInboundFlows,
+                  store.flowCount < store.capacity
             else {
                 counters.inboundFlowLimit &+= 1
                 return
@@ -407,30 +448,39 @@ public final class NAT {
         let created = insertFlow(m, remote: remote, remotePort, tcp: tracker, timer: timer, now: now,
                                  window: window, inboundCreated: !outbound)
         counters.flowsCreated &+= 1
-        if tracker.bits & (TCPTracker.synOutbound | TCPTracker.synInbound) != 0 && tracker.bits & TCPTracker.pickedUp == 0 {
-            counters.tcpAttempts &+= 1
-        }
+        if case .tcp = transport, tracker.bits & TCPTracker.pickedUp == 0 { counters.tcpAttempts &+= 1 }
         if recording { record(.upsert, flow: created) }
     }
 
-    /// Inserts a flow of mapping `m` and counts it against the per-host and per-remote limits.
+    /// Inserts a flow of mapping `m` and counts it against the per-host, per-prefix and per-remote limits (one
+    /// made from outside against the inbound budget instead of the host's and the prefix's).
     func insertFlow(_ m: UInt32, remote: UInt32, _ remotePort: UInt16, tcp: TCPTracker, timer: TimerClass,
                     now: UInt32, window: TCPWindow = .unknown, inboundCreated: Bool = false) -> UInt32 {
         let f = store.insertFlow(mapping: m, remoteAddress: remote, remotePort: remotePort, tcp: tcp, timer: timer,
                                  now: now, window: window, inboundCreated: inboundCreated)
-        if maxFlowsPerHost != nil { flowsPerHost[store.mappings[Int(m)].internalAddress, default: 0] += 1 }
+        let host = store.mappings[Int(m)].internalAddress
+        if inboundCreated {
+            inboundFlowCount += 1
+        } else {
+            if maxFlowsPerHost != nil { flowsPerHost[host, default: 0] += 1 }
+            if maxFlowsPerPrefix != nil { flowsPerPrefix[host & prefixMask, default: 0] += 1 }
+        }
         if filtering == .addressDependent { flowsPerRemoteAddress[Self.remoteKey(m, remote), default: 0] += 1 }
         return f
     }
 
-    /// A host at its limit makes room among its own transitory flows (`evictOldest(_:of:keeping:)`), else is
-    /// refused; in a full table, makes room by evicting (`evictOne`) or refuses.
+    /// A host at its limit, or a source prefix at its, makes room among its own evictable flows (`evictOwn`),
+    /// else is refused; in a full table, makes room by evicting (`evictOne`) or refuses.
     func checkRoomForFlow(internalAddress: UInt32, keeping m: UInt32 = 0) throws(DropReason) {
         if isAtHostLimit(internalAddress) {
-            // A closed connection holds its flow for the transitory timeout (at least 4 minutes, RFC 5382), so a
-            // host making many short connections reaches its limit with flows that are over: one of those goes,
-            // and the table does not grow.
-            guard evictOldest(.tcpTransitory, of: internalAddress, keeping: m) else { throw .hostLimit }
+            // A closed connection holds its flow for the transitory timeout (at least 4 minutes, RFC 5382), and a
+            // one-off datagram its flow for the UDP timeout, so a host making many short exchanges reaches its
+            // limit with flows that are over: one of those goes, and the table does not grow.
+            guard evictOwn(owner: internalAddress, mask: .max, keeping: m) else { throw .hostLimit }
+            return
+        }
+        if isAtPrefixLimit(internalAddress) {
+            guard evictOwn(owner: internalAddress & prefixMask, mask: prefixMask, keeping: m) else { throw .prefixLimit }
             return
         }
         guard store.flowCount >= store.capacity else { return }
@@ -442,25 +492,47 @@ public final class NAT {
         return Int(flowsPerHost[internalAddress] ?? 0) >= limit
     }
 
-    /// Removes the oldest unreplied flow, else the oldest transitory one (opening, closing or reset), to make room
-    /// for a new flow. Established TCP, UDP and ICMP flows are never evicted: a flood of new flows cannot push
-    /// out the connections that work. Mapping `keeping`, about to get a flow, is never left empty and released.
+    /// Sources forged within a prefix escape the per-host limit, never this one.
+    func isAtPrefixLimit(_ internalAddress: UInt32) -> Bool {
+        guard let limit = maxFlowsPerPrefix else { return false }
+        return Int(flowsPerPrefix[internalAddress & prefixMask] ?? 0) >= limit
+    }
+
+    /// The flows that may go to make room, in the order they go: TCP picked up and never answered, single UDP
+    /// exchanges to request/response ports, other UDP that never became a stream (flows made from outside among
+    /// them), then TCP opening, closing or reset. Established TCP, UDP streams and ICMP are never evicted: a flood
+    /// of new flows cannot push out the connections that work.
+    static let evictable: [TimerClass] = [.tcpUnreplied, .udpShort, .udpUnassured, .tcpTransitory]
+
+    /// Removes the oldest evictable flow to make room for a new one. Mapping `keeping`, about to get a flow, is
+    /// never left empty and released.
     func evictOne(keeping m: UInt32) -> Bool {
-        evictOldest(.tcpUnreplied, keeping: m) || evictOldest(.tcpTransitory, keeping: m)
+        for timer in Self.evictable where evictOldest(timer, keeping: m) { return true }
+        return false
+    }
+
+    /// Removes the oldest evictable flow of a host or a prefix (its address is `owner` under `mask`) that counts
+    /// against it (not one made from outside), among each class's `hostEvictionScan` oldest.
+    func evictOwn(owner: UInt32, mask: UInt32, keeping m: UInt32) -> Bool {
+        for timer in Self.evictable where evictOldest(timer, of: (owner, mask), keeping: m) { return true }
+        return false
     }
 
     /// How many of a timer class's oldest flows a host at its limit looks through for one of its own: a bound on
     /// the work a refused packet costs, whatever the other hosts' flows.
     static var hostEvictionScan: Int { 16 }
 
-    /// Removes the oldest flow of `timer`'s class, or the oldest of host `host`'s among the class's
-    /// `hostEvictionScan` oldest, never the last flow of mapping `keeping`. False if there is none.
-    func evictOldest(_ timer: TimerClass, of host: UInt32? = nil, keeping m: UInt32) -> Bool {
+    /// Removes the oldest flow of `timer`'s class, or the oldest of `owner`'s (a host or a prefix, not made from
+    /// outside) among the class's `hostEvictionScan` oldest, never the last flow of mapping `keeping`. False if
+    /// there is none.
+    func evictOldest(_ timer: TimerClass, of owner: (address: UInt32, mask: UInt32)? = nil, keeping m: UInt32) -> Bool {
         var f = store.oldestFlow(timer.rawValue)
-        // For any host, the first two candidates suffice: only one of them can be the last flow of `keeping`.
-        for _ in 0..<(host == nil ? 2 : Self.hostEvictionScan) where f != 0 {
+        // For any owner, the first two candidates suffice: only one of them can be the last flow of `keeping`.
+        for _ in 0..<(owner == nil ? 2 : Self.hostEvictionScan) where f != 0 {
             let flow = store.flows[Int(f)]
-            let eligible = host.map { store.mappings[Int(flow.mapping)].internalAddress == $0 } ?? true
+            let eligible = owner.map {
+                !flow.inboundCreated && store.mappings[Int(flow.mapping)].internalAddress & $0.mask == $0.address
+            } ?? true
             if eligible, flow.mapping != m || store.mappings[Int(m)].flows > 1 {
                 removeFlow(f)
                 counters.flowsEvicted &+= 1
@@ -511,9 +583,18 @@ public final class NAT {
         let flow = store.flows[Int(f)]
         let m = store.removeFlow(f)
         let map = store.mappings[Int(m)]
-        if maxFlowsPerHost != nil {
-            let left = (flowsPerHost[map.internalAddress] ?? 1) - 1
-            flowsPerHost[map.internalAddress] = left == 0 ? nil : left
+        if flow.inboundCreated {
+            inboundFlowCount -= 1
+        } else {
+            if maxFlowsPerHost != nil {
+                let left = (flowsPerHost[map.internalAddress] ?? 1) - 1
+                flowsPerHost[map.internalAddress] = left == 0 ? nil : left
+            }
+            if maxFlowsPerPrefix != nil {
+                let key = map.internalAddress & prefixMask
+                let left = (flowsPerPrefix[key] ?? 1) - 1
+                flowsPerPrefix[key] = left == 0 ? nil : left
+            }
         }
         if filtering == .addressDependent {
             let key = Self.remoteKey(m, flow.remoteAddress)

@@ -46,6 +46,9 @@ import PacketKit
         if flags.contains(.fin) { bits |= outbound ? Self.finOutbound : Self.finInbound }
     }
 
+    /// Closed or closing: a FIN or an RST seen.
+    var isClosed: Bool { bits & (Self.reset | Self.finOutbound | Self.finInbound) != 0 }
+
     /// Established: opened both ways, neither side closed nor reset. Anything else is transitory.
     var isEstablished: Bool {
         bits & (Self.synOutbound | Self.synInbound) == Self.synOutbound | Self.synInbound
@@ -61,7 +64,8 @@ import PacketKit
 
 /// Where each side of a TCP connection is in its sequence space, as Linux conntrack tracks it (after Guido van
 /// Rooij, "Real stateful TCP packet filtering in IP Filter"), reduced to what the NAT needs it for: telling an RST
-/// or FIN of the connection from a blind one (RFC 5961's concern). Forwarding data never depends on it.
+/// or FIN of the connection from a blind one (RFC 5961's concern), and keeping blind segments from moving what it
+/// knows. Only segments within the window move it; other data and ACKs are forwarded and change nothing.
 ///
 /// Per direction: `end`, the sequence number just past the furthest segment sent (SYN and FIN count one), and
 /// `window`, the largest receive window the sender advertised, in bytes (scaled). A side not seen yet is unknown;
@@ -115,6 +119,26 @@ import PacketKit
         seen |= mask
     }
 
+    /// Forgets what a side sent before its SYN (a new attempt with a new initial sequence number), or both sides
+    /// (`everything`: the 4-tuple reused by a new connection after the old one closed, as conntrack does for a SYN
+    /// in TIME_WAIT). The SYN is then observed as the start of the new sequence space.
+    mutating func restart(outbound: Bool, everything: Bool) {
+        if everything {
+            self = .unknown
+            return
+        }
+        seen &= outbound ? ~(Self.seenOutbound | Self.synOutbound) : ~(Self.seenInbound | Self.synInbound)
+        if outbound {
+            endOutbound = 0
+            windowOutbound = 0
+            scales |= 0x0F
+        } else {
+            endInbound = 0
+            windowInbound = 0
+            scales |= 0xF0
+        }
+    }
+
     /// The shift that applies to windows sent in this direction: the offered one if both SYNs offered one, 0 if
     /// both SYNs were seen and one did not, the largest when the handshake was not seen.
     @inline(__always) func scale(outbound: Bool) -> UInt8 {
@@ -127,7 +151,7 @@ import PacketKit
         return outbound ? out : inb
     }
 
-    /// Whether an RST or FIN sent in direction `outbound` lies where the receiver could accept it: within the
+    /// Whether a segment sent in direction `outbound` lies where the receiver could accept it: within the
     /// receiver's largest window either side of the sender's furthest sequence number (the receiver's RCV.NXT is
     /// at most that far behind, RFC 5961 section 3.2). An RST answering a SYN (no segment seen from the sender
     /// yet) must acknowledge exactly that SYN (RFC 9293 section 3.10.7.3). Nothing known of either side (a table

@@ -58,7 +58,7 @@ public struct IPv4Prefix: Hashable, Sendable, CustomStringConvertible, LosslessS
         self.init(network: address, length: length)
     }
 
-    @inlinable static func mask(_ length: Int) -> UInt32 { length == 0 ? 0 : ~UInt32(0) << (32 - length) }
+    @inlinable public static func mask(_ length: Int) -> UInt32 { length == 0 ? 0 : ~UInt32(0) << (32 - length) }
 
     @inlinable public func contains(_ address: IPv4Address) -> Bool {
         address.value & Self.mask(length) == network.value

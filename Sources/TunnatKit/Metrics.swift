@@ -58,8 +58,10 @@ public struct Figure: Equatable, Sendable {
         counter("tunnat_ports_preserved_total", "Mappings that kept the private port.", nat.portsPreserved)
         counter("tunnat_fragments_held_total", "Fragments held until their first fragment arrived.", nat.heldFragments)
         counter("tunnat_fragments_released_total", "Held fragments released after their first fragment.", nat.releasedFragments)
-        counter("tunnat_inbound_flow_limit_total", "Inbound packets let through a mapping without making a flow (its limit reached).",
+        counter("tunnat_inbound_flow_limit_total", "Inbound packets let through a mapping without making a flow (its limit or the table's inbound budget reached).",
                 nat.inboundFlowLimit)
+        counter("tunnat_tcp_out_of_window_ignored_total", "TCP data and ACKs outside their connection's window: forwarded, tracking unchanged.",
+                nat.outOfWindowIgnored)
         for (key, value) in report.io.named.sorted(by: { $0.name < $1.name }) {
             if key == "lock-wait-max-us" {
                 gauge("tunnat_io_lock_wait_max_seconds", "The longest a worker waited for the table's lock.", Double(value) / 1e6)

@@ -38,7 +38,7 @@ import Testing
         let (active, replica, sync) = try pair()
         let t = send(active, tcp(hostA, 40000, server, 443, [.syn]))
         send(active, tcp(server, 443, t.source, t.sourcePort, [.syn, .ack]))
-        let u = send(active, udp(hostB, 5353, server2, 53))
+        let u = send(active, udp(hostB, 5353, server2, 9000))
         let p = send(active, ping(hostA, server, id: 77))
         try sync()
         #expect(replica.flowCount == active.flowCount && replica.mappingCount == active.mappingCount)
@@ -53,12 +53,12 @@ import Testing
         #expect(reply.destination == hostA && reply.destinationPort == 40000)
         let out = send(replica, tcp(hostA, 40000, server, 443, [.ack]), at: 100_001)
         #expect(out.source == t.source && out.sourcePort == t.sourcePort, "the same external endpoint")
-        let dns = send(replica, udp(server2, 53, u.source, u.sourcePort), at: 100_001)
+        let dns = send(replica, udp(server2, 9000, u.source, u.sourcePort), at: 100_001)
         #expect(dns.destination == hostB && dns.destinationPort == 5353)
         let echo = send(replica, ping(server, p.source, id: p.sourcePort, reply: true), at: 100_001)
         #expect(echo.destination == hostA && echo.sourcePort == 77)
         // Unsolicited traffic is refused by the replica as by the active.
-        #expect(send(replica, udp(server, 53, pool1, 9999), at: 100_001).verdict == .drop(.noMapping))
+        #expect(send(replica, udp(server, 9000, pool1, 9999), at: 100_001).verdict == .drop(.noMapping))
         // The replica's allocator knows the replicated ports: a new host asking for the same TCP port cannot be
         // given it (several hosts, so that some are paired with the same pool address as hostA).
         var samePool = 0
@@ -75,7 +75,7 @@ import Testing
         let (active, replica, sync) = try pair()
         let t = send(active, tcp(hostA, 40000, server, 443, [.syn]))
         send(active, tcp(server, 443, t.source, t.sourcePort, [.syn, .ack]))
-        send(active, udp(hostB, 5353, server2, 53))
+        send(active, udp(hostB, 5353, server2, 9000))
         try sync()
         #expect(replica.flowCount == 2)
         // The UDP flow times out on the active.
@@ -96,7 +96,7 @@ import Testing
     @Test func aSnapshotRebuildsTheTable() throws {
         let active = try makeNAT(pool: [pool1, pool2], seed: 7)
         for i in 0..<200 {
-            send(active, udp(IPv4Address(10, 0, 1, UInt8(i % 50)), UInt16(2000 + i), server, 53))
+            send(active, udp(IPv4Address(10, 0, 1, UInt8(i % 50)), UInt16(2000 + i), server, 9000))
         }
         let replica = try makeNAT(pool: [pool1, pool2], seed: 3)
         replica.setLive(false, now: .seconds(0))
@@ -136,7 +136,7 @@ import Testing
         let active = try makeNAT(pool: [pool1, pool2], maxFlows: NAT.maxPendingChanges + 16)
         active.recordChanges(true)
         for i in 0...NAT.maxPendingChanges {
-            send(active, udp(IPv4Address(10, 1, UInt8(i >> 8 & 0xFF), UInt8(i & 0xFF)), UInt16(7000 + i >> 16), server, 53))
+            send(active, udp(IPv4Address(10, 1, UInt8(i >> 8 & 0xFF), UInt8(i & 0xFF)), UInt16(7000 + i >> 16), server, 9000))
         }
         let (records, overflowed) = active.takeChanges()
         #expect(overflowed && records.count < NAT.maxPendingChanges)

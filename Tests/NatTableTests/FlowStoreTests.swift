@@ -3,10 +3,20 @@ import PacketKit
 import Testing
 
 /// The table against an obvious model, through thousands of random steps in a table so small (8 flows, 8 buckets)
-/// that hash chains collide all the time: creation, refresh, expiry from the middle of chains, refusal when full.
+/// that hash chains collide all the time: creation, refresh, expiry from the middle of chains, eviction of the
+/// least recently seen UDP flow that is not a stream when full, refusal when every flow is one.
 @Suite struct FlowStoreTests {
+    struct Entry {
+        var external: UInt16
+        var lastSeen: UInt64
+        /// When it was last seen, in packets: the order of the timer lists.
+        var touched: Int
+        var answered = false
+        var assured = false
+    }
+
     struct Model {
-        var mappings: [UInt64: (external: UInt16, lastSeen: UInt64)] = [:]  // key: host << 16 | port
+        var mappings: [UInt64: Entry] = [:]  // key: host << 16 | port
     }
 
     @Test(arguments: [1, 2, 3])
@@ -29,25 +39,35 @@ import Testing
             let port = UInt16(5000 + next(4))
             let key = UInt64(host.value) << 16 | UInt64(port)
             if next(3) < 2 {
-                let out = send(nat, udp(host, port, server, 53), at: now)
+                let out = send(nat, udp(host, port, server, 9000), at: now)
                 if let known = model.mappings[key] {
                     #expect(out.verdict == .forward(.outbound) && out.sourcePort == known.external, "step \(step): reuse")
                     model.mappings[key]!.lastSeen = now
-                } else if model.mappings.count == 8 {
-                    #expect(out.verdict == .drop(.tableFull), "step \(step): full")
-                } else {
-                    #expect(out.verdict == .forward(.outbound), "step \(step): new")
-                    #expect(!model.mappings.values.contains { $0.external == out.sourcePort }, "step \(step): no overloading")
-                    model.mappings[key] = (out.sourcePort, now)
+                    model.mappings[key]!.touched = step
+                    if known.answered { model.mappings[key]!.assured = true }
+                    continue
                 }
+                if model.mappings.count == 8 {
+                    let evictable = model.mappings.filter { !$0.value.assured }
+                    guard let victim = evictable.min(by: { $0.value.touched < $1.value.touched }) else {
+                        #expect(out.verdict == .drop(.tableFull), "step \(step): full")
+                        continue
+                    }
+                    model.mappings[victim.key] = nil
+                }
+                #expect(out.verdict == .forward(.outbound), "step \(step): new")
+                #expect(!model.mappings.values.contains { $0.external == out.sourcePort }, "step \(step): no overloading")
+                model.mappings[key] = Entry(external: out.sourcePort, lastSeen: now, touched: step)
             } else if !model.mappings.isEmpty {
                 let owners = model.mappings.keys.sorted()
                 let owner = owners[next(owners.count)]
                 let entry = model.mappings[owner]!
-                let reply = send(nat, udp(server, 53, pool1, entry.external), at: now)
+                let reply = send(nat, udp(server, 9000, pool1, entry.external), at: now)
                 #expect(reply.verdict == .forward(.inbound), "step \(step): reply")
                 #expect(UInt64(reply.destination.value) == owner >> 16 && UInt64(reply.destinationPort) == owner & 0xFFFF)
                 model.mappings[owner]!.lastSeen = now
+                model.mappings[owner]!.touched = step
+                model.mappings[owner]!.answered = true
             }
         }
     }

@@ -193,31 +193,35 @@ import Testing
         for port in 1...UInt16(65535) {
             send(nat, segment((hostA, port), (server, 80), [.ack], seq: 1, ack: 1))
         }
+        // At its limit, each new one replaces the host's own oldest: the host never holds more.
         #expect(nat.flowCount == NatConfiguration.defaultMaxFlowsPerHost)
-        #expect(nat.counters[.hostLimit] == 65535 - UInt64(NatConfiguration.defaultMaxFlowsPerHost))
+        #expect(nat.counters.flowsEvicted == 65535 - UInt64(NatConfiguration.defaultMaxFlowsPerHost))
         #expect(send(nat, segment((hostB, 40000), (server, 443), [.syn], seq: 1)).verdict == .forward(.outbound))
         // And they are gone after the unreplied timeout, not two hours.
         nat.expire(now: .seconds(30), budget: 100_000)
         #expect(nat.flowCount == 1)
     }
 
-    @Test func aFullTableEvictsUnrepliedThenTransitoryNeverEstablished() throws {
-        let nat = try makeNAT(maxFlows: 4)
+    @Test func aFullTableEvictsUnrepliedThenOneOffUDPThenTransitoryNeverEstablishedOrStreams() throws {
+        let nat = try makeNAT(maxFlows: 5)
         let c = established(nat)
-        send(nat, udp(hostA, 5000, server, 53), at: 1)
+        stream(nat, hostA, 5000, at: 1)
         send(nat, segment((hostB, 41000), (server, 443), [.syn], seq: 1), at: 2)      // transitory (opening)
         send(nat, segment((hostB, 41001), (server, 80), [.ack], seq: 1, ack: 1), at: 3)  // unreplied
-        #expect(nat.flowCount == 4)
-        #expect(send(nat, udp(hostB, 6000, server, 53), at: 4).verdict == .forward(.outbound))
+        send(nat, udp(hostB, 7000, server, 9000), at: 3)                              // one datagram, no answer
+        #expect(nat.flowCount == 5)
+        stream(nat, hostB, 6000, at: 4)
         #expect(nat.counters.flowsEvicted == 1)
         #expect(nat.externalEndpoint(protocol: .tcp, address: hostB, port: Port(41001)) == nil, "the unreplied one went first")
-        #expect(send(nat, udp(hostB, 6001, server, 53), at: 5).verdict == .forward(.outbound))
+        stream(nat, hostB, 6001, at: 5)
+        #expect(nat.externalEndpoint(protocol: .udp, address: hostB, port: Port(7000)) == nil, "then the one-off datagram")
+        stream(nat, hostB, 6002, at: 6)
         #expect(nat.externalEndpoint(protocol: .tcp, address: hostB, port: Port(41000)) == nil, "then the transitory one")
-        // Only established TCP and UDP flows are left: nothing may be evicted for a new flow.
-        #expect(send(nat, udp(hostB, 6002, server, 53), at: 6).verdict == .drop(.tableFull))
+        // Only established TCP and UDP streams are left: nothing may be evicted for a new flow.
+        #expect(send(nat, udp(hostB, 6003, server, 9000), at: 6).verdict == .drop(.tableFull))
         #expect(send(nat, segment((server, 443), (pool1, c.port), [.ack], seq: c.serverNext, ack: c.clientNext), at: 7)
                 .verdict == .forward(.inbound))
-        #expect(nat.counters.flowsEvicted == 2)
+        #expect(nat.counters.flowsEvicted == 3)
     }
 
     /// A host making many short connections: closed ones hold their flows for the transitory timeout, so at its
@@ -249,10 +253,14 @@ import Testing
         #expect(send(nat, segment((hostA, 40005), (server, 443), [.syn], seq: 1), at: 12).verdict == .forward(.outbound))
         #expect(send(nat, segment((server, 443), (pool1, open.port), [.ack], seq: open.serverNext, ack: open.clientNext),
                      at: 13).verdict == .forward(.inbound))
-        // UDP flows are never evicted: at its limit with them, the host is refused.
+        // UDP streams are never evicted: at its limit with them, the host is refused. A one-off datagram's flow is.
         let udpOnly = try makeNAT(perHost: 1)
-        send(udpOnly, udp(hostA, 5000, server, 53))
+        stream(udpOnly, hostA, 5000)
         #expect(send(udpOnly, segment((hostA, 40000), (server, 443), [.syn], seq: 1)).verdict == .drop(.hostLimit))
+        let oneOff = try makeNAT(perHost: 1)
+        send(oneOff, udp(hostA, 5000, server, 9000))
+        #expect(send(oneOff, segment((hostA, 40000), (server, 443), [.syn], seq: 1)).verdict == .forward(.outbound))
+        #expect(oneOff.externalEndpoint(protocol: .udp, address: hostA, port: Port(5000)) == nil)
     }
 
     @Test func aNewFlowOnAMappingWithOneTransitoryFlowDoesNotLoseTheMapping() throws {
@@ -274,11 +282,11 @@ import Testing
         var compared = 0
         for i in 0..<64 {
             let host = IPv4Address(10, 0, 1, UInt8(i))
-            let x = send(a, udp(host, 2000, server, 53))
-            let y = send(b, udp(host, 2000, server, 53))
+            let x = send(a, udp(host, 2000, server, 9000))
+            let y = send(b, udp(host, 2000, server, 9000))
             #expect(x.source == y.source, "paired pooling comes from the configuration, not the seed")
-            let x2 = send(a, udp(IPv4Address(10, 0, 2, UInt8(i)), 2000, server, 53))
-            let y2 = send(b, udp(IPv4Address(10, 0, 2, UInt8(i)), 2000, server, 53))
+            let x2 = send(a, udp(IPv4Address(10, 0, 2, UInt8(i)), 2000, server, 9000))
+            let y2 = send(b, udp(IPv4Address(10, 0, 2, UInt8(i)), 2000, server, 9000))
             // Same pool address as the first host: port 2000 is taken, so a random one is drawn.
             guard x2.source == x.source else { continue }
             compared += 1

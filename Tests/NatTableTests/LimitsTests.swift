@@ -5,41 +5,42 @@ import Testing
 @Suite struct LimitsTests {
     @Test func fullTableRefusesNewFlowsAndKeepsExistingOnes() throws {
         let nat = try makeNAT(maxFlows: 4)
-        let ports = (0..<4).map { send(nat, udp(hostA, UInt16(5000 + $0), server, 53)).sourcePort }
+        // Streams: nothing here may be evicted.
+        let ports = (0..<4).map { stream(nat, hostA, UInt16(5000 + $0)) }
         #expect(nat.flowCount == 4)
-        #expect(send(nat, udp(hostA, 6000, server, 53)).verdict == .drop(.tableFull))
-        #expect(send(nat, udp(hostA, 5000, server2, 53)).verdict == .drop(.tableFull), "a new flow on an old mapping too")
-        for port in ports { #expect(send(nat, udp(server, 53, pool1, port)).verdict == .forward(.inbound)) }
-        #expect(nat.counters[.tableFull] == 2 && nat.mappingCount == 4)
+        #expect(send(nat, udp(hostA, 6000, server, 9000)).verdict == .drop(.tableFull))
+        #expect(send(nat, udp(hostA, 5000, server2, 9000)).verdict == .drop(.tableFull), "a new flow on an old mapping too")
+        for port in ports { #expect(send(nat, udp(server, 9000, pool1, port)).verdict == .forward(.inbound)) }
+        #expect(nat.counters[.tableFull] == 2 && nat.mappingCount == 4 && nat.counters.flowsEvicted == 0)
     }
 
     @Test func perHostLimitRefusesOnlyThatHost() throws {
         let nat = try makeNAT(perHost: 2)
-        send(nat, udp(hostA, 5000, server, 53))
-        send(nat, udp(hostA, 5001, server, 53))
-        #expect(send(nat, udp(hostA, 5002, server, 53)).verdict == .drop(.hostLimit))
-        #expect(send(nat, udp(hostB, 5002, server, 53)).verdict == .forward(.outbound))
+        stream(nat, hostA, 5000)
+        stream(nat, hostA, 5001)
+        #expect(send(nat, udp(hostA, 5002, server, 9000)).verdict == .drop(.hostLimit))
+        #expect(send(nat, udp(hostB, 5002, server, 9000)).verdict == .forward(.outbound))
         #expect(nat.mappingCount == 3, "the refused flow left no mapping behind")
         nat.expire(now: .seconds(300), budget: 100)
-        #expect(send(nat, udp(hostA, 5002, server, 53), at: 300).verdict == .forward(.outbound), "room after expiry")
+        #expect(send(nat, udp(hostA, 5002, server, 9000), at: 300).verdict == .forward(.outbound), "room after expiry")
     }
 
     @Test func expiryIsIncrementalNeverAStopTheTableSweep() throws {
         let nat = try makeNAT()
-        for i in 0..<100 { send(nat, udp(hostA, UInt16(10000 + i), server, 53), at: 0) }
+        for i in 0..<100 { send(nat, udp(hostA, UInt16(10000 + i), server, 9000), at: 0) }
         #expect(nat.expire(now: .seconds(300), budget: 8) == 8)
         #expect(nat.flowCount == 92)
         // Each translated packet retires a few more, so the table drains without any call that does it all.
-        send(nat, udp(hostB, 1, server, 53), at: 300)
+        send(nat, udp(hostB, 1, server, 9000), at: 300)
         #expect(nat.flowCount == 92 + 1 - NAT.expiryBudgetPerPacket)
     }
 
     @Test func portsComeBackWhenMappingsExpire() throws {
         let nat = try makeNAT(ports: 30000...30000)
-        #expect(send(nat, udp(hostA, 30000, server, 53), at: 0).sourcePort == 30000)
-        #expect(send(nat, udp(hostB, 30000, server, 53), at: 1).verdict == .drop(.portsExhausted))
+        #expect(send(nat, udp(hostA, 30000, server, 9000), at: 0).sourcePort == 30000)
+        #expect(send(nat, udp(hostB, 30000, server, 9000), at: 1).verdict == .drop(.portsExhausted))
         nat.expire(now: .seconds(300), budget: 10)
-        #expect(send(nat, udp(hostB, 30000, server, 53), at: 300).sourcePort == 30000)
+        #expect(send(nat, udp(hostB, 30000, server, 9000), at: 300).sourcePort == 30000)
     }
 
     @Test(arguments: [

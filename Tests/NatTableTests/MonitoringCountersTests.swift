@@ -16,12 +16,12 @@ import Testing
         // A second SYN/ACK of the same connection establishes nothing new.
         send(nat, synAck)
         // A UDP flow is no TCP attempt; a mid-stream ACK (no SYN) is picked up, not attempted.
-        send(nat, udp(hostA, 5000, server, 53))
+        send(nat, udp(hostA, 5000, server, 9000))
         send(nat, tcp(hostA, 40001, server, 80, [.ack]))
         let c = nat.counters
         #expect(c.tcpAttempts == 1)
         #expect(c.tcpEstablished == 1)
-        #expect(c.outboundBytes == UInt64(syn.count + data.count + udp(hostA, 5000, server, 53).count
+        #expect(c.outboundBytes == UInt64(syn.count + data.count + udp(hostA, 5000, server, 9000).count
             + tcp(hostA, 40001, server, 80, [.ack]).count))
         #expect(c.inboundBytes == UInt64(2 * synAck.count))
         #expect(c.hairpinBytes == 0)
@@ -30,7 +30,7 @@ import Testing
     /// An inbound SYN that opens a flow through an endpoint-independent mapping is an attempt too.
     @Test func inboundSynThroughAMappingIsAnAttempt() throws {
         let nat = try makeNAT()
-        let out = send(nat, udp(hostA, 6000, server, 53))
+        let out = send(nat, udp(hostA, 6000, server, 9000))
         #expect(nat.counters.tcpAttempts == 0)
         _ = out
         let tcpOut = send(nat, tcp(hostA, 7000, server, 80, [.syn]))

@@ -79,20 +79,20 @@ import Testing
     @Test func outboundErrorAboutInboundDatagramIsTranslated() throws {
         // The server answers hostA's query; hostA's port is closed by then and it says so.
         let nat = try makeNAT()
-        let query = send(nat, udp(hostA, 5353, server, 53))
-        let answer = send(nat, udp(server, 53, pool1, query.sourcePort, payload: Array(repeating: 9, count: 40)))
+        let query = send(nat, udp(hostA, 5353, server, 9000))
+        let answer = send(nat, udp(server, 9000, pool1, query.sourcePort, payload: Array(repeating: 9, count: 40)))
         let error = PacketBuilder.icmpError(from: hostA, to: server, type: .destinationUnreachable, code: 3,
                                             quoting: answer.bytes)
         let out = send(nat, error)
         #expect(out.verdict == .forward(.outbound) && out.source == pool1 && out.destination == server)
         let quote = Array(out.bytes[28...])
-        #expect(quote == udp(server, 53, pool1, query.sourcePort, payload: Array(repeating: 9, count: 40)),
+        #expect(quote == udp(server, 9000, pool1, query.sourcePort, payload: Array(repeating: 9, count: 40)),
                 "the server sees its own datagram, as it sent it")
     }
 
     @Test func rfc5508Req4ErrorWithoutFlowIsDropped() throws {
         let nat = try makeNAT()
-        let stranger = udp(pool1, 5000, server, 53)
+        let stranger = udp(pool1, 5000, server, 9000)
         let error = PacketBuilder.icmpError(from: router, to: pool1, type: .destinationUnreachable, code: 3,
                                             quoting: stranger)
         #expect(send(nat, error).verdict == .drop(.icmpErrorNoFlow))
@@ -101,7 +101,7 @@ import Testing
 
     @Test func rfc5508ErrorsNeverRefreshAFlow() throws {
         let nat = try makeNAT()
-        let out = send(nat, udp(hostA, 5000, server, 53), at: 0)
+        let out = send(nat, udp(hostA, 5000, server, 9000), at: 0)
         let error = PacketBuilder.icmpError(from: router, to: pool1, type: .destinationUnreachable, code: 3,
                                             quoting: out.bytes)
         #expect(send(nat, error, at: 299).verdict == .forward(.inbound))
@@ -111,7 +111,7 @@ import Testing
 
     @Test func rfc5508Req3ErrorWithBadChecksumIsDropped() throws {
         let nat = try makeNAT()
-        let out = send(nat, udp(hostA, 5000, server, 53))
+        let out = send(nat, udp(hostA, 5000, server, 9000))
         var error = PacketBuilder.icmpError(from: router, to: pool1, type: .timeExceeded, code: 0, quoting: out.bytes)
         error[22] ^= 0xFF
         #expect(send(nat, error).verdict == .drop(.badTransportChecksum))
@@ -123,7 +123,7 @@ import Testing
 
     @Test func redirectsAndOtherTypesAreNotTranslated() throws {
         let nat = try makeNAT()
-        let out = send(nat, udp(hostA, 5000, server, 53))
+        let out = send(nat, udp(hostA, 5000, server, 9000))
         let redirect = PacketBuilder.icmpError(from: router, to: pool1, type: .redirect, code: 1, quoting: out.bytes)
         #expect(send(nat, redirect).verdict == .drop(.unsupportedICMP))
     }

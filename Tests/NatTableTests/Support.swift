@@ -71,3 +71,14 @@ func tcp(_ from: IPv4Address, _ sport: UInt16, _ to: IPv4Address, _ dport: UInt1
 func ping(_ from: IPv4Address, _ to: IPv4Address, id: UInt16, reply: Bool = false) -> [UInt8] {
     PacketBuilder.icmpQuery(from: from, to: to, type: reply ? .echoReply : .echoRequest, identifier: id)
 }
+
+/// A UDP flow that became a stream (assured: the host sent again after an answer), never evicted. Returns its
+/// external port.
+@discardableResult
+func stream(_ nat: NAT, _ host: IPv4Address, _ port: UInt16, _ remote: IPv4Address = server, _ remotePort: UInt16 = 9000,
+            at seconds: UInt64 = 0) -> UInt16 {
+    let out = send(nat, udp(host, port, remote, remotePort), at: seconds)
+    send(nat, udp(remote, remotePort, nat.configuration.poolAddresses[0], out.sourcePort), at: seconds)
+    send(nat, udp(host, port, remote, remotePort), at: seconds)
+    return out.sourcePort
+}

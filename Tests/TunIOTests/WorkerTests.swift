@@ -70,7 +70,7 @@ import Testing
     /// An empty queue: the worker waits (not at all, here), writes nothing, and retires flows past their timeout.
     @Test func anIdleTurnRetiresExpiredFlows() throws {
         let (worker, queue, table) = try worker(virtioHeaders: true)
-        queue.incoming = [frame(VirtioNetHeader(), PacketBuilder.udp(from: (client, 5000), to: (server, 53), payload: payload(8)))]
+        queue.incoming = [frame(VirtioNetHeader(), PacketBuilder.udp(from: (client, 5000), to: (server, 9000), payload: payload(8)))]
         worker.iterate()
         #expect(queue.takeWritten().count == 1 && table.flowCount == 1)
         now.set(UInt64(NatConfiguration.Timeouts.rfc4787UDP))

@@ -17,9 +17,19 @@ public enum DefaultConfiguration {
           max_flows: 1048576
           # The most flows one private host may hold (a quarter of a pool address's ports): a number, or unlimited.
           max_flows_per_host: 16384
+          # The most flows the private sources of one prefix (limit_prefix_length long) may hold together, so that
+          # a host forging sources cannot take a pool address's ports: a number, or unlimited.
+          max_flows_per_prefix: 32768
+          limit_prefix_length: 24
+          # The most flows that packets from outside may create in the whole table; they never count against a
+          # host, and may be evicted to make room. Past it they still reach the host, leaving no state.
+          max_inbound_flows: 131072
           # The most flows of one mapping that packets from outside may create (endpoint-independent filtering);
           # past it they still reach the host, leaving no state.
           max_inbound_flows_per_mapping: 16
+          # A single UDP request and answer to one of these ports lives timeouts.udp_request_response (RFC 4787
+          # REQ-5a); a socket that asks again after its answer is a stream with the full UDP timeout.
+          request_response_ports: [53, 123]
           # Drop TCP/UDP/ICMP datagrams whose checksum fails, as the kernel's conntrack does by default.
           verify_checksums: true
           # Later fragments that arrive before their first fragment are held, at most this many at once.
@@ -29,6 +39,7 @@ public enum DefaultConfiguration {
             tcp_transitory: 4m      # RFC 5382 REQ-5 minimum
             tcp_unreplied: 30s      # picked up mid-stream (no SYN seen), until the other side answers
             udp: 5m                 # RFC 4787 REQ-5 recommendation
+            udp_request_response: 30s  # a single exchange to a request_response_ports port
             icmp: 60s               # RFC 5508 REQ-2 minimum
             fragment: 30s           # Linux ipfrag_time
         # The live data plane (tunnat run).

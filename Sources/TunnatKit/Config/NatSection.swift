@@ -7,7 +7,8 @@ extension ConfigReader {
     /// The `nat` section, and whether it fixed the seed (when it does not, the seed comes from getrandom).
     func nat(_ node: Node) throws(ConfigError) -> (NatConfiguration, seedConfigured: Bool) {
         let keys = ["private_prefixes", "pool", "port_range", "filtering", "max_flows", "max_flows_per_host",
-                    "max_inbound_flows_per_mapping", "verify_checksums", "max_held_fragments", "timeouts", "seed"]
+                    "max_flows_per_prefix", "limit_prefix_length", "max_inbound_flows", "max_inbound_flows_per_mapping",
+                    "request_response_ports", "verify_checksums", "max_held_fragments", "timeouts", "seed"]
         let section = try mapping(node, key: "nat", accepted: keys)
         guard let prefixesNode = section["private_prefixes"] else {
             throw fail(node, "nat.private_prefixes", "missing; give the prefixes to translate, such as [10.0.0.0/8]")
@@ -45,6 +46,23 @@ extension ConfigReader {
                 config.maxFlowsPerHost = try integer(value, "nat.max_flows_per_host")
             }
         }
+        if let value = section["max_flows_per_prefix"] {
+            if case .scalar(let s) = value, s.string == "unlimited" {
+                config.maxFlowsPerPrefix = nil
+            } else {
+                config.maxFlowsPerPrefix = try integer(value, "nat.max_flows_per_prefix")
+            }
+        }
+        if let value = section["limit_prefix_length"] {
+            config.limitPrefixLength = try integer(value, "nat.limit_prefix_length")
+        }
+        if let value = section["max_inbound_flows"] { config.maxInboundFlows = try integer(value, "nat.max_inbound_flows") }
+        if let value = section["request_response_ports"] {
+            config.requestResponsePorts = try values(
+                value, "nat.request_response_ports", expected: "UDP ports such as [53, 123]",
+                invalid: { "expected a port from 1 to 65535, got '\($0)'" },
+                parse: { UInt16($0).flatMap { $0 == 0 ? nil : $0 } })
+        }
         if let value = section["max_inbound_flows_per_mapping"] {
             config.maxInboundFlowsPerMapping = try integer(value, "nat.max_inbound_flows_per_mapping")
         }
@@ -56,7 +74,8 @@ extension ConfigReader {
             config.seed = seed
         }
         if let value = section["timeouts"] {
-            let names = ["tcp_established", "tcp_transitory", "tcp_unreplied", "udp", "icmp", "fragment"]
+            let names = ["tcp_established", "tcp_transitory", "tcp_unreplied", "udp", "udp_request_response", "icmp",
+                         "fragment"]
             let timeouts = try mapping(value, key: "nat.timeouts", accepted: names)
             if let v = timeouts["tcp_established"] {
                 config.timeouts.tcpEstablished = try duration(v, "nat.timeouts.tcp_established")
@@ -68,6 +87,9 @@ extension ConfigReader {
                 config.timeouts.tcpUnreplied = try duration(v, "nat.timeouts.tcp_unreplied")
             }
             if let v = timeouts["udp"] { config.timeouts.udp = try duration(v, "nat.timeouts.udp") }
+            if let v = timeouts["udp_request_response"] {
+                config.timeouts.udpRequestResponse = try duration(v, "nat.timeouts.udp_request_response")
+            }
             if let v = timeouts["icmp"] { config.timeouts.icmp = try duration(v, "nat.timeouts.icmp") }
             if let v = timeouts["fragment"] { config.timeouts.fragment = try duration(v, "nat.timeouts.fragment") }
         }
