@@ -247,8 +247,14 @@ extension NAT {
                 if store.mappings[Int(m)].flows == 0 { releaseMapping(m) }
                 throw .tableFull
             }
+            // Made from outside: against the inbound budget, as on the active, not the host's.
+            let inbound = switch proto {
+            case .tcp: tracker.bits & TCPTracker.createdInbound != 0
+            case .udp: tracker.bits & UDPTracker.createdInbound != 0
+            case .icmp: false
+            }
             _ = insertFlow(m, remote: r.remoteAddress.value, r.remotePort, tcp: tracker, timer: timer,
-                           now: now.seconds)
+                           now: now.seconds, inboundCreated: inbound)
         }
     }
 }

@@ -43,11 +43,13 @@ public final class NAT {
     /// The key of the paired-pooling hash: from the configuration, so that peers agree on it.
     let pairingKey: UInt64
     /// Flows per private host, kept only when a per-host limit is set. Flows made from outside are not counted.
-    var flowsPerHost: [UInt32: UInt32] = [:]
+    var flowsPerHost = OwnerCounts()
     /// Flows per private source prefix (`prefixMask`), kept only when a per-prefix limit is set.
-    var flowsPerPrefix: [UInt32: UInt32] = [:]
+    var flowsPerPrefix = OwnerCounts()
     /// Flows made by inbound packets, against `maxInboundFlows`.
     public private(set) var inboundFlowCount = 0
+    /// A mapping whose last flow eviction must leave alone while a hairpinned packet is translated: its target.
+    var sparedMapping: UInt32 = 0
     /// Flows per (mapping, remote address), kept only for address-dependent filtering.
     var flowsPerRemoteAddress: [UInt64: UInt32] = [:]
     /// Whether this table translates. A standby's table is a replica kept by `apply(_:now:)`: it drops every
@@ -236,6 +238,9 @@ public final class NAT {
         let ports = transport.ports
         let target = store.findMapping(external: cls.rawValue, ip.destination.value, ports.destination)
         guard target != 0 else { throw .noMapping }
+        // Making room for the sender's flow must not take the target's last flow (and with it the mapping).
+        sparedMapping = target
+        defer { sparedMapping = 0 }
         let sender = try mapping(cls, ip.source.value, ports.source, now: now, mayCreate: transport.mayCreateMapping)
         let from = store.mappings[Int(sender)]
         let to = store.mappings[Int(target)]
@@ -346,7 +351,7 @@ public final class NAT {
         let m = store.findMapping(internal: cls.rawValue, address, port)
         if m != 0 { return m }
         guard mayCreate else { throw .noMapping }
-        try checkRoomForFlow(internalAddress: address)
+        try checkRoomForFlow(internalAddress: address, now: now)
         // RFC 4787 REQ-2: "paired" pooling, the same external address for every mapping of a host.
         let poolSlot = UInt8(truncatingIfNeeded: Int(pairedPoolIndex(address)))
         let range: ClosedRange<UInt16> =
@@ -378,9 +383,10 @@ public final class NAT {
             case .tcp(let segment):
                 let flags = segment.flags
                 let before = flow.pointee.tcp
-                if flags.contains(.syn) && !before.isEstablished {
-                    // A SYN starts its sender's sequence space afresh; after a close, the whole connection.
-                    flow.pointee.window.restart(outbound: outbound, everything: before.isClosed && !flags.contains(.ack))
+                let restart = flags.contains(.syn) && !flags.contains(.rst) && !flags.contains(.fin)
+                    ? flow.pointee.window.restart(for: segment, outbound: outbound, over: before.isOver) : .nothing
+                if restart != .nothing {
+                    flow.pointee.window.restart(outbound: outbound, everything: restart == .everything)
                 } else if !flow.pointee.window.accepts(segment, outbound: outbound) {
                     // Blind: an RST or FIN could end the connection, so it goes no further; data and ACKs are
                     // forwarded (the receiver answers them with an ACK) but move nothing, not even the timer.
@@ -443,7 +449,7 @@ public final class NAT {
             }
         } else {
             // A mapping made for this packet was checked for room by `mapping(...)`; an older one has flows.
-            try checkRoomForFlow(internalAddress: map.internalAddress, keeping: m)
+            try checkRoomForFlow(internalAddress: map.internalAddress, keeping: m, now: now)
         }
         let created = insertFlow(m, remote: remote, remotePort, tcp: tracker, timer: timer, now: now,
                                  window: window, inboundCreated: !outbound)
@@ -462,8 +468,8 @@ public final class NAT {
         if inboundCreated {
             inboundFlowCount += 1
         } else {
-            if maxFlowsPerHost != nil { flowsPerHost[host, default: 0] += 1 }
-            if maxFlowsPerPrefix != nil { flowsPerPrefix[host & prefixMask, default: 0] += 1 }
+            if maxFlowsPerHost != nil { flowsPerHost.add(host) }
+            if maxFlowsPerPrefix != nil { flowsPerPrefix.add(host & prefixMask) }
         }
         if filtering == .addressDependent { flowsPerRemoteAddress[Self.remoteKey(m, remote), default: 0] += 1 }
         return f
@@ -471,31 +477,33 @@ public final class NAT {
 
     /// A host at its limit, or a source prefix at its, makes room among its own evictable flows (`evictOwn`),
     /// else is refused; in a full table, makes room by evicting (`evictOne`) or refuses.
-    func checkRoomForFlow(internalAddress: UInt32, keeping m: UInt32 = 0) throws(DropReason) {
-        if isAtHostLimit(internalAddress) {
-            // A closed connection holds its flow for the transitory timeout (at least 4 minutes, RFC 5382), and a
-            // one-off datagram its flow for the UDP timeout, so a host making many short exchanges reaches its
-            // limit with flows that are over: one of those goes, and the table does not grow.
-            guard evictOwn(owner: internalAddress, mask: .max, keeping: m) else { throw .hostLimit }
+    ///
+    /// A host making many short exchanges reaches its limit with flows that are over (a closed connection holds
+    /// its flow for the transitory timeout, at least 4 minutes by RFC 5382; a one-off datagram its flow for the UDP
+    /// timeout): one of those goes, and the table does not grow. Sources forged within a prefix escape the per-host
+    /// limit with each new address, never the prefix's. An owner whose look for a flow of its own found none is
+    /// refused without another look for the rest of that second: a host flooding at its limit costs one bounded
+    /// look a second, not one a packet.
+    func checkRoomForFlow(internalAddress: UInt32, keeping m: UInt32 = 0, now: UInt32) throws(DropReason) {
+        if let limit = maxFlowsPerHost, flowsPerHost.flows(internalAddress) >= limit {
+            guard flowsPerHost.mayLook(internalAddress, now: now) else { throw .hostLimit }
+            guard evictOwn(owner: internalAddress, mask: .max, keeping: m) else {
+                flowsPerHost.lookedInVain(internalAddress, now: now)
+                throw .hostLimit
+            }
             return
         }
-        if isAtPrefixLimit(internalAddress) {
-            guard evictOwn(owner: internalAddress & prefixMask, mask: prefixMask, keeping: m) else { throw .prefixLimit }
+        let prefix = internalAddress & prefixMask
+        if let limit = maxFlowsPerPrefix, flowsPerPrefix.flows(prefix) >= limit {
+            guard flowsPerPrefix.mayLook(prefix, now: now) else { throw .prefixLimit }
+            guard evictOwn(owner: prefix, mask: prefixMask, keeping: m) else {
+                flowsPerPrefix.lookedInVain(prefix, now: now)
+                throw .prefixLimit
+            }
             return
         }
         guard store.flowCount >= store.capacity else { return }
         guard evictOne(keeping: m) else { throw .tableFull }
-    }
-
-    func isAtHostLimit(_ internalAddress: UInt32) -> Bool {
-        guard let limit = maxFlowsPerHost else { return false }
-        return Int(flowsPerHost[internalAddress] ?? 0) >= limit
-    }
-
-    /// Sources forged within a prefix escape the per-host limit, never this one.
-    func isAtPrefixLimit(_ internalAddress: UInt32) -> Bool {
-        guard let limit = maxFlowsPerPrefix else { return false }
-        return Int(flowsPerPrefix[internalAddress & prefixMask] ?? 0) >= limit
     }
 
     /// The flows that may go to make room, in the order they go: TCP picked up and never answered, single UDP
@@ -527,13 +535,15 @@ public final class NAT {
     /// there is none.
     func evictOldest(_ timer: TimerClass, of owner: (address: UInt32, mask: UInt32)? = nil, keeping m: UInt32) -> Bool {
         var f = store.oldestFlow(timer.rawValue)
-        // For any owner, the first two candidates suffice: only one of them can be the last flow of `keeping`.
-        for _ in 0..<(owner == nil ? 2 : Self.hostEvictionScan) where f != 0 {
+        // For any owner, the first three candidates suffice: at most two of them are the last flow of `keeping`
+        // or of the spared mapping.
+        for _ in 0..<(owner == nil ? 3 : Self.hostEvictionScan) where f != 0 {
             let flow = store.flows[Int(f)]
             let eligible = owner.map {
                 !flow.inboundCreated && store.mappings[Int(flow.mapping)].internalAddress & $0.mask == $0.address
             } ?? true
-            if eligible, flow.mapping != m || store.mappings[Int(m)].flows > 1 {
+            let last = store.mappings[Int(flow.mapping)].flows == 1
+            if eligible, !last || (flow.mapping != m && flow.mapping != sparedMapping) {
                 removeFlow(f)
                 counters.flowsEvicted &+= 1
                 return true
@@ -586,15 +596,8 @@ public final class NAT {
         if flow.inboundCreated {
             inboundFlowCount -= 1
         } else {
-            if maxFlowsPerHost != nil {
-                let left = (flowsPerHost[map.internalAddress] ?? 1) - 1
-                flowsPerHost[map.internalAddress] = left == 0 ? nil : left
-            }
-            if maxFlowsPerPrefix != nil {
-                let key = map.internalAddress & prefixMask
-                let left = (flowsPerPrefix[key] ?? 1) - 1
-                flowsPerPrefix[key] = left == 0 ? nil : left
-            }
+            if maxFlowsPerHost != nil { flowsPerHost.remove(map.internalAddress) }
+            if maxFlowsPerPrefix != nil { flowsPerPrefix.remove(map.internalAddress & prefixMask) }
         }
         if filtering == .addressDependent {
             let key = Self.remoteKey(m, flow.remoteAddress)
@@ -646,4 +649,23 @@ public final class NAT {
         case .badHeaderLength, .badTotalLength, .unsupported: .badIPv4Header
         }
     }
+}
+
+/// Flows per owner (a private host, or a source prefix) against a limit, and the second in which an owner at its
+/// limit last looked for a flow of its own to evict and found none.
+struct OwnerCounts {
+    var entries: [UInt32: (flows: UInt32, lookedInVain: UInt32)] = [:]
+
+    func flows(_ owner: UInt32) -> Int { Int(entries[owner]?.flows ?? 0) }
+
+    mutating func add(_ owner: UInt32) { entries[owner, default: (0, .max)].flows += 1 }
+
+    mutating func remove(_ owner: UInt32) {
+        guard let entry = entries[owner] else { return }
+        entries[owner] = entry.flows <= 1 ? nil : (entry.flows - 1, entry.lookedInVain)
+    }
+
+    func mayLook(_ owner: UInt32, now: UInt32) -> Bool { entries[owner]?.lookedInVain != now }
+
+    mutating func lookedInVain(_ owner: UInt32, now: UInt32) { entries[owner]?.lookedInVain = now }
 }

@@ -18,12 +18,15 @@ import PacketKit
     /// the other side answers it stays under the short unreplied timer, so that bare ACKs cannot hold ports for
     /// the two hours an established connection gets.
     static let pickedUp: UInt8 = 0x20
+    /// Made by an inbound SYN (endpoint-independent filtering): kept through a reuse, so that a replica counts the
+    /// flow against the inbound budget as the active does.
+    static let createdInbound: UInt8 = 0x40
 
     static let none = TCPTracker(bits: 0)
 
     /// The state of a flow created by this packet.
     static func opening(with flags: TCPFlags, outbound: Bool) -> TCPTracker {
-        var tracker = TCPTracker.none
+        var tracker = TCPTracker(bits: outbound ? 0 : createdInbound)
         if outbound && !flags.contains(.syn) && !flags.contains(.rst) {
             tracker.bits = synOutbound | pickedUp
         }
@@ -40,14 +43,18 @@ import PacketKit
         if !outbound && bits & Self.pickedUp != 0 { bits |= Self.synInbound }
         if flags.contains(.syn) {
             // A fresh SYN on a closed or closing 4-tuple is a new connection reusing it (RFC 9293 section 3.10.7.4).
-            if !flags.contains(.ack) && bits & (Self.reset | Self.finOutbound | Self.finInbound) != 0 { bits = 0 }
+            if !flags.contains(.ack) && bits & (Self.reset | Self.finOutbound | Self.finInbound) != 0 {
+                bits &= Self.createdInbound
+            }
             bits |= outbound ? Self.synOutbound : Self.synInbound
         }
         if flags.contains(.fin) { bits |= outbound ? Self.finOutbound : Self.finInbound }
     }
 
-    /// Closed or closing: a FIN or an RST seen.
-    var isClosed: Bool { bits & (Self.reset | Self.finOutbound | Self.finInbound) != 0 }
+    /// Over: reset, or a FIN seen each way. A SYN then opens a new connection on the 4-tuple.
+    var isOver: Bool {
+        bits & Self.reset != 0 || bits & (Self.finOutbound | Self.finInbound) == Self.finOutbound | Self.finInbound
+    }
 
     /// Established: opened both ways, neither side closed nor reset. Anything else is transitory.
     var isEstablished: Bool {
@@ -85,6 +92,9 @@ import PacketKit
     static let seenInbound: UInt8 = 0x02
     static let synOutbound: UInt8 = 0x04
     static let synInbound: UInt8 = 0x08
+    /// A segment other than a SYN seen from that side: it is past its handshake.
+    static let pastSYNOutbound: UInt8 = 0x10
+    static let pastSYNInbound: UInt8 = 0x20
     /// RFC 7323: a shift above 14 is taken as 14.
     static let maxScale: UInt8 = 14
     /// The window assumed for a side whose scale is unknown (a connection picked up mid-stream): the largest
@@ -109,6 +119,7 @@ import PacketKit
         // Windows in SYNs are never scaled (RFC 7323 section 2.2).
         let window = syn ? UInt32(segment.window) : UInt32(segment.window) << UInt32(scale(outbound: outbound))
         let mask = outbound ? Self.seenOutbound : Self.seenInbound
+        if !syn { seen |= outbound ? Self.pastSYNOutbound : Self.pastSYNInbound }
         if outbound {
             if seen & mask == 0 || Int32(bitPattern: end &- endOutbound) > 0 { endOutbound = end }
             windowOutbound = max(windowOutbound, window)
@@ -119,15 +130,33 @@ import PacketKit
         seen |= mask
     }
 
-    /// Forgets what a side sent before its SYN (a new attempt with a new initial sequence number), or both sides
-    /// (`everything`: the 4-tuple reused by a new connection after the old one closed, as conntrack does for a SYN
-    /// in TIME_WAIT). The SYN is then observed as the start of the new sequence space.
+    enum Restart { case nothing, sender, everything }
+
+    /// What a SYN (without RST or FIN) starts afresh. Its sender's side, when that side has sent nothing past a SYN
+    /// (a new attempt from the same port picks a new initial sequence number); everything, when the connection is
+    /// over and the SYN has no ACK (the 4-tuple reused, as conntrack does for a SYN in TIME_WAIT). A SYN-ACK must
+    /// acknowledge the receiver's SYN where that was seen: a blind one restarts nothing. Anything else is an
+    /// ordinary segment, checked against the window.
+    func restart(for segment: TCPSegment, outbound: Bool, over: Bool) -> Restart {
+        let sender = outbound ? Self.seenOutbound | Self.pastSYNOutbound : Self.seenInbound | Self.pastSYNInbound
+        let fresh = seen & sender != sender
+        guard segment.flags.contains(.ack) else { return over ? .everything : fresh ? .sender : .nothing }
+        let receiverSYN = outbound ? Self.synInbound : Self.synOutbound
+        if seen & receiverSYN != 0 && segment.acknowledgmentNumber.value != (outbound ? endInbound : endOutbound) {
+            return .nothing
+        }
+        return fresh || over ? .sender : .nothing
+    }
+
+    /// Forgets what a side sent before its SYN, or both sides (`everything`). The SYN is then observed as the
+    /// start of the new sequence space.
     mutating func restart(outbound: Bool, everything: Bool) {
         if everything {
             self = .unknown
             return
         }
-        seen &= outbound ? ~(Self.seenOutbound | Self.synOutbound) : ~(Self.seenInbound | Self.synInbound)
+        seen &= outbound ? ~(Self.seenOutbound | Self.synOutbound | Self.pastSYNOutbound)
+                         : ~(Self.seenInbound | Self.synInbound | Self.pastSYNInbound)
         if outbound {
             endOutbound = 0
             windowOutbound = 0
@@ -153,10 +182,12 @@ import PacketKit
 
     /// Whether a segment sent in direction `outbound` lies where the receiver could accept it: within the
     /// receiver's largest window either side of the sender's furthest sequence number (the receiver's RCV.NXT is
-    /// at most that far behind, RFC 5961 section 3.2). An RST answering a SYN (no segment seen from the sender
-    /// yet) must acknowledge exactly that SYN (RFC 9293 section 3.10.7.3). Nothing known of either side (a table
-    /// taken over), or only a mid-stream segment from the receiver (a connection picked up: the RST that answers it
-    /// takes its sequence number from an acknowledgment the NAT does not keep): accepted, the tracking starts there.
+    /// at most that far behind, RFC 5961 section 3.2). The first segment from a side whose peer's SYN was seen must
+    /// acknowledge what that peer sent: exactly its SYN while it has sent nothing more (an RST answering a SYN,
+    /// RFC 9293 section 3.10.7.3; the ACK completing a handshake after a SYN that left no state), else, other than
+    /// an RST, within 64 KiB of its furthest sequence number. Nothing known of either side (a table taken over), or only a mid-stream segment from the
+    /// receiver (a connection picked up: the RST that answers it takes its sequence number from an acknowledgment
+    /// the NAT does not keep): accepted, the tracking starts there.
     @inline(__always)
     func accepts(_ segment: TCPSegment, outbound: Bool) -> Bool {
         let sender = outbound ? Self.seenOutbound : Self.seenInbound
@@ -166,7 +197,10 @@ import PacketKit
         guard seen & sender != 0 else {
             if seen & receiver == 0 || seen & receiverSYN == 0 { return true }
             let flags = segment.flags
-            return flags.contains(.rst) && flags.contains(.ack) && segment.acknowledgmentNumber.value == receiverEnd
+            guard flags.contains(.ack) else { return false }
+            let behind = receiverEnd &- segment.acknowledgmentNumber.value
+            let receiverPastSYN = seen & (outbound ? Self.pastSYNInbound : Self.pastSYNOutbound) != 0
+            return behind == 0 || (receiverPastSYN && !flags.contains(.rst) && behind <= 0xFFFF)
         }
         let senderEnd = outbound ? endOutbound : endInbound
         var window = seen & receiver != 0 ? (outbound ? windowInbound : windowOutbound) : Self.unknownWindow

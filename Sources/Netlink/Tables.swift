@@ -13,21 +13,28 @@ extension Netlink {
         }
     }
 
-    /// A policy rule (struct fib_rule_hdr and its FRA_* attributes, linux/fib_rules.h) of the shape tunnat makes:
-    /// `from <source> [iif <name>] lookup <table> pref <priority>`, or `blackhole` instead of the lookup.
+    /// A policy rule (struct fib_rule_hdr and its FRA_* attributes, linux/fib_rules.h) of the shapes tunnat makes:
+    /// `from <source> [to <destination>] [iif <name>] lookup <table> pref <priority>`, or `blackhole`, `goto
+    /// <priority>` or `nop` instead of the lookup.
     public struct Rule: Hashable, Sendable {
         public enum Action: Hashable, Sendable {
             /// FR_ACT_TO_TBL: `lookup <table>`.
             case lookup(table: UInt32)
             /// FR_ACT_BLACKHOLE: `blackhole`, the packet is dropped.
             case blackhole
-            /// Any other FR_ACT_* (goto, nop, unreachable, prohibit), as the kernel numbers it: listed, never added.
+            /// FR_ACT_GOTO and FRA_GOTO: `goto <priority>`, the rules go on from that one (a later one).
+            case goto(priority: UInt32)
+            /// FR_ACT_NOP: `nop`, nothing; the target of a goto.
+            case nop
+            /// Any other FR_ACT_* (unreachable, prohibit), as the kernel numbers it: listed, never added.
             case other(UInt8)
         }
         /// `pref`: the kernel tries rules in increasing order.
         public var priority: UInt32
         /// FRA_SRC and src_len; nil is `from all`.
         public var source: Prefix?
+        /// FRA_DST and dst_len; nil is `to all`.
+        public var destination: Prefix?
         /// FRA_IIFNAME: a name, so a rule may name an interface that does not exist (yet): `ip rule` shows it
         /// `[detached]`, and it applies once the interface appears.
         public var inputInterface: String?
@@ -36,10 +43,11 @@ extension Netlink {
         /// `not`, ...): it matches less than the fields above say. A rule with one cannot be added or deleted here.
         public var hasOtherSelectors: Bool
 
-        public init(priority: UInt32, source: Prefix?, inputInterface: String?, action: Action,
-                    hasOtherSelectors: Bool = false) {
+        public init(priority: UInt32, source: Prefix?, destination: Prefix? = nil, inputInterface: String?,
+                    action: Action, hasOtherSelectors: Bool = false) {
             self.priority = priority
             self.source = source
+            self.destination = destination
             self.inputInterface = inputInterface
             self.action = action
             self.hasOtherSelectors = hasOtherSelectors
@@ -106,7 +114,8 @@ extension Netlink {
 
     /// FRA_* (linux/fib_rules.h).
     enum RuleAttribute {
-        static let source: UInt16 = 2, inputInterface: UInt16 = 3, priority: UInt16 = 6
+        static let destination: UInt16 = 1, source: UInt16 = 2, inputInterface: UInt16 = 3, goto: UInt16 = 4
+        static let priority: UInt16 = 6
         static let suppressPrefixLength: UInt16 = 14, table: UInt16 = 15, pad: UInt16 = 18, protocolNumber: UInt16 = 21
     }
 
@@ -117,7 +126,7 @@ extension Netlink {
     }
 
     // FR_ACT_*, FIB_RULE_INVERT (linux/fib_rules.h); RTPROT_BOOT, RT_SCOPE_*, RTM_F_CLONED (linux/rtnetlink.h).
-    static let actionLookup: UInt8 = 1, actionBlackhole: UInt8 = 6
+    static let actionLookup: UInt8 = 1, actionGoto: UInt8 = 2, actionNop: UInt8 = 3, actionBlackhole: UInt8 = 6
     static let ruleInverted: UInt32 = 0x2
     static let protocolBoot: UInt8 = 3
     static let scopeUniverse: UInt8 = 0, scopeLink: UInt8 = 253, scopeNowhere: UInt8 = 255
@@ -145,18 +154,25 @@ extension Netlink {
     /// An RTM_NEWRULE or RTM_DELRULE body for `rule`, as `ip rule add` writes it; returns its length.
     public static func write(_ rule: Rule, into b: UnsafeMutableRawBufferPointer) -> Int {
         var table: UInt32 = 0
+        var target: UInt32?
         let action: UInt8
         switch rule.action {
         case .lookup(let number):
             table = number
             action = actionLookup
         case .blackhole: action = actionBlackhole
+        case .goto(let priority):
+            target = priority
+            action = actionGoto
+        case .nop: action = actionNop
         case .other(let number): action = number
         }
-        var at = writeHeader(b, destinationLength: 0, sourceLength: rule.source?.length ?? 0, tos: 0, table: table, protocol: 0,
-                             scope: 0, typeOrAction: action)
+        var at = writeHeader(b, destinationLength: rule.destination?.length ?? 0, sourceLength: rule.source?.length ?? 0,
+                             tos: 0, table: table, protocol: 0, scope: 0, typeOrAction: action)
+        if let destination = rule.destination { at = attribute(b, at, type: RuleAttribute.destination, destination.address) }
         if let source = rule.source { at = attribute(b, at, type: RuleAttribute.source, source.address) }
         if let name = rule.inputInterface { at = attribute(b, at, type: RuleAttribute.inputInterface, name) }
+        if let target { at = attribute(b, at, type: RuleAttribute.goto, target) }
         if table > 255 { at = attribute(b, at, type: RuleAttribute.table, table) }
         return attribute(b, at, type: RuleAttribute.priority, rule.priority)
     }
@@ -183,18 +199,23 @@ extension Netlink {
     /// A rule from the payload of a listed RTM_NEWRULE; nil for anything but IPv4, or a payload cut short. The
     /// `[detached]` flag of a rule whose interface does not exist is left out: it is the same rule.
     public static func rule(parsing p: UnsafeRawBufferPointer) -> Rule? {
-        guard p.count >= Field.end, p[Field.family] == familyInet, p[Field.sourceLength] <= 32 else { return nil }
+        guard p.count >= Field.end, p[Field.family] == familyInet, p[Field.sourceLength] <= 32,
+              p[Field.destinationLength] <= 32 else { return nil }
         var table = UInt32(p[Field.table])
         var priority: UInt32 = 0
         var source: UInt32 = 0
+        var destination: UInt32 = 0
+        var target: UInt32 = 0
         var inputInterface: String?
-        var others = p[Field.destinationLength] != 0 || p[Field.tos] != 0
+        var others = p[Field.tos] != 0
             || p.loadUnaligned(fromByteOffset: Field.flags, as: UInt32.self) & ruleInverted != 0
         attributes(p, from: Field.end) { type, value in
             switch type {
             case RuleAttribute.table where value.count == 4: table = value.loadUnaligned(as: UInt32.self)
             case RuleAttribute.priority where value.count == 4: priority = value.loadUnaligned(as: UInt32.self)
             case RuleAttribute.source where value.count == 4: source = value.loadUnaligned(as: UInt32.self)
+            case RuleAttribute.destination where value.count == 4: destination = value.loadUnaligned(as: UInt32.self)
+            case RuleAttribute.goto where value.count == 4: target = value.loadUnaligned(as: UInt32.self)
             case RuleAttribute.inputInterface:
                 inputInterface = String(decoding: value.prefix { $0 != 0 }, as: UTF8.self)
             // Listed with every rule: all ones unless `suppress_prefixlength` was given.
@@ -208,10 +229,13 @@ extension Netlink {
         let action: Rule.Action = switch p[Field.ruleAction] {
         case actionLookup: .lookup(table: table)
         case actionBlackhole: .blackhole
+        case actionGoto: .goto(priority: target)
+        case actionNop: .nop
         case let other: .other(other)
         }
-        let length = p[Field.sourceLength]
+        let length = p[Field.sourceLength], destinationLength = p[Field.destinationLength]
         return Rule(priority: priority, source: length == 0 ? nil : Prefix(address: source, length: length),
+                    destination: destinationLength == 0 ? nil : Prefix(address: destination, length: destinationLength),
                     inputInterface: inputInterface, action: action, hasOtherSelectors: others)
     }
 

@@ -17,7 +17,16 @@ import SystemCalls
 ///                                                        the host's own traffic keeps the main table;
 ///     ip rule add from 10.0.0.0/8 blackhole pref 102     a private source arriving anywhere else (the public
 ///                                                        side: spoofed) is dropped, never forwarded;
+///     ip rule add nop pref 106                           the forwarding fence (`fence_forwarding`): the host's
+///     ip rule add iif lo goto 106 pref 103               own traffic, what tunnat writes into the TUN and
+///     ip rule add iif tun0 goto 106 pref 103             replies to a pool address go on as before;
+///     ip rule add to 198.18.0.1/32 goto 106 pref 104     anything else the host would forward is dropped: it
+///     ip rule add blackhole pref 105                     was not translated (inbound to a private host, or a
+///                                                        source outside the private prefixes);
 ///     ip route add 198.18.0.1/32 dev tun0                replies to a pool address go into the TUN.
+///
+/// What is addressed to the host itself never meets these rules: the kernel's `local` rule (priority 0) delivers
+/// it first.
 ///
 /// Never untranslated: the rules, the blackhole and the throws (the fence) keep private sources out of the main
 /// table whether tunnat runs or not. Installing adds what is missing and leaves in place what an earlier run left
@@ -98,6 +107,9 @@ public final class PolicyRouting {
             }
         }
         for prefix in nat.privatePrefixes { Self.closingRules(prefix, priority: routing.priority).forEach(rule) }
+        if routing.fenceForwarding {
+            Self.forwardingFence(routing: routing, nat: nat, device: device).forEach(rule)
+        }
         for address in nat.poolAddresses {
             route(.throughDevice, .unicast, IPv4Prefix(network: address, length: 32)!, table: Self.mainTable)
         }
@@ -189,14 +201,47 @@ public final class PolicyRouting {
         ]
     }
 
+    /// How many priorities after `routing.priority` the rules use: the closing rules take 1 and 2, the forwarding
+    /// fence 3 to 6.
+    public static let prioritiesUsed = 6
+
+    /// The forwarding fence, at the priority plus 3 to 6: past the closing rules only sources outside the private
+    /// prefixes are left. Of those, the host's own traffic (iif lo), what tunnat writes into the TUN (translated
+    /// inbound packets) and packets to a pool address jump past the blackhole; anything else the kernel would
+    /// forward (local destinations were delivered at priority 0) is dropped.
+    static func forwardingFence(routing: TunConfiguration.Routing, nat: NatConfiguration, device: String)
+        -> [RouteNetlink.Rule] {
+        let p = UInt32(routing.priority)
+        let past = RouteNetlink.Rule.Action.goto(priority: p + 6)
+        // In install order: a goto whose target is missing is skipped, so the target comes first and the blackhole
+        // last, and there is no moment in which the host's own traffic meets the blackhole.
+        return [RouteNetlink.Rule(priority: p + 6, source: nil, inputInterface: nil, action: .nop),
+                RouteNetlink.Rule(priority: p + 3, source: nil, inputInterface: "lo", action: past),
+                RouteNetlink.Rule(priority: p + 3, source: nil, inputInterface: device, action: past)]
+            + nat.poolAddresses.map {
+                RouteNetlink.Rule(priority: p + 4, source: nil, destination: RouteNetlink.Prefix(IPv4Prefix(network: $0, length: 32)!),
+                                  inputInterface: nil, action: past)
+            }
+            + [RouteNetlink.Rule(priority: p + 5, source: nil, inputInterface: nil, action: .blackhole)]
+    }
+
     /// The listed rules tunnat installs: `from <private prefix> [iif X] lookup <table>` at its priority, with no
-    /// other selector, and the closing rules.
+    /// other selector, the closing rules, and the forwarding fence (whichever TUN device it names).
     public static func leftoverRules(in rules: [RouteNetlink.Rule], routing: TunConfiguration.Routing,
                                      nat: NatConfiguration) -> [RouteNetlink.Rule] {
         let prefixes = Set(nat.privatePrefixes.map(RouteNetlink.Prefix.init))
-        let closing = Set(nat.privatePrefixes.flatMap { closingRules($0, priority: routing.priority) })
+        let fence = forwardingFence(routing: routing, nat: nat, device: "")
+        var closing = Set(nat.privatePrefixes.flatMap { closingRules($0, priority: routing.priority) })
+        closing.formUnion(fence.filter { $0.inputInterface != "" })
+        let fenceDevices = fence.filter { $0.inputInterface == "" }
         return rules.filter { rule in
             if closing.contains(rule) { return true }
+            // `iif <tun> goto`: the device's name is whatever the run that left it had.
+            if rule.inputInterface != nil && rule.inputInterface != "lo", !rule.hasOtherSelectors,
+               fenceDevices.contains(where: { $0.priority == rule.priority && $0.action == rule.action && rule.source == nil
+                                                && rule.destination == nil }) {
+                return true
+            }
             guard let source = rule.source else { return false }
             return rule.priority == UInt32(routing.priority) && prefixes.contains(source)
                 && rule.action == .lookup(table: UInt32(routing.table)) && !rule.hasOtherSelectors
@@ -252,10 +297,13 @@ public final class PolicyRouting {
     /// A rule in `ip rule` syntax: `from 10.0.0.0/8 iif lan1 lookup 100 pref 100`.
     static func arguments(_ rule: RouteNetlink.Rule) -> String {
         var words = ["from", rule.source.map { "\(IPv4Prefix($0))" } ?? "all"]
+        if let destination = rule.destination { words += ["to", "\(IPv4Prefix(destination))"] }
         if let name = rule.inputInterface { words += ["iif", name] }
         switch rule.action {
         case .lookup(let table): words += ["lookup", table == mainTable ? "main" : "\(table)"]
         case .blackhole: words.append("blackhole")
+        case .goto(let priority): words += ["goto", "\(priority)"]
+        case .nop: words.append("nop")
         case .other(let action): words += ["action", "\(action)"]
         }
         return (words + ["pref", "\(rule.priority)"]).joined(separator: " ")

@@ -198,4 +198,115 @@ import Testing
         #expect(send(nat, segment((server, 443), (pool1, port), [.rst], seq: 78), at: 4).verdict == .forward(.inbound))
         #expect(nat.counters[.outOfWindow] == 0)
     }
+
+    // MARK: Found by review
+
+    /// A host at its limit hairpins to its own socket whose only flow is the oldest evictable one: making room
+    /// for the sender must not take the target's last flow, and with it the mapping the packet is about to use.
+    @Test func makingRoomForAHairpinnedPacketSparesItsTarget() throws {
+        let nat = try makeNAT(perHost: 2)
+        let target = send(nat, udp(hostA, 5000, server, 9000), at: 0).sourcePort
+        send(nat, udp(hostA, 5001, server, 9000), at: 1)
+        let hairpin = send(nat, udp(hostA, 6000, pool1, target), at: 2)
+        #expect(hairpin.verdict == .forward(.hairpin) && hairpin.destination == hostA && hairpin.destinationPort == 5000)
+        #expect(nat.externalEndpoint(protocol: .udp, address: hostA, port: Port(5000))?.port.value == target)
+        #expect(nat.externalEndpoint(protocol: .udp, address: hostA, port: Port(5001)) == nil, "the other one made room")
+        // Every count comes back to zero: nothing was left half-released.
+        nat.expire(now: .seconds(1_000), budget: 100)
+        #expect(nat.flowCount == 0 && nat.mappingCount == 0 && nat.inboundFlowCount == 0)
+        #expect(send(nat, udp(hostA, 5000, server, 9000), at: 1_000).verdict == .forward(.outbound))
+    }
+
+    /// SYN|RST and SYN|FIN are no SYNs: they go through the window check like any RST or FIN.
+    @Test func aSYNWithRSTOrFINIsCheckedAsAnRSTOrFIN() throws {
+        let nat = try makeNAT()
+        let syn = send(nat, segment((hostA, 40000), (server, 443), [.syn], seq: 1000, scale: 7))
+        for flags: TCPFlags in [[.syn, .rst], [.syn, .fin], [.syn, .rst, .ack]] {
+            #expect(send(nat, segment((server, 443), (pool1, syn.sourcePort), flags, seq: 777, ack: 5)).verdict
+                    == .drop(.outOfWindow))
+        }
+        send(nat, segment((server, 443), (pool1, syn.sourcePort), [.syn, .ack], seq: 5000, ack: 1001, scale: 7))
+        send(nat, segment((hostA, 40000), (server, 443), [.ack], seq: 1001, ack: 5001))
+        nat.expire(now: .seconds(1_000), budget: 10)
+        #expect(nat.flowCount == 1, "established, not reset: the 2-hour timer")
+    }
+
+    /// A blind SYN-ACK (not acknowledging the client's SYN) restarts nothing; the real one still does, and the
+    /// connection's FIN is then in its window.
+    @Test func aBlindSYNACKCannotTakeOverTheServersSide() throws {
+        let nat = try makeNAT()
+        let syn = send(nat, segment((hostA, 40000), (server, 443), [.syn], seq: 1000, scale: 7))
+        #expect(send(nat, segment((server, 443), (pool1, syn.sourcePort), [.syn, .ack], seq: 0x4000_0000, ack: 77,
+                                  scale: 7)).verdict == .forward(.inbound))
+        #expect(nat.counters.outOfWindowIgnored == 1)
+        send(nat, segment((server, 443), (pool1, syn.sourcePort), [.syn, .ack], seq: 5000, ack: 1001, scale: 7))
+        send(nat, segment((hostA, 40000), (server, 443), [.ack], seq: 1001, ack: 5001))
+        #expect(send(nat, segment((server, 443), (pool1, syn.sourcePort), [.fin, .ack], seq: 5001, ack: 1001)).verdict
+                == .forward(.inbound))
+    }
+
+    /// A forged SYN on a half-closed connection (one FIN) does not restart it: the side still open closes in its
+    /// window.
+    @Test func aSYNOnAHalfClosedConnectionRestartsNothing() throws {
+        let nat = try makeNAT()
+        let port = open(nat, clientISN: 1000, serverISN: 5000)
+        send(nat, segment((server, 443), (pool1, port), [.fin, .ack], seq: 5001, ack: 1001))
+        #expect(send(nat, segment((server, 443), (pool1, port), [.syn], seq: 0x7000_0000)).verdict == .forward(.inbound))
+        #expect(send(nat, segment((hostA, 40000), (server, 443), [.fin, .ack], seq: 1001, ack: 5002)).verdict
+                == .forward(.outbound))
+        #expect(nat.counters[.outOfWindow] == 0)
+    }
+
+    /// An inbound SYN let in without state (the inbound budget spent) is answered by the host: the flow its
+    /// SYN-ACK makes learns the remote's side from the ACK that completes the handshake.
+    @Test func aHandshakeAnsweredByTheHostIsTrackedFromTheRemotesACK() throws {
+        let nat = try makeNAT { $0.maxInboundFlows = 0 }
+        let port = send(nat, udp(hostA, 7000, server, 9000)).sourcePort  // a mapping, for the inbound SYN
+        _ = port
+        let tcpMapping = send(nat, segment((hostA, 8000), (server2, 80), [.syn], seq: 1))  // hostA:8000 mapped
+        #expect(send(nat, segment((server, 443), (pool1, tcpMapping.sourcePort), [.syn], seq: 9000, scale: 7)).verdict
+                == .forward(.inbound))
+        #expect(nat.counters.inboundFlowLimit == 1)
+        send(nat, segment((hostA, 8000), (server, 443), [.syn, .ack], seq: 3000, ack: 9001, scale: 7))
+        #expect(send(nat, segment((server, 443), (pool1, tcpMapping.sourcePort), [.ack], seq: 9001, ack: 3001)).verdict
+                == .forward(.inbound))
+        #expect(nat.counters.outOfWindowIgnored == 0)
+        #expect(send(nat, segment((server, 443), (pool1, tcpMapping.sourcePort), [.fin, .ack], seq: 9001, ack: 3001))
+                .verdict == .forward(.inbound))
+    }
+
+    /// A replica counts the flows made from outside as the active does: against the inbound budget, not the host.
+    @Test func aReplicaCountsFlowsMadeFromOutsideAsTheActiveDoes() throws {
+        let active = try makeNAT(perHost: 8)
+        active.recordChanges(true)
+        let udpPort = stream(active, hostA, 5000)
+        let tcpPort = send(active, segment((hostA, 6000), (server, 443), [.syn], seq: 1)).sourcePort
+        for i in 0..<3 {
+            send(active, udp(IPv4Address(198, 19, 5, UInt8(i)), 7000, pool1, udpPort))
+            send(active, segment((IPv4Address(198, 19, 6, UInt8(i)), 80), (pool1, tcpPort), [.syn], seq: 1))
+        }
+        #expect(active.inboundFlowCount == 6)
+        let replica = try makeNAT(perHost: 8)
+        replica.setLive(false, now: .seconds(0))
+        for r in active.takeChanges().records { try replica.apply(r, now: .seconds(0)) }
+        #expect(replica.flowCount == active.flowCount && replica.inboundFlowCount == 6)
+        replica.setLive(true, now: .seconds(1))
+        // hostA has 2 flows of its own: 6 more fit under its limit of 8.
+        for p in UInt16(9000)..<9006 {
+            #expect(send(replica, udp(hostA, p, server, 9000), at: 1).verdict == .forward(.outbound))
+        }
+    }
+
+    /// A host at its limit with nothing of its own to evict is refused without another look for the rest of that
+    /// second (a flood at the limit costs one bounded look a second); the next second it looks again.
+    @Test func aHostThatFoundNothingToEvictLooksAgainTheNextSecond() throws {
+        let nat = try makeNAT(perHost: 2)
+        stream(nat, hostA, 5000)
+        let port = open(nat, clientISN: 1000, serverISN: 5000)
+        #expect(send(nat, udp(hostA, 5001, server, 9000), at: 0).verdict == .drop(.hostLimit))
+        close(nat, port: port, clientNext: 1001, serverNext: 5001)  // now evictable, within the same second
+        #expect(send(nat, udp(hostA, 5001, server, 9000), at: 0).verdict == .drop(.hostLimit))
+        #expect(send(nat, udp(hostA, 5001, server, 9000), at: 1).verdict == .forward(.outbound))
+        #expect(nat.counters.flowsEvicted == 1)
+    }
 }

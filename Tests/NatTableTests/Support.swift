@@ -63,9 +63,12 @@ func udp(_ from: IPv4Address, _ sport: UInt16, _ to: IPv4Address, _ dport: UInt1
     PacketBuilder.udp(from: (from, sport), to: (to, dport), payload: payload)
 }
 
+/// A segment with the builder's sequence number (1000) on both sides: one with ACK acknowledges the other side's
+/// SYN (1001), as a real stack's SYN-ACK must for the NAT to follow the handshake.
 func tcp(_ from: IPv4Address, _ sport: UInt16, _ to: IPv4Address, _ dport: UInt16, _ flags: TCPFlags,
          payload: [UInt8] = []) -> [UInt8] {
-    PacketBuilder.tcp(from: (from, sport), to: (to, dport), flags: flags, payload: payload)
+    PacketBuilder.tcp(from: (from, sport), to: (to, dport), flags: flags, acknowledgment: flags.contains(.ack) ? 1001 : 0,
+                      payload: payload)
 }
 
 func ping(_ from: IPv4Address, _ to: IPv4Address, id: UInt16, reply: Bool = false) -> [UInt8] {

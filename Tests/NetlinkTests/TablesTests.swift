@@ -29,6 +29,13 @@ import Testing
         (.rule(spoofed), "0200 0800 0000 0006 0000 0000  0800 0200 0a00 0000  0800 0600 6600 0000"),
         // ip rule add from 172.16.0.0/12 iif lan2 lookup 300 pref 100: a table over 255 goes in FRA_TABLE
         (.rule(bigTable), "0200 0c00 0000 0001 0000 0000  0800 0200 ac10 0000  0900 0300 6c61 6e32 0000 0000  0800 0f00 2c01 0000  0800 0600 6400 0000"),
+        // ip rule add to 198.18.0.1/32 goto 106 pref 104
+        (.rule(Netlink.Rule(priority: 104, source: nil, destination: prefix("198.18.0.1", 32), inputInterface: nil,
+                            action: .goto(priority: 106))),
+         "0220 0000 0000 0002 0000 0000  0800 0100 c612 0001  0800 0400 6a00 0000  0800 0600 6800 0000"),
+        // ip rule add nop pref 106
+        (.rule(Netlink.Rule(priority: 106, source: nil, inputInterface: nil, action: .nop)),
+         "0200 0000 0000 0003 0000 0000  0800 0600 6a00 0000"),
         // ip route add default dev lo table 100
         (.route(throughLo), "0200 0000 6403 fd01 0000 0000  0800 0400 0100 0000"),
         // ip route add blackhole default table 100 metric 4294967295
@@ -71,6 +78,13 @@ import Testing
         // 100: not from 10.0.0.0/8 lookup 100 (FIB_RULE_INVERT)
         ("0200 0800 6400 0001 0200 0000  0800 0f00 6400 0000  0800 0600 6400 0000  0800 0200 0a00 0000",
          Netlink.Rule(priority: 100, source: prefix("10.0.0.0", 8), inputInterface: nil, action: .lookup(table: 100), hasOtherSelectors: true)),
+        // 104: from all to 198.18.0.1 goto 106
+        ("0220 0000 0000 0002 0000 0000  0800 0100 c612 0001  0800 0400 6a00 0000  0800 0600 6800 0000",
+         Netlink.Rule(priority: 104, source: nil, destination: prefix("198.18.0.1", 32), inputInterface: nil,
+                      action: .goto(priority: 106))),
+        // 106: from all nop
+        ("0200 0000 0000 0003 0000 0000  0800 0600 6a00 0000",
+         Netlink.Rule(priority: 106, source: nil, inputInterface: nil, action: .nop)),
         // 100: from 10.0.0.0/8 unreachable
         ("0200 0800 0000 0007 0000 0000  0800 0600 6400 0000  0800 0200 0a00 0000",
          Netlink.Rule(priority: 100, source: prefix("10.0.0.0", 8), inputInterface: nil, action: .other(7))),

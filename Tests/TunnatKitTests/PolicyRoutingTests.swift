@@ -36,6 +36,11 @@ import Testing
             "ip rule add from 10.0.0.0/8 blackhole pref 102",
             "ip rule add from 172.16.0.0/12 iif lo lookup main pref 101",
             "ip rule add from 172.16.0.0/12 blackhole pref 102",
+            "ip rule add from all nop pref 106",
+            "ip rule add from all iif lo goto 106 pref 103",
+            "ip rule add from all iif tun0 goto 106 pref 103",
+            "ip rule add from all to 198.18.0.1/32 goto 106 pref 104",
+            "ip rule add from all blackhole pref 105",
             "ip route add 198.18.0.1/32 dev tun0",
         ])
         #expect(steps.allSatisfy { $0.removed == $0.added.replacingOccurrences(of: " add ", with: " del ") })
@@ -63,7 +68,15 @@ import Testing
             "ip rule add from 10.0.0.0/8 iif eth1 lookup 1000 pref 50",
             "ip rule add from 10.0.0.0/8 iif lo lookup main pref 51",
             "ip rule add from 10.0.0.0/8 blackhole pref 52",
+            "ip rule add from all nop pref 56",
+            "ip rule add from all iif lo goto 56 pref 53",
+            "ip rule add from all iif tun9 goto 56 pref 53",
+            "ip rule add from all blackhole pref 55",
         ])
+        // fence_forwarding: false leaves the forwarding to the kernel, as before.
+        settings.fenceForwarding = false
+        let unfenced = PolicyRouting(device: "tun9", routing: settings, nat: nat, interfaces: ["eth1"]).steps(deviceIndex: 3)
+        #expect(unfenced.count == 6 && unfenced.allSatisfy { !$0.added.contains("from all") })
     }
 
     /// `tunnat routing remove` takes tunnat's rules whatever interface they name (or none, as older runs left them),
@@ -84,6 +97,15 @@ import Testing
             Self.rule(102, "10.0.0.0/8", .blackhole),
             Self.rule(102, "192.168.0.0/16", .blackhole),
             Self.rule(200, "10.0.0.0/8", iif: "lan1", .lookup(table: 100)),
+            Self.rule(103, nil, iif: "lo", .goto(priority: 106)),
+            Self.rule(103, nil, iif: "tunold", .goto(priority: 106)),  // the device an earlier run had
+            Self.rule(103, nil, iif: "lo", .goto(priority: 107)),
+            RouteNetlink.Rule(priority: 104, source: nil, destination: Self.prefix("198.18.0.1/32"), inputInterface: nil,
+                              action: .goto(priority: 106)),
+            RouteNetlink.Rule(priority: 104, source: nil, destination: Self.prefix("198.18.0.9/32"), inputInterface: nil,
+                              action: .goto(priority: 106)),
+            Self.rule(105, nil, .blackhole),
+            Self.rule(106, nil, .nop),
             Self.rule(32766, nil, .lookup(table: 254)),
             Self.rule(32767, nil, .lookup(table: 253)),
         ]
@@ -94,6 +116,11 @@ import Testing
             "ip rule del from 172.16.0.0/12 lookup 100 pref 100",
             "ip rule del from 10.0.0.0/8 iif lo lookup main pref 101",
             "ip rule del from 10.0.0.0/8 blackhole pref 102",
+            "ip rule del from all iif lo goto 106 pref 103",
+            "ip rule del from all iif tunold goto 106 pref 103",
+            "ip rule del from all to 198.18.0.1/32 goto 106 pref 104",
+            "ip rule del from all blackhole pref 105",
+            "ip rule del from all nop pref 106",
         ])
     }
 

@@ -108,6 +108,16 @@ fence_in_place() {
     printf 'the rules after the private side are not as expected:\n%s\n' "$closing"
     return 1
   fi
+  # The forwarding fence, once each: nop, the host's own and the TUN's traffic and the pool past the blackhole.
+  local forwarding
+  forwarding=$(ip -n "$p-nat" -N rule show | grep -E '^10[3-6]:' || true)
+  if [ "$(grep -c . <<<"$forwarding")" != 5 ] || ! grep -q '^103:.*from all iif lo goto 106' <<<"$forwarding" \
+     || ! grep -q '^103:.*from all iif tun0 .*goto 106' <<<"$forwarding" \
+     || ! grep -q '^104:.*from all to 198.18.0.1 goto 106' <<<"$forwarding" \
+     || ! grep -qE '^105:.*from all (blackhole|6)$' <<<"$forwarding" || ! grep -q '^106:.*from all nop' <<<"$forwarding"; then
+    printf 'the forwarding fence is not as expected:\n%s\n' "$forwarding"
+    return 1
+  fi
   if [ "$(grep -c '^100:.*from 10.0.0.0/8 iif lan1 lookup 100' <<<"$rules")" != 1 ] \
      || [ "$(grep -c '^100:.*from 10.0.0.0/8 iif lan2 lookup 100' <<<"$rules")" != 1 ] \
      || [ "$(grep -c . <<<"$rules")" != 2 ] || [ "$(grep -c '^blackhole default' <<<"$table")" != 1 ] \
@@ -252,6 +262,51 @@ t_spoofed_private_source() {
   [ "$after" = "$before" ] || { echo "tunnat's outbound count went from $before to $after"; return 1; }
 }
 
+# send_udp NS SOURCE DESTINATION PORT COUNT: COUNT datagrams from SOURCE (an address of NS) to DESTINATION:PORT.
+send_udp() {
+  in_ns "$1" python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 0))
+for _ in range(int(sys.argv[4])):
+    s.sendto(b"fence", (sys.argv[2], int(sys.argv[3])))' "$2" "$3" "$4" "$5"
+}
+
+# fenced LISTENER_NS LISTEN_PORT SENDER_NS SOURCE DESTINATION ARRIVAL_IF: 20 datagrams that tunnat does not
+# translate reach the NAT's ARRIVAL_IF (its receive counter shows it) and never LISTENER_NS, from any source.
+fenced() {
+  local listener rx_before rx_after counts
+  rx_before=$(awk -v d="$6:" '$1 == d {print $3}' "/proc/$tunnat_pid/net/dev")
+  timeout 10 ip netns exec "$p-$1" python3 scripts/lib/nettools.py udp-sources "$2" 3 > "$work/fenced.json" 2>&1 &
+  listener=$!
+  wait_until 5 listening "$p-$1" u "$2" || { echo "the listener in $1 is not bound"; return 1; }
+  send_udp "$3" "$4" "$5" "$2" 20 || return 1
+  wait "$listener" || { cat "$work/fenced.json"; return 1; }
+  rx_after=$(awk -v d="$6:" '$1 == d {print $3}' "/proc/$tunnat_pid/net/dev")
+  counts=$(cat "$work/fenced.json")
+  [ "$counts" = "{}" ] || { echo "$1 received (by source): $counts"; return 1; }
+  [ $((rx_after - rx_before)) -ge 20 ] || { echo "$6 received $((rx_after - rx_before)) packets, want >= 20"; return 1; }
+}
+
+# The forwarding fence: the NAT forwards nothing tunnat did not translate. srv sends straight to c1's private
+# address (rtr routes 10.0.1.0/24 to the NAT for the test): the kernel would forward it to c1.
+t_fence_inbound_to_private() {
+  ip -n "$p-rtr" route add 10.0.1.0/24 via 198.18.1.1 || return 1
+  fenced c1 7779 srv 198.19.0.10 10.0.1.1 wan
+  local rc=$?
+  ip -n "$p-rtr" route del 10.0.1.0/24 via 198.18.1.1
+  return $rc
+}
+
+# c1 sends from an address outside the private prefixes (192.168.77.1): not translated, and not forwarded either.
+t_fence_foreign_source() {
+  ip -n "$p-c1" addr add 192.168.77.1/32 dev eth0 || return 1
+  fenced srv 7779 c1 192.168.77.1 198.19.0.10 lan1
+  local rc=$?
+  ip -n "$p-c1" addr del 192.168.77.1/32 dev eth0
+  return $rc
+}
+
 # The kernel's own counters of tun0 are in the report, and tun-tx-dropped counts what the kernel could not queue to
 # tunnat: with tunnat stopped (SIGSTOP), 3,000 datagrams overflow its queues (500 packets each). They go to a
 # listener, so that srv sends no port unreachables (rate-limited per destination: the next tests would miss theirs).
@@ -305,6 +360,8 @@ for mode in packet tun raw; do
     check "policy rules from 10.0.0.0/8 name the private interfaces lan1 and lan2 (iif), not wan" t_private_side_rules
     check "unsolicited inbound TCP and UDP to the pool address are dropped" t_unsolicited
     check "a spoofed private source arriving on wan is dropped: neither translated nor forwarded" t_spoofed_private_source
+    check "forwarding fence: a datagram from the internet to a private address is not forwarded" t_fence_inbound_to_private
+    check "forwarding fence: a source outside the private prefixes is neither translated nor forwarded" t_fence_foreign_source
     check "1,000 concurrent TCP connections" t_1000_connections
   fi
   check "no netfilter NAT rule, no translated conntrack entry" t_kernel_nat_unused
@@ -327,7 +384,7 @@ t_restart_after_sigkill() {
   fence_in_place || return 1
   start_tunnat tun || return 1
   fence_in_place || return 1
-  grep 'policy routing installed' "$work/tunnat-tun.log" | grep 'added=2' | grep -q 'already-there=6' \
+  grep 'policy routing installed' "$work/tunnat-tun.log" | grep 'added=2' | grep -q 'already-there=11' \
     || { grep 'policy routing installed' "$work/tunnat-tun.log"; return 1; }
   t_ping || { echo "no ping through the restarted tunnat"; return 1; }
   stop_tunnat

@@ -67,6 +67,9 @@ public enum DefaultConfiguration {
             # The interface private traffic arrives on. Empty: the interfaces of the main table's routes to the
             # private prefixes, found on start.
             interface: ""
+            # The host forwards nothing tunnat did not translate (unsolicited packets to private addresses, sources
+            # outside the private prefixes): a rule after tunnat's drops them. false: the kernel forwards them.
+            fence_forwarding: true
             # On a clean stop: keep (the rules and the blackhole stay, so private traffic is dropped, never
             # forwarded untranslated) or remove (the host forwards it untranslated again).
             # 'tunnat routing remove' removes what keep left.

@@ -46,6 +46,8 @@ public struct TunConfiguration: Sendable, Equatable {
         public var interface = ""
         /// `keep` unless the file says otherwise: fail closed.
         public var onStop = OnStop.keep
+        /// The host forwards nothing tunnat did not translate (`PolicyRouting.forwardingFence`).
+        public var fenceForwarding = true
         public init() {}
     }
 
@@ -68,8 +70,9 @@ extension TunConfiguration {
         } else if [253, 254, 255].contains(routing.table) {
             found.append(("routing.table", "tables 253-255 are the kernel's default, main and local tables; pick another, such as 100"))
         }
-        if !(2...32765).contains(routing.priority) {
-            found.append(("routing.priority", "expected a whole number from 2 to 32765, got \(routing.priority)"))
+        let highest = 32766 - 1 - PolicyRouting.prioritiesUsed
+        if !(2...highest).contains(routing.priority) {
+            found.append(("routing.priority", "expected a whole number from 2 to \(highest) (tunnat's rules take it and the \(PolicyRouting.prioritiesUsed) after it, before the main table's 32766), got \(routing.priority)"))
         }
         return found
     }
@@ -93,12 +96,15 @@ extension ConfigReader {
         }
         if let value = section["routing"] {
             let routing = try mapping(value, key: "tun.routing",
-                                      accepted: ["install", "table", "priority", "interface", "on_stop"])
+                                      accepted: ["install", "table", "priority", "interface", "on_stop", "fence_forwarding"])
             if let v = routing["install"] { tun.routing.install = try boolean(v, "tun.routing.install") }
             if let v = routing["table"] { tun.routing.table = try integer(v, "tun.routing.table") }
             if let v = routing["priority"] { tun.routing.priority = try integer(v, "tun.routing.priority") }
             if let v = routing["interface"] {
                 tun.routing.interface = try scalar(v, "tun.routing.interface", expected: "an interface name or \"\"")
+            }
+            if let v = routing["fence_forwarding"] {
+                tun.routing.fenceForwarding = try boolean(v, "tun.routing.fence_forwarding")
             }
             if let v = routing["on_stop"] {
                 let text = try scalar(v, "tun.routing.on_stop", expected: "keep or remove")
