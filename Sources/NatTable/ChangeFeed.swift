@@ -240,7 +240,7 @@ extension NAT {
             let f = store.findFlow(m, r.remoteAddress.value, r.remotePort)
             if f != 0 {
                 store.flows[Int(f)].tcp = tracker
-                store.touch(f, now: now.seconds, timer: timer)
+                store.touch(f, now: now.seconds, timer: timer.madeFromOutside(store.flows[Int(f)].inboundCreated))
                 return
             }
             guard store.flowCount < store.capacity else {

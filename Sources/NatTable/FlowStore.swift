@@ -28,7 +28,19 @@ import Darwin
     /// A single request and its answer to a well-known request/response port (DNS, NTP): RFC 4787 REQ-5a's
     /// shorter timer, and evictable.
     case udpShort = 6
-    static let count = 7
+    /// Made from outside and not (yet) an established connection or a stream: `tcpTransitory`'s timeout, evicted
+    /// before any flow a private host made, and never in the way of a host looking for one of its own to evict.
+    case inbound = 7
+    static let count = 8
+
+    /// The class of a flow whose state alone gives `self`, made from outside or not.
+    @inline(__always) func madeFromOutside(_ inbound: Bool) -> TimerClass {
+        guard inbound else { return self }
+        switch self {
+        case .tcpUnreplied, .tcpTransitory, .udpUnassured, .udpShort: return .inbound
+        case .tcpEstablished, .udp, .icmp, .inbound: return self
+        }
+    }
 }
 
 /// An internal endpoint bound to an external one. 28 bytes.
@@ -75,7 +87,7 @@ import Darwin
 }
 
 /// One flow index per timer class (`TimerClass.count`): the ends of the classes' lists, kept inline.
-@usableFromInline typealias TimerEnds = (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32)
+@usableFromInline typealias TimerEnds = (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32)
 
 /// Flows and mappings in two preallocated slabs, indexed from 1 (0 means "none"), with three chained hash
 /// indexes: mappings by internal endpoint, mappings by external endpoint, flows by (mapping, remote endpoint).
@@ -91,8 +103,8 @@ import Darwin
     let mappingsByExternal: UnsafeMutablePointer<UInt32>
     let flowsByKey: UnsafeMutablePointer<UInt32>
     /// Oldest and newest flow of each timer class.
-    var oldest: TimerEnds = (0, 0, 0, 0, 0, 0, 0)
-    var newest: TimerEnds = (0, 0, 0, 0, 0, 0, 0)
+    var oldest: TimerEnds = (0, 0, 0, 0, 0, 0, 0, 0)
+    var newest: TimerEnds = (0, 0, 0, 0, 0, 0, 0, 0)
     var mappingHighWater: UInt32 = 0
     var flowHighWater: UInt32 = 0
     var freeMappings: UInt32 = 0

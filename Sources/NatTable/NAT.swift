@@ -79,7 +79,8 @@ public final class NAT {
         privatePrefixes = configuration.privatePrefixes
         pool = configuration.poolAddresses.map(\.value)
         let t = configuration.timeouts
-        timeouts = [t.tcpEstablished, t.tcpTransitory, t.udp, t.icmp, t.tcpUnreplied, t.udp, t.udpRequestResponse]
+        timeouts = [t.tcpEstablished, t.tcpTransitory, t.udp, t.icmp, t.tcpUnreplied, t.udp, t.udpRequestResponse,
+                    t.tcpTransitory]
         verifyChecksums = configuration.verifyChecksums
         filtering = configuration.filtering
         maxFlowsPerHost = configuration.maxFlowsPerHost
@@ -406,7 +407,7 @@ public final class NAT {
                 if recording && flow.pointee.udp != before { record(.upsert, flow: f) }
             case .icmpQuery, .icmpError: break
             }
-            store.touch(f, now: now, timer: timer)
+            store.touch(f, now: now, timer: timer.madeFromOutside(flow.pointee.inboundCreated))
             return
         }
         var tracker = TCPTracker.none
@@ -462,8 +463,9 @@ public final class NAT {
     /// made from outside against the inbound budget instead of the host's and the prefix's).
     func insertFlow(_ m: UInt32, remote: UInt32, _ remotePort: UInt16, tcp: TCPTracker, timer: TimerClass,
                     now: UInt32, window: TCPWindow = .unknown, inboundCreated: Bool = false) -> UInt32 {
-        let f = store.insertFlow(mapping: m, remoteAddress: remote, remotePort: remotePort, tcp: tcp, timer: timer,
-                                 now: now, window: window, inboundCreated: inboundCreated)
+        let f = store.insertFlow(mapping: m, remoteAddress: remote, remotePort: remotePort, tcp: tcp,
+                                 timer: timer.madeFromOutside(inboundCreated), now: now, window: window,
+                                 inboundCreated: inboundCreated)
         let host = store.mappings[Int(m)].internalAddress
         if inboundCreated {
             inboundFlowCount += 1
@@ -506,11 +508,13 @@ public final class NAT {
         guard evictOne(keeping: m) else { throw .tableFull }
     }
 
-    /// The flows that may go to make room, in the order they go: TCP picked up and never answered, single UDP
-    /// exchanges to request/response ports, other UDP that never became a stream (flows made from outside among
-    /// them), then TCP opening, closing or reset. Established TCP, UDP streams and ICMP are never evicted: a flood
-    /// of new flows cannot push out the connections that work.
-    static let evictable: [TimerClass] = [.tcpUnreplied, .udpShort, .udpUnassured, .tcpTransitory]
+    /// The flows that may go to make room, in the order they go: TCP picked up and never answered, flows made
+    /// from outside that are not yet a connection or a stream, single UDP exchanges to request/response ports,
+    /// other UDP that never became a stream, then TCP opening, closing or reset. Established TCP, UDP streams and
+    /// ICMP are never evicted: a flood of new flows cannot push out the connections that work.
+    static let evictable: [TimerClass] = [.tcpUnreplied, .inbound, .udpShort, .udpUnassured, .tcpTransitory]
+    /// What a host or prefix at its limit may give up of its own (flows made from outside are not its own).
+    static let evictableOwn: [TimerClass] = [.tcpUnreplied, .udpShort, .udpUnassured, .tcpTransitory]
 
     /// Removes the oldest evictable flow to make room for a new one. Mapping `keeping`, about to get a flow, is
     /// never left empty and released.
@@ -522,7 +526,7 @@ public final class NAT {
     /// Removes the oldest evictable flow of a host or a prefix (its address is `owner` under `mask`) that counts
     /// against it (not one made from outside), among each class's `hostEvictionScan` oldest.
     func evictOwn(owner: UInt32, mask: UInt32, keeping m: UInt32) -> Bool {
-        for timer in Self.evictable where evictOldest(timer, of: (owner, mask), keeping: m) { return true }
+        for timer in Self.evictableOwn where evictOldest(timer, of: (owner, mask), keeping: m) { return true }
         return false
     }
 

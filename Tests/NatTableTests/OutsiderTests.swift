@@ -309,4 +309,20 @@ import Testing
         #expect(send(nat, udp(hostA, 5001, server, 9000), at: 1).verdict == .forward(.outbound))
         #expect(nat.counters.flowsEvicted == 1)
     }
+
+    /// Flows made from outside wait in a class of their own: older than every flow of the host's, they are never
+    /// in the way of the host's look for one of its own to evict, and they go first when the table is full.
+    @Test func flowsMadeFromOutsideAreNeverInTheWayOfAHostsOwnEviction() throws {
+        let nat = try makeNAT(maxFlows: 64, perHost: 4)
+        let port = send(nat, udp(hostA, 5000, server, 9000), at: 0).sourcePort
+        for i in 0..<16 { send(nat, udp(IPv4Address(198, 19, 1, UInt8(i)), 7000, pool1, port), at: 0) }
+        for p in UInt16(5001)...5003 { send(nat, udp(hostA, p, server, 9000), at: 1) }
+        for p in UInt16(5004)...5040 {
+            #expect(send(nat, udp(hostA, p, server, 9000), at: 2).verdict == .forward(.outbound))
+        }
+        #expect(nat.counters[.hostLimit] == 0 && nat.inboundFlowCount == 16)
+        // A full table: the outsiders' flows go before any of the hosts'.
+        for i in 0..<60 { stream(nat, IPv4Address(10, 0, 1, UInt8(i)), 6000, at: 3) }
+        #expect(nat.inboundFlowCount == 0 && nat.counters[.tableFull] == 0)
+    }
 }
