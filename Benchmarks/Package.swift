@@ -21,6 +21,7 @@ let package = Package(
                 .product(name: "PacketKit", package: "tunnat"),
                 .product(name: "NatTable", package: "tunnat"),
                 .product(name: "TunIO", package: "tunnat"),
+                .product(name: "SystemCalls", package: "tunnat"),
             ],
             path: "Benchmarks/NatBenchmarks",
             // Warnings are errors here too, as in every target of the main package.

@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 import Synchronization
 import SystemCalls
 
@@ -76,9 +81,11 @@ extension RouteNetlink: EgressResolver {}
 
 /// Where a packet leaves when it skips the kernel's second routing pass: the interface and the 14-byte
 /// Ethernet header to put before it, from the kernel's own route and neighbour tables. One per worker, so it
-/// takes no lock on the packet path. Routes are kept per (source, destination) in a direct-mapped table; next
-/// hops (interface, address, MAC addresses, MTU) in a small table of their own, which neighbour changes update
-/// one by one. At most `lookupBudget` netlink questions are asked per batch: beyond that, and whenever the
+/// takes no lock on the packet path. Routes are kept per (source, destination) in a 4-way set-associative table
+/// of `routeSlots` (a set is one 64-byte cache line; a hit moves to the front of its set, a miss replaces the
+/// last, least recently used, entry), big enough that 64k destinations in use each cost one question per routing
+/// change rather than one per packet; next hops (interface, address, MAC addresses, MTU) in a small table of
+/// their own, which neighbour changes update one by one. At most `lookupBudget` netlink questions are asked per batch: beyond that, and whenever the
 /// answer is not a usable unicast route through an Ethernet interface with a resolved neighbour, the packet
 /// goes back into the TUN and the kernel forwards it (and resolves the neighbour, which the watcher then hears).
 public final class EgressCache {
@@ -105,15 +112,20 @@ public final class EgressCache {
         }
     }
 
+    /// 16 bytes: four to a cache line. All zeros (generation 0, never current) is an empty slot.
     struct Route {
         var source: UInt32 = 0
         var destination: UInt32 = 0
-        var generation: UInt64 = 0
+        /// The low 32 bits of the routing generation it was asked in.
+        var generation: UInt32 = 0
         /// Index into `hops`, or -1: the kernel forwards these (no unicast route, or no room for the hop).
         var hop: Int32 = -1
     }
 
-    static var routeSlots: Int { 4096 }
+    /// 262,144 routes, 4 MiB per worker, zero pages until used: 64k destinations fill a quarter of it, so few sets
+    /// overflow their four ways.
+    static var routeSlots: Int { 1 << 18 }
+    static var ways: Int { 4 }
     static var hopSlots: Int { 256 }
     public static var lookupBudget: Int { 8 }
 
@@ -132,15 +144,21 @@ public final class EgressCache {
         netlink = resolver
         self.changes = changes
         self.tunInterface = tunInterface
-        routes = .allocate(capacity: Self.routeSlots)
-        routes.initialize(repeating: Route(), count: Self.routeSlots)
+        // calloc: the kernel hands out zero pages lazily, so the table costs memory only as it fills; aligned to a
+        // cache line so that each set is one.
+        var raw: UnsafeMutableRawPointer?
+        guard posix_memalign(&raw, 64, Self.routeSlots * MemoryLayout<Route>.stride) == 0, let raw else {
+            fatalError("out of memory for the egress route cache")
+        }
+        memset(raw, 0, Self.routeSlots * MemoryLayout<Route>.stride)
+        routes = raw.bindMemory(to: Route.self, capacity: Self.routeSlots)
         hops = .allocate(capacity: Self.hopSlots)
         hops.initialize(repeating: NextHop(), count: Self.hopSlots)
         refresh()
     }
 
     deinit {
-        routes.deallocate()
+        free(routes)
         hops.deallocate()
     }
 
@@ -171,14 +189,28 @@ public final class EgressCache {
     /// The next hop for a packet from `source` to `destination` (network order), or nil: the kernel's.
     @inline(__always)
     public func nextHop(from source: UInt32, to destination: UInt32, counters: inout IOCounters) -> UnsafeMutablePointer<NextHop>? {
-        let mixed = ((source &* 0x9E37_79B1) ^ destination) &* 0x85EB_CA6B
-        let route = routes + Int(truncatingIfNeeded: mixed >> 20) & (Self.routeSlots - 1)
-        if route.pointee.generation != generation || route.pointee.source != source
-            || route.pointee.destination != destination {
-            guard budget > 0 else { return nil }
-            route.pointee = Route(source: source, destination: destination, generation: generation,
-                                  hop: resolve(from: source, to: destination, counters: &counters))
+        let current = UInt32(truncatingIfNeeded: generation)
+        let mixed = (UInt64(source) << 32 | UInt64(destination)) &* 0x9E37_79B9_7F4A_7C15
+        let set = routes + Int(truncatingIfNeeded: mixed >> 40) & (Self.routeSlots / Self.ways - 1) * Self.ways
+        var way = 0
+        while way < Self.ways {
+            let r = set[way]
+            if r.source == source && r.destination == destination && r.generation == current { break }
+            way += 1
         }
+        if way == Self.ways {
+            guard budget > 0 else { return nil }
+            way = Self.ways - 1
+            set[way] = Route(source: source, destination: destination, generation: current,
+                             hop: resolve(from: source, to: destination, counters: &counters))
+        }
+        // Most recently used first: the last way is the one a miss replaces.
+        if way > 0 {
+            let found = set[way]
+            for i in stride(from: way, to: 0, by: -1) { set[i] = set[i - 1] }
+            set[0] = found
+        }
+        let route = set
         guard route.pointee.hop >= 0 else { return nil }
         let hop = hops + Int(route.pointee.hop)
         if hop.pointee.stale, budget > 0 { ask(about: hop, counters: &counters) }

@@ -15,13 +15,15 @@ import Testing
             let address: UInt32
         }
         var routes: [UInt32: RouteNetlink.Route] = [:]
+        /// The route of every destination `routes` does not name, as a default route is.
+        var defaultRoute: RouteNetlink.Route?
         var neighbours: [HopKey: RouteNetlink.Neighbour] = [:]
         var links: [Int32: RouteNetlink.Link] = [:]
         var questions = 0
 
         func route(to destination: UInt32, from source: UInt32, inputInterface: Int32) throws(Errno) -> RouteNetlink.Route {
             questions += 1
-            guard let route = routes[destination] else { throw Errno("netlink RTM_GETROUTE", ENETUNREACH) }
+            guard let route = routes[destination] ?? defaultRoute else { throw Errno("netlink RTM_GETROUTE", ENETUNREACH) }
             return route
         }
         func neighbour(_ address: UInt32, interface: Int32) throws(Errno) -> RouteNetlink.Neighbour? {
@@ -225,5 +227,36 @@ import Testing
         output.flush(counters: &counters)
         send(outbound(), counters: &counters)
         #expect(kernel.questions > asked, "a new batch, a new budget")
+    }
+
+    /// 64k destinations in use (a crawler, a busy NAT), each seen again and again: the cache asks about each once
+    /// per routing change, not once per packet as a 4,096-slot direct-mapped table did past 4,096 destinations.
+    @Test func sixtyFourThousandDestinationsAreAskedAboutOncePerRoutingChange() {
+        kernel.defaultRoute = RouteNetlink.Route(type: RouteNetlink.Route.unicast, outputInterface: Self.wan,
+                                                 gateway: Self.gateway, multipath: false)
+        resolveGateway()
+        let cache = EgressCache(tunInterface: Self.tun, changes: changes, resolver: kernel)
+        var counters = IOCounters()
+        let destinations = (0..<UInt32(65_536)).map { (IPv4Address(198, 19, 0, 0).value + $0).bigEndian }
+        let source = pool.value.bigEndian
+        func pass() -> (direct: Int, asked: Int) {
+            let asked = kernel.questions
+            var direct = 0
+            for (i, destination) in destinations.enumerated() {
+                if i % 4 == 0 { cache.refresh() }  // a batch of 4: a new budget, more than 4 new routes need
+                if cache.nextHop(from: source, to: destination, counters: &counters) != nil { direct += 1 }
+            }
+            return (direct, kernel.questions - asked)
+        }
+        let first = pass()
+        #expect(first.direct == 65_536 && first.asked == 65_536 + 2, "a route each, the gateway's link and neighbour once")
+        for _ in 0..<3 {
+            let again = pass()
+            #expect(again.direct == 65_536)
+            #expect(again.asked <= 65_536 / 100, "\(again.asked) questions for destinations asked about already")
+        }
+        changes.note(.routing)
+        cache.refresh()
+        #expect(pass().asked >= 65_536, "a routing change: every route is asked again")
     }
 }

@@ -15,6 +15,13 @@ Floods (from the router or a client; every address they use lies inside the test
                                                     sequence numbers 2^30 to 1.5 x 2^30 past the server's
   ack-sweep --src A --dst A --dport P --first-port N --last-port N
                                                     one bare ACK (no SYN) from each source port, TCP checksum right
+  tcp-walk --iface IF --server A:P --client A       sniffs one segment as tcp-oow does, then 3 bare ACKs spoofed
+                                                    from the server, each 2^30 + 100,000 further on, each followed
+                                                    by 2 RSTs at its sequence number
+  udp-ports --src A --dst A --dport P --first-port N --last-port N
+                                                    one datagram from each source port (a mapping each)
+  udp-spray --dst A --first-port N --last-port N --sources CIDR[,CIDR]
+                                                    datagrams from random sources to each port in turn
   later-fragments --dst A --sources CIDR[,CIDR]     non-first UDP fragments (offset > 0), random IP IDs
   reversed-fragments --src A --sport P --dst A --dport P --size N --datagrams N --interval S --tag T
                                                     whole UDP datagrams cut into fragments, sent last fragment first
@@ -223,6 +230,56 @@ def cmd_tcp_oow(o):
     result.update({"tuple": f"{server}:{sport} -> {o.client}:{cport}", "client_port": cport, "seq_next": seq_next,
                    "rst": (result["sent"] + 1) // 2, "fin": result["sent"] // 2})
     return result
+
+
+def cmd_tcp_walk(o):
+    """Off-path: 3 bare ACKs spoofed from the server, each 2^30 + 100,000 further along its sequence space than the
+    last (ahead, as TCP compares: a tracker that moves its marker for any segment follows), each followed by 2 RSTs
+    at the ACK's sequence number (far outside the real window, inside a walked one). A fourth step would wrap round
+    to within a megabyte of the start. Not paced: 9 packets."""
+    server, sport = endpoint(o.server)
+    seen = sniff_segment(o.iface, server, sport, o.client, 5)
+    if seen is None:
+        return {"error": f"no segment from {o.server} to {o.client} crossed {o.iface} in 5 s", "sent": 0}
+    cport, seq, ack = seen
+    src, dst = addr(server), addr(o.client)
+    s = raw_ip_socket()
+    step = (1 << 30) + 100_000
+    for _ in range(3):
+        seq = (seq + step) & 0xFFFFFFFF
+        s.sendto(ipv4(src, dst, socket.IPPROTO_TCP, tcp(src, dst, sport, cport, seq, ack, TCP_ACK), ip_id()),
+                 (o.client, 0))
+        time.sleep(0.01)
+        for i in range(2):
+            rst = tcp(src, dst, sport, cport, (seq + i * 1000) & 0xFFFFFFFF, 0, TCP_RST, window=0)
+            s.sendto(ipv4(src, dst, socket.IPPROTO_TCP, rst, ip_id()), (o.client, 0))
+        time.sleep(0.01)
+    return {"sent": 9, "tuple": f"{server}:{sport} -> {o.client}:{cport}", "client_port": cport}
+
+
+def cmd_udp_ports(o):
+    """One datagram from src to dst:dport from each source port first-port..last-port (a mapping each)."""
+    src, dst = addr(o.src), addr(o.dst)
+    payload = o.tag.encode() + b" " + b"p" * 16
+    o.count = min(o.count, o.last_port - o.first_port + 1)
+
+    def packet(i):
+        return udp_ipv4(src, dst, o.first_port + i, o.dport, payload, ip_id())
+
+    return flood_ip(packet, o.dst, o)
+
+
+def cmd_udp_spray(o):
+    """Datagrams from random spoofed sources to dst at every port first-port..last-port in turn, `--count` in all:
+    an outsider filling mappings it guessed (port preservation makes them the private ports)."""
+    sources, dst = RandomSources(o.sources), addr(o.dst)
+    ports = o.last_port - o.first_port + 1
+    payload = o.tag.encode() + b" " + b"s" * 16
+
+    def packet(i):
+        return udp_ipv4(sources.pick(), dst, random.randrange(1024, 65536), o.first_port + i % ports, payload, ip_id())
+
+    return flood_ip(packet, o.dst, o)
 
 
 def cmd_ack_sweep(o):
@@ -537,6 +594,9 @@ SUBCOMMANDS = {  # name: (a flood: --count --rate --seconds, its options)
     "first-fragment": (True, ADDRESSES + ("ident=0x7A7A", "length=2000")),
     "tcp-oow": (True, ("iface", "server", "client")),
     "ack-sweep": (True, ("src", "dst", "dport", "first-port=1", "last-port=65535")),
+    "tcp-walk": (False, ("iface", "server", "client")),
+    "udp-ports": (True, ("src", "dst", "dport", "first-port", "last-port", "tag=ports")),
+    "udp-spray": (True, ("dst", "first-port", "last-port", "sources", "tag=spray")),
     "later-fragments": (True, ("dst", "sources")),
     "reversed-fragments": (False, ADDRESSES + ("size=3000", "datagrams=5", "interval=0.2", "tag=frag")),
     "echo-requests": (True, ("src", "dst", "ident")),
