@@ -208,12 +208,21 @@ def sniff_segment(iface, server, sport, client, seconds):
     return None
 
 
-def cmd_tcp_oow(o):
+def live_connection(o):
+    """The connection server -> client that tcp-oow and tcp-walk spoof into, read off the wire: (server address and
+    port, client port, the server's next sequence number, its acknowledgement number), or an error result."""
     server, sport = endpoint(o.server)
     seen = sniff_segment(o.iface, server, sport, o.client, 5)
     if seen is None:
         return {"error": f"no segment from {o.server} to {o.client} crossed {o.iface} in 5 s", "sent": 0}
-    cport, seq_next, ack = seen
+    return (server, sport) + seen
+
+
+def cmd_tcp_oow(o):
+    live = live_connection(o)
+    if isinstance(live, dict):
+        return live
+    server, sport, cport, seq_next, ack = live
     src, dst = addr(server), addr(o.client)
 
     def packet(i):
@@ -237,11 +246,10 @@ def cmd_tcp_walk(o):
     last (ahead, as TCP compares: a tracker that moves its marker for any segment follows), each followed by 2 RSTs
     at the ACK's sequence number (far outside the real window, inside a walked one). A fourth step would wrap round
     to within a megabyte of the start. Not paced: 9 packets."""
-    server, sport = endpoint(o.server)
-    seen = sniff_segment(o.iface, server, sport, o.client, 5)
-    if seen is None:
-        return {"error": f"no segment from {o.server} to {o.client} crossed {o.iface} in 5 s", "sent": 0}
-    cport, seq, ack = seen
+    live = live_connection(o)
+    if isinstance(live, dict):
+        return live
+    server, sport, cport, seq, ack = live
     src, dst = addr(server), addr(o.client)
     s = raw_ip_socket()
     step = (1 << 30) + 100_000

@@ -480,18 +480,23 @@ def test_repeated_first_fragment_does_not_grow_memory(bed):
     row.verdict()
 
 
+def spoof_into_a_busy_connection(bed, row, command, *args):
+    """Runs floods.py COMMAND from rtr against the probe's first connection seen on nat's wan while c1 watches for
+    RSTs and FINs from srv; returns (its result, what reached c1, the target's public endpoint)."""
+    watch = Witness(bed, "c1", "tcp-watch", "--src", SERVER, "--sport", PROBE_PORT)
+    result = bed.flood("rtr", command, "--iface", "nat", "--server", f"{SERVER}:{PROBE_PORT}", "--client", POOL, *args)
+    row.check("error" not in result, f"no target: {result.get('error')}")
+    row.packets = result["sent"]
+    row.measured()
+    return result, watch.finish(), f"{POOL}:{result.get('client_port')}"
+
+
 def test_out_of_window_rst_and_fin_are_dropped(bed):
     """10,000 RSTs and 10,000 FIN|ACKs spoofed from the server on one busy connection, with sequence numbers
     2^30 to 1.5 x 2^30 away from the server's (floods.py reads them off the wire first)."""
     with Row(bed, "3. out-of-window RST and FIN", ["out-of-window"]) as row:
-        watch = Witness(bed, "c1", "tcp-watch", "--src", SERVER, "--sport", PROBE_PORT)
-        result = bed.flood("rtr", "tcp-oow", "--iface", "nat", "--server", f"{SERVER}:{PROBE_PORT}",
-                           "--client", POOL, "--count", 20_000, "--rate", RATE, "--seconds", 10)
-        row.check("error" not in result, f"no target: {result.get('error')}")
-        row.packets = result["sent"]
-        row.measured()
-        seen = watch.finish()
-        target = f"{POOL}:{result.get('client_port')}"
+        result, seen, target = spoof_into_a_busy_connection(bed, row, "tcp-oow", "--count", 20_000, "--rate", RATE,
+                                                            "--seconds", 10)
         row.notes.append(f"target {target}; reached c1: {seen['rst']:,} RST, {seen['fin']:,} FIN")
         dropped = row.delta("out-of-window")
         row.check(dropped is not None, "tunnat status has no drop reason 'out-of-window' (this binary tracks no "
@@ -619,13 +624,7 @@ def test_an_off_path_ack_walk_cannot_place_an_rst(bed):
     space, each followed by 2 RSTs at its sequence number: a tracker that moved its marker for any segment would
     follow the walk and take the RSTs (issue 27). Segments outside the window are forwarded but move nothing."""
     with Row(bed, "8. off-path ACK walk, then RSTs", ["out-of-window", "out-of-window-ignored"]) as row:
-        watch = Witness(bed, "c1", "tcp-watch", "--src", SERVER, "--sport", PROBE_PORT)
-        result = bed.flood("rtr", "tcp-walk", "--iface", "nat", "--server", f"{SERVER}:{PROBE_PORT}", "--client", POOL)
-        row.check("error" not in result, f"no target: {result.get('error')}")
-        row.packets = result["sent"]
-        row.measured()
-        seen = watch.finish()
-        target = f"{POOL}:{result.get('client_port')}"
+        result, seen, target = spoof_into_a_busy_connection(bed, row, "tcp-walk")
         row.notes.append(f"target {target}; reached c1: {seen['rst']:,} RST")
         row.check(seen["rst"] == 0, f"{seen['rst']:,} of the 6 RSTs reached c1: the walk moved the tracked window")
         ignored = row.delta("out-of-window-ignored")
