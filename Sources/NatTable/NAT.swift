@@ -43,9 +43,9 @@ public final class NAT {
     /// The key of the paired-pooling hash: from the configuration, so that peers agree on it.
     let pairingKey: UInt64
     /// Flows per private host, kept only when a per-host limit is set. Flows made from outside are not counted.
-    var flowsPerHost = OwnerCounts()
+    let flowsPerHost: OwnerCounts
     /// Flows per private source prefix (`prefixMask`), kept only when a per-prefix limit is set.
-    var flowsPerPrefix = OwnerCounts()
+    let flowsPerPrefix: OwnerCounts
     /// Flows made by inbound packets, against `maxInboundFlows`.
     public private(set) var inboundFlowCount = 0
     /// A mapping whose last flow eviction must leave alone while a hairpinned packet is translated: its target.
@@ -85,6 +85,8 @@ public final class NAT {
         filtering = configuration.filtering
         maxFlowsPerHost = configuration.maxFlowsPerHost
         maxFlowsPerPrefix = configuration.maxFlowsPerPrefix
+        flowsPerHost = OwnerCounts(seed: configuration.seed)
+        flowsPerPrefix = OwnerCounts(seed: configuration.seed &+ 1)
         prefixMask = IPv4Prefix.mask(configuration.limitPrefixLength)
         maxInboundFlowsPerMapping = configuration.maxInboundFlowsPerMapping
         maxInboundFlows = configuration.maxInboundFlows
@@ -656,20 +658,108 @@ public final class NAT {
 }
 
 /// Flows per owner (a private host, or a source prefix) against a limit, and the second in which an owner at its
-/// limit last looked for a flow of its own to evict and found none.
-struct OwnerCounts {
-    var entries: [UInt32: (flows: UInt32, lookedInVain: UInt32)] = [:]
-
-    func flows(_ owner: UInt32) -> Int { Int(entries[owner]?.flows ?? 0) }
-
-    mutating func add(_ owner: UInt32) { entries[owner, default: (0, .max)].flows += 1 }
-
-    mutating func remove(_ owner: UInt32) {
-        guard let entry = entries[owner] else { return }
-        entries[owner] = entry.flows <= 1 ? nil : (entry.flows - 1, entry.lookedInVain)
+/// limit last looked for a flow of its own to evict and found none. An open-addressing table (linear probing,
+/// deletion by backward shift, so no tombstones) under a keyed multiplicative hash: a new flow costs one probe
+/// sequence, not a dictionary's SipHash and copy-on-write checks, and a sender choosing its source addresses cannot
+/// aim them at one chain. It doubles when half full (the only allocation, amortised over the owners it holds).
+final class OwnerCounts {
+    struct Entry {
+        var owner: UInt32 = 0
+        /// 0: the slot is empty.
+        var flows: UInt32 = 0
+        var lookedInVain: UInt32 = .max
     }
 
-    func mayLook(_ owner: UInt32, now: UInt32) -> Bool { entries[owner]?.lookedInVain != now }
+    private var slots: UnsafeMutablePointer<Entry>
+    private var mask: Int
+    private(set) var count = 0
+    private let key: UInt64
 
-    mutating func lookedInVain(_ owner: UInt32, now: UInt32) { entries[owner]?.lookedInVain = now }
+    init(seed: UInt64, capacity: Int = 1024) {
+        var mixer = SplitMix64(seed: seed ^ 0x6F77_6E65_7273)
+        key = mixer.next() | 1
+        mask = capacity - 1
+        slots = .allocate(capacity: capacity)
+        slots.initialize(repeating: Entry(), count: capacity)
+    }
+
+    deinit { slots.deallocate() }
+
+    @inline(__always) private func home(_ owner: UInt32) -> Int {
+        Int(truncatingIfNeeded: ((UInt64(owner) ^ key) &* 0x9E37_79B9_7F4A_7C15) >> 32) & mask
+    }
+
+    /// The slot holding `owner`, or -1.
+    @inline(__always) private func find(_ owner: UInt32) -> Int {
+        var i = home(owner)
+        while slots[i].flows != 0 {
+            if slots[i].owner == owner { return i }
+            i = (i + 1) & mask
+        }
+        return -1
+    }
+
+    func flows(_ owner: UInt32) -> Int {
+        let i = find(owner)
+        return i < 0 ? 0 : Int(slots[i].flows)
+    }
+
+    func add(_ owner: UInt32) {
+        var i = home(owner)
+        while slots[i].flows != 0 {
+            if slots[i].owner == owner {
+                slots[i].flows += 1
+                return
+            }
+            i = (i + 1) & mask
+        }
+        slots[i] = Entry(owner: owner, flows: 1)
+        count += 1
+        if count * 2 > mask + 1 { grow() }
+    }
+
+    func remove(_ owner: UInt32) {
+        var hole = find(owner)
+        guard hole >= 0 else { return }
+        slots[hole].flows -= 1
+        guard slots[hole].flows == 0 else { return }
+        count -= 1
+        // Backward shift: move up every later entry of the run that may sit in the hole (its home is not within
+        // (hole, j]), so that a probe from any home still finds what it looks for before an empty slot.
+        var j = hole
+        while true {
+            j = (j + 1) & mask
+            guard slots[j].flows != 0 else { break }
+            let h = home(slots[j].owner)
+            let between = hole <= j ? (hole < h && h <= j) : (hole < h || h <= j)
+            if !between {
+                slots[hole] = slots[j]
+                slots[j].flows = 0
+                hole = j
+            }
+        }
+    }
+
+    func mayLook(_ owner: UInt32, now: UInt32) -> Bool {
+        let i = find(owner)
+        return i < 0 || slots[i].lookedInVain != now
+    }
+
+    func lookedInVain(_ owner: UInt32, now: UInt32) {
+        let i = find(owner)
+        if i >= 0 { slots[i].lookedInVain = now }
+    }
+
+    private func grow() {
+        let old = slots, capacity = mask + 1
+        mask = capacity * 2 - 1
+        slots = .allocate(capacity: capacity * 2)
+        slots.initialize(repeating: Entry(), count: capacity * 2)
+        for i in 0..<capacity where old[i].flows != 0 {
+            var j = home(old[i].owner)
+            while slots[j].flows != 0 { j = (j + 1) & mask }
+            slots[j] = old[i]
+        }
+        old.deallocate()
+    }
 }
