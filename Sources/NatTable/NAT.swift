@@ -404,9 +404,12 @@ public final class NAT {
                 if recording && flow.pointee.tcp != before { record(.upsert, flow: f) }
             case .udp:
                 let before = flow.pointee.udp
-                flow.pointee.udp.observe(outbound: outbound)
+                // A stream stays one: only a flow that is not yet has anything to learn.
+                if !before.isAssured {
+                    flow.pointee.udp.observe(outbound: outbound)
+                    if recording && flow.pointee.udp != before { record(.upsert, flow: f) }
+                }
                 timer = flow.pointee.udp.timer
-                if recording && flow.pointee.udp != before { record(.upsert, flow: f) }
             case .icmpQuery, .icmpError: break
             }
             store.touch(f, now: now, timer: timer.madeFromOutside(flow.pointee.inboundCreated))
