@@ -67,7 +67,9 @@ import Darwin
     var remotePort: UInt16
     /// The state byte: a TCP flow's tracker; a UDP flow keeps its `UDPTracker` here (`udp`); 0 for ICMP.
     var tcp: TCPTracker
-    var timer: UInt8
+    /// The timer class (low 7 bits) and, in the top bit, whether an inbound packet made the flow: one byte, in the
+    /// cache line the lookup and the timer list already touch.
+    var classAndOrigin: UInt8
     var lastSeen: UInt32
     /// Next flow in the same bucket (0: none); also the free-list link.
     var next: UInt32
@@ -75,9 +77,29 @@ import Darwin
     var newer: UInt32
     /// TCP only: each side's sequence space, to check RSTs and FINs.
     var window: TCPWindow
+
+    init(mapping: UInt32, remoteAddress: UInt32, remotePort: UInt16, tcp: TCPTracker, timer: UInt8, lastSeen: UInt32,
+         next: UInt32, older: UInt32, newer: UInt32, window: TCPWindow, inboundCreated: Bool) {
+        self.mapping = mapping
+        self.remoteAddress = remoteAddress
+        self.remotePort = remotePort
+        self.tcp = tcp
+        classAndOrigin = timer | (inboundCreated ? 0x80 : 0)
+        self.lastSeen = lastSeen
+        self.next = next
+        self.older = older
+        self.newer = newer
+        self.window = window
+    }
+
+    var timer: UInt8 {
+        get { classAndOrigin & 0x7F }
+        set { classAndOrigin = classAndOrigin & 0x80 | newValue }
+    }
+
     /// Made by an inbound packet: counted in its mapping's `inboundFlows` and the table's inbound budget, never
     /// against its host.
-    var inboundCreated: Bool
+    var inboundCreated: Bool { classAndOrigin & 0x80 != 0 }
 
     /// A UDP flow's state, kept in the same byte as a TCP flow's.
     var udp: UDPTracker {
