@@ -81,10 +81,11 @@ extension RouteNetlink: EgressResolver {}
 
 /// Where a packet leaves when it skips the kernel's second routing pass: the interface and the 14-byte
 /// Ethernet header to put before it, from the kernel's own route and neighbour tables. One per worker, so it
-/// takes no lock on the packet path. Routes are kept per (source, destination) in a 4-way set-associative table
-/// of `routeSlots` (a set is one 64-byte cache line; a hit moves to the front of its set, a miss replaces the
+/// takes no lock on the packet path. Routes are kept per (source, destination) in an 8-way set-associative table
+/// of `routeSlots` (a set is two 64-byte cache lines; a hit moves to the front of its set, a miss replaces the
 /// last, least recently used, entry), big enough that 64k destinations in use each cost one question per routing
-/// change rather than one per packet; next hops (interface, address, MAC addresses, MTU) in a small table of
+/// change rather than one per packet (at 2 keys a set on average, fewer than 0.2 % of them are in a set of more
+/// than 8); next hops (interface, address, MAC addresses, MTU) in a small table of
 /// their own, which neighbour changes update one by one. At most `lookupBudget` netlink questions are asked per batch: beyond that, and whenever the
 /// answer is not a usable unicast route through an Ethernet interface with a resolved neighbour, the packet
 /// goes back into the TUN and the kernel forwards it (and resolves the neighbour, which the watcher then hears).
@@ -123,9 +124,11 @@ public final class EgressCache {
     }
 
     /// 262,144 routes, 4 MiB per worker, zero pages until used: 64k destinations fill a quarter of it, so few sets
-    /// overflow their four ways.
-    static var routeSlots: Int { 1 << 18 }
-    static var ways: Int { 4 }
+    /// overflow their eight ways.
+    static var routeSlots: Int { ways << setBits }
+    static var ways: Int { 8 }
+    /// log2 of the number of sets.
+    static var setBits: Int { 15 }
     static var hopSlots: Int { 256 }
     public static var lookupBudget: Int { 8 }
 
@@ -134,6 +137,7 @@ public final class EgressCache {
     /// The TUN: a route back into it is a loop, so those packets are the kernel's.
     let tunInterface: Int32
     let routes: UnsafeMutablePointer<Route>
+    let routeBlock: UnsafeMutableRawPointer
     let hops: UnsafeMutablePointer<NextHop>
     var hopCount = 0
     var generation: UInt64 = 0
@@ -144,21 +148,22 @@ public final class EgressCache {
         netlink = resolver
         self.changes = changes
         self.tunInterface = tunInterface
-        // calloc: the kernel hands out zero pages lazily, so the table costs memory only as it fills; aligned to a
-        // cache line so that each set is one.
-        var raw: UnsafeMutableRawPointer?
-        guard posix_memalign(&raw, 64, Self.routeSlots * MemoryLayout<Route>.stride) == 0, let raw else {
+        // calloc: a block this size is fresh anonymous memory, zero pages the kernel hands out as they are first
+        // written, so the table costs memory only as it fills. 128 bytes more, to start it on a 128-byte boundary so
+        // that each set is two whole cache lines.
+        guard let block = calloc(Self.routeSlots * MemoryLayout<Route>.stride + 128, 1) else {
             fatalError("out of memory for the egress route cache")
         }
-        memset(raw, 0, Self.routeSlots * MemoryLayout<Route>.stride)
-        routes = raw.bindMemory(to: Route.self, capacity: Self.routeSlots)
+        routeBlock = block
+        routes = UnsafeMutableRawPointer(bitPattern: (Int(bitPattern: block) + 127) & ~127)!
+            .bindMemory(to: Route.self, capacity: Self.routeSlots)
         hops = .allocate(capacity: Self.hopSlots)
         hops.initialize(repeating: NextHop(), count: Self.hopSlots)
         refresh()
     }
 
     deinit {
-        free(routes)
+        free(routeBlock)
         hops.deallocate()
     }
 
@@ -190,8 +195,13 @@ public final class EgressCache {
     @inline(__always)
     public func nextHop(from source: UInt32, to destination: UInt32, counters: inout IOCounters) -> UnsafeMutablePointer<NextHop>? {
         let current = UInt32(truncatingIfNeeded: generation)
-        let mixed = (UInt64(source) << 32 | UInt64(destination)) &* 0x9E37_79B9_7F4A_7C15
-        let set = routes + Int(truncatingIfNeeded: mixed >> 40) & (Self.routeSlots / Self.ways - 1) * Self.ways
+        // MurmurHash3's 64-bit finaliser: every bit of both addresses reaches every bit of the index, so servers
+        // of one /24, or pool addresses of one, spread over the sets as random keys would.
+        var mixed = UInt64(source) << 32 | UInt64(destination)
+        mixed = (mixed ^ mixed >> 33) &* 0xFF51_AFD7_ED55_8CCD
+        mixed = (mixed ^ mixed >> 33) &* 0xC4CE_B9FE_1A85_EC53
+        mixed ^= mixed >> 33
+        let set = routes + Int(truncatingIfNeeded: mixed >> (64 - Self.setBits)) * Self.ways
         var way = 0
         while way < Self.ways {
             let r = set[way]

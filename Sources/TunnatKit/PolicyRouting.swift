@@ -18,11 +18,12 @@ import SystemCalls
 ///     ip rule add from 10.0.0.0/8 blackhole pref 102     a private source arriving anywhere else (the public
 ///                                                        side: spoofed) is dropped, never forwarded;
 ///     ip rule add nop pref 106                           the forwarding fence (`fence_forwarding`): the host's
-///     ip rule add iif lo goto 106 pref 103               own traffic, what tunnat writes into the TUN and
-///     ip rule add iif tun0 goto 106 pref 103             replies to a pool address go on as before;
-///     ip rule add to 198.18.0.1/32 goto 106 pref 104     anything else the host would forward is dropped: it
-///     ip rule add blackhole pref 105                     was not translated (inbound to a private host, or a
-///                                                        source outside the private prefixes);
+///     ip rule add iif lo goto 106 pref 103               own traffic and what tunnat writes into the TUN go
+///     ip rule add iif tun0 goto 106 pref 103             on as before; replies to a pool address go to table
+///     ip rule add to 198.18.0.1/32 lookup 100 pref 104   100 (into the TUN, or its blackhole when the TUN is
+///     ip rule add blackhole pref 105                     gone); anything else the host would forward is
+///                                                        dropped: it was not translated (inbound to a private
+///                                                        host, or a source outside the private prefixes);
 ///     ip route add 198.18.0.1/32 dev tun0                replies to a pool address go into the TUN.
 ///
 /// What is addressed to the host itself never meets these rules: the kernel's `local` rule (priority 0) delivers
@@ -70,6 +71,8 @@ public final class PolicyRouting {
     private(set) var inPlace: [Step] = []
     /// The socket `install` opened, kept for `stop`.
     private var netlink: RouteNetlink?
+    /// The rules of an earlier run's fence that `install` removed because this run makes another, in `ip` syntax.
+    public private(set) var staleRemoved: [String] = []
 
     /// `interfaces`: where private traffic arrives (`tun.routing.interface`, or what `findPrivateInterfaces` found).
     public init(device: String, routing: TunConfiguration.Routing, nat: NatConfiguration, interfaces: [String]) {
@@ -127,8 +130,22 @@ public final class PolicyRouting {
         guard index > 0 else { throw Failure(description: "\(device): no such interface") }
         let listed: [RouteNetlink.Rule]
         do { listed = try netlink.rules() } catch { throw Failure(description: "listing the policy rules: \(error)") }
+        let wanted = steps(deviceIndex: index)
+        // A fence an earlier run left that this one would not make (another TUN device, pool addresses no longer
+        // configured, or `fence_forwarding: false` now): it goes, blackhole first, before anything is added.
+        let stale = Self.leftoverRules(in: listed, routing: routing, nat: nat).filter { rule in
+            Self.isFenceShaped(rule, routing: routing) && !wanted.contains { $0.entry == .rule(rule) }
+        }
+        for rule in stale.sorted(by: { ($0.action == .blackhole ? 0 : 1) < ($1.action == .blackhole ? 0 : 1) }) {
+            do { try netlink.delete(.rule(rule)) } catch where error.code == Errno.noEntry {
+                continue
+            } catch {
+                throw Failure(description: "ip rule del \(Self.arguments(rule)): \(error)")
+            }
+            staleRemoved.append("ip rule del \(Self.arguments(rule))")
+        }
         var added = 0
-        for step in steps(deviceIndex: index) {
+        for step in wanted {
             if case .rule(let rule) = step.entry, listed.contains(rule) {
                 inPlace.append(step)
                 continue
@@ -206,13 +223,15 @@ public final class PolicyRouting {
     public static let prioritiesUsed = 6
 
     /// The forwarding fence, at the priority plus 3 to 6: past the closing rules only sources outside the private
-    /// prefixes are left. Of those, the host's own traffic (iif lo), what tunnat writes into the TUN (translated
-    /// inbound packets) and packets to a pool address jump past the blackhole; anything else the kernel would
-    /// forward (local destinations were delivered at priority 0) is dropped.
+    /// prefixes are left. Of those, the host's own traffic (iif lo) and what tunnat writes into the TUN (translated
+    /// inbound packets) jump past the blackhole; packets to a pool address go to tunnat's table (into the TUN, or
+    /// its blackhole while tunnat is stopped: never back out untranslated); anything else the kernel would forward
+    /// (local destinations were delivered at priority 0) is dropped.
     static func forwardingFence(routing: TunConfiguration.Routing, nat: NatConfiguration, device: String)
         -> [RouteNetlink.Rule] {
         let p = UInt32(routing.priority)
         let past = RouteNetlink.Rule.Action.goto(priority: p + 6)
+        let intoTheTUN = RouteNetlink.Rule.Action.lookup(table: UInt32(routing.table))
         // In install order: a goto whose target is missing is skipped, so the target comes first and the blackhole
         // last, and there is no moment in which the host's own traffic meets the blackhole.
         return [RouteNetlink.Rule(priority: p + 6, source: nil, inputInterface: nil, action: .nop),
@@ -220,32 +239,41 @@ public final class PolicyRouting {
                 RouteNetlink.Rule(priority: p + 3, source: nil, inputInterface: device, action: past)]
             + nat.poolAddresses.map {
                 RouteNetlink.Rule(priority: p + 4, source: nil, destination: RouteNetlink.Prefix(IPv4Prefix(network: $0, length: 32)!),
-                                  inputInterface: nil, action: past)
+                                  inputInterface: nil, action: intoTheTUN)
             }
             + [RouteNetlink.Rule(priority: p + 5, source: nil, inputInterface: nil, action: .blackhole)]
     }
 
+    /// Whether a listed rule has the shape of a forwarding fence rule at this priority, whatever TUN device and
+    /// pool addresses the run that made it had: `iif X goto P+6` at P+3, `to A/32 lookup <table>` at P+4, and
+    /// `blackhole` at P+5 and `nop` at P+6 with no selector.
+    static func isFenceShaped(_ rule: RouteNetlink.Rule, routing: TunConfiguration.Routing) -> Bool {
+        let p = UInt32(routing.priority)
+        guard rule.source == nil, !rule.hasOtherSelectors else { return false }
+        switch (rule.priority &- p, rule.action) {
+        case (3, .goto(let target)): return target == p + 6 && rule.inputInterface != nil && rule.destination == nil
+        case (4, .lookup(let table)):
+            return table == UInt32(routing.table) && rule.inputInterface == nil && rule.destination?.length == 32
+        case (5, .blackhole), (6, .nop): return rule.inputInterface == nil && rule.destination == nil
+        default: return false
+        }
+    }
+
     /// The listed rules tunnat installs: `from <private prefix> [iif X] lookup <table>` at its priority, with no
-    /// other selector, the closing rules, and the forwarding fence (whichever TUN device it names).
+    /// other selector, the closing rules, and the forwarding fence (whichever TUN device and pool it named). In the
+    /// order they may go: the fence's blackhole first, so that the host's own traffic never meets it without the
+    /// rules that take that traffic past it.
     public static func leftoverRules(in rules: [RouteNetlink.Rule], routing: TunConfiguration.Routing,
                                      nat: NatConfiguration) -> [RouteNetlink.Rule] {
         let prefixes = Set(nat.privatePrefixes.map(RouteNetlink.Prefix.init))
-        let fence = forwardingFence(routing: routing, nat: nat, device: "")
-        var closing = Set(nat.privatePrefixes.flatMap { closingRules($0, priority: routing.priority) })
-        closing.formUnion(fence.filter { $0.inputInterface != "" })
-        let fenceDevices = fence.filter { $0.inputInterface == "" }
-        return rules.filter { rule in
-            if closing.contains(rule) { return true }
-            // `iif <tun> goto`: the device's name is whatever the run that left it had.
-            if rule.inputInterface != nil && rule.inputInterface != "lo", !rule.hasOtherSelectors,
-               fenceDevices.contains(where: { $0.priority == rule.priority && $0.action == rule.action && rule.source == nil
-                                                && rule.destination == nil }) {
-                return true
-            }
+        let closing = Set(nat.privatePrefixes.flatMap { closingRules($0, priority: routing.priority) })
+        let found = rules.filter { rule in
+            if closing.contains(rule) || isFenceShaped(rule, routing: routing) { return true }
             guard let source = rule.source else { return false }
             return rule.priority == UInt32(routing.priority) && prefixes.contains(source)
                 && rule.action == .lookup(table: UInt32(routing.table)) && !rule.hasOtherSelectors
         }
+        return found.filter { $0.action == .blackhole && $0.source == nil } + found.filter { $0.action != .blackhole || $0.source != nil }
     }
 
     /// Where private traffic arrives when `tun.routing.interface` is empty: the devices of the routes to destinations

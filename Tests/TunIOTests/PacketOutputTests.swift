@@ -259,4 +259,28 @@ import Testing
         cache.refresh()
         #expect(pass().asked >= 65_536, "a routing change: every route is asked again")
     }
+
+    /// Servers of one /24 seen from one pool address, and pool addresses of one /24 towards one server: every
+    /// address bit reaches the set index, so they spread over the sets and are asked about once each.
+    @Test func addressesOfOneSubnetSpreadOverTheSets() {
+        kernel.defaultRoute = RouteNetlink.Route(type: RouteNetlink.Route.unicast, outputInterface: Self.wan,
+                                                 gateway: Self.gateway, multipath: false)
+        resolveGateway()
+        let cache = EgressCache(tunInterface: Self.tun, changes: changes, resolver: kernel)
+        var counters = IOCounters()
+        let pairs = (0..<UInt32(256)).map { (pool.value.bigEndian, (IPv4Address(198, 19, 7, 0).value + $0).bigEndian) }
+            + (0..<UInt32(256)).map { ((IPv4Address(198, 18, 0, 0).value + $0).bigEndian, server.value.bigEndian) }
+        for (i, (source, destination)) in pairs.enumerated() {
+            if i % 4 == 0 { cache.refresh() }
+            _ = cache.nextHop(from: source, to: destination, counters: &counters)
+        }
+        let asked = kernel.questions
+        for _ in 0..<3 {
+            for (i, (source, destination)) in pairs.enumerated() {
+                if i % 4 == 0 { cache.refresh() }
+                #expect(cache.nextHop(from: source, to: destination, counters: &counters) != nil)
+            }
+        }
+        #expect(kernel.questions == asked, "\(kernel.questions - asked) questions again for 512 pairs asked about already")
+    }
 }

@@ -39,7 +39,7 @@ import Testing
             "ip rule add from all nop pref 106",
             "ip rule add from all iif lo goto 106 pref 103",
             "ip rule add from all iif tun0 goto 106 pref 103",
-            "ip rule add from all to 198.18.0.1/32 goto 106 pref 104",
+            "ip rule add from all to 198.18.0.1/32 lookup 100 pref 104",
             "ip rule add from all blackhole pref 105",
             "ip route add 198.18.0.1/32 dev tun0",
         ])
@@ -101,16 +101,22 @@ import Testing
             Self.rule(103, nil, iif: "tunold", .goto(priority: 106)),  // the device an earlier run had
             Self.rule(103, nil, iif: "lo", .goto(priority: 107)),
             RouteNetlink.Rule(priority: 104, source: nil, destination: Self.prefix("198.18.0.1/32"), inputInterface: nil,
-                              action: .goto(priority: 106)),
+                              action: .lookup(table: 100)),
+            // A pool address an earlier configuration had: tunnat's shape, so it goes too.
             RouteNetlink.Rule(priority: 104, source: nil, destination: Self.prefix("198.18.0.9/32"), inputInterface: nil,
-                              action: .goto(priority: 106)),
+                              action: .lookup(table: 100)),
+            RouteNetlink.Rule(priority: 104, source: nil, destination: Self.prefix("198.18.0.0/24"), inputInterface: nil,
+                              action: .lookup(table: 100)),  // not a /32: someone else's
+            Self.rule(105, nil, .blackhole, others: true),  // blackhole fwmark 0x1: someone else's
             Self.rule(105, nil, .blackhole),
             Self.rule(106, nil, .nop),
             Self.rule(32766, nil, .lookup(table: 254)),
             Self.rule(32767, nil, .lookup(table: 253)),
         ]
         let removals = PolicyRouting.leftoverRules(in: listed, routing: TunConfiguration.Routing(), nat: Self.nat)
+        // The fence's blackhole first: the host's own traffic never meets it without the rules that take it past.
         #expect(removals.map { "ip rule del \(PolicyRouting.arguments($0))" } == [
+            "ip rule del from all blackhole pref 105",
             "ip rule del from 10.0.0.0/8 iif lan1 lookup 100 pref 100",
             "ip rule del from 10.0.0.0/8 iif eth9 lookup 100 pref 100",
             "ip rule del from 172.16.0.0/12 lookup 100 pref 100",
@@ -118,8 +124,8 @@ import Testing
             "ip rule del from 10.0.0.0/8 blackhole pref 102",
             "ip rule del from all iif lo goto 106 pref 103",
             "ip rule del from all iif tunold goto 106 pref 103",
-            "ip rule del from all to 198.18.0.1/32 goto 106 pref 104",
-            "ip rule del from all blackhole pref 105",
+            "ip rule del from all to 198.18.0.1/32 lookup 100 pref 104",
+            "ip rule del from all to 198.18.0.9/32 lookup 100 pref 104",
             "ip rule del from all nop pref 106",
         ])
     }

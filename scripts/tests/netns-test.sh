@@ -113,7 +113,7 @@ fence_in_place() {
   forwarding=$(ip -n "$p-nat" -N rule show | grep -E '^10[3-6]:' || true)
   if [ "$(grep -c . <<<"$forwarding")" != 5 ] || ! grep -q '^103:.*from all iif lo goto 106' <<<"$forwarding" \
      || ! grep -q '^103:.*from all iif tun0 .*goto 106' <<<"$forwarding" \
-     || ! grep -q '^104:.*from all to 198.18.0.1 goto 106' <<<"$forwarding" \
+     || ! grep -q '^104:.*from all to 198.18.0.1 lookup 100' <<<"$forwarding" \
      || ! grep -qE '^105:.*from all (blackhole|6)$' <<<"$forwarding" || ! grep -q '^106:.*from all nop' <<<"$forwarding"; then
     printf 'the forwarding fence is not as expected:\n%s\n' "$forwarding"
     return 1

@@ -38,11 +38,17 @@ final class Routing: Component {
         let counts: (added: Int, found: Int)
         do { counts = try routing.install() } catch { throw .init(description: "installing policy routing: \(error)") }
         self.routing = routing
+        if !routing.staleRemoved.isEmpty {
+            logger.notice("an earlier run's forwarding fence removed: this configuration makes another", metadata: [
+                "removed": "\(routing.staleRemoved.joined(separator: "; "))",
+            ])
+        }
         let rules = config.nat.privatePrefixes.flatMap { prefix in interfaces.map { "from \(prefix) iif \($0)" } }
         logger.info("policy routing installed", metadata: [
             "table": "\(settings.table)", "priority": "\(settings.priority)", "rules": "\(rules.joined(separator: ", "))",
             "pool": "\(config.nat.poolAddresses.map(\.description).joined(separator: ","))",
             "added": "\(counts.added)", "already-there": "\(counts.found)",
+            "forwarding-fence": "\(settings.fenceForwarding ? "on" : "off")",
         ])
     }
 
