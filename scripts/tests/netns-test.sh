@@ -100,7 +100,7 @@ kill_tunnat() {  # SIGKILL: none of tunnat's own clean-up runs; the kernel remov
 # interface (lan1 and lan2, found in the main table), each with iif, none without; one blackhole in table 100.
 fence_in_place() {
   local rules table closing
-  rules=$(ip -n "$p-nat" -N rule show | grep 'lookup 100' || true)
+  rules=$(ip -n "$p-nat" -N rule show | grep -E '^100:.*lookup 100' || true)
   closing=$(ip -n "$p-nat" -N rule show | grep -E '^10[12]:' || true)
   table=$(ip -n "$p-nat" route show table 100 2>&1 || true)
   if [ "$(grep -c '^101:.*from 10.0.0.0/8 iif lo lookup 254' <<<"$closing")" != 1 ] \
@@ -129,7 +129,7 @@ fence_in_place() {
 
 no_tunnat_routing() {
   local rules table
-  rules=$(ip -n "$p-nat" -N rule show | grep 'lookup 100' || true)
+  rules=$(ip -n "$p-nat" -N rule show | grep -E 'lookup 100|^10[1-6]:' || true)
   table=$(ip -n "$p-nat" route show table 100 2>/dev/null || true)
   [ -z "$rules$table" ] || { printf 'left behind:\n%s\n%s\n' "$rules" "$table"; return 1; }
 }

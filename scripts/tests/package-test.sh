@@ -327,7 +327,7 @@ t_remove() {
   tail -1 /etc/tunnat/tunnat.yaml | grep -q '^# edited by package-test.sh$' || { echo "the conffile went on remove"; return 1; }
   [ "$(dpkg-query -W -f '${db:Status-Abbrev}' tunnat)" = "rc " ] || { dpkg-query -W -f '${db:Status-Abbrev}\n' tunnat; return 1; }
   local rules table
-  rules=$(ip -n "$p-nat" -N rule show | grep -E 'lookup 100|^10[12]:' || true)
+  rules=$(ip -n "$p-nat" -N rule show | grep -E 'lookup 100|^10[1-6]:' || true)
   table=$(ip -n "$p-nat" route show table 100 2>/dev/null || true)
   [ -z "$rules$table" ] || { printf 'the prerm left:\n%s\n%s\n' "$rules" "$table"; return 1; }
 }
