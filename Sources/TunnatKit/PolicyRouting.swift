@@ -132,18 +132,12 @@ public final class PolicyRouting {
         do { listed = try netlink.rules() } catch { throw Failure(description: "listing the policy rules: \(error)") }
         let wanted = steps(deviceIndex: index)
         // A fence an earlier run left that this one would not make (another TUN device, pool addresses no longer
-        // configured, or `fence_forwarding: false` now): it goes, blackhole first, before anything is added.
+        // configured, or `fence_forwarding: false` now): it goes, blackhole first (`leftoverRules`' order), before
+        // anything is added.
         let stale = Self.leftoverRules(in: listed, routing: routing, nat: nat).filter { rule in
             Self.isFenceShaped(rule, routing: routing) && !wanted.contains { $0.entry == .rule(rule) }
         }
-        for rule in stale.sorted(by: { ($0.action == .blackhole ? 0 : 1) < ($1.action == .blackhole ? 0 : 1) }) {
-            do { try netlink.delete(.rule(rule)) } catch where error.code == Errno.noEntry {
-                continue
-            } catch {
-                throw Failure(description: "ip rule del \(Self.arguments(rule)): \(error)")
-            }
-            staleRemoved.append("ip rule del \(Self.arguments(rule))")
-        }
+        staleRemoved = try Self.delete(stale, netlink: netlink)
         var added = 0
         for step in wanted {
             if case .rule(let rule) = step.entry, listed.contains(rule) {
@@ -188,22 +182,28 @@ public final class PolicyRouting {
         let netlink = try open()
         let listed: [RouteNetlink.Rule]
         do { listed = try netlink.rules() } catch { throw Failure(description: "listing the policy rules: \(error)") }
-        var done: [String] = []
-        for rule in leftoverRules(in: listed, routing: routing, nat: nat) {
-            let command = "ip rule del \(arguments(rule))"
-            do { try netlink.delete(.rule(rule)) } catch where error.code == Errno.noEntry {
-                continue  // gone meanwhile
-            } catch {
-                throw Failure(description: "\(command): \(error)")
-            }
-            done.append(command)
-        }
+        var done = try delete(leftoverRules(in: listed, routing: routing, nat: nat), netlink: netlink)
         let table = UInt32(routing.table)
         let command = "ip route flush table \(table)"
         do {
             if try netlink.flush(table: table) > 0 { done.append(command) }
         } catch {
             throw Failure(description: "\(command): \(error)")
+        }
+        return done
+    }
+
+    /// Deletes `rules` in their order; one gone meanwhile is no error. Returns what it did, in `ip` syntax.
+    static func delete(_ rules: [RouteNetlink.Rule], netlink: RouteNetlink) throws(Failure) -> [String] {
+        var done: [String] = []
+        for rule in rules {
+            let command = "ip rule del \(arguments(rule))"
+            do { try netlink.delete(.rule(rule)) } catch where error.code == Errno.noEntry {
+                continue
+            } catch {
+                throw Failure(description: "\(command): \(error)")
+            }
+            done.append(command)
         }
         return done
     }

@@ -261,8 +261,6 @@ import Testing
     /// SYN-ACK makes learns the remote's side from the ACK that completes the handshake.
     @Test func aHandshakeAnsweredByTheHostIsTrackedFromTheRemotesACK() throws {
         let nat = try makeNAT { $0.maxInboundFlows = 0 }
-        let port = send(nat, udp(hostA, 7000, server, 9000)).sourcePort  // a mapping, for the inbound SYN
-        _ = port
         let tcpMapping = send(nat, segment((hostA, 8000), (server2, 80), [.syn], seq: 1))  // hostA:8000 mapped
         #expect(send(nat, segment((server, 443), (pool1, tcpMapping.sourcePort), [.syn], seq: 9000, scale: 7)).verdict
                 == .forward(.inbound))
