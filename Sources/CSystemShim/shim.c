@@ -110,6 +110,20 @@ int tunnat_attach_filter(int fd, const struct sock_filter *program, unsigned sho
 
 int tunnat_accept_cloexec(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
 
+ssize_t tunnat_send_with_descriptor(int sock, const void *bytes, size_t length, int fd) {
+    struct iovec iov = { .iov_base = (void *)bytes, .iov_len = length };
+    union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int))]; } control;
+    memset(&control, 0, sizeof control);
+    struct msghdr message = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.space,
+                              .msg_controllen = sizeof control.space };
+    struct cmsghdr *c = CMSG_FIRSTHDR(&message);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    return sendmsg(sock, &message, MSG_NOSIGNAL);
+}
+
 int tunnat_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 int tunnat_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }

@@ -39,7 +39,15 @@ public final class UDPSyncLink: SyncLink, @unchecked Sendable {
         socket = try UDPSocket(bind: listen, admitting: peers)
     }
 
+    /// On a socket bound elsewhere (the service manager kept it across a restart): the same filter, and what was
+    /// queued before it discarded.
+    public init(adopting descriptor: consuming FileDescriptor, peers: [UDPEndpoint]) throws(Errno) {
+        socket = try UDPSocket(adopting: descriptor, admitting: peers)
+    }
+
     public var localEndpoint: UDPEndpoint { socket.localEndpoint }
+    /// The socket, for the service manager's store.
+    public var fd: Int32 { socket.fd }
 
     public func wait(milliseconds: Int32, other: Int32) { socket.wait(milliseconds: milliseconds, other: other) }
 

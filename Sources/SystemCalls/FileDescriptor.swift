@@ -13,6 +13,13 @@ public struct FileDescriptor: ~Copyable, Sendable {
 
     deinit { Syscall.close(rawValue) }
 
+    /// Gives the descriptor up without closing it, to an owner outside this module's types (swift-nio's channel).
+    public consuming func release() -> Int32 {
+        let raw = rawValue
+        discard self
+        return raw
+    }
+
     /// close(2) where the caller must know that the data reached the file (a file just written): the error, if
     /// any. On Linux the descriptor is closed even then.
     public consuming func close() throws(Errno) {

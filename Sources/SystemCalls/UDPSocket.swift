@@ -56,6 +56,16 @@ public final class UDPSocket: Sendable {
         try Syscall.bind(fd, endpoint.sockaddr, call: "bind \(endpoint)")
     }
 
+    /// A socket bound elsewhere (passed by the service manager): made non-blocking, given the buffers, and with
+    /// `admitting`, the peer filter, after which what was queued before it is discarded (`admitOnly`).
+    public init(adopting socket: consuming FileDescriptor, receiveBuffer: Int32 = 4 << 20, admitting peers: [UDPEndpoint]? = nil) throws(Errno) {
+        descriptor = socket
+        try Syscall.setNonBlocking(descriptor.rawValue)
+        try? Syscall.setOption(fd, SOL_SOCKET, SO_RCVBUF, receiveBuffer, call: "setsockopt SO_RCVBUF")
+        try? Syscall.setOption(fd, SOL_SOCKET, SO_SNDBUF, receiveBuffer, call: "setsockopt SO_SNDBUF")
+        if let peers { try admitOnly(peers) }
+    }
+
     /// The address and port the socket is bound to (getsockname(2)): the kernel's choice for port 0.
     public var localEndpoint: UDPEndpoint {
         var sa = sockaddr_in()

@@ -52,23 +52,45 @@ public enum ControlSocket {
             self.path = path
         }
 
-        /// Answers connections with `report()` (or `handover()`, asked for) until `stop` is given.
-        public func serve(stop: StopSignal, report: () -> [UInt8], handover: () -> [UInt8] = { Array("no handover here\n".utf8) }) {
+        /// Answers connections with `report()` (or `handover()`, asked for) until `stop` is given, one at a time.
+        /// An accept that fails for want of descriptors (EMFILE, ENFILE) leaves the client waiting in the backlog:
+        /// the loop counts it, tells `shortage` (first time, then once a minute at most) and waits, 10 ms at
+        /// first and doubling up to a second while it lasts, instead of polling the still-readable socket again at
+        /// once.
+        public func serve(stop: StopSignal, report: () -> [UInt8], handover: () -> [UInt8] = { Array("no handover here\n".utf8) },
+                          counters: LocalServiceCounters = LocalServiceCounters(),
+                          clock: any MonotonicClock = SystemMonotonicClock(),
+                          shortage: (_ count: UInt64, _ error: Errno) -> Void = { _, _ in }) {
+            var fault = RecurringFault()
             while !stop.isStopped {
                 guard let (ready, stopped) = try? Syscall.pollIn(descriptor.rawValue, stop.fd, timeoutMilliseconds: -1),
                       !stopped else { return }
-                guard ready, let client = try? Syscall.accept(descriptor.rawValue) else { continue }
-                UnixSocket.setTimeout(client.rawValue, seconds: 2, sending: true)
-                // The request line, if the client sends one soon; a client that sends nothing gets the status.
-                var request = [UInt8](repeating: 0, count: 64)
-                var got = 0
-                if let (readable, _) = try? Syscall.pollIn(client.rawValue, timeoutMilliseconds: 200), readable {
-                    got = request.withUnsafeMutableBytes { ((try? Syscall.read(client.rawValue, $0)) ?? nil) ?? 0 }
+                guard ready else { continue }
+                do {
+                    guard let client = try Syscall.accept(descriptor.rawValue) else { continue }
+                    fault.cleared()
+                    Self.answer(client, report: report, handover: handover)
+                } catch {
+                    guard error.code == Errno.processDescriptorsFull || error.code == Errno.systemDescriptorsFull else { continue }
+                    counters.descriptorShortages.add(1, ordering: .relaxed)
+                    if let count = fault.occurred(now: clock.seconds()) { shortage(count, error) }
+                    // Woken early only to stop.
+                    _ = try? Syscall.pollIn(stop.fd, timeoutMilliseconds: Int32(fault.delay * 1000))
                 }
-                let answer = request[..<got].starts(with: Array("handover".utf8)) ? handover() : report()
-                // A client that went away gets nothing; the next one is served.
-                try? Syscall.writeAll(client.rawValue, answer, sendFlags: Int32(MSG_NOSIGNAL))
             }
+        }
+
+        /// One client: its request line, if it sends one soon (a client that sends nothing gets the status), and
+        /// the answer. A client that went away gets nothing; the next one is served.
+        static func answer(_ client: borrowing FileDescriptor, report: () -> [UInt8], handover: () -> [UInt8]) {
+            UnixSocket.setTimeout(client.rawValue, seconds: 2, sending: true)
+            var request = [UInt8](repeating: 0, count: 64)
+            var got = 0
+            if let (readable, _) = try? Syscall.pollIn(client.rawValue, timeoutMilliseconds: 200), readable {
+                got = request.withUnsafeMutableBytes { ((try? Syscall.read(client.rawValue, $0)) ?? nil) ?? 0 }
+            }
+            let answer = request[..<got].starts(with: Array("handover".utf8)) ? handover() : report()
+            try? Syscall.writeAll(client.rawValue, answer, sendFlags: Int32(MSG_NOSIGNAL))
         }
 
         deinit { Syscall.unlink(path) }

@@ -27,7 +27,10 @@ public enum LiveDataPlane {
         do { shared = LockedNAT(nat: try NAT(configuration: config.nat)) } catch { throw Failure(description: "nat: \(error)") }
         let device = try Device.open(config.tun, logger: logger)
         let service = try ServiceLoop(running: config, configPath: configPath, logger: logger)
-        let control = try ControlServer(path: config.controlSocket)
+        let counters = LocalServiceCounters()
+        let control = try ControlServer(path: config.controlSocket, counters: counters, logger: logger)
+        // The metrics and sync sockets the service manager kept across a restart (or a socket unit passed).
+        let sockets = ServiceSockets(inherited: InheritedSockets.fromEnvironment(), notify: service.notify, logger: logger)
         let stack = ComponentStack(logger: logger)
         defer { stack.stopAll() }
         // 2. The policy routing that puts the device in the path.
@@ -41,7 +44,7 @@ public enum LiveDataPlane {
         //    table translates nothing.
         let routes = try config.failover.map { failover throws(Failure) in try RouteLoop(failover, logger: logger) }
         let replication = try config.replication.map { settings throws(Failure) in
-            try ReplicationLoop(settings, table: shared, routes: routes, logger: logger)
+            try ReplicationLoop(settings, table: shared, routes: routes, sockets: sockets, logger: logger)
         }
         if let replication { try stack.start(replication) }
         if let routes { try stack.start(routes) }
@@ -50,8 +53,11 @@ public enum LiveDataPlane {
         if config.tun.output == .packet { try stack.start(EgressLoop(changes: egress)) }
         let workers = try Workers(device: device, tun: config.tun, shared: shared, gate: replication?.gate, egress: egress)
         if workers.ringRefused { logger.warning("tun reads", metadata: ["reads": "\(workers.reads)"]) }
-        let status = StatusSource(device: device, output: config.tun.output.rawValue, shared: shared, replication: replication, routes: routes)
-        try stack.start(Monitoring(config.metrics, failover: config.failover?.aws, report: { status.report() }, logger: logger))
+        let status = StatusSource(device: device, output: config.tun.output.rawValue, shared: shared, replication: replication,
+                                  routes: routes, services: counters)
+        try stack.start(Monitoring(config.metrics, failover: config.failover?.aws, report: { status.report() },
+                                   counters: counters, sockets: sockets, logger: logger))
+        sockets.closeLeftovers()
         try stack.start(workers)
         // 5. The control socket: status, and a planned handover that stops this node afterwards.
         control.report = { status.report().json() }

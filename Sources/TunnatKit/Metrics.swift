@@ -56,6 +56,12 @@ public struct Figure: Equatable, Sendable {
         counter("tunnat_flows_evicted_total", "Unreplied or closing flows removed to make room in a full table.", nat.flowsEvicted)
         counter("tunnat_mappings_created_total", "Port mappings created.", nat.mappingsCreated)
         counter("tunnat_ports_preserved_total", "Mappings that kept the private port.", nat.portsPreserved)
+        if let services = report.services {
+            counter("tunnat_descriptor_shortages_total", "Accepts (control socket, metrics) that failed for want of a descriptor, each followed by a wait.",
+                    services.descriptorShortages)
+            counter("tunnat_metrics_connections_refused_total", "Metrics connections closed on accept, at the cap of open ones.",
+                    services.metricsConnectionsRefused)
+        }
         counter("tunnat_fragments_held_total", "Fragments held until their first fragment arrived.", nat.heldFragments)
         counter("tunnat_fragments_released_total", "Held fragments released after their first fragment.", nat.releasedFragments)
         counter("tunnat_inbound_flow_limit_total", "Inbound packets let through a mapping without making a flow (its limit or the table's inbound budget reached).",

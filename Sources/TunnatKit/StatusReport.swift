@@ -30,6 +30,23 @@ public struct StatusReport: Codable, Equatable, Sendable {
     public var replication: ReplicationStatus?
     /// The health checks' verdicts and the routes held, when failover is configured.
     public var failover: FailoverStatus?
+    /// The local services (the control socket, the metrics endpoint); nil in a report of an older tunnat.
+    public var services: ServiceFigures?
+
+    public struct ServiceFigures: Codable, Equatable, Sendable {
+        /// Accepts that failed for want of a descriptor (EMFILE, ENFILE), and waited before the next.
+        public var descriptorShortages: UInt64
+        /// Metrics connections closed as they were accepted, at the cap.
+        public var metricsConnectionsRefused: UInt64
+        /// Metrics requests answered.
+        public var metricsRequests: UInt64
+
+        public init(_ counters: LocalServiceCounters) {
+            descriptorShortages = counters.descriptorShortages.load(ordering: .relaxed)
+            metricsConnectionsRefused = counters.metricsConnectionsRefused.load(ordering: .relaxed)
+            metricsRequests = counters.metricsRequests.load(ordering: .relaxed)
+        }
+    }
 
     public struct FailoverStatus: Codable, Equatable, Sendable {
         /// Each health check's verdict, by the check's name.
@@ -97,8 +114,9 @@ public struct StatusReport: Codable, Equatable, Sendable {
 
     public init(device: String, queues: Int, offloads: String, output: String, uptimeSeconds: UInt64,
                 table: TableFigures, kernel: [String: UInt64]? = nil, replication: ReplicationStatus? = nil,
-                failover: FailoverStatus? = nil) {
+                failover: FailoverStatus? = nil, services: ServiceFigures? = nil) {
         self.kernel = kernel
+        self.services = services
         self.failover = failover
         self.replication = replication
         self.device = device
@@ -113,7 +131,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case device, queues, offloads, output, uptimeSeconds, flows, mappings, nat, drops, io, kernel, replication, failover
+        case device, queues, offloads, output, uptimeSeconds, flows, mappings, nat, drops, io, kernel, replication, failover, services
     }
 
     /// The JSON `tunnat status --json` prints and the control socket carries: the counters as objects by name,
@@ -135,6 +153,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
         try c.encodeIfPresent(kernel, forKey: .kernel)
         try c.encodeIfPresent(replication, forKey: .replication)
         try c.encodeIfPresent(failover, forKey: .failover)
+        try c.encodeIfPresent(services, forKey: .services)
     }
 
     public init(from decoder: any Decoder) throws {
@@ -157,6 +176,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
         kernel = try c.decodeIfPresent([String: UInt64].self, forKey: .kernel)
         replication = try c.decodeIfPresent(ReplicationStatus.self, forKey: .replication)
         failover = try c.decodeIfPresent(FailoverStatus.self, forKey: .failover)
+        services = try c.decodeIfPresent(ServiceFigures.self, forKey: .services)
     }
 
     /// The kernel's counters in the order `text` shows them, with the sysfs file each comes from. The device's

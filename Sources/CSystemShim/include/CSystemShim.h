@@ -41,6 +41,10 @@ int tunnat_link_up(const char *name, int mtu);
 /// accept4(fd, NULL, NULL, SOCK_CLOEXEC): a GNU call the Swift overlay does not export.
 int tunnat_accept_cloexec(int fd);
 
+/// sendmsg(2) of one datagram on a connected socket with one descriptor passed beside it (SCM_RIGHTS): how a
+/// service hands a socket to the service manager's store (sd_pid_notify_with_fds(3)).
+ssize_t tunnat_send_with_descriptor(int sock, const void *bytes, size_t length, int fd);
+
 /// pipe2(fds, O_CLOEXEC): fds[0] is the read end, fds[1] the write end.
 int tunnat_pipe_cloexec(int fds[2]);
 

@@ -1,3 +1,4 @@
+import Glibc
 import Logging
 import NatTable
 import Replication
@@ -17,12 +18,14 @@ final class ReplicationLoop: Component, Sendable {
     private let thread = Mutex<NamedThread?>(nil)
     private let handedOver = Atomic<Bool>(false)
 
-    init(_ settings: ReplicationConfiguration, table: LockedNAT, routes: RouteLoop?, logger: Logger) throws(LiveDataPlane.Failure) {
+    init(_ settings: ReplicationConfiguration, table: LockedNAT, routes: RouteLoop?, sockets: ServiceSockets,
+         logger: Logger) throws(LiveDataPlane.Failure) {
         let keyring = try Self.readKeyring(settings)
+        let link = try Self.link(settings, sockets: sockets)
         do {
             replicator = try Replicator(config: settings, keyring: keyring, table: table,
                                         health: { routes.map { $0.isHealthy } ?? true },
-                                        holdReport: { table.replicationHoldMaxNanoseconds }, logger: logger)
+                                        holdReport: { table.replicationHoldMaxNanoseconds }, link: link, logger: logger)
         } catch {
             throw .init(description: "replication: \(error)", errno: error)
         }
@@ -59,6 +62,23 @@ final class ReplicationLoop: Component, Sendable {
         case .failed(let why):
             logger.error("handover failed (\(why)); stopping anyway")
             return "handover failed: \(why)"
+        }
+    }
+
+    /// The sync link's socket: the one the service manager kept across a restart, or one bound now (and handed to
+    /// it). A port someone else holds is refused with that user's uid.
+    static func link(_ settings: ReplicationConfiguration, sockets: ServiceSockets) throws(LiveDataPlane.Failure) -> UDPSyncLink {
+        let peers = settings.peers.map(\.endpoint)
+        do throws(Errno) {
+            if let kept = sockets.adopt("sync", type: Int32(SOCK_DGRAM.rawValue), endpoint: settings.listen) {
+                return try UDPSyncLink(adopting: kept, peers: peers)
+            }
+            let link = try UDPSyncLink(listen: settings.listen, peers: peers)
+            sockets.keep(link.fd, name: "sync")
+            return link
+        } catch {
+            let held = error.code == EADDRINUSE ? ServiceSockets.holder(of: settings.listen, tcp: false) : ""
+            throw .init(description: "replication.listen \(settings.listen): \(error)\(held)", errno: error)
         }
     }
 

@@ -17,7 +17,8 @@ final class ServiceLoop {
     private(set) var running: TunnatConfiguration
     private let signals: StopSignal
     private let reloadSignal: Wakeup
-    private let notify: NotifySocket?
+    /// The service manager's notification socket, when systemd started tunnat (also for its descriptor store).
+    let notify: NotifySocket?
     private let watchdogTimeout: UInt64?
     /// A failover section that a background reload put in place (`RouteLoop.replace`), for `running`.
     private let reloadedFailover = Reloaded()

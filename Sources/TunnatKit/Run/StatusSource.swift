@@ -12,9 +12,12 @@ final class StatusSource: Sendable {
     let shared: LockedNAT
     let replication: ReplicationLoop?
     let routes: RouteLoop?
+    let services: LocalServiceCounters
     let started = SystemClock.monotonicNanoseconds()
 
-    init(device: TunDevice, output: String, shared: LockedNAT, replication: ReplicationLoop?, routes: RouteLoop?) {
+    init(device: TunDevice, output: String, shared: LockedNAT, replication: ReplicationLoop?, routes: RouteLoop?,
+         services: LocalServiceCounters) {
+        self.services = services
         self.device = device.name
         queues = device.queues.count
         offloads = device.offloads.description
@@ -30,6 +33,6 @@ final class StatusSource: Sendable {
         let table = shared.state.withLock { StatusReport.TableFigures($0.nat, io: $0.io) }
         return StatusReport(device: device, queues: queues, offloads: offloads, output: output, uptimeSeconds: uptime,
                             table: table, kernel: kernel, replication: replication?.replicator.status,
-                            failover: routes?.status)
+                            failover: routes?.status, services: .init(services))
     }
 }
