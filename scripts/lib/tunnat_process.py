@@ -44,17 +44,28 @@ class TunnatProcess:
     def argv(self, *args):
         return ["ip", "netns", "exec", self.netns, self.tunnat, *map(str, args)]
 
-    def start(self, env=None, inherit=True, ready=True, seconds=20):
+    def start(self, env=None, inherit=True, ready=True, seconds=20, listen_fds=()):
         """Starts `tunnat run --config`, with `env` added to this process's environment (without inherit: `env`
         alone). With ready, waits until the control socket answers `tunnat status` or tunnat exits, for at most
-        `seconds`: raises TunnatFailed with the log unless it answers."""
+        `seconds`: raises TunnatFailed with the log unless it answers. listen_fds: (descriptor, name) pairs passed
+        as systemd passes sockets (descriptors 3 and up, LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID)."""
         self.runs += 1
         e = dict(os.environ) if inherit else {}
         e.update(env or {})
+        argv = self.argv("run", "--config", self.config)
+        if listen_fds:
+            # A shell moves them to 3, 4, ... and sets LISTEN_PID to its own pid, which exec keeps through
+            # `ip netns exec` to tunnat.
+            targets = range(3, 3 + len(listen_fds))
+            assert not any(fd in targets for fd, _ in listen_fds), "pass descriptors numbered above the targets"
+            moves = " ".join([f"{t}<&{fd}" for t, (fd, _) in zip(targets, listen_fds)] + [f"{fd}<&-" for fd, _ in listen_fds])
+            names = ":".join(name for _, name in listen_fds)
+            argv = ["bash", "-c", f'exec {moves}; LISTEN_PID=$$ LISTEN_FDS={len(listen_fds)} LISTEN_FDNAMES={names} exec "$@"',
+                    "bash", *argv]
         with open(self.log_path(), "w") as log:
             # ip netns exec execs tunnat: the pid is tunnat's own.
-            self.proc = subprocess.Popen(self.argv("run", "--config", self.config), env=e, stdout=log,
-                                         stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(argv, env=e, stdout=log, stderr=subprocess.STDOUT,
+                                         pass_fds=[fd for fd, _ in listen_fds])
         if self.procs is not None:
             self.procs.append(self.proc)
         if ready:

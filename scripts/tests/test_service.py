@@ -33,16 +33,29 @@ class Notifications:
         self.sock.bind(path)
         self.sock.settimeout(0.1)
         self.messages = []
+        # The descriptor store (FDSTORE=1): {FDNAME: descriptor}, as systemd keeps them for the next start.
+        self.store = {}
 
     def drain(self, seconds):
         """Collects what arrives during `seconds`."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             try:
-                data = self.sock.recv(4096)
+                data, fds, _, _ = socket.recv_fds(self.sock, 4096, 8)
             except socket.timeout:
                 continue
-            self.messages.append((time.monotonic(), data.decode()))
+            text = data.decode()
+            self.messages.append((time.monotonic(), text))
+            fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+            if fields.get("FDSTORE") == "1" and fds:
+                self.store[fields.get("FDNAME", "stored")] = fds[0]
+                for extra in fds[1:]:
+                    os.close(extra)
+            else:
+                for fd in fds:
+                    os.close(fd)
+            if fields.get("FDSTOREREMOVE") == "1" and fields.get("FDNAME") in self.store:
+                os.close(self.store.pop(fields["FDNAME"]))
 
     def until(self, condition, seconds):
         """Collects until condition() holds (or `seconds` pass); returns whether it does."""
@@ -70,6 +83,9 @@ class Notifications:
 
     def close(self):
         self.sock.close()
+        for fd in self.store.values():
+            os.close(fd)
+        self.store = {}
 
 
 class Node:
@@ -308,21 +324,233 @@ def test_metrics_scrape_promtool_and_status_agree(node, tmp_path):
     assert far.returncode != 0, far
 
 
-def test_metrics_off_and_port_taken(node):
+def test_metrics_off(node):
     node.write_config('metrics: {listen: ""}\n')
     node.nat.start()
     assert scrape(node).returncode != 0
-    node.nat.stop()
-    # The port taken: tunnat refuses to start and says which key and address.
-    holder = subprocess.Popen(["ip", "netns", "exec", f"{node.p}-nat", "python3", "-c",
-                               "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',9469)); s.listen(); time.sleep(30)"])
+    assert not node.listening("nat", ":9469 "), "metrics are off, yet something of tunnat's listens"
+
+
+# ---- what a local user can do to it: the metrics endpoint, descriptors, ports ---------------------------------
+#
+# The attacker runs as nobody (uid 65534), in tunnat's namespace, as any local user of the instance could.
+
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+# Debian's own Python, which any user may run (a pyenv shim under /root is not).
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def as_nobody(node, *argv, **kw):
+    return subprocess.Popen(["ip", "netns", "exec", f"{node.p}-nat", *NOBODY, *argv], **kw)
+
+
+def descriptors(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def thread_cpu(pid, tid):
+    with open(f"/proc/{pid}/task/{tid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+PIPELINER = r"""
+import socket, sys, time
+end = time.monotonic() + float(sys.argv[1])
+requests = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 64
+sent = connections = 0
+while time.monotonic() < end:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # reads nothing; keeps little in its own buffer
     try:
-        assert wait_for(lambda: node.listening("nat", "127.0.0.1:9469 "), 10), "the port holder does not listen"
+        s.connect(("127.0.0.1", 9469))
+        connections += 1
+        s.setblocking(False)
+        while time.monotonic() < end:
+            try:
+                sent += s.send(requests)
+            except BlockingIOError:
+                time.sleep(0.005)
+    except OSError:
+        time.sleep(0.05)  # closed by the server: connect again
+    finally:
+        s.close()
+print(sent // 34, connections)
+"""
+
+
+def test_pipelined_metrics_requests_never_read_do_not_grow_it(node):
+    """Requests pipelined on a connection whose answers are never read: tunnat answers the next only once the
+    last has left, so its memory holds one answer per connection, not one per request (615dad9 grew from 36 MB to
+    1.43 GB in 45 s). A scrape from someone else is still answered meanwhile."""
+    node.write_config()
+    node.nat.start()
+    assert scrape(node).returncode == 0
+    base = node.nat.rss()
+    attacker = as_nobody(node, SYSTEM_PYTHON, "-c", PIPELINER, "20", stdout=subprocess.PIPE, text=True)
+    try:
+        peak, deadline = base, time.monotonic() + 20
+        while time.monotonic() < deadline and attacker.poll() is None:
+            peak = max(peak, node.nat.rss() or 0)
+            time.sleep(0.5)
+        during = scrape(node)
+        assert during.returncode == 0 and "tunnat_active_flows" in during.stdout, during
+        out, _ = attacker.communicate(timeout=30)
+    finally:
+        end(attacker, sig=signal.SIGKILL)
+    requests, connections = map(int, out.split())
+    assert requests > 10_000, f"the attacker sent only {requests} requests: it did not press"
+    growth = (peak - base) / 2**20
+    print(f"pipelined: {requests} requests on {connections} connection(s); RSS {base / 2**20:.0f} MB, peak "
+          f"+{growth:.1f} MB")
+    assert growth < 48, f"RSS grew {growth:.0f} MB under {requests} unread pipelined requests"
+
+
+HOLDER = r"""
+import socket, sys, time
+held = []
+for _ in range(int(sys.argv[1])):
+    try:
+        held.append(socket.create_connection(("127.0.0.1", 9469), timeout=2))
+    except OSError:
+        break
+print(len(held), flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def test_metrics_connections_are_capped_and_the_rest_keeps_running(node):
+    """600 connections held open by a local user: tunnat keeps at most 16 (the rest are closed as they are
+    accepted), its descriptors stay where they were, and the control socket and the NAT go on (615dad9 kept every
+    one, until its descriptors ran out and the control socket stopped answering)."""
+    node.write_config()
+    node.nat.start()
+    before = descriptors(node.nat.pid)
+    attacker = as_nobody(node, SYSTEM_PYTHON, "-c", HOLDER, "600", "30", stdout=subprocess.PIPE, text=True)
+    try:
+        held = int(attacker.stdout.readline() or 0)
+        assert held >= 100, f"the attacker opened only {held} connections"
+        during = descriptors(node.nat.pid)
+        status = node.nat.status()
+        assert status is not None, "the control socket did not answer while metrics connections were held"
+        refused = status["services"]["metrics_connections_refused"]
+        assert during <= before + 16 + 2, f"descriptors {before} -> {during} with {held} connections held"
+        assert refused >= held - 16 - 2, (refused, held)
+        node.ns("c1", "curl", "-sS", "--max-time", "5", "-o", "/dev/null", "http://198.19.0.10/")
+    finally:
+        end(attacker, sig=signal.SIGKILL)
+    # Once the holder is gone, metrics are served again.
+    assert wait_for(lambda: scrape(node).returncode == 0, 20), node.nat.log_tail()
+    print(f"connections: {held} held by nobody, {refused} refused, descriptors {before} -> {during}")
+
+
+def test_control_socket_waits_when_descriptors_run_out(node):
+    """No descriptor left for an accept (the process's limit lowered under it): the control socket counts it,
+    logs it once, and waits between tries instead of spinning on a still-readable socket (615dad9's thread used a
+    whole core); given descriptors again, it answers."""
+    node.write_config()
+    node.nat.start()
+    pid = node.nat.pid
+    (control,) = node.nat.thread_ids("tunnat-control")
+    used = {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
+    lowest_free = next(n for n in range(len(used) + 1) if n not in used)
+    soft, hard = sh("prlimit", f"--pid={pid}", "--nofile", "--raw", "--noheadings", "-o", "SOFT,HARD").stdout.split()
+    sh("prlimit", f"--pid={pid}", f"--nofile={lowest_free}:{hard}")
+    clients = [subprocess.Popen([node.nat.tunnat, "status", "--socket", node.nat.socket],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(3)]
+    try:
+        assert wait_for(lambda: "control socket: no descriptor for a client" in node.nat.log_text(), 10), node.nat.log_tail()
+        cpu = thread_cpu(pid, control)
+        time.sleep(3)
+        spent = thread_cpu(pid, control) - cpu
+        assert spent < 0.3, f"the control thread used {spent:.2f} s of CPU in 3 s without descriptors"
+        assert node.nat.log_text().count("control socket: no descriptor for a client") == 1, node.nat.log_tail()
+    finally:
+        sh("prlimit", f"--pid={pid}", f"--nofile={soft}:{hard}")
+        for c in clients:
+            end(c, sig=signal.SIGKILL)
+    status = wait_for(lambda: node.nat.status(), 20)
+    assert status, node.nat.log_tail()
+    assert node.nat.status()["services"]["descriptor_shortages"] >= 1
+    print(f"control socket without descriptors: {spent:.3f} s of CPU in 3 s")
+
+
+def hold_port(node, address, port, udp=False):
+    """Someone else (nobody) holding address:port in tunnat's namespace; returns the process."""
+    kind = "socket.SOCK_DGRAM" if udp else "socket.SOCK_STREAM"
+    listen = "" if udp else "s.listen();"
+    holder = as_nobody(node, SYSTEM_PYTHON, "-c", f"import socket,time; s=socket.socket(socket.AF_INET, {kind}); "
+                       f"s.bind(('{address}',{port})); {listen} print('held', flush=True); time.sleep(120)",
+                       stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held", "the holder could not bind"
+    return holder
+
+
+def test_a_taken_metrics_port_is_a_warning_naming_the_holder_and_is_retried(node):
+    """The metrics port held by another user: tunnat starts anyway (the NAT is not held hostage), says who holds
+    it, and serves metrics once the port is free (615dad9 refused to start)."""
+    holder = hold_port(node, "127.0.0.1", 9469)
+    try:
         node.write_config()
-        out = node.ns("nat", "timeout", "20", node.nat.tunnat, "run", "--config", node.nat.config, check=False)
-        assert out.returncode == 1 and "metrics.listen 127.0.0.1:9469: cannot listen" in out.stderr, out
+        node.nat.start()
+        assert "cannot listen: Address already in use (held by uid 65534)" in node.nat.log_text(), node.nat.log_tail()
+        node.ns("c1", "curl", "-sS", "--max-time", "5", "-o", "/dev/null", "http://198.19.0.10/")
     finally:
         end(holder, sig=signal.SIGKILL)
+    assert wait_for(lambda: scrape(node).returncode == 0 and "tunnat_active_flows" in scrape(node).stdout, 20), \
+        node.nat.log_tail()
+    assert "after-tries" in node.nat.log_text(), node.nat.log_tail()
+
+
+def test_a_taken_sync_port_is_refused_naming_the_holder(node, tmp_path):
+    """The sync port held by another user: tunnat cannot replicate there, and says which user holds it."""
+    write_replication_config(node, tmp_path)
+    holder = hold_port(node, "10.0.1.254", 7800, udp=True)
+    try:
+        out = node.ns("nat", "timeout", "20", node.nat.tunnat, "run", "--config", node.nat.config, check=False)
+        assert out.returncode == 1 and "replication.listen 10.0.1.254:7800" in out.stderr \
+            and "held by uid 65534" in out.stderr, out
+    finally:
+        end(holder, sig=signal.SIGKILL)
+
+
+def write_replication_config(node, tmp_path):
+    key = tmp_path / "sync.key"
+    key.write_bytes(os.urandom(48))
+    key.chmod(0o400)
+    # The peer is c1, in the test's own namespaces, where nothing listens on 7800.
+    node.write_config(f"""replication:
+  listen: 10.0.1.254:7800
+  peers: [10.0.1.1:7800]
+  key_file: {key}
+  startup_wait_ms: 200
+""")
+
+
+def test_sockets_outlive_a_restart_in_the_service_managers_store(node, tmp_path):
+    """The metrics and sync sockets are handed to the service manager's descriptor store (played here as systemd
+    does) when bound. While tunnat is down (killed), another user cannot take either port; the next start gets
+    them back in LISTEN_FDS and serves on them (615dad9 kept nothing: its ports were free for anyone meanwhile)."""
+    write_replication_config(node, tmp_path)
+    listener = Notifications(str(tmp_path / "notify.sock"))
+    try:
+        node.nat.start(env={"NOTIFY_SOCKET": listener.path})
+        assert listener.until(lambda: {"metrics", "sync"} <= set(listener.store), 10), listener.messages
+        node.nat.kill()
+        for address, port, udp in [("127.0.0.1", 9469, False), ("10.0.1.254", 7800, True)]:
+            squat = node.ns("nat", *NOBODY, SYSTEM_PYTHON, "-c", f"import socket; s=socket.socket(socket.AF_INET, "
+                            f"{'socket.SOCK_DGRAM' if udp else 'socket.SOCK_STREAM'}); s.bind(('{address}',{port}))",
+                            check=False)
+            assert squat.returncode != 0 and "Address already in use" in squat.stderr, (address, port, squat)
+        kept = [(listener.store["metrics"], "metrics"), (listener.store["sync"], "sync")]
+        node.nat.start(env={"NOTIFY_SOCKET": listener.path}, listen_fds=kept)
+        log = node.nat.log_text()
+        assert "metrics: socket from the service manager" in log and "sync: socket from the service manager" in log, log
+        assert "tunnat_active_flows" in scrape(node).stdout
+        assert node.nat.status()["replication"] is not None
+    finally:
+        node.nat.stop()
+        listener.close()
 
 
 # ---- SIGHUP, failover and CloudWatch against moto ----------------------------------------------------------------
