@@ -89,6 +89,7 @@ grep -q '^control_socket: /run/tunnat/tunnat.sock$' "$root/etc/tunnat/tunnat.yam
   || fail "tunnat default-config has no 'control_socket: /run/tunnat.sock' line to point at /run/tunnat/tunnat.sock"
 "$tunnat" check-config "$root/etc/tunnat/tunnat.yaml" >/dev/null || fail "the packaged configuration does not check"
 install -D -m 0644 "$src/packaging/tunnat.service" "$root/usr/lib/systemd/system/tunnat.service"
+install -D -m 0644 "$src/packaging/tunnat-imds-guard.service" "$root/usr/lib/systemd/system/tunnat-imds-guard.service"
 install -D -m 0644 "$src/packaging/sysctl.conf" "$root/usr/lib/sysctl.d/60-tunnat.conf"
 install -D -m 0644 "$src/packaging/sysusers.conf" "$root/usr/lib/sysusers.d/tunnat.conf"
 

@@ -274,6 +274,12 @@ public enum Syscall {
     /// geteuid(2): the user whose permissions the process's file accesses are checked against.
     public static var effectiveUserID: uid_t { geteuid() }
 
+    /// The uid of a user given by name (getpwnam(3)) or as a number; nil when there is no such user.
+    public static func userID(_ user: String) -> uid_t? {
+        if let number = uid_t(user) { return number }
+        return getpwnam(user).map { $0.pointee.pw_uid }
+    }
+
     /// unlink(2); a missing file is not an error.
     public static func unlink(_ path: String) {
         _ = Glibc.unlink(path)

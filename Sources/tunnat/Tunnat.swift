@@ -14,7 +14,7 @@ struct Tunnat: ParsableCommand {
         abstract: "A userspace NAT data plane for Linux NAT instances.",
         version: BuildInfo.versionLine,
         subcommands: [RunCommand.self, StatusCommand.self, HandoverCommand.self, RoutingCommand.self, RoutesCommand.self, ReplayCommand.self,
-                      DefaultConfigCommand.self, CheckConfigCommand.self])
+                      DefaultConfigCommand.self, CheckConfigCommand.self, IMDSGuardCommand.self])
 }
 
 /// Prints one line to standard error and exits non-zero: the shape of every user-facing failure.
@@ -272,6 +272,24 @@ struct DefaultConfigCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "default-config", abstract: "Print the embedded default configuration.")
     func run() { print(DefaultConfiguration.yaml) }
+}
+
+struct IMDSGuardCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "imds-guard",
+        abstract: "Print the nftables ruleset that lets only root and tunnat's user reach the instance metadata service.",
+        discussion: """
+            The instance role's credentials are in the instance metadata service; the guard keeps every other local \
+            user from them. Load it with `tunnat imds-guard | nft -f -` (the image and the AWS user data do, at \
+            boot); loading it again replaces it.
+            """)
+    @Option(name: .long, help: "The user, besides root, that may reach it (a name or a uid).")
+    var user = "tunnat"
+
+    func run() throws {
+        guard let uid = Syscall.userID(user) else { throw fail("imds-guard --user \(user): no such user") }
+        print(IMDSGuard.ruleset(admitting: [uid]), terminator: "")
+    }
 }
 
 struct CheckConfigCommand: ParsableCommand {

@@ -13,7 +13,7 @@
 #   TUNNAT_PACKAGE_URL     where to get the .deb when the image has no tunnat ("" : the image must have it)
 #   TUNNAT_CLOUDWATCH      true: publish the metrics to CloudWatch (namespace tunnat)
 #
-# It installs the package if needed, fetches the sync key from SSM Parameter Store with the instance role (the key
+# It installs the package if needed, loads the metadata guard (only root and tunnat may reach IMDS), fetches the sync key from SSM Parameter Store with the instance role (the key
 # is never in the template or the user data), writes /etc/tunnat/sync.key and /etc/tunnat/tunnat.yaml, and starts
 # tunnat.service. Any failure stops it with a line saying what failed; nothing is started half configured.
 #
@@ -55,10 +55,17 @@ if ! command -v tunnat >/dev/null; then
   deb=$(mktemp --suffix=.deb)
   curl -sSfL --max-time 300 --retry 3 -o "$deb" "$TUNNAT_PACKAGE_URL" || fail "downloading $TUNNAT_PACKAGE_URL"
   apt-get update -qq || fail "apt-get update"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$deb" || fail "installing $TUNNAT_PACKAGE_URL"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$deb" nftables || fail "installing $TUNNAT_PACKAGE_URL"
   rm -f "$deb"
 fi
 getent passwd tunnat >/dev/null || fail "the package made no user tunnat"
+
+# --- the metadata guard ---
+# From here on only root and tunnat reach the instance metadata service, where the role's credentials are (and the
+# role may read the sync key): no other local user can use them. Loaded now, and at every boot by its unit.
+tunnat imds-guard --user tunnat | nft -f - || fail "loading the metadata guard ('tunnat imds-guard | nft -f -')"
+systemctl enable tunnat-imds-guard.service
+log "metadata guard loaded: only root and tunnat reach the instance metadata service"
 
 # --- the sync key, from SSM Parameter Store with the instance role's credentials ---
 role=$(md iam/security-credentials/) || fail "the instance has no IAM role"

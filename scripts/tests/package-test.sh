@@ -68,7 +68,8 @@ shipped=(/usr/bin/tunnat "$unit" /usr/lib/sysctl.d/60-tunnat.conf /usr/lib/sysus
          /usr/share/man/man1/tunnat.1.gz /usr/share/bash-completion/completions/tunnat
          /usr/share/zsh/vendor-completions/_tunnat /usr/share/fish/vendor_completions.d/tunnat.fish
          /usr/share/doc/tunnat/copyright /usr/share/doc/tunnat/changelog.Debian.gz
-         /usr/share/lintian/overrides/tunnat)
+         /usr/share/lintian/overrides/tunnat /usr/lib/systemd/system/tunnat-imds-guard.service)
+guard_unit=/usr/lib/systemd/system/tunnat-imds-guard.service
 
 echo "== the package"
 t_build() {
@@ -118,10 +119,12 @@ check "the files are in place: unit, conffile (control_socket /run/tunnat/tunnat
 
 t_verify() {
   local out
-  out=$(systemd-analyze verify "$unit" 2>&1) || { echo "$out"; return 1; }
+  out=$(systemd-analyze verify "$unit" "$guard_unit" 2>&1) || { echo "$out"; return 1; }
   [ -z "$out" ] || { echo "$out"; return 1; }
+  [ "$(systemctl is-enabled tunnat-imds-guard.service 2>/dev/null)" = disabled ] \
+    || { echo "tunnat-imds-guard.service is '$(systemctl is-enabled tunnat-imds-guard.service 2>&1)', not disabled"; return 1; }
 }
-check "systemd-analyze verify $unit: no complaint" t_verify
+check "systemd-analyze verify $unit $guard_unit: no complaint; the guard is left disabled" t_verify
 
 # The exposure score docs/packaging.md records; a unit that exposes more fails.
 recorded_exposure=2.3
@@ -165,6 +168,35 @@ t_user() {
   [ "$(getent group tunnat | cut -d: -f3)" = "$(cut -d: -f4 <<<"$entry")" ]
 }
 check "the system user and group tunnat exist (no home, no login shell)" t_user
+
+# The metadata guard as its unit runs it (ExecStart=, then ExecStop=), in a namespace of its own with an HTTP
+# server at 169.254.169.254 standing in for the metadata service: root and tunnat reach it, nobody does not.
+t_imds_guard() {
+  local ns="$p-imds" start stop server code rc=0
+  ip netns add "$ns"
+  ip -n "$ns" link set lo up
+  ip -n "$ns" addr add 169.254.169.254/32 dev lo
+  ip netns exec "$ns" timeout 60 python3 -m http.server 80 --bind 169.254.169.254 >/dev/null 2>&1 &
+  server=$!
+  for _ in $(seq 50); do ip netns exec "$ns" ss -ltn | grep -q '169.254.169.254:80 ' && break; sleep 0.1; done
+  start=$(sed -n 's/^ExecStart=//p' "$guard_unit")
+  stop=$(sed -n 's/^ExecStop=//p' "$guard_unit")
+  fetch() { ip netns exec "$ns" "$@" curl -sS --max-time 5 -o /dev/null -w '%{http_code}' http://169.254.169.254/ 2>&1; }
+  (
+    eval "ip netns exec $ns $start" || { echo "ExecStart failed: $start"; exit 1; }
+    code=$(fetch) ; echo "root: $code"; [ "$code" = 200 ] || exit 1
+    code=$(fetch setpriv --reuid tunnat --regid tunnat --init-groups); echo "tunnat: $code"; [ "$code" = 200 ] || exit 1
+    code=$(fetch setpriv --reuid 65534 --regid 65534 --clear-groups); echo "nobody: $code"
+    [[ "$code" == 000* ]] || exit 1
+    eval "ip netns exec $ns $stop" || { echo "ExecStop failed: $stop"; exit 1; }
+    ! ip netns exec "$ns" nft list tables | grep -q tunnat_imds_guard || { echo "ExecStop left the table"; exit 1; }
+    code=$(fetch setpriv --reuid 65534 --regid 65534 --clear-groups); echo "nobody after the stop: $code"; [ "$code" = 200 ]
+  ) || rc=1
+  kill "$server" 2>/dev/null || true
+  ip netns del "$ns"
+  return $rc
+}
+check "tunnat-imds-guard.service's ruleset: the metadata service for root and tunnat only; its stop removes it" t_imds_guard
 
 echo "== the packaged tunnat as tunnat.service runs it, in network namespaces"
 topology_up "$p"

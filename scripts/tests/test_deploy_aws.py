@@ -303,8 +303,13 @@ def nodes(stack, tunnat):
             p = in_node(stack, etc, f"exec bash {script}", env)
             left = sh("ip", "-n", stack["node_ns"], "-4", "-o", "addr", "show", "dev", "ens5").stdout
             calls = (root / "systemctl.calls").read_text() if (root / "systemctl.calls").exists() else ""
+            # The metadata guard it loaded into the kernel (nft is real; the namespace is the node's), then removed
+            # so that the next node's run starts without one.
+            guard = sh("ip", "netns", "exec", stack["node_ns"], "nft", "list", "table", "inet", "tunnat_imds_guard",
+                       check=False).stdout
+            sh("ip", "netns", "exec", stack["node_ns"], "nft", "delete", "table", "inet", "tunnat_imds_guard", check=False)
             done[name] = {"rc": p.returncode, "out": p.stdout, "err": p.stderr, "etc": etc, "env": env,
-                          "identity": identity, "left": left, "systemctl": calls, "pool": pool,
+                          "identity": identity, "left": left, "systemctl": calls, "pool": pool, "guard": guard,
                           "imds": list(imds.requests), "role": imds.role, "uid": int(user[2]), "gid": int(user[3])}
     yield done
     imds.close()
@@ -356,11 +361,23 @@ def test_user_data_uses_imdsv2_and_takes_the_pool_off_the_interface(nodes, name)
     assert ("PUT", "/latest/api/token") in r["imds"]
     assert not any(address in r["left"] for address in r["pool"]), r["left"]
     assert "apply_full_imds_network_config: false" in (r["etc"] / "cloud" / "cloud.cfg.d" / "99-tunnat.cfg").read_text()
-    assert r["systemctl"].split("\n")[:2] == ["enable tunnat.service", "restart tunnat.service"]
+    assert r["systemctl"].split("\n")[:3] == ["enable tunnat-imds-guard.service", "enable tunnat.service",
+                                              "restart tunnat.service"]
+
+
+@pytest.mark.parametrize("name", NODE_NAMES)
+def test_user_data_loads_the_metadata_guard_for_root_and_tunnat(nodes, name):
+    """The user data loads `tunnat imds-guard` (for its user tunnat's uid) into the kernel before it asks the
+    metadata service for the role's credentials, and enables the unit that loads it at every boot."""
+    r = nodes[name]
+    admitted = "{ 0, %d }" % r["uid"]
+    assert f"ip daddr 169.254.169.254 meta skuid != {admitted}" in r["guard"], r["guard"]
+    assert f"ip6 daddr fd00:ec2::254 meta skuid != {admitted}" in r["guard"], r["guard"]
+    assert r["err"].index("metadata guard loaded") < r["err"].index("wrote /etc/tunnat/tunnat.yaml")
 
 
 def test_user_data_stops_on_a_missing_key_and_starts_nothing(stack, nodes):
-    """The parameter missing: a line naming SSM's error code, no configuration, no start."""
+    """The parameter missing: a line naming SSM's error code, no configuration, no tunnat started."""
     r = nodes["Aa"]
     root = r["etc"].parent
     etc = root / "etc-missing"
@@ -375,7 +392,9 @@ def test_user_data_stops_on_a_missing_key_and_starts_nothing(stack, nodes):
     assert p.returncode != 0
     assert "ParameterNotFound" in p.stderr, p.stderr[-800:]
     assert not (etc / "tunnat" / "tunnat.yaml").exists() and not (etc / "tunnat" / "sync.key").exists()
-    assert (root / "systemctl.calls").read_text() == ""
+    # The guard, loaded before the key was asked for, stays; tunnat is neither enabled nor started.
+    assert (root / "systemctl.calls").read_text() == "enable tunnat-imds-guard.service\n"
+    sh("ip", "netns", "exec", stack["node_ns"], "nft", "delete", "table", "inet", "tunnat_imds_guard", check=False)
 
 
 # --- tunnat routes with the configurations the user data wrote ---------------------------------------------------

@@ -255,7 +255,8 @@ def test_uploads_the_package_and_the_dropin_then_provisions_as_root(provisioners
 def test_package_installed_with_apt_get_resolving_dependencies(script):
     assert "deb=/tmp/tunnat.deb" in script
     update = line_index(script, r"^apt_get update$", "apt-get update before installing")
-    install = line_index(script, r'^apt_get install -y --no-install-recommends "\$deb"$', "apt-get install of the .deb")
+    install = line_index(script, r'^apt_get install -y --no-install-recommends "\$deb" nftables$',
+                         "apt-get install of the .deb and nftables (the metadata guard's)")
     assert update < install
     assert any(re.match(r"^apt_get\(\) \{ apt-get .*\"\$@\"; \}$", line) for line in script), "apt_get is apt-get"
     assert not any(re.search(r"\bdpkg (-i|--install)\b", line) for line in script), "dpkg -i resolves nothing"
@@ -272,8 +273,19 @@ def test_unit_left_disabled_and_stopped(template, script):
     assert script[active + 1].startswith("fail "), "running fails the build"
     assert install < state < check and install < active
     touching = re.compile(r"systemctl\s+(\S+\s+)*(enable|start|restart|reenable|unmask|preset)\b|deb-systemd-invoke")
-    assert not [line for line in script if touching.search(line)]
+    guard = "tunnat-imds-guard.service"
+    assert not [line for line in script if touching.search(line) and guard not in line]
     assert not touching.search(json.dumps(template)), "the template (its comments aside) runs no systemctl"
+
+
+def test_metadata_guard_enabled_in_the_image(script):
+    """The image loads the metadata guard at every boot (only root and tunnat reach IMDS): its unit enabled after
+    the install, the build failing unless it is."""
+    install = line_index(script, r"^apt_get install ", "the install")
+    enable = line_index(script, r"^systemctl enable tunnat-imds-guard\.service$", "the guard enabled")
+    check = line_index(script, r'^\[ "\$\(systemctl is-enabled tunnat-imds-guard\.service\)" = enabled \] \|\| fail ',
+                       "anything but enabled fails the build")
+    assert install < enable < check
 
 
 def test_postinst_neither_enables_nor_starts():
@@ -286,8 +298,9 @@ def test_postinst_neither_enables_nor_starts():
     starting = re.compile(r"deb-systemd-invoke (start|restart)|systemctl (\S+ )*(start|restart|enable)\b")
     assert not [line for line in commands if starting.search(line)]
     assert postinst.count("deb-systemd-helper enable") == 1
-    assert re.search(r"if deb-systemd-helper --quiet was-enabled 'tunnat\.service'; then\s*\n\s*# [^\n]*\n\s*"
-                     r"deb-systemd-helper enable 'tunnat\.service'", postinst)
+    assert "for unit in tunnat.service tunnat-imds-guard.service; do" in postinst
+    assert re.search(r'if deb-systemd-helper --quiet was-enabled "\$unit"; then\s*\n\s*# [^\n]*\n\s*'
+                     r'deb-systemd-helper enable "\$unit"', postinst)
 
 
 def test_cloud_init_dropin_turns_off_secondary_ips():

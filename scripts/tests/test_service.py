@@ -433,8 +433,8 @@ def test_metrics_connections_are_capped_and_the_rest_keeps_running(node):
         during = descriptors(node.nat.pid)
         status = node.nat.status()
         assert status is not None, "the control socket did not answer while metrics connections were held"
-        refused = status["services"]["metrics_connections_refused"]
         assert during <= before + 16 + 2, f"descriptors {before} -> {during} with {held} connections held"
+        refused = status["services"]["metrics_connections_refused"]
         assert refused >= held - 16 - 2, (refused, held)
         node.ns("c1", "curl", "-sS", "--max-time", "5", "-o", "/dev/null", "http://198.19.0.10/")
     finally:
@@ -551,6 +551,43 @@ def test_sockets_outlive_a_restart_in_the_service_managers_store(node, tmp_path)
     finally:
         node.nat.stop()
         listener.close()
+
+
+def test_imds_guard_lets_only_root_and_tunnats_user_reach_the_metadata_service(node):
+    """`tunnat imds-guard | nft -f -` (what the image and the user data load at boot), with an HTTP server standing
+    in for the metadata service at 169.254.169.254 in tunnat's namespace: root and the given user reach it, any
+    other user is refused at once (615dad9 had no guard: every local user could read the role's credentials)."""
+    tunnat_uid = 64990  # stands for the user tunnat, which need not exist on the test machine
+    # On lo: a local address, and the guard's hook (output) sees connections to it as to any other.
+    node.ns("nat", "ip", "addr", "add", "169.254.169.254/32", "dev", "lo")
+    server = subprocess.Popen(["ip", "netns", "exec", f"{node.p}-nat", "timeout", "120", "python3", "-m", "http.server",
+                               "80", "--bind", "169.254.169.254"], cwd=node.work,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: node.listening("nat", "169.254.169.254:80 "), 10)
+        ruleset = sh(node.nat.tunnat, "imds-guard", "--user", str(tunnat_uid)).stdout
+        load = subprocess.run(["ip", "netns", "exec", f"{node.p}-nat", "nft", "-f", "-"], input=ruleset, text=True,
+                              capture_output=True, timeout=30)
+        assert load.returncode == 0, load.stderr
+
+        def fetch(*user):
+            return node.ns("nat", *user, "curl", "-sS", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}",
+                           "http://169.254.169.254/", check=False)
+
+        assert fetch().stdout == "200", fetch()
+        tunnat_user = ["setpriv", f"--reuid={tunnat_uid}", f"--regid={tunnat_uid}", "--clear-groups"]
+        assert fetch(*tunnat_user).stdout == "200", fetch(*tunnat_user)
+        refused = fetch(*NOBODY)
+        assert refused.returncode != 0 and refused.stdout == "000", refused
+        # Loaded again (a second boot, a rerun of the user data): the same one table, not a second.
+        load = subprocess.run(["ip", "netns", "exec", f"{node.p}-nat", "nft", "-f", "-"], input=ruleset, text=True,
+                              capture_output=True, timeout=30)
+        assert load.returncode == 0, load.stderr
+        tables = node.ns("nat", "nft", "list", "tables").stdout
+        assert tables.count("tunnat_imds_guard") == 1, tables
+        assert fetch(*NOBODY).returncode != 0 and fetch(*tunnat_user).stdout == "200"
+    finally:
+        end(server, sig=signal.SIGKILL)
 
 
 # ---- SIGHUP, failover and CloudWatch against moto ----------------------------------------------------------------

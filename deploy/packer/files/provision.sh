@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs as root on the instance that builds tunnat's AMI (deploy/packer/tunnat.pkr.hcl, its last provisioner), after
-# the package and the cloud-init drop-in were uploaded to /tmp: installs the package with its dependencies, fails
-# unless tunnat.service is left disabled and stopped, installs the drop-in, and cleans what the image should not
+# the package and the cloud-init drop-in were uploaded to /tmp: installs the package with its dependencies and
+# nftables, enables the metadata guard (tunnat-imds-guard.service), fails unless tunnat.service is left disabled
+# and stopped, installs the drop-in, and cleans what the image should not
 # carry (apt's package cache and lists, this instance's cloud-init state and logs).
 set -eu
 
@@ -21,9 +22,14 @@ cloud-init status --wait >/dev/null || status=$?
 export DEBIAN_FRONTEND=noninteractive
 apt_get() { apt-get -q -o DPkg::Lock::Timeout=600 "$@"; }
 apt_get update
-apt_get install -y --no-install-recommends "$deb"
+apt_get install -y --no-install-recommends "$deb" nftables
 rm -f "$deb"
 tunnat --version
+
+# The metadata guard, at every boot before the network is up: only root and tunnat reach the instance metadata
+# service and the role's credentials there (docs/aws.md, "What a local user can reach").
+systemctl enable tunnat-imds-guard.service
+[ "$(systemctl is-enabled tunnat-imds-guard.service)" = enabled ] || fail "tunnat-imds-guard.service could not be enabled"
 
 # The unit stays disabled in the image: the instance's user data enables and starts it once it has written the
 # configuration and the key (tunnat.pkr.hcl says why). The package's postinst neither enables nor starts it
@@ -54,4 +60,4 @@ cloud-init clean --logs
 # dbus's copy, where it is a file rather than the usual symlink to /etc/machine-id, would be read instead.
 truncate -s 0 /etc/machine-id
 if [ -f /var/lib/dbus/machine-id ] && [ ! -L /var/lib/dbus/machine-id ]; then rm -f /var/lib/dbus/machine-id; fi
-echo "provision.sh: $(tunnat --version) installed; tunnat.service disabled; cloud-init's drop-in in place"
+echo "provision.sh: $(tunnat --version) installed; tunnat.service disabled; the metadata guard enabled; cloud-init's drop-in in place"
