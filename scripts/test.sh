@@ -2,7 +2,7 @@
 # The whole test suite: unit, requirement and golden tests (swift test), the CLI end to end, the documents' figures
 # against the code and this script's own parsing of the suites' output (pytest, no root), the live data
 # plane in network namespaces (needs root), the Debian package installed and run as its user, the failover control
-# plane against an EC2 emulator, the AWS template deployed into that emulator, the failover end to end and the floods (pytest, scripts/tests/), and the zero-malloc
+# plane against an EC2 emulator, the AWS template deployed into that emulator, the failover end to end and the floods (pytest, scripts/tests/), a three-minute soak, and the zero-malloc
 # gate on the established-flow path (package-benchmark).
 # Warnings are errors. .ci/run calls exactly this.
 #
@@ -154,6 +154,16 @@ PYTEST_ADDOPTS=-s run_pytest chaos test_chaos.py
 step "floods: bounded attacks on a running tunnat while established TCP and UDP flows run through it"
 FLOOD_TABLE="$work/flood-table.md" run_pytest floods test_floods.py
 [ -f "$work/flood-table.md" ] && cat "$work/flood-table.md"
+
+step "soak: three minutes of a realistic mix through a replicating pair, a handover, SIGHUPs, floods; nothing may grow"
+status=0
+scripts/soak.sh 180 --tunnat "$here/.build/release/tunnat" 2>&1 | tee "$work/soak.log" || status=$?
+if [ "$status" = 0 ] && grep -q '^soak: passed$' "$work/soak.log"; then
+  tally soak 0 1 0
+else
+  tally soak 1 0 1
+  { echo "soak:"; grep -E '^soak: FAILED' "$work/soak.log" || tail -20 "$work/soak.log"; } >> "$failures"
+fi
 
 if [ "$bench" = 1 ]; then
   step "benchmark gate: zero mallocs per packet on the established-flow path"

@@ -18,6 +18,7 @@ Topology (namespaces named per run; the root namespace holds moto, the fake IMDS
   rtr -- nat-a 10.10.0.10 (ENI a)     rtr -- nat-b 10.10.0.11 (ENI b)     rtr -- server 198.18.1.10
                                                                             rtr: 198.19.0.0/16 blackholed (preload)
   nat-a, nat-b -- bridge 10.79.0.1 in the root namespace (moto, IMDS, EC2 front), as 10.79.0.2 and 10.79.0.3
+                  (another /24 for the soak: Cluster's management)
 
 The internet gateway's 1:1 rewrite of the Elastic IP to the private IP is left out: the pool address 198.18.0.100 is
 itself the secondary private IP that moves between the ENIs (moto does not check that it lies in the subnet), so
@@ -38,8 +39,9 @@ from tunnat_process import TunnatProcess
 
 PUBLIC, SERVER, CLIENT = "198.18.0.100", "198.18.1.10", "10.10.1.10"
 NAT_IP = {"a": "10.10.0.10", "b": "10.10.0.11"}
-MGMT_IP = {"a": "10.79.0.2", "b": "10.79.0.3"}
-BRIDGE_IP = "10.79.0.1"
+# The management network's /24: the failover and chaos suites' (which therefore cannot run side by side); the soak
+# (soak.py) takes another, so that it may run beside them.
+MANAGEMENT = "10.79.0"
 SERVER_PORT = 5001
 OUTAGE_LIMIT = 2.0      # seconds: the longest gap any flow may see across a kill of the active
 HANDOVER_OUTAGE_LIMIT = 1.0  # seconds: the same across a planned handover (the route switch only)
@@ -285,11 +287,13 @@ class FlowSender:
 class Cluster:
     """The namespaces, the VPC in moto, the server and the two nodes (not started). up() builds, down() removes."""
 
-    def __init__(self, tunnat, idle=20, busy=2, preload=0):
+    def __init__(self, tunnat, idle=20, busy=2, preload=0, prefix="tfe", management=MANAGEMENT):
         self.tunnat = os.path.abspath(tunnat)
         self.idle, self.busy, self.preload = idle, busy, preload
+        self.bridge_ip = f"{management}.1"
+        self.mgmt_ip = {"a": f"{management}.2", "b": f"{management}.3"}
         self.procs = Processes()
-        self.ns = Namespaces("tfe")
+        self.ns = Namespaces(prefix)
         self.bridge = f"{self.ns.prefix}br"
         self.work = tempfile.mkdtemp(prefix="tunnat-e2e-")
         self.aws = self.vpc = None
@@ -301,7 +305,7 @@ class Cluster:
         with open(key, "wb") as f:
             f.write(os.urandom(48).hex().encode())
         os.chmod(key, 0o600)
-        self.aws = AWS(self.procs, host=BRIDGE_IP)
+        self.aws = AWS(self.procs, host=self.bridge_ip)
         self.vpc = VPC(self.aws, self.ns["r"])
         server = self.procs.start(self.ns.argv("s", sys.executable, os.path.join(LIB, "longflows.py"), "serve", SERVER,
                                                SERVER_PORT), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -358,18 +362,18 @@ class Cluster:
         # ICMP), so each preloaded flow stays one idle outbound datagram in the NAT.
         sh("ip", "-n", ns["r"], "route", "add", "blackhole", PRELOAD_PREFIX)
         # The management bridge: the NATs reach moto, the IMDS and the EC2 front here.
-        holder = sh("ip", "-o", "-4", "addr", "show", "to", f"{BRIDGE_IP}/32").stdout.split()
+        holder = sh("ip", "-o", "-4", "addr", "show", "to", f"{self.bridge_ip}/32").stdout.split()
         if holder:
-            raise CommandFailed(f"{holder[1]} already holds the management address {BRIDGE_IP} (another failover or "
-                                "chaos run, still alive: they cannot run side by side)")
+            raise CommandFailed(f"{holder[1]} already holds the management address {self.bridge_ip} (another run "
+                                "with the same management network, still alive: they cannot run side by side)")
         sh("ip", "link", "add", ns.root_link(self.bridge), "type", "bridge")
-        sh("ip", "addr", "add", f"{BRIDGE_IP}/24", "dev", self.bridge)
+        sh("ip", "addr", "add", f"{self.bridge_ip}/24", "dev", self.bridge)
         sh("ip", "link", "set", self.bridge, "up")
         for k in ("a", "b"):
             end = ns.root_link(f"{ns.prefix}m{k}")
             sh("ip", "link", "add", end, "type", "veth", "peer", "name", "mgmt", "netns", ns[k])
             sh("ip", "link", "set", end, "master", self.bridge, "up")
-            sh("ip", "-n", ns[k], "addr", "add", f"{MGMT_IP[k]}/24", "dev", "mgmt")
+            sh("ip", "-n", ns[k], "addr", "add", f"{self.mgmt_ip[k]}/24", "dev", "mgmt")
             sh("ip", "-n", ns[k], "link", "set", "mgmt", "up")
 
     def client_reaches_server(self):
