@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import Glibc
 import NIOPosix
 import Synchronization
 import SystemCalls
@@ -12,8 +13,12 @@ import SystemCalls
 /// process's descriptors (`Limits`): connections beyond the cap are closed as they are accepted; a connection's
 /// next request is answered only once its earlier answers have left (its output below swift-nio's high water
 /// mark), so a client that sends requests and never reads holds one answer, not one per request; a connection is
-/// closed after its last allowed request, or when it has sent nothing for the idle time. An accept that fails for
-/// want of descriptors waits a second before the next (swift-nio's AcceptBackoffHandler) and is counted.
+/// closed after its last allowed request, or when it has sent nothing for the idle time.
+///
+/// An accept that fails for want of descriptors (EMFILE, ENFILE) is counted, and accepting stops for a second:
+/// swift-nio's listening channel keeps asking a socket that stays readable (its AcceptBackoffHandler does not stop
+/// that), so the channel is closed, the socket itself kept open on a descriptor of this server's (clients wait in
+/// its backlog), and a new channel made on it a second later.
 public final class MetricsServer: Sendable {
     public struct Limits: Sendable {
         /// Connections open at once; more are closed as soon as they are accepted.
@@ -22,31 +27,84 @@ public final class MetricsServer: Sendable {
         public var requestsPerConnection = 100
         /// A connection that sends nothing for this long is closed.
         public var idleSeconds: Int64 = 10
+        /// How long accepting pauses after it failed for want of descriptors.
+        public var pauseSeconds: Int64 = 1
 
         public init() {}
     }
 
     let group: MultiThreadedEventLoopGroup
-    let channel: any Channel
+    let loop: any EventLoop
+    /// The listening socket, kept by this server for its whole life; each channel gets a duplicate.
+    let listener: Int32
+    let limits: Limits
     let counters: LocalServiceCounters
+    let shortage: @Sendable (UInt64, String) -> Void
+    let render: @Sendable () -> [UInt8]
+    /// The channel accepting now (nil while paused), and whether `stop` was called; touched on the loop only,
+    /// but read by `stop` from another thread: a lock.
+    let state = Mutex<(channel: (any Channel)?, stopped: Bool)>((nil, false))
+    /// Open connections, across channels (a pause makes a new listening channel; the connections stay): the loop's.
+    let slots: NIOLoopBoundBox<Slots>
     /// Where it listens.
     public let endpoint: UDPEndpoint
+
+    final class Slots {
+        var open = 0
+        var fault = RecurringFault()
+    }
 
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
     }
 
-    /// Serves on `fd`, a listening TCP socket that swift-nio owns from here on (and closes on `stop`).
-    public init(listening fd: Int32, endpoint: UDPEndpoint, limits: Limits = Limits(),
-                counters: LocalServiceCounters, render: @escaping @Sendable () -> [UInt8]) throws(Failure) {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelInitializer { channel in
+    /// Serves on `fd`, a listening TCP socket that this server owns from here on (and closes on `stop`).
+    /// `shortage` hears of accepts that failed for want of descriptors: the first, then at most one a minute with
+    /// the count since (on the event loop's thread).
+    public init(listening fd: Int32, endpoint: UDPEndpoint, limits: Limits = Limits(), counters: LocalServiceCounters,
+                shortage: @escaping @Sendable (_ count: UInt64, _ error: String) -> Void = { _, _ in },
+                render: @escaping @Sendable () -> [UInt8]) throws(Failure) {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        loop = group.next()
+        listener = fd
+        self.endpoint = endpoint
+        self.limits = limits
+        self.counters = counters
+        self.shortage = shortage
+        self.render = render
+        slots = NIOLoopBoundBox.makeBoxSendingValue(Slots(), eventLoop: loop)
+        do {
+            let channel = try bootstrap().withBoundSocket(try Self.duplicate(fd)).wait()
+            state.withLock { $0.channel = channel }
+        } catch {
+            try? group.syncShutdownGracefully()
+            Syscall.close(fd)
+            throw Failure(description: "metrics.listen \(endpoint): cannot serve: \(error)")
+        }
+    }
+
+    public func stop() {
+        let channel = state.withLock { state in
+            state.stopped = true
+            return state.channel
+        }
+        try? channel?.close().wait()
+        try? group.syncShutdownGracefully()
+        Syscall.close(listener)
+    }
+
+    static func duplicate(_ fd: Int32) throws -> Int32 {
+        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        guard copy >= 0 else { throw Errno("fcntl F_DUPFD_CLOEXEC") }
+        return copy
+    }
+
+    func bootstrap() -> ServerBootstrap {
+        let (limits, counters, render) = (limits, counters, render)
+        return ServerBootstrap(group: group)
+            .serverChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    // In the order an accepted connection meets them: counted and capped, then the backoff that
-                    // sees accept(2) fail (EMFILE) and pauses accepting, then swift-nio's own accept handler.
-                    try channel.pipeline.syncOperations.addHandler(ConnectionCap(limit: limits.connections, counters: counters))
-                    try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler(shouldForwardIOErrorCaught: false))
+                    try channel.pipeline.syncOperations.addHandler(ConnectionCap(server: self))
                 }
             }
             .childChannelOption(.allowRemoteHalfClosure, value: false)
@@ -57,52 +115,77 @@ public final class MetricsServer: Sendable {
                     try channel.pipeline.syncOperations.addHandler(Handler(render: render, limit: limits.requestsPerConnection, counters: counters))
                 }
             }
-        do {
-            channel = try bootstrap.withBoundSocket(fd).wait()
-        } catch {
-            try? group.syncShutdownGracefully()
-            throw Failure(description: "metrics.listen \(endpoint): cannot serve: \(error)")
+    }
+
+    /// On the loop: accepting failed for want of descriptors. Closes the listening channel and makes a new one on
+    /// the kept socket after the pause (or after another, while there is no descriptor for the duplicate).
+    func pause(_ channel: any Channel, error: String) {
+        counters.descriptorShortages.add(1, ordering: .relaxed)
+        if let count = slots.value.fault.occurred(now: SystemMonotonicClock().seconds()) { shortage(count, error) }
+        let current = state.withLock { state in
+            guard state.channel === channel else { return false }
+            state.channel = nil
+            return true
         }
-        self.group = group
-        self.counters = counters
-        self.endpoint = endpoint
+        guard current else { return }
+        channel.close(promise: nil)
+        resume(after: limits.pauseSeconds)
     }
 
-    public func stop() {
-        try? channel.close().wait()
-        try? group.syncShutdownGracefully()
+    private func resume(after seconds: Int64) {
+        loop.scheduleTask(in: .seconds(seconds)) { [self] in
+            guard !state.withLock({ $0.stopped }) else { return }
+            let copy: Int32
+            do { copy = try Self.duplicate(listener) } catch {
+                pauseAgain(error: "\(error)")
+                return
+            }
+            bootstrap().withBoundSocket(copy).whenComplete { [self] result in
+                switch result {
+                case .success(let channel):
+                    let stopped = state.withLock { state in
+                        if !state.stopped { state.channel = channel }
+                        return state.stopped
+                    }
+                    if stopped { channel.close(promise: nil) } else { slots.value.fault.cleared() }
+                case .failure(let error):
+                    pauseAgain(error: "\(error)")
+                }
+            }
+        }
     }
 
-    /// On the listening channel: closes accepted connections beyond `limit`, and counts accepts that failed for
-    /// want of descriptors. Confined to the one event loop, as are the connections it counts.
+    private func pauseAgain(error: String) {
+        counters.descriptorShortages.add(1, ordering: .relaxed)
+        if let count = slots.value.fault.occurred(now: SystemMonotonicClock().seconds()) { shortage(count, error) }
+        resume(after: limits.pauseSeconds)
+    }
+
+    /// On a listening channel: closes accepted connections beyond the cap, and pauses accepting when an accept
+    /// failed for want of descriptors. Confined to the one event loop, as are the connections it counts.
     final class ConnectionCap: ChannelInboundHandler {
         typealias InboundIn = any Channel
-        let limit: Int
-        let counters: LocalServiceCounters
-        var open = 0
+        let server: MetricsServer
 
-        init(limit: Int, counters: LocalServiceCounters) {
-            self.limit = limit
-            self.counters = counters
-        }
+        init(server: MetricsServer) { self.server = server }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let connection = unwrapInboundIn(data)
-            guard open < limit else {
-                counters.metricsConnectionsRefused.add(1, ordering: .relaxed)
+            let slots = server.slots
+            guard slots.value.open < server.limits.connections else {
+                server.counters.metricsConnectionsRefused.add(1, ordering: .relaxed)
                 connection.close(promise: nil)
                 return
             }
-            open += 1
-            let loop = context.eventLoop
-            let counted = NIOLoopBound(self, eventLoop: loop)
-            connection.closeFuture.hop(to: loop).whenComplete { _ in counted.value.open -= 1 }
+            slots.value.open += 1
+            connection.closeFuture.hop(to: context.eventLoop).whenComplete { _ in slots.value.open -= 1 }
             context.fireChannelRead(data)
         }
 
         func errorCaught(context: ChannelHandlerContext, error: any Error) {
             if let io = error as? IOError, io.errnoCode == Errno.processDescriptorsFull || io.errnoCode == Errno.systemDescriptorsFull {
-                counters.descriptorShortages.add(1, ordering: .relaxed)
+                server.pause(context.channel, error: "\(io)")
+                return
             }
             context.fireErrorCaught(error)
         }

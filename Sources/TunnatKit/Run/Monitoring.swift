@@ -115,7 +115,12 @@ final class MetricsEndpoint: Sendable {
                 sockets.keep(listening.rawValue, name: "metrics")
             }
             do throws(MetricsServer.Failure) {
-                let server = try MetricsServer(listening: listening.release(), endpoint: endpoint, counters: counters, render: render)
+                let logger = self.logger
+                let server = try MetricsServer(listening: listening.release(), endpoint: endpoint, counters: counters,
+                                               shortage: { count, error in
+                    logger.warning("metrics: no descriptor for a connection; accepting again in a second",
+                                   metadata: ["error": "\(error)", "times": "\(count)", "every": "60s at most"])
+                }, render: render)
                 self.server.withLock { $0 = server }
                 logger.info("metrics", metadata: ["listen": "http://\(endpoint)/metrics"]
                             .merging(fault.total > 0 ? ["after-tries": "\(fault.total + 1)"] : [:]) { a, _ in a })
