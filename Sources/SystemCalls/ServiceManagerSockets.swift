@@ -28,14 +28,15 @@ public final class InheritedSockets: Sendable {
         return (0..<count).map { (fd: firstDescriptor + Int32($0), name: given[$0]) }
     }
 
-    /// The sockets passed to this process. The variables are removed from the environment (commands tunnat runs
-    /// must not take them for theirs), and each descriptor is marked close-on-exec.
+    /// The sockets passed to this process: to be called before the process opens anything, so that descriptors
+    /// 3 and up are still the passed ones. The variables are removed from the environment (commands tunnat runs
+    /// must not take them for theirs); each descriptor is marked close-on-exec, and one that is not open (the
+    /// variables promised more than was passed) is left out, as sd_listen_fds(3) checks.
     public static func fromEnvironment() -> InheritedSockets {
         let passed = parse(listenPID: Environment.value("LISTEN_PID"), listenFDs: Environment.value("LISTEN_FDS"),
                            names: Environment.value("LISTEN_FDNAMES"), pid: getpid())
         for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] { unsetenv(name) }
-        for socket in passed { _ = fcntl(socket.fd, F_SETFD, FD_CLOEXEC) }
-        return InheritedSockets(passed)
+        return InheritedSockets(passed.filter { fcntl($0.fd, F_SETFD, FD_CLOEXEC) == 0 })
     }
 
     /// The first passed socket named `name`, now owned by the caller; nil if there is none.

@@ -53,10 +53,10 @@ public enum ControlSocket {
         }
 
         /// Answers connections with `report()` (or `handover()`, asked for) until `stop` is given, one at a time.
-        /// An accept that fails for want of descriptors (EMFILE, ENFILE) leaves the client waiting in the backlog:
-        /// the loop counts it, tells `shortage` (first time, then once a minute at most) and waits, 10 ms at
-        /// first and doubling up to a second while it lasts, instead of polling the still-readable socket again at
-        /// once.
+        /// An accept that fails (for want of descriptors, EMFILE or ENFILE, which are counted; of memory, of
+        /// buffers) leaves the client waiting in the backlog: the loop tells `shortage` (first time, then once a
+        /// minute at most) and waits, 10 ms at first and doubling up to a second while it lasts, instead of
+        /// polling the still-readable socket again at once.
         public func serve(stop: StopSignal, report: () -> [UInt8], handover: () -> [UInt8] = { Array("no handover here\n".utf8) },
                           counters: LocalServiceCounters = LocalServiceCounters(),
                           clock: any MonotonicClock = SystemMonotonicClock(),
@@ -71,8 +71,12 @@ public enum ControlSocket {
                     fault.cleared()
                     Self.answer(client, report: report, handover: handover)
                 } catch {
-                    guard error.code == Errno.processDescriptorsFull || error.code == Errno.systemDescriptorsFull else { continue }
-                    counters.descriptorShortages.add(1, ordering: .relaxed)
+                    // A client that gave up before it was accepted is nothing; anything else (no descriptor, no
+                    // memory, no buffer) would come back at once: counted, and waited on.
+                    guard error.code != ECONNABORTED else { continue }
+                    if error.code == Errno.processDescriptorsFull || error.code == Errno.systemDescriptorsFull {
+                        counters.descriptorShortages.add(1, ordering: .relaxed)
+                    }
                     if let count = fault.occurred(now: clock.seconds()) { shortage(count, error) }
                     // Woken early only to stop.
                     _ = try? Syscall.pollIn(stop.fd, timeoutMilliseconds: Int32(fault.delay * 1000))

@@ -22,7 +22,9 @@ public enum LiveDataPlane {
     /// `configPath`: the file `config` was read from, read again on SIGHUP (nil: the embedded default, nothing to
     /// reread). The components start in order and stop in reverse; the numbered steps are the order.
     public static func run(_ config: TunnatConfiguration, configPath: String?, installRouting: Bool, logger: Logger) throws(Failure) {
-        // 1. The table, the device, the signals, and the control socket's path (taken now: a second tunnat fails here).
+        // 1. The sockets the service manager passed (before anything is opened: they are descriptors 3 and up), the
+        //    table, the device, the signals, and the control socket's path (taken now: a second tunnat fails here).
+        let inherited = InheritedSockets.fromEnvironment()
         let shared: LockedNAT
         do { shared = LockedNAT(nat: try NAT(configuration: config.nat)) } catch { throw Failure(description: "nat: \(error)") }
         let device = try Device.open(config.tun, logger: logger)
@@ -30,7 +32,7 @@ public enum LiveDataPlane {
         let counters = LocalServiceCounters()
         let control = try ControlServer(path: config.controlSocket, counters: counters, logger: logger)
         // The metrics and sync sockets the service manager kept across a restart (or a socket unit passed).
-        let sockets = ServiceSockets(inherited: InheritedSockets.fromEnvironment(), notify: service.notify, logger: logger)
+        let sockets = ServiceSockets(inherited: inherited, notify: service.notify, logger: logger)
         let stack = ComponentStack(logger: logger)
         defer { stack.stopAll() }
         // 2. The policy routing that puts the device in the path.

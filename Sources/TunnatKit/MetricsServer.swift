@@ -9,11 +9,13 @@ import SystemCalls
 /// the caller (bound by tunnat, or passed by the service manager). `GET /metrics` (or HEAD) answers the text
 /// exposition that `render` makes; any other path is 404, any other method 405.
 ///
-/// Whoever can connect (any local user, on the default loopback address) cannot make it grow or use up the
-/// process's descriptors (`Limits`): connections beyond the cap are closed as they are accepted; a connection's
-/// next request is answered only once its earlier answers have left (its output below swift-nio's high water
-/// mark), so a client that sends requests and never reads holds one answer, not one per request; a connection is
-/// closed after its last allowed request, or when it has sent nothing for the idle time.
+/// Whoever can connect (any local user, on the default loopback address) cannot make it grow, use up the process's
+/// descriptors, or keep others out by holding connections (`Limits`): at the cap, a new connection takes the place
+/// of the one whose last request is the oldest (if more than a second old), else it is closed; a connection's next
+/// request is answered only once its earlier answers have left (its output below swift-nio's high water mark), so
+/// a client that sends requests and never reads holds one answer, not one per request; a connection is closed
+/// after its last allowed request, or when it has sent nothing for the idle time. One rendering serves every
+/// request within a second, so asking faster costs nothing more.
 ///
 /// An accept that fails for want of descriptors (EMFILE, ENFILE) is counted, and accepting stops for a second:
 /// swift-nio's listening channel keeps asking a socket that stays readable (its AcceptBackoffHandler does not stop
@@ -29,6 +31,11 @@ public final class MetricsServer: Sendable {
         public var idleSeconds: Int64 = 10
         /// How long accepting pauses after it failed for want of descriptors.
         public var pauseSeconds: Int64 = 1
+        /// At the cap, a new connection takes the place of the one whose last request is the oldest, if that is
+        /// older than this; else the new one is closed. Holding connections open without asking keeps no one out.
+        public var evictIdleAfterMilliseconds: Int64 = 1000
+        /// One rendering serves every request within this long: asking faster costs nothing more.
+        public var renderEveryMilliseconds: UInt64 = 1000
 
         public init() {}
     }
@@ -50,9 +57,12 @@ public final class MetricsServer: Sendable {
     public let endpoint: UDPEndpoint
 
     final class Slots {
-        var open = 0
+        /// The open connections and when each last completed a request (or connected).
+        var open: [ObjectIdentifier: (channel: any Channel, active: NIODeadline)] = [:]
         var fault = RecurringFault()
     }
+    /// The last rendering and when it was made (monotonic nanoseconds).
+    let rendered = Mutex<(at: UInt64, body: [UInt8])?>(nil)
 
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
@@ -100,21 +110,39 @@ public final class MetricsServer: Sendable {
     }
 
     func bootstrap() -> ServerBootstrap {
-        let (limits, counters, render) = (limits, counters, render)
+        let limits = limits
         return ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 16)
             .serverChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ConnectionCap(server: self))
                 }
             }
             .childChannelOption(.allowRemoteHalfClosure, value: false)
-            .childChannelInitializer { channel in
+            // One small read at a time: what a client pipelines waits in the kernel, not in parsed requests here.
+            .childChannelOption(.maxMessagesPerRead, value: 1)
+            .childChannelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 4096))
+            .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: .seconds(limits.idleSeconds)))
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(Handler(render: render, limit: limits.requestsPerConnection, counters: counters))
+                    try channel.pipeline.syncOperations.addHandler(Handler(server: self))
                 }
             }
+    }
+
+    /// The exposition, rendered at most once per `renderEveryMilliseconds` whoever asks.
+    func body() -> [UInt8] {
+        let now = SystemClock.monotonicNanoseconds()
+        if let last = rendered.withLock({ $0 }), now &- last.at < limits.renderEveryMilliseconds * 1_000_000 { return last.body }
+        let body = render()
+        rendered.withLock { $0 = (now, body) }
+        return body
+    }
+
+    /// On the loop: a connection completed a request.
+    func active(_ channel: any Channel) {
+        slots.value.open[ObjectIdentifier(channel)]?.active = .now()
     }
 
     /// On the loop: accepting failed for want of descriptors. Closes the listening channel and makes a new one on
@@ -172,13 +200,21 @@ public final class MetricsServer: Sendable {
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let connection = unwrapInboundIn(data)
             let slots = server.slots
-            guard slots.value.open < server.limits.connections else {
+            if slots.value.open.count >= server.limits.connections {
+                // The connection whose last request is the oldest makes room, if it has been quiet long enough.
+                let quiet = NIODeadline.now() - .milliseconds(server.limits.evictIdleAfterMilliseconds)
+                let oldest = slots.value.open.min { $0.value.active < $1.value.active }
                 server.counters.metricsConnectionsRefused.add(1, ordering: .relaxed)
-                connection.close(promise: nil)
-                return
+                guard let oldest, oldest.value.active < quiet else {
+                    connection.close(promise: nil)
+                    return
+                }
+                slots.value.open[oldest.key] = nil
+                oldest.value.channel.close(promise: nil)
             }
-            slots.value.open += 1
-            connection.closeFuture.hop(to: context.eventLoop).whenComplete { _ in slots.value.open -= 1 }
+            let key = ObjectIdentifier(connection)
+            slots.value.open[key] = (connection, .now())
+            connection.closeFuture.hop(to: context.eventLoop).whenComplete { _ in slots.value.open[key] = nil }
             context.fireChannelRead(data)
         }
 
@@ -194,23 +230,20 @@ public final class MetricsServer: Sendable {
     final class Handler: ChannelInboundHandler {
         typealias InboundIn = HTTPServerRequestPart
         typealias OutboundOut = HTTPServerResponsePart
-        let render: @Sendable () -> [UInt8]
-        let limit: Int
-        let counters: LocalServiceCounters
+        let server: MetricsServer
         var answered = 0
+        /// The last answer (Connection: close) is on its way: later requests are not answered.
+        var closing = false
         /// A request that arrived while the connection's output was backed up: answered once it drains.
-        /// swift-nio's pipeline handler passes on no further request, and reads nothing more, until this one's
-        /// answer has been written.
+        /// swift-nio's pipeline handler passes on no further request, and stops reading once this one's end has
+        /// arrived, until its answer has been written.
         var waiting: HTTPRequestHead?
 
-        init(render: @escaping @Sendable () -> [UInt8], limit: Int, counters: LocalServiceCounters) {
-            self.render = render
-            self.limit = limit
-            self.counters = counters
-        }
+        init(server: MetricsServer) { self.server = server }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            guard case .head(let request) = unwrapInboundIn(data) else { return }
+            guard case .head(let request) = unwrapInboundIn(data), !closing else { return }
+            server.active(context.channel)
             if context.channel.isWritable { answer(request, context: context) } else { waiting = request }
         }
 
@@ -224,7 +257,7 @@ public final class MetricsServer: Sendable {
 
         func answer(_ request: HTTPRequestHead, context: ChannelHandlerContext) {
             answered += 1
-            counters.metricsRequests.add(1, ordering: .relaxed)
+            server.counters.metricsRequests.add(1, ordering: .relaxed)
             let path = request.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.uri
             var status = HTTPResponseStatus.ok
             var body: [UInt8]
@@ -237,13 +270,16 @@ public final class MetricsServer: Sendable {
                 headers.add(name: "Allow", value: "GET, HEAD")
                 body = Array("method not allowed\n".utf8)
             } else {
-                body = render()
+                body = server.body()
                 headers.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")
             }
             if status != .ok { headers.add(name: "Content-Type", value: "text/plain; charset=utf-8") }
             headers.add(name: "Content-Length", value: String(body.count))
-            let last = !request.isKeepAlive || answered >= limit
-            if last { headers.replaceOrAdd(name: "Connection", value: "close") }
+            let last = !request.isKeepAlive || answered >= server.limits.requestsPerConnection
+            if last {
+                closing = true
+                headers.replaceOrAdd(name: "Connection", value: "close")
+            }
             if request.method == .HEAD { body = [] }
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))),
                           promise: nil)

@@ -283,12 +283,16 @@ struct IMDSGuardCommand: ParsableCommand {
             user from them. Load it with `tunnat imds-guard | nft -f -` (the image and the AWS user data do, at \
             boot); loading it again replaces it.
             """)
-    @Option(name: .long, help: "The user, besides root, that may reach it (a name or a uid).")
-    var user = "tunnat"
+    @Option(name: .long, help: "A user, besides root, that may reach it (a name or a uid; repeat for more). Default: tunnat.")
+    var user: [String] = []
 
     func run() throws {
-        guard let uid = Syscall.userID(user) else { throw fail("imds-guard --user \(user): no such user") }
-        print(IMDSGuard.ruleset(admitting: [uid]), terminator: "")
+        var uids: [UInt32] = []
+        for name in user.isEmpty ? ["tunnat"] : user {
+            guard let uid = Syscall.userID(name) else { throw fail("imds-guard --user \(name): no such user") }
+            uids.append(uid)
+        }
+        print(IMDSGuard.ruleset(admitting: uids), terminator: "")
     }
 }
 

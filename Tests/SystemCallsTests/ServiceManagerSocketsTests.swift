@@ -24,12 +24,19 @@ import Testing
         let a = try TCPListener.open(UDPEndpoint(address: 0x7F00_0001, port: 0))
         let b = try TCPListener.open(UDPEndpoint(address: 0x7F00_0001, port: 0))
         let (rawA, rawB) = (dup(a.rawValue), dup(b.rawValue))
+        // fstat(2) itself: the system layer takes EBADF for a bug of tunnat's and stops.
+        func inode(_ fd: Int32) -> ino_t? {
+            var info = stat()
+            return fstat(fd, &info) == 0 ? info.st_ino : nil
+        }
+        let inodeB = inode(rawB)
         let sockets = InheritedSockets([(rawA, "metrics"), (rawB, "stale")])
         let taken = sockets.take("metrics")?.release()
         #expect(taken == rawA)
         #expect(sockets.take("metrics")?.release() == nil)
         #expect(sockets.closeUntaken() == ["stale"])
-        #expect(fcntl(rawB, F_GETFD) == -1 && errno == EBADF)
+        // Closed: the number is free, or (tests run in parallel) already another file's.
+        #expect(inode(rawB) != inodeB)
         #expect(fcntl(rawA, F_GETFD) >= 0)
         close(rawA)
     }

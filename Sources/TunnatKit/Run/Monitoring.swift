@@ -108,12 +108,15 @@ final class MetricsEndpoint: Sendable {
         let problem: String
         do throws(Errno) {
             let listening: FileDescriptor
+            let fresh: Bool
             if let kept = sockets.adopt("metrics", type: Int32(SOCK_STREAM.rawValue), endpoint: endpoint) {
                 listening = kept
+                fresh = false
             } else {
                 listening = try TCPListener.open(endpoint)
-                sockets.keep(listening.rawValue, name: "metrics")
+                fresh = true
             }
+            let raw = listening.rawValue
             do throws(MetricsServer.Failure) {
                 let logger = self.logger
                 let server = try MetricsServer(listening: listening.release(), endpoint: endpoint, counters: counters,
@@ -122,6 +125,8 @@ final class MetricsEndpoint: Sendable {
                                    metadata: ["error": "\(error)", "times": "\(count)", "every": "60s at most"])
                 }, render: render)
                 self.server.withLock { $0 = server }
+                // Handed to the service manager only once served: a store must not keep a port nobody answers on.
+                if fresh { sockets.keep(raw, name: "metrics") }
                 logger.info("metrics", metadata: ["listen": "http://\(endpoint)/metrics"]
                             .merging(fault.total > 0 ? ["after-tries": "\(fault.total + 1)"] : [:]) { a, _ in a })
                 return true
@@ -169,7 +174,7 @@ final class ControlServer: Component {
         do {
             thread = try NamedThread("tunnat-control") {
                 server.serve(stop: stop, report: report, handover: handover, counters: counters) { count, error in
-                    logger.warning("control socket: no descriptor for a client; waiting before the next accept",
+                    logger.warning("control socket: cannot accept a client; waiting before the next try",
                                    metadata: ["error": "\(error)", "times": "\(count)", "every": "60s at most"])
                 }
             }
