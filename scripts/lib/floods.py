@@ -5,7 +5,8 @@ sockets, no scapy), and prints one JSON object. Every flood stops at --count pac
 whichever comes first, and is paced at --rate packets per second. Needs root (CAP_NET_RAW).
 
 Floods (from the router or a client; every address they use lies inside the test's namespaces):
-  udp --dst A --dport P --sources CIDR[,CIDR]       UDP datagrams from random sources in CIDRs (a /32: one
+  udp --dst A --dport P --sources CIDR[,CIDR] [--payload HEX]
+                                                    UDP datagrams from random sources in CIDRs (a /32: one
                                                     source) and random ports
   first-fragment --src A --sport P --dst A --dport P
                                                     one first fragment of a UDP datagram (MF, offset 0, one IP
@@ -142,7 +143,7 @@ def flood_ip(packets, dst, opts):
 
 def cmd_udp(o):
     sources, dst = RandomSources(o.sources), addr(o.dst)
-    payload = o.tag.encode() + b" " + b"u" * 32
+    payload = bytes.fromhex(o.payload) if o.payload else o.tag.encode() + b" " + b"u" * 32
 
     def packet(i):
         src = sources.pick()
@@ -594,11 +595,11 @@ def number(v):
 OPTIONS = {"src": str, "sport": int, "dst": str, "dport": int, "sources": str, "tag": str, "ident": number,
            "length": int, "iface": str, "server": str, "client": str, "first-port": int, "last-port": int,
            "size": int, "datagrams": int, "interval": float, "dst-mac": str, "seconds": float, "state": str,
-           "bind": str, "port": int, "type": int, "count": int, "file": str, "timeout": float}
+           "bind": str, "port": int, "type": int, "count": int, "file": str, "timeout": float, "payload": str}
 FLOOD_OPTIONS = ("count=1000", "rate=20000", "seconds=10")
 ADDRESSES = ("src", "sport", "dst", "dport")
 SUBCOMMANDS = {  # name: (a flood: --count --rate --seconds, its options)
-    "udp": (True, ("dst", "dport", "sources", "tag=spoof")),
+    "udp": (True, ("dst", "dport", "sources", "tag=spoof", "payload=")),
     "first-fragment": (True, ADDRESSES + ("ident=0x7A7A", "length=2000")),
     "tcp-oow": (True, ("iface", "server", "client")),
     "ack-sweep": (True, ("src", "dst", "dport", "first-port=1", "last-port=65535")),
