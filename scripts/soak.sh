@@ -10,7 +10,8 @@
 #       DURATION: seconds, or with s, m or h (180, 3m, 1h). As root; builds the release binary unless given one.
 #       SOAK_SEED=N replays the random parts (the destinations, the DNS names).
 #
-# Runs beside the other suites: its namespaces (tsk*) and its management network (10.78.0.0/24) are its own.
+# Runs beside the other suites and other soaks: its namespaces (tsk*) and its management network (a free /24 of
+# 10.78.0.0/16) are its own.
 set -euo pipefail
 trap 'exit 143' TERM
 trap 'exit 130' INT

@@ -276,8 +276,18 @@ def flood(cluster, seconds=10, rate=4000):
     return runs
 
 
+def free_management_network():
+    """A /24 of 10.78.0.0/16 whose .1 no interface holds: each soak's own, so that soaks run side by side."""
+    start = os.getpid() % 250
+    for i in range(250):
+        net = f"10.78.{(start + i) % 250}"
+        if not sh("ip", "-o", "-4", "addr", "show", "to", f"{net}.1/32").stdout.strip():
+            return net
+    raise RuntimeError("every 10.78.X.0/24 is in use by another run")
+
+
 def run(o):
-    cluster = Cluster(o.tunnat, prefix="tsk", management="10.78.0").up()
+    cluster = Cluster(o.tunnat, prefix="tsk", management=free_management_network()).up()
     lives, events = [], []
     started = time.monotonic()
     clock = lambda: time.monotonic() - started
