@@ -122,6 +122,13 @@ public enum Syscall {
         try zeroOrErrno("fcntl F_SETFL O_NONBLOCK") { fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
     }
 
+    /// fcntl(F_DUPFD_CLOEXEC): a second descriptor of the same open file, closed on exec; the caller owns it.
+    public static func duplicate(_ fd: Int32) throws(Errno) -> Int32 {
+        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        guard copy >= 0 else { throw Errno("fcntl F_DUPFD_CLOEXEC") }
+        return copy
+    }
+
     /// socket(2) with SOCK_CLOEXEC.
     public static func socket(_ domain: Int32, _ type: Int32, _ proto: Int32, call: String) throws(Errno) -> FileDescriptor {
         guard let fd = try retrying("socket", { Glibc.socket(domain, type | Int32(SOCK_CLOEXEC.rawValue), proto) })

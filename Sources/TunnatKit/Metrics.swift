@@ -59,7 +59,7 @@ public struct Figure: Equatable, Sendable {
         if let services = report.services {
             counter("tunnat_descriptor_shortages_total", "Accepts (control socket, metrics) that failed for want of a descriptor, each followed by a wait.",
                     services.descriptorShortages)
-            counter("tunnat_metrics_connections_refused_total", "Metrics connections closed on accept, at the cap of open ones.",
+            counter("tunnat_metrics_connections_refused_total", "Metrics connections closed at the cap of open ones: a new one refused, or a quiet one making room.",
                     services.metricsConnectionsRefused)
         }
         counter("tunnat_fragments_held_total", "Fragments held until their first fragment arrived.", nat.heldFragments)

@@ -1,6 +1,5 @@
 import NIOCore
 import NIOHTTP1
-import Glibc
 import NIOPosix
 import Synchronization
 import SystemCalls
@@ -11,7 +10,7 @@ import SystemCalls
 ///
 /// Whoever can connect (any local user, on the default loopback address) cannot make it grow, use up the process's
 /// descriptors, or keep others out by holding connections (`Limits`): at the cap, a new connection takes the place
-/// of the one whose last request is the oldest (if more than a second old), else it is closed; a connection's next
+/// of the one quiet longest (if for more than a second), else it is closed; a connection's next
 /// request is answered only once its earlier answers have left (its output below swift-nio's high water mark), so
 /// a client that sends requests and never reads holds one answer, not one per request; a connection is closed
 /// after its last allowed request, or when it has sent nothing for the idle time. One rendering serves every
@@ -23,7 +22,7 @@ import SystemCalls
 /// its backlog), and a new channel made on it a second later.
 public final class MetricsServer: Sendable {
     public struct Limits: Sendable {
-        /// Connections open at once; more are closed as soon as they are accepted.
+        /// Connections open at once; at the cap a new one takes a quiet one's place or is closed (`evictIdleAfter...`).
         public var connections = 16
         /// Requests answered on one connection; the last answer says `Connection: close`.
         public var requestsPerConnection = 100
@@ -31,8 +30,9 @@ public final class MetricsServer: Sendable {
         public var idleSeconds: Int64 = 10
         /// How long accepting pauses after it failed for want of descriptors.
         public var pauseSeconds: Int64 = 1
-        /// At the cap, a new connection takes the place of the one whose last request is the oldest, if that is
-        /// older than this; else the new one is closed. Holding connections open without asking keeps no one out.
+        /// At the cap, a new connection takes the place of the one that has been quiet longest (no request, no
+        /// answer written), if for longer than this; else the new one is closed. Holding connections open without
+        /// asking keeps no one out.
         public var evictIdleAfterMilliseconds: Int64 = 1000
         /// One rendering serves every request within this long: asking faster costs nothing more.
         public var renderEveryMilliseconds: UInt64 = 1000
@@ -57,7 +57,7 @@ public final class MetricsServer: Sendable {
     public let endpoint: UDPEndpoint
 
     final class Slots {
-        /// The open connections and when each last completed a request (or connected).
+        /// The open connections and when each last asked or was answered (or connected).
         var open: [ObjectIdentifier: (channel: any Channel, active: NIODeadline)] = [:]
         var fault = RecurringFault()
     }
@@ -85,6 +85,7 @@ public final class MetricsServer: Sendable {
         slots = NIOLoopBoundBox.makeBoxSendingValue(Slots(), eventLoop: loop)
         do {
             let channel = try bootstrap().withBoundSocket(try Self.duplicate(fd)).wait()
+            Self.keepBacklog(fd)
             state.withLock { $0.channel = channel }
         } catch {
             try? group.syncShutdownGracefully()
@@ -103,16 +104,14 @@ public final class MetricsServer: Sendable {
         Syscall.close(listener)
     }
 
-    static func duplicate(_ fd: Int32) throws -> Int32 {
-        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
-        guard copy >= 0 else { throw Errno("fcntl F_DUPFD_CLOEXEC") }
-        return copy
-    }
+    /// swift-nio's channel listens with a backlog of 128 whatever it is told; the socket's own is set back to 16.
+    static func keepBacklog(_ fd: Int32) { try? Syscall.listen(fd, backlog: 16) }
+
+    static func duplicate(_ fd: Int32) throws(Errno) -> Int32 { try Syscall.duplicate(fd) }
 
     func bootstrap() -> ServerBootstrap {
         let limits = limits
         return ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 16)
             .serverChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ConnectionCap(server: self))
@@ -140,7 +139,7 @@ public final class MetricsServer: Sendable {
         return body
     }
 
-    /// On the loop: a connection completed a request.
+    /// On the loop: a connection asked, or its answer has been written.
     func active(_ channel: any Channel) {
         slots.value.open[ObjectIdentifier(channel)]?.active = .now()
     }
@@ -165,26 +164,30 @@ public final class MetricsServer: Sendable {
             guard !state.withLock({ $0.stopped }) else { return }
             let copy: Int32
             do { copy = try Self.duplicate(listener) } catch {
-                pauseAgain(error: "\(error)")
+                pauseAgain(error: "\(error)", shortage: true)
                 return
             }
             bootstrap().withBoundSocket(copy).whenComplete { [self] result in
                 switch result {
                 case .success(let channel):
+                    Self.keepBacklog(listener)
                     let stopped = state.withLock { state in
                         if !state.stopped { state.channel = channel }
                         return state.stopped
                     }
                     if stopped { channel.close(promise: nil) } else { slots.value.fault.cleared() }
                 case .failure(let error):
-                    pauseAgain(error: "\(error)")
+                    let io = error as? IOError
+                    pauseAgain(error: "\(error)", shortage: io?.errnoCode == Errno.processDescriptorsFull
+                               || io?.errnoCode == Errno.systemDescriptorsFull)
                 }
             }
         }
     }
 
-    private func pauseAgain(error: String) {
-        counters.descriptorShortages.add(1, ordering: .relaxed)
+    private func pauseAgain(error: String, shortage isShortage: Bool) {
+        guard !state.withLock({ $0.stopped }) else { return }
+        if isShortage { counters.descriptorShortages.add(1, ordering: .relaxed) }
         if let count = slots.value.fault.occurred(now: SystemMonotonicClock().seconds()) { shortage(count, error) }
         resume(after: limits.pauseSeconds)
     }
@@ -284,7 +287,9 @@ public final class MetricsServer: Sendable {
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))),
                           promise: nil)
             context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
+            let server = self.server
             context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+                server.active(context.channel)
                 if last { context.close(promise: nil) }
             }
         }

@@ -179,7 +179,7 @@ def verdict(lives, duration, long_life):
                 problems.append(f"{name}: {what} grow {r[f'{what}_per_min']}/min (limit {COUNT_SLOPE_LIMIT})")
             if r[f"{what}_spread"] > DESCRIPTOR_SPREAD:
                 problems.append(f"{name}: {what} spread {r[f'{what}_spread']} (limit {DESCRIPTOR_SPREAD})")
-        if r["status_missed"] > FAILURE_SHARE * len(samples):
+        if r["status_missed"] > max(1, FAILURE_SHARE * len(samples)):
             problems.append(f"{name}: `tunnat status` went unanswered {r['status_missed']} times of {len(samples)}")
     if not results:
         problems.append(f"no tunnat process lived {long_life:.0f} s: nothing to judge")

@@ -132,6 +132,7 @@ final class MetricsEndpoint: Sendable {
                 return true
             } catch {
                 problem = error.description
+                if !fresh { sockets.forget("metrics") }
             }
         } catch {
             let held = error.code == EADDRINUSE ? ServiceSockets.holder(of: endpoint, tcp: true) : ""

@@ -44,6 +44,9 @@ final class ServiceSockets: Sendable {
         }
     }
 
+    /// Drops `name` from the store: a socket this run took but could not serve on (the retry binds anew).
+    func forget(_ name: String) { notify?.forget(name) }
+
     /// Closes the passed sockets no part of this run took, and drops them from the store.
     func closeLeftovers() {
         for name in inherited.closeUntaken() {
