@@ -157,7 +157,7 @@ FLOOD_TABLE="$work/flood-table.md" run_pytest floods test_floods.py
 
 step "soak: three minutes of a realistic mix through a replicating pair, a handover, SIGHUPs, floods; nothing may grow"
 status=0
-scripts/soak.sh 180 --tunnat "$here/.build/release/tunnat" 2>&1 | tee "$work/soak.log" || status=$?
+scripts/soak.sh 180 --tunnat "$here/.build/release/tunnat" --json "$work/soak.json" 2>&1 | tee "$work/soak.log" || status=$?
 if [ "$status" = 0 ] && grep -q '^soak: passed$' "$work/soak.log"; then
   tally soak 0 1 0
 else
