@@ -124,7 +124,7 @@ failed_checks package "$work/package.log"
 step "failover control plane: tunnat routes against moto_server (SigV4 verified), fake IMDSv2, namespace targets"
 run_pytest failover test_failover_routes.py
 
-step "the AWS deployment: tunnat-ha.yaml (cfn-lint, the IAM policy against the code's calls), created in moto's CloudFormation, each node's user data against a fake IMDS, tunnat routes with what it wrote"
+step "the AWS deployment: tunnat-pair.yaml (size, cfn-lint, the IAM policy against the calls of the code and the user data), three zone stacks in moto with Auto Scaling groups of one, each node's user data against a fake IMDS, a replaced node, tunnat routes with what it wrote (failover, zone fallback)"
 run_pytest deploy-aws test_deploy_aws.py
 
 step "the AMI recipe: deploy/packer parsed and checked (python-hcl2; packer itself where installed)"

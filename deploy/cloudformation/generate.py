@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Writes tunnat-ha.yaml, the CloudFormation template of a tunnat HA pair in each of two availability zones.
+"""Writes tunnat-pair.yaml, the CloudFormation template of a tunnat HA pair in one availability zone.
 
-CloudFormation has no loops, and the template repeats itself: per zone two nodes, up to eight pool addresses each
-with an Elastic IP, a role. This script is where it is written once; the YAML beside it is its output, kept in git
-so that users need only the template. The test suite checks that the two agree.
+One stack per zone, each from this template: two nodes (each an Auto Scaling group of one with an interface that
+outlives its instances), up to eight pool addresses with Elastic IPs, a role. CloudFormation has no loops and the
+template repeats itself; this script is where it is written once. The YAML beside it is its output, kept in git so
+that users need only the template. The test suite checks that the two agree, and that the template stays within
+the 51,200 bytes CloudFormation takes as a template body.
 
-  .venv/bin/python deploy/cloudformation/generate.py           rewrite tunnat-ha.yaml
-  .venv/bin/python deploy/cloudformation/generate.py --check   exit 1 if tunnat-ha.yaml is not what it would write
+  .venv/bin/python deploy/cloudformation/generate.py           rewrite tunnat-pair.yaml
+  .venv/bin/python deploy/cloudformation/generate.py --check   exit 1 if tunnat-pair.yaml is not what it would write
 """
 import os
 import sys
@@ -14,11 +16,11 @@ import sys
 import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.join(HERE, "tunnat-ha.yaml")
-ZONES = ("A", "B")
+OUT = os.path.join(HERE, "tunnat-pair.yaml")
 NODES = ("a", "b")          # a: node id 1, starts as the active and holds the pool first; b: node id 2
 MAX_POOL = 8                # as many addresses as a NAT gateway may have
 SYNC_PORT = 65535           # tunnat maps no port at or above it (port_range 1024-65534)
+MAX_BYTES = 51200           # the largest template body CloudFormation takes (larger ones only from S3)
 
 
 def ref(name):
@@ -33,9 +35,13 @@ def sub(text, values=None):
     return {"Fn::Sub": [text, values] if values else text}
 
 
-def tags(name, zone):
-    return [{"Key": "Name", "Value": sub("${AWS::StackName}-" + name)},
-            {"Key": "tunnat:pair", "Value": sub("${AWS::StackName}-" + zone)}]
+def tags(name, propagate=None):
+    out = [{"Key": "Name", "Value": sub("${AWS::StackName}-" + name)},
+           {"Key": "tunnat:pair", "Value": ref("AWS::StackName")}]
+    if propagate is not None:
+        for t in out:
+            t["PropagateAtLaunch"] = propagate
+    return out
 
 
 def parameters():
@@ -46,15 +52,17 @@ def parameters():
             "Description": "The sources tunnat translates: the private subnets' CIDR (or their supernet), which "
                            "must not contain the public subnets (the pool addresses are there). Other sources are "
                            "dropped, never translated."},
-        **{f"PublicSubnet{z}": {
+        "PublicSubnet": {
             "Type": "AWS::EC2::Subnet::Id",
-            "Description": f"Zone {z}: the public subnet (its default route to the internet gateway) of the pair."}
-           for z in ZONES},
-        **{f"PrivateRouteTables{z}": {
+            "Description": "The pair's public subnet (its default route to the internet gateway), in its zone."},
+        "PrivateRouteTables": {
             "Type": "CommaDelimitedList",
-            "Description": f"Zone {z}: the route tables (rtb-...) of the private subnets whose 0.0.0.0/0 the pair "
-                           "of this zone holds. Only these may be changed by that pair's role."}
-           for z in ZONES},
+            "Description": "The route tables (rtb-...) of this zone's private subnets, whose 0.0.0.0/0 the pair "
+                           "holds. Only these (and FallbackRouteTables) may be changed by the pair's role."},
+        "FallbackRouteTables": {
+            "Type": "CommaDelimitedList", "Default": "",
+            "Description": "Other zones' private route tables that this pair takes while their own pair has no "
+                           "healthy node, and gives back when it has one (docs/aws.md, Zones). Empty: none."},
         "ImageId": {
             "Type": "AWS::EC2::Image::Id",
             "Description": "The AMI: one baked by deploy/packer (tunnat installed), or Debian 12 with PackageUrl."},
@@ -63,12 +71,13 @@ def parameters():
             "Description": "An https URL of the tunnat .deb, installed at first boot when the image has no tunnat. "
                            "Empty: the image must have it."},
         "InstanceType": {"Type": "String", "Default": "c6i.large",
-                         "Description": "The nodes' instance type (docs/aws.md, Sizing)."},
+                         "Description": "The nodes' instance type (docs/aws.md, Sizing); its architecture must "
+                                        "be the image's."},
         "KeyName": {"Type": "String", "Default": "",
                     "Description": "An EC2 key pair for SSH from inside the VPC; empty for none."},
         "PoolAddressCount": {
             "Type": "String", "Default": "1", "AllowedValues": [str(n) for n in range(1, MAX_POOL + 1)],
-            "Description": "Pool addresses per zone, each a secondary private IP with an Elastic IP (at most 8)."},
+            "Description": "Pool addresses, each a secondary private IP with an Elastic IP (at most 8)."},
         "SyncKeyParameter": {
             "Type": "String", "Default": "/tunnat/sync-key", "AllowedPattern": r"^/[A-Za-z0-9_.\-/]+$",
             "Description": "The SSM parameter (SecureString, at least 32 bytes) holding the sync link's key; "
@@ -82,6 +91,7 @@ def parameters():
 
 def conditions():
     c = {"HasKeyName": {"Fn::Not": [{"Fn::Equals": [ref("KeyName"), ""]}]},
+         "HasFallback": {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": [",", ref("FallbackRouteTables")]}, ""]}]},
          "PublishMetrics": {"Fn::Equals": [ref("CloudWatchMetrics"), "true"]}}
     for i in range(2, MAX_POOL + 1):
         # Pool address i exists when the count is i or more.
@@ -91,9 +101,15 @@ def conditions():
     return c
 
 
-def policy(z):
-    """The zone's role: exactly the calls tunnat makes, on this zone's route tables and this pair's interfaces."""
-    eni_arn = "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:network-interface/${Eni}"
+def policy():
+    """The pair's role: exactly the calls tunnat and the user data make, on this pair's route tables and
+    interfaces."""
+    arn = "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:"
+    eni_arn = arn + "network-interface/${Eni}"
+    tables = {"Fn::If": ["HasFallback",
+                         {"Fn::Split": [",", {"Fn::Join": [",", [{"Fn::Join": [",", ref("PrivateRouteTables")]},
+                                                                 {"Fn::Join": [",", ref("FallbackRouteTables")]}]]}]},
+                         ref("PrivateRouteTables")]}
     statements = [
         {"Sid": "ReadTheVpc",
          # Describe calls take no resource-level permissions: "*" is the only resource EC2 accepts for them.
@@ -104,15 +120,20 @@ def policy(z):
         {"Sid": "RoutesOfThisZone",
          "Effect": "Allow",
          "Action": ["ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute"],
-         "Resource": sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:route-table/*"),
+         "Resource": sub(arn + "route-table/*"),
          # The tables by id (a condition takes the parameter's list as it is), in this VPC.
-         "Condition": {"StringEquals": {
-             "ec2:RouteTableID": ref(f"PrivateRouteTables{z}"),
-             "ec2:Vpc": sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:vpc/${VpcId}")}}},
+         "Condition": {"StringEquals": {"ec2:RouteTableID": tables, "ec2:Vpc": sub(arn + "vpc/${VpcId}")}}},
         {"Sid": "PoolAddressesOfThisPair",
          "Effect": "Allow",
          "Action": ["ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"],
-         "Resource": [sub(eni_arn, {"Eni": ref(f"Interface{z}{n}")}) for n in NODES]},
+         "Resource": [sub(eni_arn, {"Eni": ref(f"Interface{n}")}) for n in NODES]},
+        {"Sid": "AttachTheNodesInterface",
+         # At boot a node attaches its interface (the stack's, which outlives instances) to itself: only this
+         # pair's interfaces, only to an instance of this pair (the groups tag their instances).
+         "Effect": "Allow",
+         "Action": ["ec2:AttachNetworkInterface"],
+         "Resource": [sub(eni_arn, {"Eni": ref(f"Interface{n}")}) for n in NODES] + [sub(arn + "instance/*")],
+         "Condition": {"StringEquals": {"ec2:ResourceTag/tunnat:pair": ref("AWS::StackName")}}},
         {"Sid": "SyncKey",
          # Read by the user data at boot. A SecureString under the default key (aws/ssm) needs no kms:Decrypt here.
          "Effect": "Allow",
@@ -126,151 +147,176 @@ def policy(z):
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def user_data(z, n):
-    """This node's values, then node-setup.sh as it is (Join: its ${...} are bash's, not CloudFormation's)."""
-    other = NODES[1 - NODES.index(n)]
+def user_data():
+    """The pair's values, then node-setup.sh as it is (Join: its ${...} are bash's, not CloudFormation's). Both
+    groups launch from it; an instance learns which node it is from its group's tag tunnat-node."""
     header = "\n".join([
         "#!/bin/bash",
-        "# tunnat node setup (tunnat-ha.yaml): this node's values, then deploy/cloudformation/node-setup.sh.",
-        "TUNNAT_PAIR='${AWS::StackName}-" + z + "'",
-        f"TUNNAT_NODE_ID={NODES.index(n) + 1}",
-        f"TUNNAT_PEER_ID={NODES.index(other) + 1}",
-        "TUNNAT_PEER_IP='${PeerIp}'",
+        "# tunnat node setup (tunnat-pair.yaml): the pair's values, then deploy/cloudformation/node-setup.sh.",
+        "TUNNAT_PAIR='${AWS::StackName}'",
+        "TUNNAT_INTERFACES='${Enis}'",
+        "TUNNAT_ADDRESSES='${Addresses}'",
         f"TUNNAT_SYNC_PORT={SYNC_PORT}",
         "TUNNAT_POOL='${Pool}'",
         "TUNNAT_PRIVATE_CIDR='${PrivateCidr}'",
         "TUNNAT_ROUTE_TABLES='${Tables}'",
+        "TUNNAT_FALLBACK_ROUTE_TABLES='${Fallback}'",
         "TUNNAT_SYNC_KEY_PARAMETER='${SyncKeyParameter}'",
         "TUNNAT_PACKAGE_URL='${PackageUrl}'",
         "TUNNAT_CLOUDWATCH='${CloudWatchMetrics}'",
         "",
     ])
-    values = {"PeerIp": att(f"Interface{z}{other}", "PrimaryPrivateIpAddress"),
+    values = {"Enis": {"Fn::Join": [",", [ref(f"Interface{n}") for n in NODES]]},
+              "Addresses": {"Fn::Join": [",", [att(f"Interface{n}", "PrimaryPrivateIpAddress") for n in NODES]]},
               # The pool is created on node a's interface; both nodes' configurations name it.
-              "Pool": {"Fn::Join": [",", att(f"Interface{z}a", "SecondaryPrivateIpAddresses")]},
-              "Tables": {"Fn::Join": [",", ref(f"PrivateRouteTables{z}")]}}
+              "Pool": {"Fn::Join": [",", att("Interfacea", "SecondaryPrivateIpAddresses")]},
+              "Tables": {"Fn::Join": [",", ref("PrivateRouteTables")]},
+              "Fallback": {"Fn::Join": [",", ref("FallbackRouteTables")]}}
     with open(os.path.join(HERE, "node-setup.sh")) as f:
         body = f.read()
     body = body.split("\n", 1)[1]  # its own #! line: the header has one
     return {"Fn::Base64": {"Fn::Join": ["", [sub(header, values), body]]}}
 
 
+def launch_template():
+    return {
+        "Type": "AWS::EC2::LaunchTemplate",
+        "Properties": {"LaunchTemplateData": {
+            "ImageId": ref("ImageId"),
+            "InstanceType": ref("InstanceType"),
+            "KeyName": {"Fn::If": ["HasKeyName", ref("KeyName"), ref("AWS::NoValue")]},
+            "IamInstanceProfile": {"Arn": att("InstanceProfile", "Arn")},
+            # The instance's own interface: with a public IP until the node's interface is attached, so that the
+            # first boot reaches EC2 (to attach it) and the package's URL.
+            "NetworkInterfaces": [{"DeviceIndex": 0, "AssociatePublicIpAddress": True,
+                                   "Groups": [ref("SecurityGroup")], "DeleteOnTermination": True}],
+            # IMDSv2 only, one hop: nothing behind the NAT can reach the node's credentials. Tags: the node's
+            # number (tunnat-node), from its group.
+            "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 1,
+                                "HttpEndpoint": "enabled", "InstanceMetadataTags": "enabled"},
+            "UserData": user_data(),
+        }}}
+
+
+def security_group():
+    return {
+        "Type": "AWS::EC2::SecurityGroup",
+        "Properties": {
+            "GroupDescription": sub("tunnat pair ${AWS::StackName}"),
+            "VpcId": ref("VpcId"),
+            "SecurityGroupIngress": [
+                # The traffic to translate, from the private side: what tunnat translates (TCP, UDP, ICMP),
+                # every port but the sync port.
+                {"IpProtocol": "tcp", "FromPort": 0, "ToPort": 65535, "CidrIp": ref("PrivateCidr"),
+                 "Description": "TCP to translate, from the private side"},
+                {"IpProtocol": "udp", "FromPort": 0, "ToPort": SYNC_PORT - 1, "CidrIp": ref("PrivateCidr"),
+                 "Description": "UDP to translate, from the private side (not the sync port)"},
+                {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "CidrIp": ref("PrivateCidr"),
+                 "Description": "ICMP to translate, from the private side"},
+                # Replies to translated flows, by rule rather than by connection tracking: after a failover
+                # the new active's interface has tracked none of them. tunnat itself drops what no mapping
+                # admits. TCP 22 (sshd) and the sync port are left out.
+                {"IpProtocol": "tcp", "FromPort": 1, "ToPort": 21, "CidrIp": "0.0.0.0/0",
+                 "Description": "replies to translated TCP flows"},
+                {"IpProtocol": "tcp", "FromPort": 23, "ToPort": 65535, "CidrIp": "0.0.0.0/0",
+                 "Description": "replies to translated TCP flows"},
+                {"IpProtocol": "udp", "FromPort": 1, "ToPort": SYNC_PORT - 1, "CidrIp": "0.0.0.0/0",
+                 "Description": "replies to translated UDP flows (not the sync port)"},
+                {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "CidrIp": "0.0.0.0/0",
+                 "Description": "ICMP replies and errors for translated flows"},
+            ],
+            "SecurityGroupEgress": [{"IpProtocol": "-1", "CidrIp": "0.0.0.0/0"}],
+            "Tags": tags("pair"),
+        }}
+
+
+def node(n):
+    """Node N: its interface (the stack's: it outlives instances, and its primary address is what the peer
+    knows), the node's own Elastic IP on that address, and an Auto Scaling group of one that replaces a lost
+    instance; the new instance attaches the interface at boot (node-setup.sh). Its instances carry tunnat-node."""
+    other = NODES[1 - NODES.index(n)]
+    eni = {"SubnetId": ref("PublicSubnet"), "GroupSet": [ref("SecurityGroup")], "SourceDestCheck": False,
+           "Description": sub(f"tunnat ${{AWS::StackName}} node {n}"), "Tags": tags(n)}
+    if n == "a":
+        eni["SecondaryPrivateIpAddressCount"] = ref("PoolAddressCount")
+    r = {f"Interface{n}": {"Type": "AWS::EC2::NetworkInterface", "Properties": eni},
+         # The sync link: only from the peer's primary address.
+         f"SyncFrom{other}": {
+             "Type": "AWS::EC2::SecurityGroupIngress",
+             "Properties": {"GroupId": ref("SecurityGroup"), "IpProtocol": "udp",
+                            "FromPort": SYNC_PORT, "ToPort": SYNC_PORT,
+                            "CidrIp": sub("${Ip}/32", {"Ip": att(f"Interface{other}", "PrimaryPrivateIpAddress")}),
+                            "Description": f"tunnat sync link from node {other}"}},
+         # The node's own address to the internet (its updates, SSM) once its interface is attached: not a pool
+         # address, never moved.
+         f"NodeAddress{n}": {"Type": "AWS::EC2::EIP", "Properties": {"Domain": "vpc", "Tags": tags(n)}},
+         f"NodeAddressAssociation{n}": {
+             "Type": "AWS::EC2::EIPAssociation",
+             "Properties": {"AllocationId": att(f"NodeAddress{n}", "AllocationId"),
+                            "NetworkInterfaceId": ref(f"Interface{n}"),
+                            "PrivateIpAddress": att(f"Interface{n}", "PrimaryPrivateIpAddress")}},
+         f"NodeGroup{n}": {
+             "Type": "AWS::AutoScaling::AutoScalingGroup",
+             "DependsOn": [f"NodeAddressAssociation{n}"],
+             "Properties": {
+                 "MinSize": "1", "MaxSize": "1", "DesiredCapacity": "1",
+                 "VPCZoneIdentifier": [ref("PublicSubnet")],
+                 "LaunchTemplate": {"LaunchTemplateId": ref("LaunchTemplate"),
+                                    "Version": att("LaunchTemplate", "LatestVersionNumber")},
+                 "HealthCheckType": "EC2", "HealthCheckGracePeriod": 300,
+                 "Tags": tags(n, propagate=True) + [
+                     {"Key": "tunnat-node", "Value": str(NODES.index(n) + 1), "PropagateAtLaunch": True}]}}}
+    return r
+
+
 def resources():
-    r = {
-        "LaunchTemplate": {
-            "Type": "AWS::EC2::LaunchTemplate",
-            "Properties": {"LaunchTemplateData": {
-                "ImageId": ref("ImageId"),
-                "InstanceType": ref("InstanceType"),
-                "KeyName": {"Fn::If": ["HasKeyName", ref("KeyName"), ref("AWS::NoValue")]},
-                # IMDSv2 only, one hop: nothing behind the NAT can reach the node's credentials.
-                "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 1,
-                                    "HttpEndpoint": "enabled"},
-            }}},
-    }
-    for z in ZONES:
-        r[f"SecurityGroup{z}"] = {
-            "Type": "AWS::EC2::SecurityGroup",
-            "Properties": {
-                "GroupDescription": sub("tunnat pair ${AWS::StackName}-" + z),
-                "VpcId": ref("VpcId"),
-                "SecurityGroupIngress": [
-                    # The traffic to translate, from the private side: what tunnat translates (TCP, UDP, ICMP),
-                    # every port but the sync port.
-                    {"IpProtocol": "tcp", "FromPort": 0, "ToPort": 65535, "CidrIp": ref("PrivateCidr"),
-                     "Description": "TCP to translate, from the private side"},
-                    {"IpProtocol": "udp", "FromPort": 0, "ToPort": SYNC_PORT - 1, "CidrIp": ref("PrivateCidr"),
-                     "Description": "UDP to translate, from the private side (not the sync port)"},
-                    {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "CidrIp": ref("PrivateCidr"),
-                     "Description": "ICMP to translate, from the private side"},
-                    # Replies to translated flows, by rule rather than by connection tracking: after a failover
-                    # the new active's interface has tracked none of them. tunnat itself drops what no mapping
-                    # admits. TCP 22 (sshd) and the sync port are left out.
-                    {"IpProtocol": "tcp", "FromPort": 1, "ToPort": 21, "CidrIp": "0.0.0.0/0",
-                     "Description": "replies to translated TCP flows"},
-                    {"IpProtocol": "tcp", "FromPort": 23, "ToPort": 65535, "CidrIp": "0.0.0.0/0",
-                     "Description": "replies to translated TCP flows"},
-                    {"IpProtocol": "udp", "FromPort": 1, "ToPort": SYNC_PORT - 1, "CidrIp": "0.0.0.0/0",
-                     "Description": "replies to translated UDP flows (not the sync port)"},
-                    {"IpProtocol": "icmp", "FromPort": -1, "ToPort": -1, "CidrIp": "0.0.0.0/0",
-                     "Description": "ICMP replies and errors for translated flows"},
-                ],
-                "SecurityGroupEgress": [{"IpProtocol": "-1", "CidrIp": "0.0.0.0/0"}],
-                "Tags": tags("pair-" + z, z),
-            }}
-        for n in NODES:
-            other = NODES[1 - NODES.index(n)]
-            eni = {"SubnetId": ref(f"PublicSubnet{z}"), "GroupSet": [ref(f"SecurityGroup{z}")],
-                   "SourceDestCheck": False, "Description": sub(f"tunnat ${{AWS::StackName}}-{z} node {n}"),
-                   "Tags": tags(f"{z}{n}", z)}
-            if n == "a":
-                eni["SecondaryPrivateIpAddressCount"] = ref("PoolAddressCount")
-            r[f"Interface{z}{n}"] = {"Type": "AWS::EC2::NetworkInterface", "Properties": eni}
-            # The sync link: only from the peer's primary address.
-            r[f"SyncFrom{z}{other}"] = {
-                "Type": "AWS::EC2::SecurityGroupIngress",
-                "Properties": {"GroupId": ref(f"SecurityGroup{z}"), "IpProtocol": "udp",
-                               "FromPort": SYNC_PORT, "ToPort": SYNC_PORT,
-                               "CidrIp": sub("${Ip}/32", {"Ip": att(f"Interface{z}{other}", "PrimaryPrivateIpAddress")}),
-                               "Description": f"tunnat sync link from node {other}"}}
-            r[f"Node{z}{n}"] = {
-                "Type": "AWS::EC2::Instance",
-                "Properties": {
-                    "LaunchTemplate": {"LaunchTemplateId": ref("LaunchTemplate"),
-                                       "Version": att("LaunchTemplate", "LatestVersionNumber")},
-                    "IamInstanceProfile": ref(f"InstanceProfile{z}"),
-                    "NetworkInterfaces": [{"DeviceIndex": "0", "NetworkInterfaceId": ref(f"Interface{z}{n}")}],
-                    "UserData": user_data(z, n),
-                    "Tags": tags(f"{z}{n}", z),
-                }}
-            # The node's own address to the internet (its updates, SSM): not a pool address, never moved.
-            r[f"NodeAddress{z}{n}"] = {"Type": "AWS::EC2::EIP",
-                                      "Properties": {"Domain": "vpc", "InstanceId": ref(f"Node{z}{n}"),
-                                                     "Tags": tags(f"{z}{n}", z)}}
-        for i in range(1, MAX_POOL + 1):
-            cond = {} if i == 1 else {"Condition": f"HasPool{i}"}
-            r[f"PoolAddress{z}{i}"] = {"Type": "AWS::EC2::EIP", **cond,
-                                      "Properties": {"Domain": "vpc", "Tags": tags(f"pool-{z}{i}", z)}}
-            r[f"PoolAssociation{z}{i}"] = {
-                "Type": "AWS::EC2::EIPAssociation", **cond,
-                "Properties": {"AllocationId": att(f"PoolAddress{z}{i}", "AllocationId"),
-                               "NetworkInterfaceId": ref(f"Interface{z}a"),
-                               "PrivateIpAddress": {"Fn::Select": [i - 1, att(f"Interface{z}a",
-                                                                             "SecondaryPrivateIpAddresses")]}}}
-        r[f"Role{z}"] = {
-            "Type": "AWS::IAM::Role",
-            "Properties": {
-                "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [
-                    {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
-                "Policies": [{"PolicyName": "tunnat", "PolicyDocument": policy(z)}],
-                "Tags": tags("pair-" + z, z),
-            }}
-        r[f"InstanceProfile{z}"] = {"Type": "AWS::IAM::InstanceProfile", "Properties": {"Roles": [ref(f"Role{z}")]}}
+    r = {"SecurityGroup": security_group(), "LaunchTemplate": launch_template()}
+    for n in NODES:
+        r.update(node(n))
+    for i in range(1, MAX_POOL + 1):
+        cond = {} if i == 1 else {"Condition": f"HasPool{i}"}
+        # Retained when the stack goes: users allow-list these addresses.
+        r[f"PoolAddress{i}"] = {"Type": "AWS::EC2::EIP", **cond, "DeletionPolicy": "Retain",
+                                "UpdateReplacePolicy": "Retain",
+                                "Properties": {"Domain": "vpc", "Tags": tags(f"pool-{i}")}}
+        r[f"PoolAssociation{i}"] = {
+            "Type": "AWS::EC2::EIPAssociation", **cond,
+            "Properties": {"AllocationId": att(f"PoolAddress{i}", "AllocationId"),
+                           "NetworkInterfaceId": ref("Interfacea"),
+                           "PrivateIpAddress": {"Fn::Select": [i - 1, att("Interfacea",
+                                                                         "SecondaryPrivateIpAddresses")]}}}
+    r["Role"] = {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
+            "Policies": [{"PolicyName": "tunnat", "PolicyDocument": policy()}],
+            "Tags": tags("pair"),
+        }}
+    r["InstanceProfile"] = {"Type": "AWS::IAM::InstanceProfile", "Properties": {"Roles": [ref("Role")]}}
     return r
 
 
 def outputs():
     o = {}
-    for z in ZONES:
-        for n in NODES:
-            o[f"Node{z}{n}"] = {"Description": f"Zone {z}, node {n}", "Value": ref(f"Node{z}{n}")}
-            o[f"Interface{z}{n}"] = {"Value": ref(f"Interface{z}{n}")}
-        o[f"PoolAddresses{z}"] = {"Description": f"Zone {z}: the pool's private addresses (on node a at first)",
-                                 "Value": {"Fn::Join": [",", att(f"Interface{z}a", "SecondaryPrivateIpAddresses")]}}
-        o[f"PublicAddress{z}"] = {"Description": f"Zone {z}: the first pool address's Elastic IP",
-                                 "Value": ref(f"PoolAddress{z}1")}
+    for n in NODES:
+        o[f"NodeGroup{n}"] = {"Description": f"Node {n}'s Auto Scaling group (of one)", "Value": ref(f"NodeGroup{n}")}
+        o[f"Interface{n}"] = {"Description": f"Node {n}'s interface", "Value": ref(f"Interface{n}")}
+    o["PoolAddresses"] = {"Description": "The pool's private addresses (on node a at first)",
+                          "Value": {"Fn::Join": [",", att("Interfacea", "SecondaryPrivateIpAddresses")]}}
+    o["PublicAddress"] = {"Description": "The first pool address's Elastic IP", "Value": ref("PoolAddress1")}
     return o
 
 
 def template():
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
-        "Description": "tunnat: a connection-preserving NAT pair in each of two availability zones "
+        "Description": "tunnat: a connection-preserving NAT pair in one availability zone, one stack per zone "
                        "(generated by deploy/cloudformation/generate.py; docs/aws.md)",
         "Metadata": {"AWS::CloudFormation::Interface": {"ParameterGroups": [
             {"Label": {"default": "Network"},
-             "Parameters": ["VpcId", "PrivateCidr", "PublicSubnetA", "PublicSubnetB", "PrivateRouteTablesA",
-                            "PrivateRouteTablesB", "PoolAddressCount"]},
+             "Parameters": ["VpcId", "PrivateCidr", "PublicSubnet", "PrivateRouteTables", "FallbackRouteTables",
+                            "PoolAddressCount"]},
             {"Label": {"default": "Instances"},
              "Parameters": ["ImageId", "PackageUrl", "InstanceType", "KeyName", "SyncKeyParameter",
                             "CloudWatchMetrics"]}]}},
@@ -288,6 +334,8 @@ def render():
 
 def main():
     text = render()
+    if len(text.encode()) > MAX_BYTES:
+        sys.exit(f"the template would be {len(text.encode())} bytes: CloudFormation takes at most {MAX_BYTES}")
     if sys.argv[1:] == ["--check"]:
         with open(OUT) as f:
             if f.read() != text:

@@ -56,7 +56,7 @@ class Moto:
 
     def __init__(self, procs, region, cloudformation=False):
         # procs: anything with append(), where the moto_server process goes to be ended with the rest.
-        # cloudformation: moto_server with what its CloudFormation lacks for tunnat-ha.yaml (moto_cfn.py).
+        # cloudformation: moto_server with what its CloudFormation lacks for tunnat-pair.yaml (moto_cfn.py).
         self.port = free_port()
         self.region = region
         server = [os.path.join(os.path.dirname(sys.executable), "moto_server")]
@@ -162,6 +162,14 @@ class FakeIMDS:
         if path == f"network/interfaces/macs/{mac}/local-ipv4s":
             eni = self.ec2.describe_network_interfaces(NetworkInterfaceIds=[i["interface_id"]])["NetworkInterfaces"][0]
             return "\n".join(a["PrivateIpAddress"] for a in eni["PrivateIpAddresses"])
+        if path.startswith("network/interfaces/macs/"):
+            return self.interface_item(*path[len("network/interfaces/macs/"):].split("/", 1))
+        if path.startswith("tags/instance/") and i.get("tags"):
+            # Instance tags (InstanceMetadataTags enabled): the instance's tags in EC2, as EC2 holds them now.
+            found = self.ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [i["instance_id"]]}])["Tags"]
+            tags = {t["Key"]: t["Value"] for t in found}
+            key = path[len("tags/instance/"):]
+            return "\n".join(sorted(tags)) if key == "" else tags.get(key)
         if self.role is not None:
             if path == "iam/security-credentials/":
                 return self.role["name"]
@@ -170,6 +178,22 @@ class FakeIMDS:
                 doc.update({k: v for k, v in self.role.items() if k != "name"})
                 return json.dumps(doc)
         return None
+
+    def interface_item(self, mac, item):
+        """network/interfaces/macs/MAC/ITEM of any interface attached to this instance now, as EC2 shows it (an
+        interface attached after boot appears there; one not attached here is Not Found)."""
+        if item not in ("vpc-id", "subnet-id", "interface-id", "local-ipv4s", "subnet-ipv4-cidr-block"):
+            return None
+        found = self.ec2.describe_network_interfaces(Filters=[{"Name": "mac-address", "Values": [mac]}])
+        eni = next((e for e in found["NetworkInterfaces"]
+                    if e.get("Attachment", {}).get("InstanceId") == self.identity["instance_id"]), None)
+        if eni is None:
+            return None
+        if item == "local-ipv4s":
+            return "\n".join(a["PrivateIpAddress"] for a in eni["PrivateIpAddresses"])
+        if item == "subnet-ipv4-cidr-block":
+            return self.ec2.describe_subnets(SubnetIds=[eni["SubnetId"]])["Subnets"][0]["CidrBlock"]
+        return {"vpc-id": eni["VpcId"], "subnet-id": eni["SubnetId"], "interface-id": eni["NetworkInterfaceId"]}[item]
 
     def close(self):
         self.server.shutdown()

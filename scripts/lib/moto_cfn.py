@@ -1,4 +1,4 @@
-"""moto_server with what its CloudFormation lacks for tunnat-ha.yaml, added the way CloudFormation does it.
+"""moto_server with what its CloudFormation lacks for tunnat-pair.yaml, added the way CloudFormation does it.
 
   python scripts/lib/moto_cfn.py -H 127.0.0.1 -p PORT      (as moto_server; awsfakes.Moto(cloudformation=True))
 
@@ -10,10 +10,9 @@ the EC2 API the tests and tunnat call is moto's own. docs/testing.md lists them,
    reserved in the subnet) and Tags (moto reads only SubnetId, PrivateIpAddress, Description, and a SecurityGroups
    key that the resource does not have), and the attribute SecondaryPrivateIpAddresses (moto raises
    NotImplementedError).
-2. AWS::EC2::Instance: LaunchTemplate and NetworkInterfaces (moto needs an ImageId and makes its own interface).
-3. AWS::EC2::EIPAssociation: AllocationId with NetworkInterfaceId (moto has no such resource and skips it).
-4. Fn::Base64 (moto leaves it unresolved).
-5. AWS::EC2::SecurityGroup rules of every protocol (-1) without FromPort and ToPort (moto needs both).
+2. AWS::EC2::EIPAssociation: AllocationId with NetworkInterfaceId (moto has no such resource and skips it).
+3. Fn::Base64 (moto leaves it unresolved).
+4. AWS::EC2::SecurityGroup rules of every protocol (-1) without FromPort and ToPort (moto needs both).
 """
 import base64
 import ipaddress
@@ -23,7 +22,6 @@ from moto.cloudformation import parsing
 from moto.core.common_models import CloudFormationModel
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.elastic_network_interfaces import NetworkInterface
-from moto.ec2.models.instances import Instance
 from moto.ec2.models.security_groups import SecurityGroup
 
 
@@ -71,31 +69,6 @@ def _eni_get_cfn_attribute(self, attribute_name):
         return [a["PrivateIpAddress"] for a in self.private_ip_addresses
                 if not a.get("Primary") and a["PrivateIpAddress"] != self.private_ip_address]
     return _eni_attribute(self, attribute_name)
-
-
-_instance_from_cloudformation = Instance.create_from_cloudformation_json.__func__
-
-
-def _instance_from_cloudformation_with_template(cls, resource_name, cloudformation_json, account_id, region_name,
-                                               **kwargs):
-    p = cloudformation_json["Properties"]
-    if "LaunchTemplate" not in p and "NetworkInterfaces" not in p:
-        return _instance_from_cloudformation(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
-    backend = ec2_backends[account_id][region_name]
-    launch = p.get("LaunchTemplate") or {}
-    template = {k: str(v) for k, v in launch.items()}
-    nics = [{k: str(v) for k, v in nic.items()} for nic in p.get("NetworkInterfaces", [])]
-    reservation = backend.run_instances(
-        image_id=p.get("ImageId"), count=1, user_data=p.get("UserData"), security_group_names=[],
-        instance_type=p.get("InstanceType", "m1.small"), is_instance_type_default=not p.get("InstanceType"),
-        key_name=p.get("KeyName"), launch_template=template or None, nics=nics)
-    instance = reservation.instances[0]
-    for key, value in _tags(p).items():
-        instance.add_tag(key, value)
-    if p.get("IamInstanceProfile"):
-        backend.associate_iam_instance_profile(instance_id=instance.id,
-                                               iam_instance_profile_name=p["IamInstanceProfile"])
-    return instance
 
 
 class EIPAssociation(CloudFormationModel):
@@ -155,7 +128,6 @@ def _clean_json_with_base64(resource_json, resources_map):
 def install():
     NetworkInterface.create_from_cloudformation_json = classmethod(_eni_from_cloudformation)
     NetworkInterface.get_cfn_attribute = _eni_get_cfn_attribute
-    Instance.create_from_cloudformation_json = classmethod(_instance_from_cloudformation_with_template)
     SecurityGroup.create_from_cloudformation_json = classmethod(_security_group_with_all_protocol_rules)
     parsing.clean_json = _clean_json_with_base64
     for cache in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):

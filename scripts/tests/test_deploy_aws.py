@@ -1,41 +1,51 @@
-"""The AWS deployment, deploy/cloudformation/tunnat-ha.yaml, proven against moto_server with SigV4 verification on.
+"""The AWS deployment, deploy/cloudformation/tunnat-pair.yaml (one stack per zone), proven against moto_server with
+SigV4 verification on.
 
   .venv/bin/python -m pytest scripts/tests/test_deploy_aws.py [-k NAME] [--tunnat PATH]
 
-- The template: it is what generate.py writes, and cfn-lint passes.
+- The template: it is what generate.py writes, within the 51,200 bytes CloudFormation takes, and cfn-lint passes.
 - Its IAM policy allows exactly the EC2 and CloudWatch calls tunnat's code makes (read from Sources/), plus the
-  user data's ssm:GetParameter, each zone's role only on its own route tables and its own pair's interfaces.
-- The stack is created in moto's CloudFormation (with the additions of scripts/lib/moto_cfn.py, each listed there:
-  what moto lacks, done as CloudFormation does it). Then, for each of the four nodes, the user data moto holds for
-  that instance runs as root in a network namespace whose interface has the ENI's MAC, under a copy of /etc (a
-  mount namespace), against a fake IMDSv2 answering as that instance with the instance role's credentials and
-  moto's SSM holding the sync key: it writes the configuration and the key, takes the pool addresses off the
-  interface, and enables and starts the unit (systemctl is the one fake: there is no systemd in the namespace).
+  user data's (read from node-setup.sh), each pair's role only on its own route tables (and its fallback tables),
+  and its own interfaces.
+- Three stacks, one per zone, are created in moto's CloudFormation (with the additions of scripts/lib/moto_cfn.py,
+  each listed there: what moto lacks, done as CloudFormation does it); each node is an Auto Scaling group of one,
+  whose instance moto launches from the launch template. Then, for each of the six nodes, the user data moto holds
+  for that instance runs as root in a network namespace with the instance's own interface and one with the node
+  interface's MAC, under a copy of /etc (a mount namespace), against a fake IMDSv2 answering as that instance (its
+  tags, the interfaces attached to it in moto) with the instance role's credentials and moto's SSM holding the sync
+  key: it attaches the node's interface, writes the configuration and the key, takes the pool addresses off the
+  interface, and enables and starts the units (systemctl is the one fake: there is no systemd in the namespace).
+- A terminated instance's replacement, launched by its group, waits while the interface is still attached to the
+  old one, attaches it once EC2 releases it, and writes the same node's configuration.
 - With those configurations, `tunnat routes --oneshot` runs as the user tunnat, in that namespace, as each node:
-  the zone's routes go to the node's interface, a failover moves every pool address, and the other zone's tables
-  are never touched.
+  the zone's routes go to the node's interface, a failover moves every pool address, the other zones' tables are
+  never touched, and a zone that loses both nodes is served by its fallback zone until its own pair is back.
 
 Needs root (namespaces, mounts). Nothing here reaches beyond loopback and 198.18.251.0/30.
 """
 import base64
+import fcntl
 import json
 import os
 import re
 import stat
 import subprocess
+import time
 
 import pytest
 import yaml
 
 from testbed import AWS, REGION, REPO, Namespaces, run_id, sh
 
-TEMPLATE = os.path.join(REPO, "deploy", "cloudformation", "tunnat-ha.yaml")
+TEMPLATE = os.path.join(REPO, "deploy", "cloudformation", "tunnat-pair.yaml")
+NODE_SETUP = os.path.join(REPO, "deploy", "cloudformation", "node-setup.sh")
 GENERATE = os.path.join(REPO, "deploy", "cloudformation", "generate.py")
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
 SYNC_KEY = "c3luYy1rZXktZm9yLXRoZS10ZXN0LW9mLXR1bm5hdC1oYS15YW1s"  # 52 bytes, as `head -c 39 | base64` makes
 POOL_COUNT = 3
-PRIVATE = "10.0.128.0/17"  # the private subnets of the VPC 10.0.0.0/16; the public ones are 10.0.0.0/24 and 10.0.1.0/24
-ZONES = ("A", "B")
+PRIVATE = "10.0.128.0/17"  # the private subnets of the VPC 10.0.0.0/16; the public ones are 10.0.0-2.0/24
+ZONES = ("A", "B", "C")
+FALLBACK = {"B": "A"}  # zone B's pair holds zone A's tables while zone A's pair has no healthy node
 
 
 class CfnLoader(yaml.SafeLoader):
@@ -59,6 +69,30 @@ def test_template_is_what_generate_py_writes():
     assert p.returncode == 0, p.stderr
 
 
+def test_template_is_a_body_cloudformation_takes():
+    """`aws cloudformation deploy --template-file` sends the template as its body: at most 51,200 bytes."""
+    size = os.path.getsize(TEMPLATE)
+    assert 0 < size <= 51200, size
+
+
+def test_pool_addresses_outlive_the_stack():
+    """Users allow-list the pool's Elastic IPs: deleting or replacing the stack keeps them."""
+    eips = {k: v for k, v in template()["Resources"].items() if k.startswith("PoolAddress")}
+    assert len(eips) == 8
+    assert all(v["DeletionPolicy"] == "Retain" and v["UpdateReplacePolicy"] == "Retain" for v in eips.values())
+
+
+def test_each_node_is_an_auto_scaling_group_of_one_in_the_pair_subnet():
+    r = template()["Resources"]
+    for n in "ab":
+        g = r[f"NodeGroup{n}"]["Properties"]
+        assert (g["MinSize"], g["MaxSize"], g["DesiredCapacity"]) == ("1", "1", "1")
+        assert g["VPCZoneIdentifier"] == [{"Ref": "PublicSubnet"}]
+        assert {"Key": "tunnat-node", "Value": str("ab".index(n) + 1),
+                "PropagateAtLaunch": True} in g["Tags"]
+    assert not any(v["Type"] == "AWS::EC2::Instance" for v in r.values())
+
+
 def test_cfn_lint_passes():
     p = subprocess.run([os.path.join(VENV_BIN, "cfn-lint"), TEMPLATE], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
@@ -76,8 +110,16 @@ def actions_in_code():
     return {("cloudwatch:" if a == "PutMetricData" else "ec2:") + a for a in found}
 
 
-def statements(zone):
-    policy = template()["Resources"][f"Role{zone}"]["Properties"]["Policies"][0]["PolicyDocument"]
+def actions_in_user_data():
+    """The calls node-setup.sh makes: `ec2 ACTION` and SSM's X-Amz-Target."""
+    text = open(NODE_SETUP).read()
+    found = {"ec2:" + a for a in re.findall(r"\$\(ec2 ([A-Z][A-Za-z]+) ", text)}
+    found |= {"ssm:" + a for a in re.findall(r"X-Amz-Target: AmazonSSM\.([A-Za-z]+)", text)}
+    return found
+
+
+def statements():
+    policy = template()["Resources"]["Role"]["Properties"]["Policies"][0]["PolicyDocument"]
     out = []
     for s in policy["Statement"]:
         if "Fn::If" in s:  # the CloudWatch statement, present when PublishMetrics holds
@@ -90,30 +132,31 @@ def test_the_code_makes_the_calls_the_scan_expects():
     """A guard on the scan itself: if the call sites change shape, the policy test must not pass on an empty set."""
     assert {"ec2:ReplaceRoute", "ec2:AssignPrivateIpAddresses", "ec2:DescribeRouteTables",
             "cloudwatch:PutMetricData"} <= actions_in_code()
+    assert {"ec2:AttachNetworkInterface", "ec2:DescribeNetworkInterfaces", "ssm:GetParameter"} == \
+        actions_in_user_data()
 
 
-@pytest.mark.parametrize("zone", ZONES)
-def test_policy_allows_every_call_of_the_code_and_nothing_else(zone):
-    allowed = {a for s in statements(zone) for a in s["Action"]}
-    assert all(s["Effect"] == "Allow" for s in statements(zone))
+def test_policy_allows_every_call_of_the_code_and_the_user_data_and_nothing_else():
+    allowed = {a for s in statements() for a in s["Action"]}
+    assert all(s["Effect"] == "Allow" for s in statements())
     assert not any("*" in a for a in allowed), allowed
-    # The one call that is not tunnat's: the user data reads the sync key.
-    assert allowed - {"ssm:GetParameter"} == actions_in_code()
+    assert allowed == actions_in_code() | actions_in_user_data()
 
 
-@pytest.mark.parametrize("zone", ZONES)
-def test_policy_scopes_each_change_to_the_zone(zone):
-    other = "B" if zone == "A" else "A"
-    by_sid = {s["Sid"]: s for s in statements(zone)}
+def test_policy_scopes_each_change_to_the_pair():
+    by_sid = {s["Sid"]: s for s in statements()}
     routes = by_sid["RoutesOfThisZone"]
-    assert routes["Condition"]["StringEquals"]["ec2:RouteTableID"] == {"Ref": f"PrivateRouteTables{zone}"}
+    tables = json.dumps(routes["Condition"]["StringEquals"]["ec2:RouteTableID"])
+    assert '"Ref": "PrivateRouteTables"' in tables and '"Ref": "FallbackRouteTables"' in tables
     assert "ec2:Vpc" in routes["Condition"]["StringEquals"]
     pool = json.dumps(by_sid["PoolAddressesOfThisPair"]["Resource"])
-    assert f"Interface{zone}a" in pool and f"Interface{zone}b" in pool and f"Interface{other}" not in pool
+    assert "Interfacea" in pool and "Interfaceb" in pool and "*" not in pool
+    attach = by_sid["AttachTheNodesInterface"]
+    assert attach["Condition"] == {"StringEquals": {"ec2:ResourceTag/tunnat:pair": {"Ref": "AWS::StackName"}}}
     assert "parameter${SyncKeyParameter}" in json.dumps(by_sid["SyncKey"]["Resource"])
     assert by_sid["Metrics"]["Condition"]["StringEquals"]["cloudwatch:namespace"] == "tunnat"
     # Only the describe calls, which EC2 cannot scope, have "*".
-    assert {a for s in statements(zone) if s["Resource"] == "*" for a in s["Action"]} == {
+    assert {a for s in statements() if s["Resource"] == "*" for a in s["Action"]} == {
         "ec2:DescribeRouteTables", "ec2:DescribeNetworkInterfaces", "ec2:DescribeInstanceStatus",
         "ec2:DescribeAddresses", "cloudwatch:PutMetricData"}
 
@@ -128,12 +171,15 @@ def test_no_secret_in_the_template():
 
 @pytest.fixture(scope="module")
 def stack(root, module_procs, tmp_path_factory):
-    """A VPC with two zones' public subnets and private route tables (some with a default route to an older NAT),
-    the sync key in SSM, the stack created; a namespace for the nodes behind a veth to the fakes."""
+    """A VPC with three zones' public subnets and private route tables (some with a default route to an older NAT),
+    the sync key in SSM, a stack per zone (nat-a, nat-b, nat-c; nat-b with zone A's tables as its fallback); a
+    namespace for the nodes with the instance's interface (ens5, behind a veth to the fakes) and the node's (ens6)."""
     ns = Namespaces("tdep")
     try:
         node_ns = ns.add("node")
         ns.veth("node", f"tdep{run_id()}r", "198.18.251.1/30", "198.18.251.2/30", ns_ifname="ens5")
+        sh("ip", "-n", node_ns, "link", "add", "ens6", "type", "veth", "peer", "name", "ens6p")
+        sh("ip", "-n", node_ns, "link", "set", "ens6p", "up")
         aws = AWS(module_procs, REGION, host="198.18.251.1", cloudformation=True)
         ec2 = aws.ec2
         vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
@@ -149,27 +195,48 @@ def stack(root, module_procs, tmp_path_factory):
             ec2.create_route(RouteTableId=tables[z][1], DestinationCidrBlock="0.0.0.0/0",
                              NetworkInterfaceId=old[z]["eni"])
         aws.client("ssm").put_parameter(Name="/tunnat/sync-key", Type="SecureString", Value=SYNC_KEY)
-        params = {"VpcId": vpc, "PrivateCidr": PRIVATE, "PublicSubnetA": subnets["A"],
-                  "PublicSubnetB": subnets["B"], "PrivateRouteTablesA": ",".join(tables["A"]),
-                  "PrivateRouteTablesB": ",".join(tables["B"]), "ImageId": "ami-12c6146b",
-                  "PoolAddressCount": str(POOL_COUNT)}
         cfn = aws.client("cloudformation")
-        with open(TEMPLATE) as f:
-            cfn.create_stack(StackName="nat", TemplateBody=f.read(), Capabilities=["CAPABILITY_IAM"],
+        body = open(TEMPLATE).read()
+        status, outputs = {}, {}
+        for z in ZONES:
+            params = {"VpcId": vpc, "PrivateCidr": PRIVATE, "PublicSubnet": subnets[z],
+                      "PrivateRouteTables": ",".join(tables[z]), "ImageId": "ami-12c6146b",
+                      "PoolAddressCount": str(POOL_COUNT)}
+            if z in FALLBACK:
+                params["FallbackRouteTables"] = ",".join(tables[FALLBACK[z]])
+            name = f"nat-{z.lower()}"
+            cfn.create_stack(StackName=name, TemplateBody=body, Capabilities=["CAPABILITY_IAM"],
                              Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()])
-        described = cfn.describe_stacks(StackName="nat")["Stacks"][0]
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+            described = cfn.describe_stacks(StackName=name)["Stacks"][0]
+            status[z] = described["StackStatus"]
+            # One namespace of outputs: Interfacea of zone A's stack is InterfaceAa, PoolAddresses is PoolAddressesA.
+            for o in described.get("Outputs", []):
+                key = o["OutputKey"]
+                key = key[:-1] + z + key[-1] if key[-1] in "ab" else key + z
+                outputs[key] = o["OutputValue"]
         yield {"aws": aws, "ec2": ec2, "vpc": vpc, "subnets": subnets, "tables": tables, "old": old,
-               "status": described["StackStatus"], "outputs": outputs, "ns": ns, "node_ns": node_ns,
+               "status": status, "outputs": outputs, "ns": ns, "node_ns": node_ns,
                "home": tmp_path_factory.mktemp("deploy")}
         aws.close()
     finally:
         ns.cleanup()
 
 
-def test_stack_is_created(stack):
-    assert stack["status"] == "CREATE_COMPLETE"
-    assert {f"Node{z}{n}" for z in ZONES for n in "ab"} <= set(stack["outputs"])
+def test_stacks_are_created_each_node_a_group_of_one_instance(stack):
+    assert stack["status"] == {z: "CREATE_COMPLETE" for z in ZONES}
+    groups = [stack["outputs"][f"NodeGroup{z}{n}"] for z in ZONES for n in "ab"]
+    found = stack["aws"].client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=groups)
+    assert len(found["AutoScalingGroups"]) == 6
+    for g in found["AutoScalingGroups"]:
+        assert (g["MinSize"], g["MaxSize"], g["DesiredCapacity"], len(g["Instances"])) == (1, 1, 1, 1)
+        assert {t["Key"] for t in g["Tags"] if t["PropagateAtLaunch"]} >= {"Name", "tunnat:pair", "tunnat-node"}
+
+
+def instance(stack, zone, n):
+    """The instance node N of ZONE's group has now."""
+    group = stack["outputs"][f"NodeGroup{zone}{n}"]
+    g = stack["aws"].client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[group])
+    return g["AutoScalingGroups"][0]["Instances"][0]["InstanceId"]
 
 
 def enis(stack, zone):
@@ -183,12 +250,14 @@ def secondaries(eni):
 
 
 @pytest.mark.parametrize("zone", ZONES)
-def test_each_node_has_its_interface_with_source_dest_check_off_and_node_a_the_pool(stack, zone):
+def test_each_node_has_its_interface_with_source_dest_check_off_and_node_a_the_pool(stack, nodes, zone):
     e = enis(stack, zone)
     for n in "ab":
         assert e[n]["SourceDestCheck"] is False
         assert e[n]["SubnetId"] == stack["subnets"][zone]
-        assert e[n]["Attachment"]["InstanceId"] == stack["outputs"][f"Node{zone}{n}"]
+        # Attached by the user data, as the instance's second interface.
+        assert e[n]["Attachment"]["InstanceId"] == instance(stack, zone, n)
+        assert e[n]["Attachment"]["DeviceIndex"] == 1
     assert len(secondaries(e["a"])) == POOL_COUNT and secondaries(e["b"]) == []
     assert stack["outputs"][f"PoolAddresses{zone}"].split(",") and \
         sorted(stack["outputs"][f"PoolAddresses{zone}"].split(",")) == secondaries(e["a"])
@@ -197,10 +266,11 @@ def test_each_node_has_its_interface_with_source_dest_check_off_and_node_a_the_p
 @pytest.mark.parametrize("zone", ZONES)
 def test_every_pool_address_has_an_elastic_ip_on_node_a(stack, zone):
     e = enis(stack, zone)
-    on_a = [a for a in stack["ec2"].describe_addresses()["Addresses"]
-            if a.get("NetworkInterfaceId") == e["a"]["NetworkInterfaceId"] and not a.get("InstanceId")]
-    # The node's own address is associated through its instance; the pool's through the interface.
-    assert len(on_a) == POOL_COUNT
+    on = {n: [a for a in stack["ec2"].describe_addresses()["Addresses"]
+              if a.get("NetworkInterfaceId") == e[n]["NetworkInterfaceId"]] for n in "ab"}
+    # Node a: the pool's and its own (on its primary address); node b: its own.
+    assert len(on["a"]) == POOL_COUNT + 1 and len(on["b"]) == 1
+    assert on["b"][0]["PrivateIpAddress"] == e["b"]["PrivateIpAddress"]
 
 
 @pytest.mark.parametrize("zone", ZONES)
@@ -228,18 +298,23 @@ def user_data(stack, instance):
 
 
 def node_identity(stack, zone, n):
-    eni = enis(stack, zone)[n]
-    return {"instance_id": stack["outputs"][f"Node{zone}{n}"], "az": f"{REGION}{zone.lower()}", "region": REGION,
-            "mac": eni["MacAddress"], "vpc_id": stack["vpc"], "subnet_id": stack["subnets"][zone],
-            "interface_id": eni["NetworkInterfaceId"], "private_ip": eni["PrivateIpAddress"]}
+    """The IMDS's view of node N's instance now: its own interface (device 0, the group's), its tags."""
+    instance_id = instance(stack, zone, n)
+    found = stack["ec2"].describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    own = next(e for e in found["NetworkInterfaces"] if e["Attachment"]["DeviceIndex"] == 0)
+    return {"instance_id": instance_id, "az": f"{REGION}{zone.lower()}", "region": REGION,
+            "mac": own["MacAddress"], "vpc_id": stack["vpc"], "subnet_id": own["SubnetId"],
+            "interface_id": own["NetworkInterfaceId"], "private_ip": own["PrivateIpAddress"], "tags": True}
 
 
-def in_node(stack, etc, command, env, timeout=120):
+def in_node(stack, etc, command, env, timeout=120, background=False):
     """COMMAND (a shell line) in the node namespace, in a mount namespace of its own with ETC mounted over /etc and
     the bin folder beside it (tunnat, the fake systemctl) over /usr/local/bin, where the user tunnat can reach it."""
     script = f"mount --bind {etc} /etc && mount --bind {etc.parent / 'bin'} /usr/local/bin && {command}"
     argv = ["ip", "netns", "exec", stack["node_ns"], "unshare", "--mount", "--propagation", "private",
             "sh", "-c", script]
+    if background:
+        return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -258,61 +333,85 @@ def role_credentials(aws, name):
             "Token": session["SessionToken"], "Expiration": session["Expiration"].strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
+def run_node(stack, imds, name, root, tunnat, etc=None, script_text=None, background=False):
+    """Node NAME's user data (as moto holds it for the group's instance now), as root in the node namespace under
+    ROOT (a copy of /etc, the bin folder with tunnat and the fake systemctl), against IMDS answering as it."""
+    zone, n = name[0], name[1]
+    identity = node_identity(stack, zone, n)
+    imds.identity = identity
+    imds.requests.clear()
+    root.mkdir(exist_ok=True)
+    if etc is None:
+        etc = root / "etc"
+        sh("cp", "-a", "/etc", str(etc))
+        # What the package makes: the user and group tunnat (unless this host kept them from an install).
+        if "\ntunnat:" not in "\n" + (etc / "passwd").read_text():
+            with open(etc / "passwd", "a") as f:
+                f.write("tunnat:x:64990:64990:tunnat:/nonexistent:/usr/sbin/nologin\n")
+            with open(etc / "group", "a") as f:
+                f.write("tunnat:x:64990:\n")
+    user = next(line.split(":") for line in (etc / "passwd").read_text().splitlines() if line.startswith("tunnat:"))
+    bin_dir = root / "bin"
+    if not bin_dir.exists():
+        bin_dir.mkdir()
+        os.symlink(tunnat, bin_dir / "tunnat")
+        (bin_dir / "systemctl").write_text(f"#!/bin/sh\necho \"$*\" >> {root}/systemctl.calls\n")
+        (bin_dir / "systemctl").chmod(0o755)
+    script = root / "user-data"
+    script.write_text(script_text or user_data(stack, identity["instance_id"]))
+    # The interfaces as EC2 presents them: the instance's own (ens5) and the node's (ens6, which appears when it is
+    # attached; here it is there already), on node a with the pool addresses that cloud-init may have put there.
+    node_eni = enis(stack, zone)[n]
+    sh("ip", "-n", stack["node_ns"], "link", "set", "ens5", "address", identity["mac"])
+    sh("ip", "-n", stack["node_ns"], "link", "set", "ens6", "down")
+    sh("ip", "-n", stack["node_ns"], "link", "set", "ens6", "address", node_eni["MacAddress"])
+    sh("ip", "-n", stack["node_ns"], "-4", "addr", "flush", "dev", "ens6")
+    pool = stack["outputs"][f"PoolAddresses{zone}"].split(",")
+    if n == "a":
+        sh("ip", "-n", stack["node_ns"], "link", "set", "ens6", "up")
+        for address in pool:
+            sh("ip", "-n", stack["node_ns"], "addr", "add", f"{address}/24", "dev", "ens6")
+    env = {"PATH": "/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url,
+           "AWS_ENDPOINT_URL_SSM": stack["aws"].front.url, "AWS_ENDPOINT_URL_EC2": stack["aws"].front.url,
+           "LANG": "C.UTF-8"}
+    result = {"etc": etc, "env": env, "identity": identity, "pool": pool, "root": root,
+              "uid": int(user[2]), "gid": int(user[3]), "role": imds.role, "interface": node_eni}
+    if background:
+        result["process"] = in_node(stack, etc, f"exec bash {script}", env, background=True)
+        return result
+    p = in_node(stack, etc, f"exec bash {script}", env)
+    return finish_node(stack, imds, result, p.returncode, p.stdout, p.stderr)
+
+
+def finish_node(stack, imds, result, rc, out, err):
+    root = result["root"]
+    left = sh("ip", "-n", stack["node_ns"], "-4", "-o", "addr", "show", "dev", "ens6").stdout
+    routes = sh("ip", "-n", stack["node_ns"], "-4", "route", "show", "default").stdout
+    calls = (root / "systemctl.calls").read_text() if (root / "systemctl.calls").exists() else ""
+    # The metadata guard it loaded into the kernel (nft is real; the namespace is the node's), then removed so that
+    # the next node's run starts without one; likewise the default route it set.
+    guard = sh("ip", "netns", "exec", stack["node_ns"], "nft", "list", "table", "inet", "tunnat_imds_guard",
+               check=False).stdout
+    sh("ip", "netns", "exec", stack["node_ns"], "nft", "delete", "table", "inet", "tunnat_imds_guard", check=False)
+    sh("ip", "-n", stack["node_ns"], "route", "flush", "exact", "0.0.0.0/0", check=False)
+    result.update({"rc": rc, "out": out, "err": err, "left": left, "routes": routes, "systemctl": calls,
+                   "guard": guard, "imds": list(imds.requests)})
+    return result
+
+
 @pytest.fixture(scope="module")
-def nodes(stack, tunnat):
-    """The user data of each node run as that node; returns per node what it wrote and printed."""
-    aws, home = stack["aws"], stack["home"]
-    imds = aws.imds()
-    imds.role = role_credentials(aws, "node-setup")
-    done = {}
-    for zone in ZONES:
-        for n in "ab":
-            name = f"{zone}{n}"
-            identity = node_identity(stack, zone, name[1])
-            imds.identity = identity
-            imds.requests.clear()
-            root = home / name
-            root.mkdir()
-            etc = root / "etc"
-            sh("cp", "-a", "/etc", str(etc))
-            # What the package makes: the user and group tunnat (unless this host kept them from an install).
-            if "\ntunnat:" not in "\n" + (etc / "passwd").read_text():
-                with open(etc / "passwd", "a") as f:
-                    f.write("tunnat:x:64990:64990:tunnat:/nonexistent:/usr/sbin/nologin\n")
-                with open(etc / "group", "a") as f:
-                    f.write("tunnat:x:64990:\n")
-            user = next(line.split(":") for line in (etc / "passwd").read_text().splitlines()
-                        if line.startswith("tunnat:"))
-            bin_dir = root / "bin"
-            bin_dir.mkdir()
-            os.symlink(tunnat, bin_dir / "tunnat")
-            (bin_dir / "systemctl").write_text(f"#!/bin/sh\necho \"$*\" >> {root}/systemctl.calls\n")
-            (bin_dir / "systemctl").chmod(0o755)
-            script = root / "user-data"
-            script.write_text(user_data(stack, identity["instance_id"]))
-            # The interface as EC2 presents it: the ENI's MAC; on node a, the pool addresses put there by cloud-init.
-            sh("ip", "-n", stack["node_ns"], "link", "set", "ens5", "address", identity["mac"])
-            sh("ip", "-n", stack["node_ns"], "-4", "addr", "flush", "dev", "ens5", "scope", "global")
-            sh("ip", "-n", stack["node_ns"], "addr", "add", "198.18.251.2/30", "dev", "ens5")
-            pool = stack["outputs"][f"PoolAddresses{zone}"].split(",")
-            if n == "a":
-                for address in pool:
-                    sh("ip", "-n", stack["node_ns"], "addr", "add", f"{address}/24", "dev", "ens5")
-            env = {"PATH": "/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url,
-                   "AWS_ENDPOINT_URL_SSM": aws.front.url, "LANG": "C.UTF-8"}
-            p = in_node(stack, etc, f"exec bash {script}", env)
-            left = sh("ip", "-n", stack["node_ns"], "-4", "-o", "addr", "show", "dev", "ens5").stdout
-            calls = (root / "systemctl.calls").read_text() if (root / "systemctl.calls").exists() else ""
-            # The metadata guard it loaded into the kernel (nft is real; the namespace is the node's), then removed
-            # so that the next node's run starts without one.
-            guard = sh("ip", "netns", "exec", stack["node_ns"], "nft", "list", "table", "inet", "tunnat_imds_guard",
-                       check=False).stdout
-            sh("ip", "netns", "exec", stack["node_ns"], "nft", "delete", "table", "inet", "tunnat_imds_guard", check=False)
-            done[name] = {"rc": p.returncode, "out": p.stdout, "err": p.stderr, "etc": etc, "env": env,
-                          "identity": identity, "left": left, "systemctl": calls, "pool": pool, "guard": guard,
-                          "imds": list(imds.requests), "role": imds.role, "uid": int(user[2]), "gid": int(user[3])}
-    yield done
+def node_imds(stack):
+    imds = stack["aws"].imds()
+    imds.role = role_credentials(stack["aws"], "node-setup")
+    yield imds
     imds.close()
+
+
+@pytest.fixture(scope="module")
+def nodes(stack, tunnat, node_imds):
+    """The user data of each node run as that node's instance; returns per node what it wrote and printed."""
+    return {f"{z}{n}": run_node(stack, node_imds, f"{z}{n}", stack["home"] / f"{z}{n}", tunnat)
+            for z in ZONES for n in "ab"}
 
 
 NODE_NAMES = [f"{z}{n}" for z in ZONES for n in "ab"]
@@ -325,22 +424,47 @@ def test_user_data_runs_to_the_end(nodes, name):
     assert "tunnat.service started" in r["err"]
 
 
+def expected_config(stack, name, result):
+    zone, n = name[0], name[1]
+    peer = enis(stack, zone)["b" if n == "a" else "a"]["PrivateIpAddress"]
+    own = result["interface"]
+    tables = {"private": {"find": {"type": "or", "config": {"filters": [
+        {"type": "by_id", "config": {"route_table_id": t}} for t in stack["tables"][zone]]}},
+        "manage_routes": [{"cidr": "0.0.0.0/0"}]}}
+    if zone in FALLBACK:
+        tables["fallback"] = {"find": {"type": "or", "config": {"filters": [
+            {"type": "by_id", "config": {"route_table_id": t}} for t in stack["tables"][FALLBACK[zone]]]}},
+            "manage_routes": [{"cidr": "0.0.0.0/0", "if_unhealthy": True}]}
+    return {
+        "nat": {"private_prefixes": [PRIVATE], "pool": result["pool"], "port_range": "1024-65534"},
+        "tun": {"routing": {"interface": "ens6"}},
+        "control_socket": "/run/tunnat/tunnat.sock",
+        "replication": {"listen": f"{own['PrivateIpAddress']}:65535", "node_id": 1 if n == "a" else 2,
+                        "key_file": "/etc/tunnat/sync.key",
+                        "peers": [{"node_id": 2 if n == "a" else 1, "address": f"{peer}:65535"}]},
+        "failover": {"pool_addresses": "all",
+                     "aws": {"mac": own["MacAddress"], "interface_id": own["NetworkInterfaceId"]},
+                     "routetables": tables}}
+
+
 @pytest.mark.parametrize("name", NODE_NAMES)
 def test_user_data_writes_the_configuration_of_its_node(nodes, stack, name):
     r = nodes[name]
-    zone, n = name[0], name[1]
     config = yaml.safe_load((r["etc"] / "tunnat" / "tunnat.yaml").read_text())
-    peer = enis(stack, zone)["b" if n == "a" else "a"]["PrivateIpAddress"]
-    own = r["identity"]["private_ip"]
-    assert config["nat"] == {"private_prefixes": [PRIVATE], "pool": r["pool"], "port_range": "1024-65534"}
-    assert config["tun"] == {"routing": {"interface": "ens5"}}
-    assert config["replication"] == {
-        "listen": f"{own}:65535", "node_id": 1 if n == "a" else 2, "key_file": "/etc/tunnat/sync.key",
-        "peers": [{"node_id": 2 if n == "a" else 1, "address": f"{peer}:65535"}]}
-    finders = config["failover"]["routetables"]["private"]["find"]["config"]["filters"]
-    assert [f["config"]["route_table_id"] for f in finders] == stack["tables"][zone]
-    assert config["failover"]["pool_addresses"] == "all"
-    assert "metrics" not in config  # CloudWatchMetrics defaults to false: no PutMetricData, no cost
+    # CloudWatchMetrics defaults to false: no metrics section, no PutMetricData, no cost.
+    assert config == expected_config(stack, name, r)
+
+
+@pytest.mark.parametrize("name", NODE_NAMES)
+def test_user_data_attaches_the_nodes_interface_and_routes_through_it(nodes, stack, name):
+    r = nodes[name]
+    own = r["interface"]
+    assert f"attached {own['NetworkInterfaceId']}" in r["err"]
+    gateway = "10.0.%d.1" % ZONES.index(name[0])
+    assert f"default via {gateway} dev ens6 metric 10" in r["routes"], (r["routes"], r["left"], r["err"][-2500:])
+    assert f"inet {own['PrivateIpAddress']}/24" in r["left"], r["left"]
+    unit = (r["etc"] / "systemd" / "system" / "tunnat-node-interface.service").read_text()
+    assert f"ip route replace default via {gateway} dev ens6 metric 10" in unit and "Before=tunnat.service" in unit
 
 
 @pytest.mark.parametrize("name", NODE_NAMES)
@@ -361,7 +485,8 @@ def test_user_data_uses_imdsv2_and_takes_the_pool_off_the_interface(nodes, name)
     assert ("PUT", "/latest/api/token") in r["imds"]
     assert not any(address in r["left"] for address in r["pool"]), r["left"]
     assert "apply_full_imds_network_config: false" in (r["etc"] / "cloud" / "cloud.cfg.d" / "99-tunnat.cfg").read_text()
-    assert r["systemctl"].split("\n")[:3] == ["enable tunnat-imds-guard.service", "enable tunnat.service",
+    assert r["systemctl"].split("\n")[:4] == ["enable tunnat-imds-guard.service",
+                                              "enable tunnat-node-interface.service", "enable tunnat.service",
                                               "restart tunnat.service"]
 
 
@@ -376,25 +501,23 @@ def test_user_data_loads_the_metadata_guard_for_root_and_tunnat(nodes, name):
     assert r["err"].index("metadata guard loaded") < r["err"].index("wrote /etc/tunnat/tunnat.yaml")
 
 
-def test_user_data_stops_on_a_missing_key_and_starts_nothing(stack, nodes):
+def test_user_data_stops_on_a_missing_key_and_starts_nothing(stack, nodes, node_imds, tunnat):
     """The parameter missing: a line naming SSM's error code, no configuration, no tunnat started."""
     r = nodes["Aa"]
-    root = r["etc"].parent
+    root = r["root"]
     etc = root / "etc-missing"
     sh("cp", "-a", str(r["etc"]), str(etc))
     for leftover in ("tunnat/tunnat.yaml", "tunnat/sync.key"):
         (etc / leftover).unlink()
     script = (root / "user-data").read_text().replace("TUNNAT_SYNC_KEY_PARAMETER='/tunnat/sync-key'",
                                                       "TUNNAT_SYNC_KEY_PARAMETER='/tunnat/no-such-key'")
-    (root / "user-data-missing").write_text(script)
     (root / "systemctl.calls").write_text("")
-    p = in_node(stack, etc, f"exec bash {root / 'user-data-missing'}", r["env"])
-    assert p.returncode != 0
-    assert "ParameterNotFound" in p.stderr, p.stderr[-800:]
+    p = run_node(stack, node_imds, "Aa", root, tunnat, etc=etc, script_text=script)
+    assert p["rc"] != 0
+    assert "ParameterNotFound" in p["err"], p["err"][-800:]
     assert not (etc / "tunnat" / "tunnat.yaml").exists() and not (etc / "tunnat" / "sync.key").exists()
     # The guard, loaded before the key was asked for, stays; tunnat is neither enabled nor started.
-    assert (root / "systemctl.calls").read_text() == "enable tunnat-imds-guard.service\n"
-    sh("ip", "netns", "exec", stack["node_ns"], "nft", "delete", "table", "inet", "tunnat_imds_guard", check=False)
+    assert p["systemctl"] == "enable tunnat-imds-guard.service\nenable tunnat-node-interface.service\n"
 
 
 # --- tunnat routes with the configurations the user data wrote ---------------------------------------------------
@@ -412,42 +535,52 @@ def targets(stack, zone):
 @pytest.fixture(scope="module")
 def takeovers(stack, nodes):
     """As each node in turn, one `tunnat routes --oneshot` pass with the configuration its user data wrote, as the
-    user tunnat with the role's credentials from the IMDS: the old NAT of zone A stopped, Aa; the old NAT of zone B
-    stopped, Ba; then Aa stopped (a failover), Ab. What the tables and interfaces were after each."""
+    user tunnat with the role's credentials from the IMDS:
+    - the old NATs of zones A and B stopped: Aa, then Ba;
+    - Aa's instance stopped (a failover): Ab;
+    - Ab's instance stopped too, zone A has no node: Ba (zone A's fallback), Bb (the standby, same rules);
+    - Ab's instance back: Ab takes zone A's tables back; then Ba leaves them.
+    What the tables and interfaces were after each."""
     ec2, aws = stack["ec2"], stack["aws"]
     imds = aws.imds()
     imds.role = role_credentials(aws, "node-routes")
     seen = {"before": {z: targets(stack, z) for z in ZONES}}
 
-    def run(name):
+    def run(name, label=None):
         r = nodes[name]
         imds.identity = r["identity"]
         env = dict(r["env"], AWS_EC2_METADATA_SERVICE_ENDPOINT=imds.url, AWS_ENDPOINT_URL_EC2=aws.front.url)
         p = in_node(stack, r["etc"], "exec runuser -u tunnat -- tunnat routes --oneshot "
                                      "--config /etc/tunnat/tunnat.yaml --log-level info", env)
-        seen[name] = {"rc": p.returncode, "err": p.stderr, "tables": {z: targets(stack, z) for z in ZONES},
-                      "enis": {z: {n: secondaries(e) for n, e in enis(stack, z).items()} for z in ZONES}}
+        seen[label or name] = {"rc": p.returncode, "err": p.stderr, "tables": {z: targets(stack, z) for z in ZONES},
+                               "enis": {z: {n: secondaries(e) for n, e in enis(stack, z).items()} for z in ZONES}}
 
     # The NAT being replaced is stopped first (a route held by a healthy instance is left to it: if_unhealthy).
     ec2.stop_instances(InstanceIds=[stack["old"]["A"]["id"]])
     run("Aa")
     ec2.stop_instances(InstanceIds=[stack["old"]["B"]["id"]])
     run("Ba")
-    ec2.stop_instances(InstanceIds=[stack["outputs"]["NodeAa"]])
+    ec2.stop_instances(InstanceIds=[nodes["Aa"]["identity"]["instance_id"]])
     run("Ab")
+    ec2.stop_instances(InstanceIds=[nodes["Ab"]["identity"]["instance_id"]])
+    run("Ba", "Ba-fallback")
+    ec2.start_instances(InstanceIds=[nodes["Ab"]["identity"]["instance_id"]])
+    run("Ab", "Ab-back")
+    run("Ba", "Ba-after")
     seen["role"] = imds.role
     yield seen
     imds.close()
 
 
-def test_node_a_takes_its_zones_routes_and_leaves_the_other_zone(takeovers, stack):
+def test_node_a_takes_its_zones_routes_and_leaves_the_other_zones(takeovers, stack):
     r = takeovers["Aa"]
     assert r["rc"] == 3, r["err"][-1500:]
     assert r["tables"]["A"] == [stack["outputs"]["InterfaceAa"]] * 2
     assert r["tables"]["B"] == takeovers["before"]["B"] == [None, stack["old"]["B"]["eni"]]
+    assert r["tables"]["C"] == takeovers["before"]["C"]
 
 
-def test_node_a_of_the_other_zone_takes_only_its_own(takeovers, stack):
+def test_node_a_of_the_fallback_zone_takes_only_its_own_while_zone_a_is_served(takeovers, stack):
     r = takeovers["Ba"]
     assert r["rc"] == 3, r["err"][-1500:]
     assert r["tables"]["B"] == [stack["outputs"]["InterfaceBa"]] * 2
@@ -465,8 +598,63 @@ def test_failover_moves_the_routes_and_every_pool_address_to_node_b(takeovers, s
     assert len(r["enis"]["B"]["a"]) == POOL_COUNT
 
 
+def test_a_zone_without_a_node_is_served_by_its_fallback_zone_until_its_pair_is_back(takeovers, stack):
+    """AWSnycast's remote rule: zone B's active takes zone A's tables only from a holder that is not running, and
+    zone A's active takes them back when it is; zone B then leaves them. The pool addresses never cross zones."""
+    down, back, after = takeovers["Ba-fallback"], takeovers["Ab-back"], takeovers["Ba-after"]
+    assert down["rc"] == 3, down["err"][-1500:]
+    assert down["tables"]["A"] == [stack["outputs"]["InterfaceBa"]] * 2
+    assert down["tables"]["B"] == takeovers["Ba"]["tables"]["B"]
+    assert down["enis"]["A"] == takeovers["Ab"]["enis"]["A"]
+    assert back["rc"] == 3, back["err"][-1500:]
+    assert back["tables"]["A"] == [stack["outputs"]["InterfaceAb"]] * 2
+    assert after["tables"]["A"] == back["tables"]["A"] and after["tables"]["B"] == back["tables"]["B"]
+
+
 def test_no_credential_in_tunnats_output(takeovers, stack):
-    for name in ("Aa", "Ba", "Ab"):
+    for name in ("Aa", "Ba", "Ab", "Ba-fallback", "Ab-back", "Ba-after"):
         text = takeovers[name]["err"]
         role = takeovers["role"]
         assert role["SecretAccessKey"] not in text and role["Token"] not in text
+
+
+# --- a replaced node ---------------------------------------------------------------------------------------------
+
+def test_a_replaced_node_waits_for_its_interface_attaches_it_and_is_the_same_node(stack, nodes, node_imds, tunnat,
+                                                                                   takeovers):
+    """Zone C's node b: its instance terminated through its group, which launches another from the launch
+    template. EC2 releases the node's interface only once the old instance is gone: the new one's user data waits
+    while the interface is still attached to it, then attaches it and writes the same node's configuration."""
+    autoscaling = stack["aws"].client("autoscaling")
+    old = instance(stack, "C", "b")
+    eni = stack["outputs"]["InterfaceCb"]
+    attachment = enis(stack, "C")["b"]["Attachment"]["AttachmentId"]
+    autoscaling.terminate_instance_in_auto_scaling_group(InstanceId=old, ShouldDecrementDesiredCapacity=False)
+    new = instance(stack, "C", "b")
+    assert new != old
+    # As EC2 does, the interface stays with the terminating instance for a while (moto releases it at once: the
+    # test attaches it back to the old instance, then releases it once the new one has been seen waiting).
+    if enis(stack, "C")["b"].get("Attachment", {}).get("InstanceId") != old:
+        attachment = stack["ec2"].attach_network_interface(NetworkInterfaceId=eni, InstanceId=old,
+                                                           DeviceIndex=1)["AttachmentId"]
+    root = stack["home"] / "Cb-replaced"
+    r = run_node(stack, node_imds, "Cb", root, tunnat, background=True)
+    p = r["process"]
+    waiting = f"interface {eni} is still attached to {old}"
+    err = ""
+    deadline = time.monotonic() + 60
+    fcntl.fcntl(p.stderr, fcntl.F_SETFL, fcntl.fcntl(p.stderr, fcntl.F_GETFL) | os.O_NONBLOCK)
+    while waiting not in err and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        err += p.stderr.read() or ""
+    assert waiting in err, err[-1500:]
+    stack["ec2"].detach_network_interface(AttachmentId=attachment, Force=True)
+    out, rest = p.communicate(timeout=120)
+    r = finish_node(stack, node_imds, r, p.returncode, out, err + rest)
+    assert r["rc"] == 0, r["err"][-1500:]
+    assert enis(stack, "C")["b"]["Attachment"]["InstanceId"] == new
+    config = yaml.safe_load((r["etc"] / "tunnat" / "tunnat.yaml").read_text())
+    assert config == expected_config(stack, "Cb", r) == \
+        yaml.safe_load((nodes["Cb"]["etc"] / "tunnat" / "tunnat.yaml").read_text())
+    # Zone C's tables and pool were not touched by the replacement: only the active manages them.
+    assert targets(stack, "C") == takeovers["Ba-after"]["tables"]["C"]
