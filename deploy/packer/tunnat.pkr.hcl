@@ -6,7 +6,7 @@
 #   packer init deploy/packer
 #   packer build -var "deb_path=$(ls out/tunnat_*_amd64.deb)" deploy/packer
 #
-# The instances the CloudFormation stack (deploy/cloudformation/tunnat-ha.yaml) starts from this AMI write
+# The instances the CloudFormation stacks (deploy/cloudformation/tunnat-pair.yaml) start from this AMI write
 # /etc/tunnat/tunnat.yaml and the replication key from their user data, then enable and start tunnat.service.
 
 packer {
