@@ -113,10 +113,19 @@ public struct NatCounters: Sendable, Equatable {
     public var outboundBytes: UInt64 = 0
     public var inboundBytes: UInt64 = 0
     public var hairpinBytes: UInt64 = 0
-    /// TCP flows opened by a SYN (connection attempts), and TCP flows that became established (a SYN seen each
-    /// way): the NAT gateway's ConnectionAttemptCount and ConnectionEstablishedCount.
+    /// TCP connection attempts (a SYN that opens a flow, or opens a new connection on a closed flow's 4-tuple), and
+    /// connections that became established (a SYN seen each way): the NAT gateway's ConnectionAttemptCount and
+    /// ConnectionEstablishedCount.
     public var tcpAttempts: UInt64 = 0
     public var tcpEstablished: UInt64 = 0
+    /// Packets (and their bytes) received from each side, translated or dropped: from the private hosts (outbound
+    /// and hairpin; the NAT gateway's PacketsInFromSource, BytesInFromSource) and from the internet to a pool
+    /// address (PacketsInFromDestination, BytesInFromDestination). A packet that is not valid IPv4, or whose source
+    /// is neither private nor bound for the pool, has no side and is counted under its drop reason only.
+    public var fromSource: UInt64 = 0
+    public var fromSourceBytes: UInt64 = 0
+    public var fromDestination: UInt64 = 0
+    public var fromDestinationBytes: UInt64 = 0
     var drops = [UInt64](repeating: 0, count: DropReason.allCases.count)
 
     public init() {}
@@ -140,5 +149,7 @@ public struct NatCounters: Sendable, Equatable {
         ("flows-created", \.flowsCreated), ("flows-expired", \.flowsExpired), ("flows-evicted", \.flowsEvicted),
         ("inbound-flow-limit", \.inboundFlowLimit), ("out-of-window-ignored", \.outOfWindowIgnored), ("tcp-attempts", \.tcpAttempts), ("tcp-established", \.tcpEstablished),
         ("mappings-created", \.mappingsCreated), ("ports-preserved", \.portsPreserved),
+        ("from-source", \.fromSource), ("bytes-from-source", \.fromSourceBytes),
+        ("from-destination", \.fromDestination), ("bytes-from-destination", \.fromDestinationBytes),
     ]
 }

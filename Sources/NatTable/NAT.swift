@@ -185,6 +185,13 @@ public final class NAT {
         } else {
             throw .notPrivateSource
         }
+        if fromPrivate {
+            counters.fromSource &+= 1
+            counters.fromSourceBytes &+= UInt64(bytes.count)
+        } else {
+            counters.fromDestination &+= 1
+            counters.fromDestinationBytes &+= UInt64(bytes.count)
+        }
         guard ip.fragmentOffset == 0 else {
             defer { countFragmentLosses() }
             return fragments.follow(ip, now: now)
@@ -401,6 +408,12 @@ public final class NAT {
                 flow.pointee.tcp.observe(flags, outbound: outbound)
                 timer = flow.pointee.tcp.timer
                 if flow.pointee.tcp.isEstablished && !before.isEstablished { counters.tcpEstablished &+= 1 }
+                // A fresh SYN on a closed or closing 4-tuple is a new connection attempt, as a new flow's SYN is (a
+                // retransmitted SYN is not); short connections that reuse ports would otherwise count once.
+                if outbound, flags.contains(.syn), !flags.contains(.ack), !flags.contains(.rst), !flags.contains(.fin),
+                   before.bits & (TCPTracker.reset | TCPTracker.finOutbound | TCPTracker.finInbound) != 0 {
+                    counters.tcpAttempts &+= 1
+                }
                 if recording && flow.pointee.tcp != before { record(.upsert, flow: f) }
             case .udp:
                 let before = flow.pointee.udp

@@ -2,13 +2,15 @@ import AWS
 import Failover
 import Foundation
 import Logging
+import NatTable
 import SystemCalls
 
 /// `metrics.cloudwatch`: every `interval`, the figures that have a CloudWatch name go to PutMetricData, as the NAT
 /// gateway publishes its own: counters as the amount of the last interval (CloudWatch sums them), gauges as they
-/// are, each with the dimension InstanceId (when known). A failed call is logged with AWS's code and the next
-/// interval sends what accumulated since the last call that succeeded: nothing is lost to an outage shorter
-/// than the counters' life.
+/// are, each with the dimension InstanceId (when known), and the interval's peak packets and bytes per second. With
+/// `pair`, a node that translates sends each again with the dimension Pair. A failed call is logged with AWS's code
+/// and the next interval sends what accumulated since the last call that succeeded: nothing is lost to an outage
+/// shorter than the counters' life.
 public final class CloudWatchPublisher: Sendable {
     let client: CloudWatchClient
     let settings: CloudWatchSettings
@@ -70,11 +72,36 @@ public final class CloudWatchPublisher: Sendable {
         return (data, values)
     }
 
-    /// Until `stop`: a call every interval. The first interval's counters start from the values at start.
+    /// The data of one interval for a node: `data` (dimension InstanceId) and the peaks; with a pair and a node that
+    /// translates, all of it again under the dimension Pair.
+    public static func interval(_ report: StatusReport, sent: [String: Double], peak: PeakRate.Peak,
+                                dimensions: [(name: String, value: String)], pair: String?)
+        -> (data: [MetricDatum], values: [String: Double]) {
+        var (data, values) = Self.data(Figure.of(report), sent: sent, dimensions: dimensions)
+        data.append(MetricDatum(name: "PeakPacketsPerSecond", value: peak.packets, unit: "Count/Second", dimensions: dimensions))
+        data.append(MetricDatum(name: "PeakBytesPerSecond", value: peak.bytes, unit: "Bytes/Second", dimensions: dimensions))
+        if let pair, Service.readiness(report).ready, report.replication.map({ $0.role == .active }) ?? true {
+            data += data.map { MetricDatum(name: $0.name, value: $0.value, unit: $0.unit, dimensions: [("Pair", pair)]) }
+        }
+        return (data, values)
+    }
+
+    /// Until `stop`: a call every interval, the peaks sampled every second. The first interval's counters start
+    /// from the values at start.
     func run(report: @Sendable () -> StatusReport, stop: StopSignal) {
-        var sent = Self.data(Figure.of(report()), sent: [:], dimensions: dimensions).values
-        while !stop.sleep(milliseconds: Int32(clamping: Int(settings.interval) * 1000)) {
-            let (data, values) = Self.data(Figure.of(report()), sent: sent, dimensions: dimensions)
+        let first = report()
+        var sent = Self.data(Figure.of(first), sent: [:], dimensions: dimensions).values
+        var peaks = PeakRate()
+        peaks.sample(milliseconds: SystemClock.monotonicNanoseconds() / 1_000_000, first.nat)
+        var seconds = 0
+        while !stop.sleep(milliseconds: 1000) {
+            let now = report()
+            peaks.sample(milliseconds: SystemClock.monotonicNanoseconds() / 1_000_000, now.nat)
+            seconds += 1
+            guard seconds >= Int(settings.interval) else { continue }
+            seconds = 0
+            let (data, values) = Self.interval(now, sent: sent, peak: peaks.take(), dimensions: dimensions,
+                                               pair: settings.pair)
             do {
                 try client.putMetricData(namespace: settings.namespace, data)
                 sent = values
@@ -83,5 +110,36 @@ public final class CloudWatchPublisher: Sendable {
                 logger.warning("CloudWatch PutMetricData: \(error); the next call sends what accumulated")
             }
         }
+    }
+}
+
+/// The highest rate of packets and bytes received (both sides) over one-second samples, since the last `take`: the
+/// NAT gateway's PeakPacketsPerSecond and PeakBytesPerSecond. Driven by the caller's clock.
+public struct PeakRate: Sendable {
+    public struct Peak: Equatable, Sendable {
+        public var packets: Double = 0
+        public var bytes: Double = 0
+    }
+    var last: (milliseconds: UInt64, packets: UInt64, bytes: UInt64)?
+    var peak = Peak()
+
+    public init() {}
+
+    public mutating func sample(milliseconds: UInt64, _ nat: NatCounters) {
+        let packets = nat.fromSource &+ nat.fromDestination
+        let bytes = nat.fromSourceBytes &+ nat.fromDestinationBytes
+        if let last, milliseconds > last.milliseconds {
+            let seconds = Double(milliseconds - last.milliseconds) / 1000
+            // A counter that went back (it cannot, short of a new process) counts from zero.
+            peak.packets = max(peak.packets, Double(packets >= last.packets ? packets - last.packets : packets) / seconds)
+            peak.bytes = max(peak.bytes, Double(bytes >= last.bytes ? bytes - last.bytes : bytes) / seconds)
+        }
+        last = (milliseconds, packets, bytes)
+    }
+
+    /// The peaks since the last take, and a fresh start from the last sample.
+    public mutating func take() -> Peak {
+        defer { peak = Peak() }
+        return peak
     }
 }

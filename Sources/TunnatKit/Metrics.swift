@@ -41,6 +41,17 @@ public struct Figure: Equatable, Sendable {
             counter("tunnat_bytes_translated_total", "Bytes of the packets translated, by direction.",
                     labels: ["direction": label], bytes, cw: side.isEmpty ? nil : "BytesOut\(side)")
         }
+        let sides: [(String, UInt64, UInt64, String)] = [
+            ("source", nat.fromSource, nat.fromSourceBytes, "FromSource"),
+            ("destination", nat.fromDestination, nat.fromDestinationBytes, "FromDestination"),
+        ]
+        for (label, packets, bytes, side) in sides {
+            counter("tunnat_packets_received_by_side_total",
+                    "Packets received, translated or dropped, by side (source: the private hosts; destination: the internet).",
+                    labels: ["side": label], packets, cw: "PacketsIn\(side)")
+            counter("tunnat_bytes_received_by_side_total", "Bytes of the packets received, by side.",
+                    labels: ["side": label], bytes, cw: "BytesIn\(side)")
+        }
         counter("tunnat_dropped_packets_all_total", "Packets dropped, every reason.", nat.dropped, cw: "PacketsDropCount")
         for reason in DropReason.allCases.sorted(by: { $0.description < $1.description }) {
             counter("tunnat_dropped_packets_total", "Packets dropped, by reason (docs/nat-behaviour.md).",
@@ -48,7 +59,7 @@ public struct Figure: Equatable, Sendable {
         }
         counter("tunnat_port_allocation_errors_total", "New flows refused because no port was free (drop reason ports-exhausted).",
                 nat[.portsExhausted], cw: "ErrorPortAllocation")
-        counter("tunnat_tcp_connection_attempts_total", "TCP flows opened by a SYN.", nat.tcpAttempts, cw: "ConnectionAttemptCount")
+        counter("tunnat_tcp_connection_attempts_total", "TCP connection attempts: SYNs that open a flow or reuse a closed one (not retransmissions).", nat.tcpAttempts, cw: "ConnectionAttemptCount")
         counter("tunnat_tcp_connections_established_total", "TCP flows that saw a SYN each way.", nat.tcpEstablished,
                 cw: "ConnectionEstablishedCount")
         counter("tunnat_idle_timeouts_total", "Flows removed after their idle timeout.", nat.flowsExpired, cw: "IdleTimeoutCount")

@@ -38,4 +38,26 @@ import Testing
         #expect(nat.counters.tcpAttempts == 2)
         #expect(nat.counters.tcpEstablished == 0)
     }
+
+    /// Short connections that reuse a port: each SYN on the closed 4-tuple is an attempt, as on a NAT gateway
+    /// (counted once per flow before, 14,116 attempts against 638,045 connections established in a 60-s run). A
+    /// retransmitted SYN is not.
+    @Test func aSynReusingAClosedFourTupleIsAnotherAttempt() throws {
+        let nat = try makeNAT()
+        var port: UInt16 = 0
+        for round in 1...3 {
+            let out = send(nat, tcp(hostA, 41000, server, 80, [.syn]))
+            send(nat, tcp(hostA, 41000, server, 80, [.syn]))  // retransmitted
+            port = out.sourcePort
+            send(nat, tcp(server, 80, pool1, port, [.syn, .ack]))
+            send(nat, tcp(hostA, 41000, server, 80, [.ack]))
+            #expect(nat.counters.tcpAttempts == UInt64(round))
+            #expect(nat.counters.tcpEstablished == UInt64(round))
+            send(nat, tcp(hostA, 41000, server, 80, [.fin, .ack]))
+            send(nat, tcp(server, 80, pool1, port, [.fin, .ack]))
+            send(nat, tcp(hostA, 41000, server, 80, [.ack]))
+        }
+        // One flow for all three: the attempts are not flows.
+        #expect(nat.counters.flowsCreated == 1)
+    }
 }

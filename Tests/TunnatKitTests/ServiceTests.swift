@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NatTable
 import Testing
 @testable import TunnatKit
 
@@ -25,11 +26,11 @@ import Testing
         #expect(!tick(10 * Self.second + 2, [92, 7]))
     }
 
-    static func report(_ replication: String, failover: String = "") -> StatusReport {
+    static func report(_ replication: String, failover: String = "", nat extra: String = "") -> StatusReport {
         let text = """
             {"device":"tun0","queues":1,"offloads":"","output":"packet","uptime_seconds":1,"flows":3,"mappings":1,
              "nat":{"outbound":10,"inbound":8,"hairpin":0,"bytes-outbound":1000,"bytes-inbound":800,"bytes-hairpin":0,
-             "tcp-attempts":2,"tcp-established":1,"flows-expired":4,"packets":20,"dropped":2},
+             "tcp-attempts":2,"tcp-established":1,"flows-expired":4,"packets":20,"dropped":2\(extra.isEmpty ? "" : "," + extra)},
              "drops":{"ports-exhausted":1,"filtered":1},"io":{"frames-read":20,"lock-wait-max-us":3},
              "kernel":{"tun-tx-dropped":5,"tun-rx-dropped":0}\(replication)\(failover)}
             """
@@ -159,6 +160,60 @@ import Testing
         let later = CloudWatchPublisher.data(Figure.of(Self.report("")), sent: first.values, dimensions: [])
         let again = Dictionary(uniqueKeysWithValues: later.data.map { ($0.name, $0.value) })
         #expect(again["PacketsOutToDestination"] == 0 && again["ActiveConnectionCount"] == 3)
+    }
+
+    /// The NAT gateway's In figures: packets and bytes received from each side, dropped ones included.
+    @Test func cloudWatchHasTheReceivedFiguresOfEachSide() {
+        let report = Self.report("", nat: #""from-source":12,"bytes-from-source":1200,"from-destination":9,"bytes-from-destination":900"#)
+        let byName = Dictionary(uniqueKeysWithValues: CloudWatchPublisher.data(Figure.of(report), sent: [:], dimensions: []).data.map { ($0.name, $0) })
+        #expect(byName["PacketsInFromSource"]?.value == 12 && byName["BytesInFromSource"]?.value == 1200)
+        #expect(byName["PacketsInFromDestination"]?.value == 9 && byName["BytesInFromDestination"]?.unit == "Bytes")
+    }
+
+    /// With a pair, the node that translates sends every figure again under the dimension Pair (one series across a
+    /// failover); a standby sends only its own.
+    @Test func thePairSeriesComesFromTheActiveAlone() {
+        let peak = PeakRate.Peak(packets: 5, bytes: 500)
+        let active = CloudWatchPublisher.interval(Self.report(""), sent: [:], peak: peak, dimensions: [("InstanceId", "i-1")], pair: "nat-a")
+        let own = active.data.filter { $0.dimensions.first?.name == "InstanceId" }
+        let pair = active.data.filter { $0.dimensions.first?.name == "Pair" }
+        #expect(own.count == pair.count && pair.allSatisfy { $0.dimensions.count == 1 && $0.dimensions[0].value == "nat-a" })
+        #expect(pair.map(\.name) == own.map(\.name) && pair.map(\.value) == own.map(\.value))
+        #expect(own.contains { $0.name == "PeakPacketsPerSecond" && $0.value == 5 && $0.unit == "Count/Second" })
+        let standby = CloudWatchPublisher.interval(Self.report(Self.standby), sent: [:], peak: peak, dimensions: [("InstanceId", "i-2")], pair: "nat-a")
+        #expect(!standby.data.isEmpty && standby.data.allSatisfy { $0.dimensions.first?.name == "InstanceId" })
+        let noPair = CloudWatchPublisher.interval(Self.report(""), sent: [:], peak: peak, dimensions: [], pair: nil)
+        #expect(noPair.data.allSatisfy { $0.dimensions.isEmpty })
+    }
+
+    /// Peaks over one-second samples on the caller's clock, reset by each take.
+    @Test func peakRateIsTheHighestSampleSinceTheLastTake() {
+        var rate = PeakRate()
+        var nat = NatCounters()
+        rate.sample(milliseconds: 1000, nat)
+        nat.fromSource = 100; nat.fromSourceBytes = 10_000
+        rate.sample(milliseconds: 2000, nat)
+        nat.fromDestination = 300; nat.fromDestinationBytes = 90_000
+        rate.sample(milliseconds: 2500, nat)       // 300 in half a second: 600/s
+        nat.fromSource = 150
+        rate.sample(milliseconds: 3500, nat)
+        #expect(rate.take() == PeakRate.Peak(packets: 600, bytes: 180_000))
+        nat.fromSource = 160
+        rate.sample(milliseconds: 4500, nat)
+        #expect(rate.take() == PeakRate.Peak(packets: 10, bytes: 0))
+        rate.sample(milliseconds: 4500, nat)        // no time passed: no rate
+        #expect(rate.take() == PeakRate.Peak())
+    }
+
+    @Test func cloudWatchPairIsChecked() throws {
+        let config = try ConfigFile.parse(Self.base + "metrics: {cloudwatch: {pair: nat-a}}\n", file: "t.yaml")
+        #expect(config.metrics.cloudWatch?.pair == "nat-a")
+        do {
+            _ = try ConfigFile.parse(Self.base + "metrics: {cloudwatch: {pair: \"a b\"}}\n", file: "t.yaml")
+            Issue.record("accepted")
+        } catch {
+            #expect(error.description == "t.yaml:4: metrics.cloudwatch.pair: expected a name of 1 to 255 printable ASCII characters, got 'a b'")
+        }
     }
 
     @Test func metricsAndLogFormatConfigErrorsNameTheKey() {

@@ -284,7 +284,7 @@ tmp=$(mktemp /etc/tunnat/.tunnat.yaml.XXXXXX)
   fi
   if [ "${TUNNAT_CLOUDWATCH:-false}" = true ]; then
     echo "metrics:"
-    echo "  cloudwatch: {namespace: tunnat, interval: 60s}"
+    echo "  cloudwatch: {namespace: tunnat, interval: 60s, pair: $TUNNAT_PAIR}"
   fi
 } >"$tmp"
 chmod 0644 "$tmp"

@@ -657,7 +657,7 @@ def test_sighup_reloads_health_checks_refuses_pool_and_cloudwatch(cloud, tunnat,
     aws = cloud["aws"]
     nat = TunnatProcess(tunnat, cloud["ns"], tmp_path, procs=cloud["procs"])
     cw = f"""metrics:
-  cloudwatch: {{namespace: tunnat-test, interval: 10s, region: {REGION}, endpoint: "{aws.front.url}"}}
+  cloudwatch: {{namespace: tunnat-test, interval: 10s, region: {REGION}, endpoint: "{aws.front.url}", pair: nat-test}}
 """
 
     def write(pool, check, level="info"):
@@ -693,14 +693,20 @@ log_level: {level}
     cloudwatch = aws.client("cloudwatch")
 
     def names():
-        listed = cloudwatch.list_metrics(Namespace="tunnat-test")["Metrics"]
-        return {m["MetricName"]: m["Dimensions"] for m in listed}
+        found = {}
+        for m in cloudwatch.list_metrics(Namespace="tunnat-test")["Metrics"]:
+            found.setdefault(m["MetricName"], []).append(m["Dimensions"])
+        return found
 
     assert wait_for(lambda: "ActiveConnectionCount" in names(), 25), nat.log_tail(40)
     found = names()
-    for name in ("ActiveConnectionCount", "PacketsOutToDestination", "BytesOutToSource", "ConnectionAttemptCount",
-                 "ConnectionEstablishedCount", "ErrorPortAllocation", "IdleTimeoutCount", "PacketsDropCount", "RoutesHeld"):
+    for name in ("ActiveConnectionCount", "PacketsOutToDestination", "BytesOutToSource", "PacketsInFromSource",
+                 "BytesInFromSource", "PacketsInFromDestination", "BytesInFromDestination", "ConnectionAttemptCount",
+                 "ConnectionEstablishedCount", "ErrorPortAllocation", "IdleTimeoutCount", "PacketsDropCount",
+                 "RoutesHeld", "PeakPacketsPerSecond", "PeakBytesPerSecond"):
         assert name in found, (name, sorted(found))
-    assert found["ActiveConnectionCount"] == [{"Name": "InstanceId", "Value": cloud["me"]["id"]}]
+        # A node without replication translates: each figure under its instance, and again under its pair.
+        assert sorted(found[name], key=str) == [[{"Name": "InstanceId", "Value": cloud["me"]["id"]}],
+                                                [{"Name": "Pair", "Value": "nat-test"}]], (name, found[name])
     assert nat.stop(20) == 0, nat.log_tail(40)
     assert "AWS_SECRET_ACCESS_KEY" not in nat.log_text() and aws.secret not in nat.log_text()

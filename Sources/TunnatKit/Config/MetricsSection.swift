@@ -43,6 +43,9 @@ public struct CloudWatchSettings: Sendable, Equatable {
     public var region: String?
     /// Default: https://monitoring.REGION.amazonaws.com (or $AWS_ENDPOINT_URL_CLOUDWATCH, $AWS_ENDPOINT_URL).
     public var endpoint: String?
+    /// The pair's name: while this node translates, every figure is sent a second time with the dimension Pair,
+    /// so that a pair is one series across a failover. nil: InstanceId only.
+    public var pair: String?
     public init() {}
 }
 
@@ -62,12 +65,20 @@ extension ConfigReader {
         var config = MetricsConfiguration()
         if let v = m["listen"] { config.listen = try scalar(v, "metrics.listen", expected: "ADDRESS:PORT or \"\"") }
         if let v = m["cloudwatch"] {
-            let c = try mapping(v, key: "metrics.cloudwatch", accepted: ["namespace", "interval", "region", "endpoint"])
+            let c = try mapping(v, key: "metrics.cloudwatch", accepted: ["namespace", "interval", "region", "endpoint", "pair"])
             var cw = CloudWatchSettings()
             if let v = c["namespace"] { cw.namespace = try scalar(v, "metrics.cloudwatch.namespace", expected: "a namespace") }
             if let v = c["interval"] { cw.interval = try duration(v, "metrics.cloudwatch.interval") }
             if let v = c["region"] { cw.region = try scalar(v, "metrics.cloudwatch.region", expected: "a region") }
             if let v = c["endpoint"] { cw.endpoint = try scalar(v, "metrics.cloudwatch.endpoint", expected: "a URL") }
+            if let v = c["pair"] {
+                let name = try scalar(v, "metrics.cloudwatch.pair", expected: "the pair's name")
+                // CloudWatch takes a dimension value of 1 to 1024 characters.
+                guard (1...255).contains(name.utf8.count), name.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
+                    throw fail(v, "metrics.cloudwatch.pair", "expected a name of 1 to 255 printable ASCII characters, got '\(name)'")
+                }
+                cw.pair = name
+            }
             config.cloudWatch = cw
         }
         try validate(config.problems(), prefix: "metrics")
