@@ -116,8 +116,11 @@ public struct ReplicationStatus: Codable, Sendable, Equatable {
         public var pending: Int
         /// A bulk resync to it is under way.
         public var resyncing: Bool
+        /// The wire-format version of the session with it (the newest both speak); nil without a session, and in
+        /// the status of a tunnat older than version 3.
+        public var wireVersion: UInt8?
 
-        enum CodingKeys: String, CodingKey { case endpoint, node, alive, role, synced, session, inFlight, pending, resyncing }
+        enum CodingKeys: String, CodingKey { case endpoint, node, alive, role, synced, session, inFlight, pending, resyncing, wireVersion }
 
         /// `role` is "unknown" in JSON before the peer's first heartbeat, as it always was.
         public func encode(to encoder: any Encoder) throws {
@@ -131,6 +134,7 @@ public struct ReplicationStatus: Codable, Sendable, Equatable {
             try c.encode(inFlight, forKey: .inFlight)
             try c.encode(pending, forKey: .pending)
             try c.encode(resyncing, forKey: .resyncing)
+            try c.encodeIfPresent(wireVersion, forKey: .wireVersion)
         }
 
         public init(from decoder: any Decoder) throws {
@@ -145,10 +149,11 @@ public struct ReplicationStatus: Codable, Sendable, Equatable {
             inFlight = try c.decode(Int.self, forKey: .inFlight)
             pending = try c.decode(Int.self, forKey: .pending)
             resyncing = try c.decode(Bool.self, forKey: .resyncing)
+            wireVersion = try c.decodeIfPresent(UInt8.self, forKey: .wireVersion)
         }
 
         public init(endpoint: String, node: UInt32, alive: Bool, role: Role?, synced: Bool, session: Bool, inFlight: Int,
-                    pending: Int, resyncing: Bool) {
+                    pending: Int, resyncing: Bool, wireVersion: UInt8? = nil) {
             self.endpoint = endpoint
             self.node = node
             self.alive = alive
@@ -158,6 +163,7 @@ public struct ReplicationStatus: Codable, Sendable, Equatable {
             self.inFlight = inFlight
             self.pending = pending
             self.resyncing = resyncing
+            self.wireVersion = wireVersion
         }
     }
     public var node: UInt32 = 0

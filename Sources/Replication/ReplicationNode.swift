@@ -70,6 +70,9 @@ public final class ReplicationNode {
     let random: () -> UInt64
     /// Numbers every message this node sends; with random session nonces, an IV never repeats under a key.
     var sequence: UInt64 = 0
+    /// The wire-format versions this node speaks: all of `SyncMessage.versions`; a test narrows it to play a node of
+    /// an older release (which speaks the oldest alone, and says nothing of versions in its hellos).
+    var wireVersions = SyncMessage.versions
     var machine: RoleMachine
     var peers: [Peer]
     var inbound = InboundStream()
@@ -257,6 +260,7 @@ public final class ReplicationNode {
     /// tag, then the replay window (`authenticate`).
     func identify(_ datagram: [UInt8], length: Int, from: UDPEndpoint) throws(SyncRejection) -> (SyncMessage, Peer) {
         let header = try SyncMessage(header: datagram, length: length)
+        guard wireVersions.contains(header.version) else { throw .badVersion }
         guard header.receiver == config.node else { throw .wrongReceiver }
         guard header.sender != config.node else { throw .ownID }
         guard let peer = peers.first(where: { $0.node == header.sender }) else { throw .unknownSender }
@@ -275,7 +279,8 @@ public final class ReplicationNode {
                 throw .noSession
             }
             let message = try openOutsideSession(datagram, header: header, peer: peer, now: now)
-            peer.session.confirm(senderNonce: header.senderNonce)
+            // Its version is the one the peer negotiated (authenticated: it is in the key and the tag).
+            peer.session.confirm(senderNonce: header.senderNonce, version: header.version)
             try peer.session.window.accept(sequence: message.sequence)
             count(.sessionsEstablished)
             count(.sessionsConfirmedByMessage)
@@ -288,6 +293,8 @@ public final class ReplicationNode {
             return message
         }
         guard peer.session.window.mayAccept(header.sequence) else { throw .replayed }
+        // A session speaks one version; its receiving keys are that version's.
+        guard header.version == peer.session.version else { throw .badVersion }
         let key: AEADKey
         if let cached = peer.session.receiveKeys[header.keyID] {
             key = cached
@@ -356,10 +363,14 @@ public final class ReplicationNode {
     func hello(_ message: SyncMessage, from peer: Peer, now: Double, into out: inout [OutgoingDatagram]) {
         guard message.payload.count >= 8 else { return count(.rejectedBadHello) }
         let run = message.payload.loadBE(UInt64.self, at: 0)
+        // From version 3 on, the run id is followed by the newest version the sender speaks; a version 2 node sends
+        // the run id alone (and ignores what follows it in ours).
+        let newest = message.payload.count >= 9 ? message.payload[8] : nil
         let outcome: PeerSession.HelloOutcome
         do throws(SyncRejection) {
             outcome = try peer.session.hello(senderNonce: message.senderNonce, echo: message.receiverNonce,
                                              answerWanted: message.flags & SyncMessage.answerWanted != 0, run: run,
+                                             version: SyncMessage.negotiated(own: wireVersions.upperBound, peerNewest: newest),
                                              now: now, answerInterval: heartbeatInterval / 2, random: random)
         } catch {
             return count(error)
@@ -375,7 +386,10 @@ public final class ReplicationNode {
                 peer.out = OutboundStream()
                 logger.notice("replication: \(peer.endpoint) (node \(peer.node)) restarted; new session")
             } else {
-                logger.info("replication: session with \(peer.endpoint) (node \(peer.node)) established")
+                logger.info("replication: session with \(peer.endpoint) (node \(peer.node)) established, wire format version \(peer.session.version)")
+            }
+            if peer.session.version < wireVersions.upperBound {
+                logger.notice("replication: node \(peer.node) speaks wire format version \(peer.session.version) at most; this node speaks it with that node (upgrade it too)")
             }
             if confirm { sendHello(to: peer, nonce: peer.session.local, echo: peer.session.remote, flags: 0, into: &out) }
         case .answer:
@@ -588,9 +602,11 @@ public final class ReplicationNode {
         sequence += 1
         var payload: [UInt8] = []
         payload.appendBE(run)
-        let message = SyncMessage(kind: .hello, keyID: keyring.sendingID, flags: flags, sender: config.node,
-                                  receiver: peer.node, senderNonce: nonce, receiverNonce: echo, sequence: sequence,
-                                  payload: payload)
+        if wireVersions.upperBound > 2 { payload.append(wireVersions.upperBound) }
+        // In the oldest version, which every peer reads; the session then speaks the newest both do.
+        let message = SyncMessage(version: wireVersions.lowerBound, kind: .hello, keyID: keyring.sendingID,
+                                  flags: flags, sender: config.node, receiver: peer.node, senderNonce: nonce,
+                                  receiverNonce: echo, sequence: sequence, payload: payload)
         out.append(OutgoingDatagram(bytes: keyring.seal(message), to: peer.endpoint, kind: .hello))
     }
 
@@ -600,7 +616,8 @@ public final class ReplicationNode {
         sequence += 1
         // The acknowledgement goes only to the active whose stream this node applies; to anyone else it means nothing.
         let ack = followsStream(of: peer) ? inbound.acknowledgement : 0
-        let message = SyncMessage(kind: kind, keyID: keyring.sendingID, sender: config.node, receiver: peer.node,
+        let message = SyncMessage(version: peer.session.version, kind: kind, keyID: keyring.sendingID,
+                                  sender: config.node, receiver: peer.node,
                                   senderNonce: peer.session.local, receiverNonce: peer.session.remote,
                                   sequence: sequence, acknowledgement: ack, payload: payload)
         if peer.session.sendKey == nil { peer.session.sendKey = keyring.messageKey(for: message) }
@@ -637,7 +654,7 @@ public final class ReplicationNode {
                 endpoint: p.endpoint.description, node: p.node, alive: p.isAlive(now: now, within: machine.deadAfter),
                 role: p.view?.role, synced: p.view?.synced ?? false,
                 session: p.session.established, inFlight: p.out.unacknowledged, pending: p.out.waiting,
-                resyncing: p.out.resyncing)
+                resyncing: p.out.resyncing, wireVersion: p.session.established ? p.session.version : nil)
         }
         return s
     }

@@ -37,6 +37,9 @@ struct PeerSession {
     private(set) var pending: UInt64 = 0
     /// The peer's run id from the hello that established the session.
     private(set) var remoteRun: UInt64 = 0
+    /// The wire-format version of the session's messages: the newest both sides speak, from the establishing hello
+    /// (or the confirming message). Hellos themselves always go in the oldest.
+    private(set) var version = SyncMessage.oldestVersion
     var window = ReplayWindow()
     /// The message keys of the session: this side's sending key, and the peer's by key id (made when needed).
     var sendKey: AEADKey?
@@ -91,8 +94,9 @@ struct PeerSession {
 
     /// A message of the peer that echoes this side's challenge (its tag verified, `mayConfirm`): the peer holds the
     /// session (challenge, `senderNonce`), whose confirming hello was lost.
-    mutating func confirm(senderNonce: UInt64) {
+    mutating func confirm(senderNonce: UInt64, version: UInt8) {
         precondition(pending != 0 && senderNonce != 0)
+        self.version = version
         answered.removeAll()
         local = pending
         remote = senderNonce
@@ -110,13 +114,16 @@ struct PeerSession {
         receiveKeys = [:]
     }
 
-    /// An authenticated hello from the peer: its nonce, the nonce it echoes, its flags and its run id.
-    mutating func hello(senderNonce: UInt64, echo: UInt64, answerWanted: Bool, run: UInt64, now: Double,
-                        answerInterval: Double, random: () -> UInt64) throws(SyncRejection) -> HelloOutcome {
+    /// An authenticated hello from the peer: its nonce, the nonce it echoes, its flags, its run id, and the version
+    /// a session it establishes speaks (negotiated from what the hello says the peer speaks).
+    mutating func hello(senderNonce: UInt64, echo: UInt64, answerWanted: Bool, run: UInt64,
+                        version: UInt8 = SyncMessage.currentVersion, now: Double, answerInterval: Double,
+                        random: () -> UInt64) throws(SyncRejection) -> HelloOutcome {
         guard senderNonce != 0 else { throw .staleHello }
         if echo != 0 && echo == pending {
             // The peer echoed this side's fresh challenge: it is live now, and its nonce is the session's.
             let restarted = remoteRun != 0 && run != remoteRun
+            self.version = version
             local = pending
             remote = senderNonce
             pending = 0

@@ -1,7 +1,7 @@
 import Hashing
 import PacketKit
 
-/// The replication wire format, version 2: one UDP datagram per message, encrypted and authenticated with
+/// The replication wire format, versions 2 and 3: one UDP datagram per message, encrypted and authenticated with
 /// AES-256-GCM under a key of its session, and protected against replay. docs/replication-wire-format.md is the
 /// full description; the layout (big-endian):
 ///
@@ -11,7 +11,7 @@ import PacketKit
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// |                     magic "TNSY" (0x544E5359)                 |
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// |  version (2)  |     type      |    key id     |     flags     |
+/// | version (2,3) |     type      |    key id     |     flags     |
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// |                           sender id                           |
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
@@ -34,7 +34,18 @@ import PacketKit
 /// ```
 public struct SyncMessage: Sendable, Equatable {
     public static let magic: UInt32 = 0x544E_5359
-    public static let version: UInt8 = 2
+    /// The versions this node speaks. Hellos go out in the oldest, carrying the newest the sender speaks; a session
+    /// uses the newest both speak (`negotiated`), so one node may be upgraded while its peer still runs the previous
+    /// release. Version 3 is version 2 with that negotiation.
+    public static let versions: ClosedRange<UInt8> = 2...3
+    public static var currentVersion: UInt8 { versions.upperBound }
+    public static var oldestVersion: UInt8 { versions.lowerBound }
+
+    /// The version of a session between a node that speaks up to `own` and a peer whose hello said it speaks up to
+    /// `peerNewest` (nil: it said nothing, so it speaks the oldest alone).
+    public static func negotiated(own: UInt8 = currentVersion, peerNewest: UInt8?) -> UInt8 {
+        min(own, max(oldestVersion, peerNewest ?? oldestVersion))
+    }
     public static let headerLength = 52
     public static let tagLength = AEADKey.tagLength
     /// Keeps a whole message inside one unfragmented datagram on a 1500-byte path (IPv4 + UDP headers: 28 bytes).
@@ -54,6 +65,7 @@ public struct SyncMessage: Sendable, Equatable {
     /// A hello's flag: the sender holds no session with the receiver yet and wants an answer.
     public static let answerWanted: UInt8 = 1
 
+    public var version: UInt8
     public var kind: Kind
     public var keyID: UInt8
     public var flags: UInt8 = 0
@@ -65,8 +77,10 @@ public struct SyncMessage: Sendable, Equatable {
     public var acknowledgement: UInt64
     public var payload: [UInt8]
 
-    public init(kind: Kind, keyID: UInt8, flags: UInt8 = 0, sender: UInt32, receiver: UInt32, senderNonce: UInt64,
-                receiverNonce: UInt64, sequence: UInt64, acknowledgement: UInt64 = 0, payload: [UInt8] = []) {
+    public init(version: UInt8 = SyncMessage.currentVersion, kind: Kind, keyID: UInt8, flags: UInt8 = 0, sender: UInt32,
+                receiver: UInt32, senderNonce: UInt64, receiverNonce: UInt64, sequence: UInt64, acknowledgement: UInt64 = 0,
+                payload: [UInt8] = []) {
+        self.version = version
         self.kind = kind
         self.keyID = keyID
         self.flags = flags
@@ -87,7 +101,7 @@ public struct SyncMessage: Sendable, Equatable {
         let h = SyncMessage.headerLength
         guard datagram.count >= 5 else { throw .truncated }
         guard datagram.loadBE(UInt32.self, at: 0) == SyncMessage.magic else { throw .badMagic }
-        guard datagram[4] == SyncMessage.version else { throw .badVersion }
+        guard SyncMessage.versions.contains(datagram[4]) else { throw .badVersion }
         guard length <= datagram.count else { throw .badLength }
         guard datagram.count >= h + SyncMessage.tagLength else { throw .truncated }
         let payloadLength = Int(datagram.loadBE(UInt16.self, at: 48))
@@ -95,7 +109,7 @@ public struct SyncMessage: Sendable, Equatable {
             throw datagram.count < h + payloadLength + SyncMessage.tagLength ? .truncated : .badLength
         }
         guard let kind = Kind(rawValue: datagram[5]) else { throw .unknownType }
-        self.init(kind: kind, keyID: datagram[6], flags: datagram[7], sender: datagram.loadBE(UInt32.self, at: 8),
+        self.init(version: datagram[4], kind: kind, keyID: datagram[6], flags: datagram[7], sender: datagram.loadBE(UInt32.self, at: 8),
                   receiver: datagram.loadBE(UInt32.self, at: 12), senderNonce: datagram.loadBE(UInt64.self, at: 16),
                   receiverNonce: datagram.loadBE(UInt64.self, at: 24), sequence: datagram.loadBE(UInt64.self, at: 32),
                   acknowledgement: datagram.loadBE(UInt64.self, at: 40))
@@ -136,12 +150,13 @@ public enum SyncRejection: Int, Error, Sendable, Equatable, CaseIterable {
 ///
 /// A message key is derived per direction and session, HKDF-SHA256 (RFC 5869): the extract step turns the key
 /// file's bytes into a pseudorandom key once; the expand step binds it to
-/// "tunnat sync v2" ‖ sender id ‖ receiver id ‖ sender nonce ‖ receiver nonce. The nonces are random per session
+/// "tunnat sync vN" (N: the message's version) ‖ sender id ‖ receiver id ‖ sender nonce ‖ receiver nonce. The nonces are random per session
 /// (64 bits each), so keys never repeat across sessions or restarts, and the IV is the message's sequence, which
 /// never repeats within a sender's run.
 public struct SyncKeyring: Sendable {
+    /// The extract step's salt, the same for every version (named after the version that introduced it).
     static let salt = Array("tunnat sync key v2".utf8)
-    static let label = Array("tunnat sync v2".utf8)
+    static func label(_ version: UInt8) -> [UInt8] { Array("tunnat sync v\(version)".utf8) }
 
     /// The key id this node seals with.
     public let sendingID: UInt8
@@ -173,10 +188,10 @@ public struct SyncKeyring: Sendable {
     public func holds(_ id: UInt8) -> Bool { extracted[id] != nil }
 
     /// The message key of one direction of one session under key `id`; nil for an id not held.
-    public func messageKey(id: UInt8, sender: UInt32, receiver: UInt32, senderNonce: UInt64,
-                           receiverNonce: UInt64) -> AEADKey? {
+    public func messageKey(version: UInt8 = SyncMessage.currentVersion, id: UInt8, sender: UInt32, receiver: UInt32,
+                           senderNonce: UInt64, receiverNonce: UInt64) -> AEADKey? {
         guard let prk = extracted[id] else { return nil }
-        var info = Self.label
+        var info = Self.label(version)
         info.appendBE(sender)
         info.appendBE(receiver)
         info.appendBE(senderNonce)
@@ -186,7 +201,7 @@ public struct SyncKeyring: Sendable {
 
     /// The message key of `message`'s key id, ids and nonces (to seal it, or to open the datagram it was read from).
     public func messageKey(for message: SyncMessage) -> AEADKey? {
-        messageKey(id: message.keyID, sender: message.sender, receiver: message.receiver,
+        messageKey(version: message.version, id: message.keyID, sender: message.sender, receiver: message.receiver,
                    senderNonce: message.senderNonce, receiverNonce: message.receiverNonce)
     }
 
@@ -203,7 +218,7 @@ public struct SyncKeyring: Sendable {
         var out: [UInt8] = []
         out.reserveCapacity(SyncMessage.headerLength + message.payload.count + SyncMessage.tagLength)
         out.appendBE(SyncMessage.magic)
-        out.append(SyncMessage.version)
+        out.append(message.version)
         out.append(message.kind.rawValue)
         out.append(message.keyID)
         out.append(message.flags)

@@ -243,7 +243,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
                 + (r.handover == .none ? "" : ", handover \(r.handover)"))
             for p in r.peers {
                 lines.append("  peer \(p.endpoint) node \(p.node): \(p.alive ? p.role.map(\.description) ?? "unknown" : "silent")\(p.synced ? " (synced)" : "")"
-                    + "\(p.session ? "" : ", no session")\(p.resyncing ? ", resyncing" : "")"
+                    + "\(p.session ? p.wireVersion.map { ", wire format v\($0)" } ?? "" : ", no session")\(p.resyncing ? ", resyncing" : "")"
                     + ", \(p.inFlight) batch(es) in flight, \(p.pending) record(s) pending")
             }
             for (key, value) in r.counters.named.sorted(by: { $0.name < $1.name }) {

@@ -67,7 +67,7 @@ import Testing
         var generator = SplitMix64(seed: 5)
         let peer = try #require(a.node.peers.first)
         _ = peer.session.challenge { generator.next() }
-        peer.session.confirm(senderNonce: 12345)
+        peer.session.confirm(senderNonce: 12345, version: SyncMessage.currentVersion)
         #expect(net.run(upTo: 1) { a.node.counters[.sessionsDropped] + b.node.counters[.sessionsDropped] > 0 })
         let before = a.table.flowCount
         _ = a.table.outbound(250, 50_000)

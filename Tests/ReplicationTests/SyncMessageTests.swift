@@ -15,8 +15,14 @@ import Testing
     @Test func sealThenOpenGivesTheSameMessage() throws {
         let datagram = Self.key.seal(Self.message)
         #expect(datagram.count == SyncMessage.headerLength + 200 + SyncMessage.tagLength)
-        #expect(Array(datagram[0..<8]) == [0x54, 0x4E, 0x53, 0x59, 2, 2, 1, 2])
+        #expect(Array(datagram[0..<8]) == [0x54, 0x4E, 0x53, 0x59, 3, 2, 1, 2])
         #expect(try Self.key.open(datagram) == Self.message)
+        // The previous version's form: the same layout, its version byte, and keys of its own label.
+        var previous = Self.message
+        previous.version = 2
+        let old = Self.key.seal(previous)
+        #expect(Array(old[0..<8]) == [0x54, 0x4E, 0x53, 0x59, 2, 2, 1, 2] && old.count == datagram.count)
+        #expect(try Self.key.open(old) == previous)
     }
 
     /// The payload crosses the link encrypted: none of its bytes shows in the datagram.
@@ -82,8 +88,13 @@ import Testing
 
     @Test func anotherVersionIsRejected() {
         var datagram = Self.key.seal(Self.message)
-        datagram[4] = 1
-        #expect(throws: SyncRejection.badVersion) { try Self.key.open(datagram) }
+        for version: UInt8 in [0, 1, 4, 255] {
+            datagram[4] = version
+            #expect(throws: SyncRejection.badVersion) { try Self.key.open(datagram) }
+        }
+        // A version byte changed between the two spoken: authenticated, so the tag fails.
+        datagram[4] = 2
+        #expect(throws: SyncRejection.badTag) { try Self.key.open(datagram) }
     }
 
     @Test func theReplayWindowAcceptsEachSequenceOnce() throws {

@@ -28,7 +28,8 @@
 //                          a new session), the session's nonces (a repeated confirmation), a stale nonce
 //                bit 6     hello: a new run id (the peer restarted)
 //                bit 7     flip a bit of the sealed datagram
-//        A hello's "answer wanted" is bit 0 of ack (always with no echo); its empty payload becomes the run id.
+//        A hello's "answer wanted" is bit 0 of ack (always with no echo), its version bit 1 (2 or 3); its empty
+//        payload becomes the run id (a hello of version 2's form: the session then speaks version 2).
 //   2  the same, to a node that cold-started as the active and holds a few flows (acks, resyncs, handovers,
 //      step-downs)
 //   3  the decoders alone: Batch and FlowRecord (with an encode round trip), `SyncMessage(header:length:)`
@@ -88,6 +89,8 @@ struct FuzzPeer {
     var nodeChallenge: UInt64 = 0
     var run: UInt64
     var sequence: UInt64 = 0
+    /// The wire-format version of the session the node holds: the newest both speak, from the establishing hello.
+    var version = SyncMessage.currentVersion
     /// The session's message keys, by key id, as sealing functions.
     var sealers: [UInt8: (SyncMessage) -> [UInt8]] = [:]
 
@@ -176,7 +179,8 @@ final class Harness {
     /// key is derived once, as the node caches it.
     func seal(_ message: SyncMessage, peer i: Int, with ring: SyncKeyring = keyring, cache: Bool = false) -> [UInt8] {
         if cache, let sealer = peers[i].sealers[message.keyID] { return sealer(message) }
-        guard let key = ring.messageKey(id: message.keyID, sender: message.sender, receiver: message.receiver,
+        guard let key = ring.messageKey(version: message.version, id: message.keyID, sender: message.sender,
+                                        receiver: message.receiver,
                                         senderNonce: message.senderNonce, receiverNonce: message.receiverNonce) else {
             fatalError("the sealing key id \(message.keyID) is not held")
         }
@@ -195,15 +199,18 @@ final class Harness {
     func hello(from i: Int, nonce: UInt64, echo: UInt64, answerWanted: Bool) -> Bool {
         var runID: [UInt8] = []
         runID.appendBE(peers[i].run)
-        let message = SyncMessage(kind: .hello, keyID: 1, flags: answerWanted ? SyncMessage.answerWanted : 0,
+        runID.append(SyncMessage.currentVersion)
+        let message = SyncMessage(version: SyncMessage.oldestVersion, kind: .hello, keyID: 1,
+                                  flags: answerWanted ? SyncMessage.answerWanted : 0,
                                   sender: peers[i].node, receiver: 2, senderNonce: nonce, receiverNonce: echo,
                                   sequence: nextSequence(i), payload: runID)
-        return deliver(hello: seal(message, peer: i), from: i, nonce: nonce, echo: echo, mustFail: false)
+        return deliver(hello: seal(message, peer: i), from: i, nonce: nonce, echo: echo, mustFail: false,
+                       newest: SyncMessage.currentVersion)
     }
 
     /// Delivers a sealed hello from peer `i`, and when the node establishes a session from it, takes it up.
     func deliver(hello datagram: [UInt8], from i: Int, nonce: UInt64, echo: UInt64, mustFail: Bool,
-              address: UDPEndpoint? = nil) -> Bool {
+              address: UDPEndpoint? = nil, newest: UInt8?) -> Bool {
         let established = node.counters["sessions-established"] ?? 0
         deliver(datagram, from: address ?? endpoint(peers[i].node), mustFail: mustFail)
         guard node.counters["sessions-established"] ?? 0 > established else { return false }
@@ -214,6 +221,7 @@ final class Harness {
         peers[i].remote = echo
         peers[i].challenge = 0
         peers[i].sealers = [:]
+        peers[i].version = SyncMessage.negotiated(peerNewest: newest)
         return true
     }
 
@@ -281,8 +289,11 @@ final class Harness {
             if payload.isEmpty { payload.appendBE(peers[i].run) }
         }
         let ack = desc & 0x10 != 0 ? .max - ackByte : ackByte
-        let message = SyncMessage(kind: kind, keyID: keyID, flags: flags, sender: sender, receiver: receiver,
-                                  senderNonce: nonces.0, receiverNonce: nonces.1,
+        // Hellos in either version the node speaks (bit 1 of ack picks); the session's messages in the session's.
+        let version = kind != .hello ? peers[i].version
+            : ackByte & 2 != 0 ? SyncMessage.currentVersion : SyncMessage.oldestVersion
+        let message = SyncMessage(version: version, kind: kind, keyID: keyID, flags: flags, sender: sender,
+                                  receiver: receiver, senderNonce: nonces.0, receiverNonce: nonces.1,
                                   sequence: nextSequence(i, repeating: variant & 8 != 0), acknowledgement: ack,
                                   payload: payload)
         let inSession = peers[i].local != 0 && nonces == (peers[i].local, peers[i].remote)
@@ -292,7 +303,8 @@ final class Harness {
             mustFail = true
         }
         if kind == .hello {
-            _ = deliver(hello: datagram, from: i, nonce: nonces.0, echo: nonces.1, mustFail: mustFail, address: address)
+            _ = deliver(hello: datagram, from: i, nonce: nonces.0, echo: nonces.1, mustFail: mustFail, address: address,
+                        newest: payload.count >= 9 ? payload[8] : nil)
         } else {
             deliver(datagram, from: address, mustFail: mustFail)
         }
@@ -349,7 +361,7 @@ func rawDatagrams(_ input: inout FuzzInput, badLength: Bool) {
             if datagram.count < header + SyncMessage.tagLength {
                 datagram += [UInt8](repeating: 0, count: header + SyncMessage.tagLength - datagram.count)
             }
-            datagram.replaceSubrange(0..<5, with: [0x54, 0x4E, 0x53, 0x59, SyncMessage.version])
+            datagram.replaceSubrange(0..<5, with: [0x54, 0x4E, 0x53, 0x59, SyncMessage.currentVersion])
             let length = datagram.count - header - SyncMessage.tagLength
             datagram[48] = UInt8(length >> 8)
             datagram[49] = UInt8(length & 0xFF)
@@ -403,7 +415,7 @@ func decoders(_ input: inout FuzzInput) {
     let h = SyncMessage.headerLength
     let header = try? SyncMessage(header: bytes, length: bytes.count)
     let wellFormed = bytes.count >= h + SyncMessage.tagLength && bytes.loadBE(UInt32.self, at: 0) == SyncMessage.magic
-        && bytes[4] == 2 && bytes.count == h + Int(bytes.loadBE(UInt16.self, at: 48)) + SyncMessage.tagLength
+        && SyncMessage.versions.contains(bytes[4]) && bytes.count == h + Int(bytes.loadBE(UInt16.self, at: 48)) + SyncMessage.tagLength
         && (1...6).contains(bytes[5])
     require((header != nil) == wellFormed,
             "SyncMessage(header:) \(header == nil ? "refused" : "took") \(hex(bytes.prefix(h)))")
