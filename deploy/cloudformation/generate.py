@@ -134,6 +134,12 @@ def policy():
          "Action": ["ec2:AttachNetworkInterface"],
          "Resource": [sub(eni_arn, {"Eni": ref(f"Interface{n}")}) for n in NODES] + [sub(arn + "instance/*")],
          "Condition": {"StringEquals": {"ec2:ResourceTag/tunnat:pair": ref("AWS::StackName")}}},
+        {"Sid": "LifecycleHooksOfThisPair",
+         # The lifecycle agent (node-setup.sh) completes its own group's hooks.
+         "Effect": "Allow",
+         "Action": ["autoscaling:CompleteLifecycleAction"],
+         "Resource": sub("arn:${AWS::Partition}:autoscaling:${AWS::Region}:${AWS::AccountId}:autoScalingGroup:*:"
+                         "autoScalingGroupName/${AWS::StackName}-node-*")},
         {"Sid": "SyncKey",
          # Read by the user data at boot. A SecureString under the default key (aws/ssm) needs no kms:Decrypt here.
          "Effect": "Allow",
@@ -152,7 +158,8 @@ def user_data():
     groups launch from it; an instance learns which node it is from its group's tag tunnat-node."""
     header = "\n".join([
         "#!/bin/bash",
-        "# tunnat node setup (tunnat-pair.yaml): the pair's values, then deploy/cloudformation/node-setup.sh.",
+        "# tunnat node setup (tunnat-pair.yaml): the pair's values, then deploy/cloudformation/node-setup.sh",
+        "# (without its comments: read them there).",
         "TUNNAT_PAIR='${AWS::StackName}'",
         "TUNNAT_INTERFACES='${Enis}'",
         "TUNNAT_ADDRESSES='${Addresses}'",
@@ -174,7 +181,9 @@ def user_data():
               "Fallback": {"Fn::Join": [",", ref("FallbackRouteTables")]}}
     with open(os.path.join(HERE, "node-setup.sh")) as f:
         body = f.read()
-    body = body.split("\n", 1)[1]  # its own #! line: the header has one
+    # Its comments stay in git, out of the template (CloudFormation takes 51,200 bytes): the #! line too (the header
+    # has one), and every line that is a comment and nothing else.
+    body = "".join(line for line in body.splitlines(keepends=True) if not line.lstrip().startswith("#"))
     return {"Fn::Base64": {"Fn::Join": ["", [sub(header, values), body]]}}
 
 
@@ -259,11 +268,22 @@ def node(n):
              "Type": "AWS::AutoScaling::AutoScalingGroup",
              "DependsOn": [f"NodeAddressAssociation{n}"],
              "Properties": {
+                 # Named, so that the user data (which the group launches from) can name it.
+                 "AutoScalingGroupName": sub(f"${{AWS::StackName}}-node-{n}"),
                  "MinSize": "1", "MaxSize": "1", "DesiredCapacity": "1",
                  "VPCZoneIdentifier": [ref("PublicSubnet")],
                  "LaunchTemplate": {"LaunchTemplateId": ref("LaunchTemplate"),
                                     "Version": att("LaunchTemplate", "LatestVersionNumber")},
                  "HealthCheckType": "EC2", "HealthCheckGracePeriod": 300,
+                 # The node's lifecycle agent completes these (node-setup.sh): a launching instance once it is a
+                 # synced standby (or the active), a terminating one once it has handed over if it was the active.
+                 # Their timeouts continue without it.
+                 "LifecycleHookSpecificationList": [
+                     {"LifecycleHookName": "tunnat-launching", "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
+                      "HeartbeatTimeout": 1800, "DefaultResult": "CONTINUE"},
+                     {"LifecycleHookName": "tunnat-terminating",
+                      "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
+                      "HeartbeatTimeout": 300, "DefaultResult": "CONTINUE"}],
                  "Tags": tags(n, propagate=True) + [
                      {"Key": "tunnat-node", "Value": str(NODES.index(n) + 1), "PropagateAtLaunch": True}]}}}
     return r

@@ -20,16 +20,19 @@
 # node's interface (waiting while a dying instance still holds it) and moves the default route to it, fetches the
 # sync key from SSM Parameter Store with the instance role (the key is never in the template or the user data),
 # writes /etc/tunnat/sync.key and /etc/tunnat/tunnat.yaml, and starts tunnat.service, which follows a live active
-# as its standby. Every wait is bounded; any failure stops it with a line saying what failed; nothing is started
+# as its standby. It then installs itself as /usr/local/bin/tunnat-node and starts tunnat-lifecycle.service, which
+# runs it as `tunnat-node lifecycle`: the node's side of its group's lifecycle hooks (see lifecycle() below). Every wait is bounded; any failure stops it with a line saying what failed; nothing is started
 # half configured.
 #
-# AWS_EC2_METADATA_SERVICE_ENDPOINT, AWS_ENDPOINT_URL_EC2 and AWS_ENDPOINT_URL_SSM, when set, replace the instance
-# metadata service and EC2's and SSM's regional endpoints (the names AWS's SDKs use); the tests point them at fakes,
+# AWS_EC2_METADATA_SERVICE_ENDPOINT, AWS_ENDPOINT_URL_EC2, AWS_ENDPOINT_URL_SSM and AWS_ENDPOINT_URL_AUTOSCALING, when
+# set, replace the instance metadata service and EC2's, SSM's and Auto Scaling's regional endpoints (the names AWS's SDKs use); the tests point them at fakes,
 # a VPC endpoint may need the others.
 set -euo pipefail
 umask 022
 
-log() { echo "tunnat-setup: $*" >&2; logger -t tunnat-setup -- "$*" 2>/dev/null || true; }
+tag=tunnat-setup
+[ "${1:-}" = lifecycle ] && tag=tunnat-lifecycle
+log() { echo "$tag: $*" >&2; logger -t "$tag" -- "$*" 2>/dev/null || true; }
 fail() { log "FAILED: $*"; exit 1; }
 
 for v in TUNNAT_PAIR TUNNAT_INTERFACES TUNNAT_ADDRESSES TUNNAT_SYNC_PORT TUNNAT_POOL TUNNAT_PRIVATE_CIDR \
@@ -40,8 +43,11 @@ done
 # --- the instance metadata (IMDSv2) ---
 imds=${AWS_EC2_METADATA_SERVICE_ENDPOINT:-http://169.254.169.254}
 imds=${imds%/}
-token=$(curl -sSf --max-time 5 --retry 5 --retry-connrefused -X PUT \
-  -H 'X-aws-ec2-metadata-token-ttl-seconds: 600' "$imds/latest/api/token") || fail "no IMDSv2 token from $imds"
+imds_token() {
+  token=$(curl -sSf --max-time 5 --retry 5 --retry-connrefused -X PUT \
+    -H 'X-aws-ec2-metadata-token-ttl-seconds: 600' "$imds/latest/api/token")
+}
+imds_token || fail "no IMDSv2 token from $imds"
 md() { curl -sSf --max-time 5 --retry 3 -H "X-aws-ec2-metadata-token: $token" "$imds/latest/meta-data/$1"; }
 region=$(md placement/region) || fail "no region in the instance metadata"
 mac=$(md mac) || fail "no MAC in the instance metadata"
@@ -57,6 +63,91 @@ IFS=, read -r -a addresses <<<"$TUNNAT_ADDRESSES"
 TUNNAT_INTERFACE=${interfaces[TUNNAT_NODE_ID - 1]:-}
 TUNNAT_PEER_IP=${addresses[TUNNAT_PEER_ID - 1]:-}
 [ -n "$TUNNAT_INTERFACE" ] && [ -n "$TUNNAT_PEER_IP" ] || fail "TUNNAT_INTERFACES or TUNNAT_ADDRESSES lacks node $TUNNAT_NODE_ID's or its peer's"
+# --- AWS calls, with the instance role's credentials ---
+credentials() {  # sets access, secret and session from the metadata service (they rotate: fetched for each use)
+  local role creds
+  role=$(md iam/security-credentials/) || { log "the instance has no IAM role"; return 1; }
+  creds=$(md "iam/security-credentials/$role") || { log "no credentials for the role $role"; return 1; }
+  read -r access secret session < <(python3 -c '
+import json, sys
+c = json.load(sys.stdin)
+print(c["AccessKeyId"], c["SecretAccessKey"], c["Token"])' <<<"$creds") || { log "the role's credentials are not JSON"; return 1; }
+}
+signed() {  # signed SERVICE URL CURL-ARGUMENTS...: a SigV4-signed request; the body, then the HTTP status
+  local service=$1 url=$2; shift 2
+  # The credentials go to curl on its standard input (a config file), never on a command line.
+  printf 'user = "%s:%s"\nheader = "X-Amz-Security-Token: %s"\n' "$access" "$secret" "$session" |
+    curl -sS --max-time 10 --retry 3 -K - --aws-sigv4 "aws:amz:$region:$service" "$@" -w '\n%{http_code}' "${url%/}/"
+}
+query() {  # query SERVICE URL VERSION ACTION PARAMETERS: the XML answer of a Query API call; else fails, printing
+           # "HTTP status Code: message" (AWS's error code) on standard error
+  local answer status body
+  answer=$(signed "$1" "$2" --data "Action=$4&Version=$3&$5") || { echo "no answer from $2" >&2; return 1; }
+  status=${answer##*$'\n'} body=${answer%$'\n'*}
+  if [ "$status" != 200 ]; then
+    echo "HTTP $status $(python3 -c '
+import re, sys
+t = sys.stdin.read()
+c = re.search(r"<Code>([^<]*)</Code>", t); m = re.search(r"<Message>([^<]*)</Message>", t)
+print((c.group(1) if c else "?") + ":", m.group(1) if m else "")' <<<"$body")" >&2
+    return 1
+  fi
+  printf '%s' "$body"
+}
+ec2() { query ec2 "${AWS_ENDPOINT_URL_EC2:-https://ec2.$region.amazonaws.com}" 2016-11-15 "$@"; }
+
+# --- the lifecycle agent: `tunnat-node lifecycle` (tunnat-lifecycle.service) ---
+# The node's side of its Auto Scaling group's lifecycle hooks, from the instance metadata's target lifecycle state,
+# every 5 s: launching, the hook tunnat-launching is completed once `tunnat status --ready` (the active, or a
+# standby with a complete replica), so that an instance refresh moves on only then; terminating, an active hands
+# over to its synced standby (`tunnat handover`), then tunnat-terminating is completed. Either hook's timeout
+# completes it anyway if this agent cannot.
+lifecycle() {
+  local group="$TUNNAT_PAIR-node-$([ "$TUNNAT_NODE_ID" = 1 ] && echo a || echo b)"
+  local url=${AWS_ENDPOINT_URL_AUTOSCALING:-https://autoscaling.$region.amazonaws.com}
+  local config=/etc/tunnat/tunnat.yaml launched= state error try
+  complete() {  # complete HOOK: CompleteLifecycleAction CONTINUE for this instance
+    credentials || return 1
+    if error=$(query autoscaling "$url" 2011-01-01 CompleteLifecycleAction \
+        "AutoScalingGroupName=$group&LifecycleHookName=$1&InstanceId=$instance&LifecycleActionResult=CONTINUE" 2>&1 >/dev/null); then
+      log "lifecycle hook $1 of $group completed"
+    elif [[ $error == *ValidationError* ]]; then
+      # No action of that hook waits for this instance (none was started, or its timeout ended it).
+      log "lifecycle hook $1 of $group: nothing to complete ($error)"
+    else
+      log "lifecycle hook $1 of $group: $error"
+      return 1
+    fi
+  }
+  log "lifecycle agent: instance $instance of group $group"
+  while :; do
+    imds_token || true
+    state=$(md autoscaling/target-lifecycle-state 2>/dev/null) || state=
+    case $state in
+      InService)
+        if [ -z "$launched" ] && tunnat status --ready --config "$config" >/dev/null 2>&1; then
+          complete tunnat-launching && launched=yes
+        fi ;;
+      Terminated)
+        log "instance $instance is terminating"
+        if tunnat status --json --config "$config" 2>/dev/null |
+            python3 -c 'import json, sys; sys.exit(json.load(sys.stdin).get("replication", {}).get("role") != "active")'; then
+          log "this node is the active: handing over"
+          tunnat handover --config "$config" || log "the handover did not complete: the standby takes over when this node stops"
+        fi
+        for try in $(seq 1 60); do
+          complete tunnat-terminating && exit 0
+          sleep 5
+        done
+        exit 1 ;;
+    esac
+    sleep 5
+  done
+}
+if [ "${1:-}" = lifecycle ]; then
+  lifecycle
+fi
+
 log "pair $TUNNAT_PAIR node $TUNNAT_NODE_ID: $instance, region $region, interface $TUNNAT_INTERFACE"
 
 # --- the package ---
@@ -77,40 +168,12 @@ tunnat imds-guard --user tunnat | nft -f - || fail "loading the metadata guard (
 systemctl enable tunnat-imds-guard.service
 log "metadata guard loaded: only root and tunnat reach the instance metadata service"
 
-# --- the role's credentials, for EC2 and SSM ---
-role=$(md iam/security-credentials/) || fail "the instance has no IAM role"
-creds=$(md "iam/security-credentials/$role") || fail "no credentials for the role $role"
-# The credentials go to curl on its standard input (a config file), never on a command line.
-read -r access secret session < <(python3 -c '
-import json, sys
-c = json.load(sys.stdin)
-print(c["AccessKeyId"], c["SecretAccessKey"], c["Token"])' <<<"$creds") || fail "the role's credentials are not JSON"
-unset creds
-signed() {  # signed SERVICE URL CURL-ARGUMENTS...: a SigV4-signed request; the body, then the HTTP status
-  local service=$1 url=$2; shift 2
-  printf 'user = "%s:%s"\nheader = "X-Amz-Security-Token: %s"\n' "$access" "$secret" "$session" |
-    curl -sS --max-time 10 --retry 3 -K - --aws-sigv4 "aws:amz:$region:$service" "$@" -w '\n%{http_code}' "${url%/}/"
-}
+credentials || fail "no credentials of the instance role"
 
 # --- this node's interface ---
 # The stack's interface outlives instances: its primary address is what the peer knows, and the active's carries
 # the pool. EC2 releases it from a terminated instance; until then it is still attached to the one this instance
 # replaces, and we wait (10 s between looks, 10 minutes at most), never taking it from a running instance.
-ec2_url=${AWS_ENDPOINT_URL_EC2:-https://ec2.$region.amazonaws.com}
-ec2() {  # ec2 ACTION PARAMETERS: EC2's XML answer; fails with EC2's error code
-  local answer status body
-  answer=$(signed ec2 "$ec2_url" --data "Action=$1&Version=2016-11-15&$2") || { echo "no answer from $ec2_url" >&2; return 1; }
-  status=${answer##*$'\n'} body=${answer%$'\n'*}
-  if [ "$status" != 200 ]; then
-    echo "HTTP $status $(python3 -c '
-import re, sys
-t = sys.stdin.read()
-c = re.search(r"<Code>([^<]*)</Code>", t); m = re.search(r"<Message>([^<]*)</Message>", t)
-print((c.group(1) if c else "?") + ":", m.group(1) if m else "")' <<<"$body")" >&2
-    return 1
-  fi
-  printf '%s' "$body"
-}
 eni_field() {  # eni_field XML: "status attached-instance mac primary-ip" of the interface
   python3 -c '
 import sys, xml.etree.ElementTree as ET
@@ -297,3 +360,23 @@ log "wrote $config and $keyfile"
 systemctl enable tunnat.service
 systemctl restart tunnat.service || fail "tunnat.service did not start: journalctl -u tunnat"
 log "tunnat.service started"
+
+# --- the lifecycle agent: this script again, in its lifecycle mode ---
+install -m 0755 "$0" /usr/local/bin/tunnat-node
+{
+  echo "# Written by the user data of tunnat-pair.yaml: the node's side of its group's lifecycle hooks."
+  echo "[Unit]"
+  echo "Description=tunnat lifecycle hooks of $TUNNAT_PAIR node $TUNNAT_NODE_ID"
+  echo "After=tunnat.service"
+  echo "[Service]"
+  echo "ExecStart=/usr/local/bin/tunnat-node lifecycle"
+  echo "Restart=always"
+  echo "RestartSec=5"
+  for v in AWS_EC2_METADATA_SERVICE_ENDPOINT AWS_ENDPOINT_URL_AUTOSCALING AWS_ENDPOINT_URL_EC2; do
+    [ -z "${!v:-}" ] || echo "Environment=$v=${!v}"
+  done
+  echo "[Install]"
+  echo "WantedBy=multi-user.target"
+} >/etc/systemd/system/tunnat-lifecycle.service
+systemctl enable --now tunnat-lifecycle.service
+log "tunnat-lifecycle.service started"

@@ -164,6 +164,9 @@ class FakeIMDS:
             return "\n".join(a["PrivateIpAddress"] for a in eni["PrivateIpAddresses"])
         if path.startswith("network/interfaces/macs/"):
             return self.interface_item(*path[len("network/interfaces/macs/"):].split("/", 1))
+        if path == "autoscaling/target-lifecycle-state" and i.get("lifecycle"):
+            # An instance of an Auto Scaling group: where its group is taking it (InService, Terminated, ...).
+            return i["lifecycle"]
         if path.startswith("tags/instance/") and i.get("tags"):
             # Instance tags (InstanceMetadataTags enabled): the instance's tags in EC2, as EC2 holds them now.
             found = self.ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [i["instance_id"]]}])["Tags"]
@@ -389,6 +392,75 @@ class EC2Front:
             if instance is not None and status is not None and instance.text in self.impaired:
                 status.text = "impaired"
         return ET.tostring(root)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FakeLifecycleHooks:
+    """Auto Scaling's CompleteLifecycleAction, which moto lacks, as AWS answers it: an action waits for each
+    (group, hook, instance) the test starts (`start`, as the group does when it launches or terminates an
+    instance); completing one that waits answers 200 and ends it, anything else ValidationError ("No active
+    Lifecycle Action found"). A request without a SigV4 Authorization for service autoscaling in this region, or
+    without the session token, gets 403 (MissingAuthenticationToken, IncompleteSignature), as AWS would refuse it;
+    the signature itself is not verified (moto, which holds the secret, has no such call)."""
+
+    def __init__(self, region, host="127.0.0.1"):
+        self.region = region
+        self.waiting = set()      # (group, hook, instance)
+        self.calls = []           # (form, status, code)
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                form = dict(urllib.parse.parse_qsl(body.decode()))
+                status, code = outer.handle(form, self.headers)
+                outer.calls.append((form, status, code))
+                if status == 200:
+                    payload = ('<CompleteLifecycleActionResponse xmlns="http://autoscaling.amazonaws.com/doc/'
+                               '2011-01-01/"><CompleteLifecycleActionResult/><ResponseMetadata><RequestId>1'
+                               '</RequestId></ResponseMetadata></CompleteLifecycleActionResponse>').encode()
+                else:
+                    payload = (f'<ErrorResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><Error>'
+                               f'<Type>Sender</Type><Code>{code}</Code><Message>{outer.message(code, form)}'
+                               f'</Message></Error><RequestId>1</RequestId></ErrorResponse>').encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/xml")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = http.server.ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def start(self, group, hook, instance):
+        self.waiting.add((group, hook, instance))
+
+    def handle(self, form, headers):
+        auth = headers.get("Authorization", "")
+        if not auth.startswith("AWS4-HMAC-SHA256 Credential="):
+            return 403, "MissingAuthenticationToken"
+        if f"/{self.region}/autoscaling/aws4_request" not in auth or not headers.get("X-Amz-Security-Token"):
+            return 403, "IncompleteSignature"
+        if form.get("Action") != "CompleteLifecycleAction" or form.get("Version") != "2011-01-01":
+            return 400, "InvalidAction"
+        key = (form.get("AutoScalingGroupName"), form.get("LifecycleHookName"), form.get("InstanceId"))
+        if form.get("LifecycleActionResult") not in ("CONTINUE", "ABANDON") or key not in self.waiting:
+            return 400, "ValidationError"
+        self.waiting.discard(key)
+        return 200, None
+
+    @staticmethod
+    def message(code, form):
+        if code == "ValidationError":
+            return f"No active Lifecycle Action found with instance ID {form.get('InstanceId')}"
+        return code
 
     def close(self):
         self.server.shutdown()

@@ -1,6 +1,7 @@
 """pytest's setup for the failover suites: where the tunnat binary is, who may run what, the shared fixtures.
 
-  --tunnat PATH   the binary under test (else $TUNNAT, else .build/debug/tunnat in the repository)
+  --tunnat PATH            the binary under test (else $TUNNAT, else .build/debug/tunnat in the repository)
+  --tunnat-previous PATH   the previous release's, for the upgrade (else $TUNNAT_PREVIOUS, else built from git)
 
 A test that needs root asks for the `root` fixture; without root it is skipped with the reason, and the run ends
 with a line saying how many were not run, so a skip is never mistaken for a pass.
@@ -21,6 +22,9 @@ NOT_ROOT = "NOT RUN: needs root (network namespaces, veth pairs, TUN devices); r
 def pytest_addoption(parser):
     parser.addoption("--tunnat", default=os.environ.get("TUNNAT") or os.path.join(REPO, ".build", "debug", "tunnat"),
                      help="the tunnat binary under test (default: $TUNNAT, else .build/debug/tunnat)")
+    parser.addoption("--tunnat-previous", default=os.environ.get("TUNNAT_PREVIOUS"),
+                     help="a build of the previous release, for test_lifecycle.py (default: $TUNNAT_PREVIOUS, else "
+                          "built from git into .build-previous/)")
 
 
 @pytest.fixture(scope="session")

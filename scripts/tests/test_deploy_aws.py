@@ -35,7 +35,8 @@ import time
 import pytest
 import yaml
 
-from testbed import AWS, REGION, REPO, Namespaces, run_id, sh
+from awsfakes import FakeLifecycleHooks
+from testbed import AWS, REGION, REPO, Namespaces, run_id, sh, wait_for
 
 TEMPLATE = os.path.join(REPO, "deploy", "cloudformation", "tunnat-pair.yaml")
 NODE_SETUP = os.path.join(REPO, "deploy", "cloudformation", "node-setup.sh")
@@ -111,9 +112,10 @@ def actions_in_code():
 
 
 def actions_in_user_data():
-    """The calls node-setup.sh makes: `ec2 ACTION` and SSM's X-Amz-Target."""
+    """The calls node-setup.sh makes: `ec2 ACTION`, `query SERVICE URL VERSION ACTION` and SSM's X-Amz-Target."""
     text = open(NODE_SETUP).read()
     found = {"ec2:" + a for a in re.findall(r"\$\(ec2 ([A-Z][A-Za-z]+) ", text)}
+    found |= {f"{service}:{a}" for service, a in re.findall(r"\bquery (\w+) \S+ \S+ ([A-Z][a-z][A-Za-z]+) ", text)}
     found |= {"ssm:" + a for a in re.findall(r"X-Amz-Target: AmazonSSM\.([A-Za-z]+)", text)}
     return found
 
@@ -132,8 +134,8 @@ def test_the_code_makes_the_calls_the_scan_expects():
     """A guard on the scan itself: if the call sites change shape, the policy test must not pass on an empty set."""
     assert {"ec2:ReplaceRoute", "ec2:AssignPrivateIpAddresses", "ec2:DescribeRouteTables",
             "cloudwatch:PutMetricData"} <= actions_in_code()
-    assert {"ec2:AttachNetworkInterface", "ec2:DescribeNetworkInterfaces", "ssm:GetParameter"} == \
-        actions_in_user_data()
+    assert {"ec2:AttachNetworkInterface", "ec2:DescribeNetworkInterfaces", "ssm:GetParameter",
+            "autoscaling:CompleteLifecycleAction"} == actions_in_user_data()
 
 
 def test_policy_allows_every_call_of_the_code_and_the_user_data_and_nothing_else():
@@ -154,6 +156,8 @@ def test_policy_scopes_each_change_to_the_pair():
     attach = by_sid["AttachTheNodesInterface"]
     assert attach["Condition"] == {"StringEquals": {"ec2:ResourceTag/tunnat:pair": {"Ref": "AWS::StackName"}}}
     assert "parameter${SyncKeyParameter}" in json.dumps(by_sid["SyncKey"]["Resource"])
+    assert json.dumps(by_sid["LifecycleHooksOfThisPair"]["Resource"]).endswith(
+        'autoScalingGroup:*:autoScalingGroupName/${AWS::StackName}-node-*"}')
     assert by_sid["Metrics"]["Condition"]["StringEquals"]["cloudwatch:namespace"] == "tunnat"
     # Only the describe calls, which EC2 cannot scope, have "*".
     assert {a for s in statements() if s["Resource"] == "*" for a in s["Action"]} == {
@@ -220,6 +224,16 @@ def stack(root, module_procs, tmp_path_factory):
         aws.close()
     finally:
         ns.cleanup()
+
+
+def test_each_group_has_the_lifecycle_hooks_its_agent_completes():
+    for n in "ab":
+        g = template()["Resources"][f"NodeGroup{n}"]["Properties"]
+        assert g["AutoScalingGroupName"] == {"Fn::Sub": "${AWS::StackName}-node-" + n}
+        hooks = {h["LifecycleHookName"]: h for h in g["LifecycleHookSpecificationList"]}
+        assert hooks["tunnat-launching"]["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
+        assert hooks["tunnat-terminating"]["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
+        assert all(h["DefaultResult"] == "CONTINUE" for h in hooks.values())
 
 
 def test_stacks_are_created_each_node_a_group_of_one_instance(stack):
@@ -658,3 +672,78 @@ def test_a_replaced_node_waits_for_its_interface_attaches_it_and_is_the_same_nod
         yaml.safe_load((nodes["Cb"]["etc"] / "tunnat" / "tunnat.yaml").read_text())
     # Zone C's tables and pool were not touched by the replacement: only the active manages them.
     assert targets(stack, "C") == takeovers["Ba-after"]["tables"]["C"]
+
+
+# --- the lifecycle agent ---------------------------------------------------------------------------------------
+
+FAKE_TUNNAT = """#!/bin/sh
+# tunnat as the lifecycle agent sees it: a standby that becomes ready once READY exists, then the active.
+echo "$*" >> {calls}
+case "$1 $2" in
+  "status --ready") [ -e {ready} ] ;;
+  "status --json") echo '{{"replication": {{"role": "active"}}}}' ;;
+  "handover --config") exit 0 ;;
+  *) exit 2 ;;
+esac
+"""
+
+
+def test_the_lifecycle_agent_completes_the_launch_once_ready_and_hands_over_before_termination(stack, nodes,
+                                                                                                node_imds):
+    """`tunnat-node lifecycle` (the user data in its lifecycle mode, as tunnat-lifecycle.service runs it) as zone A's
+    node a, against the fake IMDS's target lifecycle state and Auto Scaling's CompleteLifecycleAction (a fake: moto
+    has none). tunnat itself is a stand-in here (the real handover is test_lifecycle.py's). Launching: nothing is
+    completed while tunnat is not ready; once it is, tunnat-launching is. Terminating: the active hands over, then
+    tunnat-terminating is completed and the agent exits."""
+    r = nodes["Aa"]
+    root = r["root"]
+    hooks = FakeLifecycleHooks(REGION, host="198.18.251.1")
+    try:
+        installed = root / "bin" / "tunnat-node"
+        assert installed.exists() and "enable --now tunnat-lifecycle.service" in r["systemctl"]
+        unit = (r["etc"] / "systemd" / "system" / "tunnat-lifecycle.service").read_text()
+        assert "ExecStart=/usr/local/bin/tunnat-node lifecycle" in unit
+        # A bin of its own: the installed agent and the stand-in tunnat.
+        agent_root = root.parent / "Aa-lifecycle"
+        (agent_root / "bin").mkdir(parents=True)
+        calls, ready = agent_root / "tunnat.calls", agent_root / "ready"
+        (agent_root / "bin" / "tunnat").write_text(FAKE_TUNNAT.format(calls=calls, ready=ready))
+        (agent_root / "bin" / "tunnat").chmod(0o755)
+        (agent_root / "bin" / "tunnat-node").write_bytes(installed.read_bytes())
+        (agent_root / "bin" / "tunnat-node").chmod(0o755)
+        sh("cp", "-a", str(r["etc"]), str(agent_root / "etc"))
+        identity = dict(r["identity"], lifecycle="InService")
+        node_imds.identity = identity
+        instance_id = identity["instance_id"]
+        group = stack["outputs"]["NodeGroupAa"]
+        hooks.start(group, "tunnat-launching", instance_id)
+        env = dict(r["env"], AWS_ENDPOINT_URL_AUTOSCALING=hooks.url)
+        p = in_node(stack, agent_root / "etc", "exec /usr/local/bin/tunnat-node lifecycle", env, background=True)
+        try:
+            assert wait_for(lambda: calls.exists() and "status --ready" in calls.read_text(), 30)
+            assert hooks.calls == [], "completed before tunnat was ready"
+            ready.touch()
+            assert wait_for(lambda: hooks.calls, 30), calls.read_text()
+            assert [(c[0]["LifecycleHookName"], c[1]) for c in hooks.calls] == [("tunnat-launching", 200)]
+            form = hooks.calls[0][0]
+            assert (form["AutoScalingGroupName"], form["InstanceId"], form["LifecycleActionResult"]) == \
+                (group, instance_id, "CONTINUE")
+            # The group terminates the instance: the terminating hook's action waits.
+            hooks.start(group, "tunnat-terminating", instance_id)
+            identity["lifecycle"] = "Terminated"
+            out, err = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+        assert p.returncode == 0, err[-1500:]
+        assert [(c[0]["LifecycleHookName"], c[1]) for c in hooks.calls] == [("tunnat-launching", 200),
+                                                                             ("tunnat-terminating", 200)]
+        told = calls.read_text()
+        assert told.index("status --json") < told.index("handover --config /etc/tunnat/tunnat.yaml")
+        assert "this node is the active: handing over" in err and "tunnat-terminating of" in err
+        role = r["role"]
+        assert role["SecretAccessKey"] not in out + err and role["Token"] not in out + err
+        assert hooks.waiting == set()
+    finally:
+        hooks.close()
