@@ -10,6 +10,7 @@ the 51,200 bytes CloudFormation takes as a template body.
   .venv/bin/python deploy/cloudformation/generate.py           rewrite tunnat-pair.yaml
   .venv/bin/python deploy/cloudformation/generate.py --check   exit 1 if tunnat-pair.yaml is not what it would write
 """
+import json
 import os
 import sys
 
@@ -84,15 +85,27 @@ def parameters():
                            "make it before the stack (docs/aws.md). Never put the key in the template."},
         "CloudWatchMetrics": {
             "Type": "String", "Default": "false", "AllowedValues": ["false", "true"],
-            "Description": "Publish tunnat's figures to CloudWatch (namespace tunnat, every 60 s; custom metrics "
-                           "cost money)."},
+            "Description": "Publish tunnat's figures to CloudWatch (namespace tunnat, every 60 s, dimension Pair "
+                           "from the active; custom metrics cost money), with the pair's alarms and dashboard."},
+        "AlarmTopicArn": {
+            "Type": "String", "Default": "", "AllowedPattern": r"^(arn:aws[a-z-]*:sns:\S+)?$",
+            "Description": "An SNS topic the alarms notify (with CloudWatchMetrics); empty: none."},
+        "DropsAlarmThreshold": {
+            "Type": "Number", "Default": 10000, "MinValue": 1,
+            "Description": "Packets dropped in 5 minutes that raise the drops alarm (with CloudWatchMetrics)."},
+        "SessionManager": {
+            "Type": "String", "Default": "false", "AllowedValues": ["false", "true"],
+            "Description": "Let Session Manager open shells on the nodes (the SSM agent must be on the image); "
+                           "the role gains only the calls its agent makes for sessions."},
     }
 
 
 def conditions():
     c = {"HasKeyName": {"Fn::Not": [{"Fn::Equals": [ref("KeyName"), ""]}]},
          "HasFallback": {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": [",", ref("FallbackRouteTables")]}, ""]}]},
-         "PublishMetrics": {"Fn::Equals": [ref("CloudWatchMetrics"), "true"]}}
+         "PublishMetrics": {"Fn::Equals": [ref("CloudWatchMetrics"), "true"]},
+         "HasAlarmTopic": {"Fn::Not": [{"Fn::Equals": [ref("AlarmTopicArn"), ""]}]},
+         "UseSessionManager": {"Fn::Equals": [ref("SessionManager"), "true"]}}
     for i in range(2, MAX_POOL + 1):
         # Pool address i exists when the count is i or more.
         c[f"HasPool{i}"] = {"Fn::Or": [{"Fn::Equals": [ref("PoolAddressCount"), str(n)]}
@@ -145,6 +158,15 @@ def policy():
          "Effect": "Allow",
          "Action": ["ssm:GetParameter"],
          "Resource": sub("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${SyncKeyParameter}")},
+        {"Fn::If": ["UseSessionManager",
+                    # Session Manager's shells, and nothing of Run Command: these take no resource-level
+                    # permissions ("*" is the only resource).
+                    {"Sid": "SessionManager", "Effect": "Allow",
+                     "Action": ["ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel",
+                                "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel",
+                                "ssmmessages:OpenDataChannel"],
+                     "Resource": "*"},
+                    ref("AWS::NoValue")]},
         {"Fn::If": ["PublishMetrics",
                     {"Sid": "Metrics", "Effect": "Allow", "Action": ["cloudwatch:PutMetricData"], "Resource": "*",
                      "Condition": {"StringEquals": {"cloudwatch:namespace": "tunnat"}}},
@@ -314,7 +336,65 @@ def resources():
             "Tags": tags("pair"),
         }}
     r["InstanceProfile"] = {"Type": "AWS::IAM::InstanceProfile", "Properties": {"Roles": [ref("Role")]}}
+    r.update(alarms())
+    r.update(dashboard())
     return r
+
+
+# The pair's alarms, on the figures its active sends under the dimension Pair: (name, metric, statistic, period,
+# periods, comparison, threshold, missing data, what it means).
+ALARMS = [
+    ("NoActive", "RoutesHeld", "Maximum", 60, 3, "LessThanThreshold", 1, "breaching",
+     "No node of the pair has held the routes for 3 minutes: none is active, or it cannot reach EC2."),
+    ("StandbyNotSynced", "SyncedPeers", "Maximum", 60, 5, "LessThanThreshold", 1, "breaching",
+     "The pair has had no synced standby for 5 minutes: a failover now would lose connections."),
+    ("PortAllocation", "ErrorPortAllocation", "Sum", 300, 1, "GreaterThanThreshold", 0, "notBreaching",
+     "New flows were refused for want of a free port: add pool addresses."),
+    ("Drops", "PacketsDropCount", "Sum", 300, 1, "GreaterThanOrEqualToThreshold", ref("DropsAlarmThreshold"),
+     "notBreaching", "Packets dropped in 5 minutes reached DropsAlarmThreshold (tunnat status says why)."),
+    ("TunQueueDrops", "TunDroppedCount", "Sum", 300, 1, "GreaterThanThreshold", 0, "notBreaching",
+     "The kernel dropped packets queued for tunnat: the data plane is behind (docs/scaling.md)."),
+]
+
+
+def alarms():
+    r = {}
+    for name, metric, statistic, period, periods, comparison, threshold, missing, what in ALARMS:
+        r[f"Alarm{name}"] = {
+            "Type": "AWS::CloudWatch::Alarm", "Condition": "PublishMetrics",
+            "Properties": {
+                "AlarmName": sub("${AWS::StackName}-" + name), "AlarmDescription": what,
+                "Namespace": "tunnat", "MetricName": metric,
+                "Dimensions": [{"Name": "Pair", "Value": ref("AWS::StackName")}],
+                "Statistic": statistic, "Period": period, "EvaluationPeriods": periods,
+                "ComparisonOperator": comparison, "Threshold": threshold, "TreatMissingData": missing,
+                "AlarmActions": {"Fn::If": ["HasAlarmTopic", [ref("AlarmTopicArn")], ref("AWS::NoValue")]},
+                "OKActions": {"Fn::If": ["HasAlarmTopic", [ref("AlarmTopicArn")], ref("AWS::NoValue")]},
+            }}
+    return r
+
+
+def dashboard():
+    """The pair as one set of series (dimension Pair), whichever node is active."""
+    def widget(title, metrics, x, y, stat="Sum"):
+        return {"type": "metric", "x": x, "y": y, "width": 12, "height": 6, "properties": {
+            "title": title, "region": "${AWS::Region}", "stat": stat, "period": 60, "view": "timeSeries",
+            "metrics": [["tunnat", m, "Pair", "${AWS::StackName}"] for m in metrics]}}
+    widgets = [
+        widget("Bytes", ["BytesOutToDestination", "BytesInFromDestination", "BytesInFromSource", "BytesOutToSource"],
+               0, 0),
+        widget("Packets", ["PacketsOutToDestination", "PacketsInFromDestination", "PacketsInFromSource",
+                           "PacketsOutToSource"], 12, 0),
+        widget("Connections", ["ConnectionAttemptCount", "ConnectionEstablishedCount", "IdleTimeoutCount"], 0, 6),
+        widget("Active connections, peak rates", ["ActiveConnectionCount", "PeakPacketsPerSecond"], 12, 6, "Maximum"),
+        widget("Drops and errors", ["PacketsDropCount", "ErrorPortAllocation", "TunDroppedCount"], 0, 12),
+        widget("Replication and routes", ["SyncedPeers", "RoutesHeld", "ReplicationPendingRecords"], 12, 12,
+               "Maximum"),
+    ]
+    return {"Dashboard": {"Type": "AWS::CloudWatch::Dashboard", "Condition": "PublishMetrics",
+                          "Properties": {"DashboardName": sub("${AWS::StackName}-tunnat"),
+                                         "DashboardBody": sub(json.dumps({"widgets": widgets},
+                                                                         separators=(",", ":")))}}}
 
 
 def outputs():
@@ -339,7 +419,9 @@ def template():
                             "PoolAddressCount"]},
             {"Label": {"default": "Instances"},
              "Parameters": ["ImageId", "PackageUrl", "InstanceType", "KeyName", "SyncKeyParameter",
-                            "CloudWatchMetrics"]}]}},
+                            "SessionManager"]},
+            {"Label": {"default": "Monitoring"},
+             "Parameters": ["CloudWatchMetrics", "AlarmTopicArn", "DropsAlarmThreshold"]}]}},
         "Parameters": parameters(),
         "Conditions": conditions(),
         "Resources": resources(),
@@ -349,7 +431,7 @@ def template():
 
 def render():
     head = "# Generated by deploy/cloudformation/generate.py: edit that, then run it. docs/aws.md explains the stack.\n"
-    return head + yaml.safe_dump(template(), sort_keys=False, width=120, default_flow_style=False)
+    return head + yaml.safe_dump(template(), sort_keys=False, width=200, default_flow_style=None)
 
 
 def main():

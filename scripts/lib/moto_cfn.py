@@ -13,6 +13,7 @@ the EC2 API the tests and tunnat call is moto's own. docs/testing.md lists them,
 2. AWS::EC2::EIPAssociation: AllocationId with NetworkInterfaceId (moto has no such resource and skips it).
 3. Fn::Base64 (moto leaves it unresolved).
 4. AWS::EC2::SecurityGroup rules of every protocol (-1) without FromPort and ToPort (moto needs both).
+5. AWS::CloudWatch::Alarm (moto has alarms, but not this resource).
 """
 import base64
 import ipaddress
@@ -20,6 +21,7 @@ import sys
 
 from moto.cloudformation import parsing
 from moto.core.common_models import CloudFormationModel
+from moto.cloudwatch.models import cloudwatch_backends
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.elastic_network_interfaces import NetworkInterface
 from moto.ec2.models.security_groups import SecurityGroup
@@ -101,6 +103,38 @@ class EIPAssociation(CloudFormationModel):
         return cls(eip.association_id)
 
 
+class MetricAlarm(CloudFormationModel):
+    __module__ = "moto.cloudwatch.tunnat"
+
+    def __init__(self, name):
+        self.name = name
+
+    @staticmethod
+    def cloudformation_type():
+        return "AWS::CloudWatch::Alarm"
+
+    @staticmethod
+    def cloudformation_name_type():
+        return "AlarmName"
+
+    @property
+    def physical_resource_id(self):
+        return self.name
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        p = cloudformation_json["Properties"]
+        name = p.get("AlarmName") or resource_name
+        cloudwatch_backends[account_id][region_name].put_metric_alarm(
+            name=name, namespace=p["Namespace"], metric_name=p["MetricName"],
+            comparison_operator=p["ComparisonOperator"], evaluation_periods=int(p["EvaluationPeriods"]),
+            period=int(p["Period"]), threshold=float(p["Threshold"]), statistic=p.get("Statistic"),
+            description=p.get("AlarmDescription", ""), dimensions=p.get("Dimensions", []),
+            alarm_actions=p.get("AlarmActions", []), ok_actions=p.get("OKActions", []),
+            treat_missing_data=p.get("TreatMissingData"))
+        return cls(name)
+
+
 _security_group_from_cloudformation = SecurityGroup.create_from_cloudformation_json.__func__
 
 
@@ -133,6 +167,7 @@ def install():
     for cache in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
         cache.cache_clear()
     assert "AWS::EC2::EIPAssociation" in parsing.get_model_map()
+    assert "AWS::CloudWatch::Alarm" in parsing.get_model_map()
 
 
 if __name__ == "__main__":

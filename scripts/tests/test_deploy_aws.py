@@ -47,6 +47,7 @@ POOL_COUNT = 3
 PRIVATE = "10.0.128.0/17"  # the private subnets of the VPC 10.0.0.0/16; the public ones are 10.0.0-2.0/24
 ZONES = ("A", "B", "C")
 FALLBACK = {"B": "A"}  # zone B's pair holds zone A's tables while zone A's pair has no healthy node
+MONITORED = "C"        # zone C's stack: CloudWatchMetrics (with its alarms and dashboard) and Session Manager
 
 
 class CfnLoader(yaml.SafeLoader):
@@ -120,14 +121,21 @@ def actions_in_user_data():
     return found
 
 
-def statements():
+def statements(optional=True):
+    """The policy's statements, those under a condition as if it held (without `optional`: left out)."""
     policy = template()["Resources"]["Role"]["Properties"]["Policies"][0]["PolicyDocument"]
     out = []
     for s in policy["Statement"]:
-        if "Fn::If" in s:  # the CloudWatch statement, present when PublishMetrics holds
+        if "Fn::If" in s:  # CloudWatch with PublishMetrics, Session Manager with UseSessionManager
+            if not optional:
+                continue
             s = s["Fn::If"][1]
         out.append(s)
     return out
+
+
+SESSION_MANAGER = {"ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
+                   "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"}
 
 
 def test_the_code_makes_the_calls_the_scan_expects():
@@ -139,10 +147,19 @@ def test_the_code_makes_the_calls_the_scan_expects():
 
 
 def test_policy_allows_every_call_of_the_code_and_the_user_data_and_nothing_else():
-    allowed = {a for s in statements() for a in s["Action"]}
+    allowed = {a for s in statements() if s["Sid"] != "SessionManager" for a in s["Action"]}
     assert all(s["Effect"] == "Allow" for s in statements())
     assert not any("*" in a for a in allowed), allowed
     assert allowed == actions_in_code() | actions_in_user_data()
+
+
+def test_session_manager_is_an_option_with_its_agents_session_calls_alone():
+    policy = template()["Resources"]["Role"]["Properties"]["Policies"][0]["PolicyDocument"]
+    optional = {s["Fn::If"][1]["Sid"]: s["Fn::If"][0] for s in policy["Statement"] if "Fn::If" in s}
+    assert optional == {"SessionManager": "UseSessionManager", "Metrics": "PublishMetrics"}
+    by_sid = {s["Sid"]: s for s in statements()}
+    assert set(by_sid["SessionManager"]["Action"]) == SESSION_MANAGER
+    assert "SessionManager" not in {s["Sid"] for s in statements(optional=False)}
 
 
 def test_policy_scopes_each_change_to_the_pair():
@@ -162,7 +179,7 @@ def test_policy_scopes_each_change_to_the_pair():
     # Only the describe calls, which EC2 cannot scope, have "*".
     assert {a for s in statements() if s["Resource"] == "*" for a in s["Action"]} == {
         "ec2:DescribeRouteTables", "ec2:DescribeNetworkInterfaces", "ec2:DescribeInstanceStatus",
-        "ec2:DescribeAddresses", "cloudwatch:PutMetricData"}
+        "ec2:DescribeAddresses", "cloudwatch:PutMetricData"} | SESSION_MANAGER
 
 
 def test_no_secret_in_the_template():
@@ -208,6 +225,9 @@ def stack(root, module_procs, tmp_path_factory):
                       "PoolAddressCount": str(POOL_COUNT)}
             if z in FALLBACK:
                 params["FallbackRouteTables"] = ",".join(tables[FALLBACK[z]])
+            if z == MONITORED:
+                params.update(CloudWatchMetrics="true", SessionManager="true", DropsAlarmThreshold="5000",
+                              AlarmTopicArn=f"arn:aws:sns:{REGION}:123456789012:nat-alarms")
             name = f"nat-{z.lower()}"
             cfn.create_stack(StackName=name, TemplateBody=body, Capabilities=["CAPABILITY_IAM"],
                              Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()])
@@ -244,6 +264,27 @@ def test_stacks_are_created_each_node_a_group_of_one_instance(stack):
     for g in found["AutoScalingGroups"]:
         assert (g["MinSize"], g["MaxSize"], g["DesiredCapacity"], len(g["Instances"])) == (1, 1, 1, 1)
         assert {t["Key"] for t in g["Tags"] if t["PropagateAtLaunch"]} >= {"Name", "tunnat:pair", "tunnat-node"}
+
+
+def test_a_monitored_pair_has_its_alarms_and_dashboard_on_the_pair_dimension(stack):
+    cloudwatch = stack["aws"].client("cloudwatch")
+    topic = f"arn:aws:sns:{REGION}:123456789012:nat-alarms"
+    found = {a["AlarmName"]: a for a in cloudwatch.describe_alarms(AlarmNamePrefix="nat-")["MetricAlarms"]}
+    assert set(found) == {f"nat-c-{n}" for n in ("NoActive", "StandbyNotSynced", "PortAllocation", "Drops",
+                                                 "TunQueueDrops")}
+    for a in found.values():
+        assert a["Namespace"] == "tunnat" and a["Dimensions"] == [{"Name": "Pair", "Value": "nat-c"}]
+        assert a["AlarmActions"] == [topic] and a["OKActions"] == [topic]
+    assert (found["nat-c-NoActive"]["MetricName"], found["nat-c-NoActive"]["TreatMissingData"]) == \
+        ("RoutesHeld", "breaching")
+    assert found["nat-c-StandbyNotSynced"]["EvaluationPeriods"] * found["nat-c-StandbyNotSynced"]["Period"] == 300
+    assert found["nat-c-Drops"]["Threshold"] == 5000
+    body = json.loads(cloudwatch.get_dashboard(DashboardName="nat-c-tunnat")["DashboardBody"])
+    metrics = [m for w in body["widgets"] for m in w["properties"]["metrics"]]
+    assert metrics and all(m[0] == "tunnat" and m[2:] == ["Pair", "nat-c"] for m in metrics)
+    assert {m[1] for m in metrics} >= {"BytesInFromSource", "BytesInFromDestination", "PacketsInFromSource",
+                                       "PacketsInFromDestination", "PeakPacketsPerSecond", "ConnectionAttemptCount"}
+    assert "nat-a-tunnat" not in {d["DashboardName"] for d in cloudwatch.list_dashboards()["DashboardEntries"]}
 
 
 def instance(stack, zone, n):
@@ -449,7 +490,9 @@ def expected_config(stack, name, result):
         tables["fallback"] = {"find": {"type": "or", "config": {"filters": [
             {"type": "by_id", "config": {"route_table_id": t}} for t in stack["tables"][FALLBACK[zone]]]}},
             "manage_routes": [{"cidr": "0.0.0.0/0", "if_unhealthy": True}]}
-    return {
+    metrics = {"metrics": {"cloudwatch": {"namespace": "tunnat", "interval": "60s", "pair": f"nat-{zone.lower()}"}}} \
+        if zone == MONITORED else {}
+    return metrics | {
         "nat": {"private_prefixes": [PRIVATE], "pool": result["pool"], "port_range": "1024-65534"},
         "tun": {"routing": {"interface": "ens6"}},
         "control_socket": "/run/tunnat/tunnat.sock",
@@ -465,7 +508,7 @@ def expected_config(stack, name, result):
 def test_user_data_writes_the_configuration_of_its_node(nodes, stack, name):
     r = nodes[name]
     config = yaml.safe_load((r["etc"] / "tunnat" / "tunnat.yaml").read_text())
-    # CloudWatchMetrics defaults to false: no metrics section, no PutMetricData, no cost.
+    # CloudWatchMetrics defaults to false: no metrics section, no PutMetricData, no cost (zone C has it).
     assert config == expected_config(stack, name, r)
 
 
