@@ -1,10 +1,13 @@
-# tunnat's AMI: the newest official Debian 12 (bookworm) amd64 image with the tunnat package installed, its unit
-# left disabled, and cloud-init told to leave the ENI's secondary private IPs (the NAT pool) off the OS.
-# docs/aws.md ("The image") has the commands; from the repository's top directory:
+# tunnat's AMI: the newest official Debian 12 (bookworm) image of the package's architecture (amd64 or arm64) with
+# the tunnat package installed, its unit left disabled, and cloud-init told to leave the ENI's secondary private
+# IPs (the NAT pool) off the OS. docs/aws.md ("The image") has the commands; from the repository's top directory:
 #
-#   scripts/package-deb.sh                                              # out/tunnat_<version>_amd64.deb
+#   scripts/package-deb.sh                                              # out/tunnat_<version>_<arch>.deb
 #   packer init deploy/packer
 #   packer build -var "deb_path=$(ls out/tunnat_*_amd64.deb)" deploy/packer
+#
+# scripts/package-deb.sh makes the package of the machine it runs on: an arm64 package (for Graviton instances) is
+# made on an arm64 Debian machine, and the AMI built from it is arm64.
 #
 # The instances the CloudFormation stacks (deploy/cloudformation/tunnat-pair.yaml) start from this AMI write
 # /etc/tunnat/tunnat.yaml and the replication key from their user data, then enable and start tunnat.service.
@@ -24,27 +27,32 @@ packer {
 locals {
   # "0.15.0-1" from out/tunnat_0.15.0-1_amd64.deb (the variable's validation guarantees the shape); an AMI name
   # admits letters, digits and ()[] ./-_'@ only, so anything else in the version (such as "+" or "~") becomes "-".
-  tunnat_version = regex_replace(regex("tunnat_([^/_]+)_amd64\\.deb$", var.deb_path)[0], "[^0-9A-Za-z.-]", "-")
+  tunnat_version = regex_replace(regex("tunnat_([^/_]+)_(?:amd64|arm64)\\.deb$", var.deb_path)[0], "[^0-9A-Za-z.-]", "-")
   built_at       = formatdate("YYYYMMDD-hhmmss", timestamp())
+  # The package's architecture, Debian's name (amd64, arm64), and EC2's (x86_64, arm64).
+  arch     = regex("_(amd64|arm64)\\.deb$", var.deb_path)[0]
+  ec2_arch = local.arch == "arm64" ? "arm64" : "x86_64"
+  # The building instance: the one given, else a small one of the package's architecture.
+  builder = var.instance_type != "" ? var.instance_type : (local.arch == "arm64" ? "t4g.small" : "t3.small")
 }
 
 source "amazon-ebs" "debian12" {
   region        = var.region
-  instance_type = var.instance_type
+  instance_type = local.builder
 
   # The Debian project's own AMIs: account 136693071363 publishes the official images of Debian 10 on (kops pull
   # request 12161, "Debian 11: Release AMIs use same AWS Owner ID as Buster"; kubernetes/kops,
   # upup/pkg/fi/cloudup/awsup/aws_cloud.go: WellKnownAccountDebian = "136693071363", and kops's guessSSHUser logs
-  # in to that owner's images as "admin"). Debian 12's are named debian-12-amd64-<date>-<build>; the pattern
-  # leaves out debian-12-arm64-... and debian-12-backports-amd64-.... Checked in those sources, not against the
-  # EC2 API (no AWS account here): `aws ec2 describe-images --owners 136693071363 --filters
-  # Name=name,Values='debian-12-amd64-*'` lists what this filter picks from.
+  # in to that owner's images as "admin"). Debian 12's are named debian-12-<arch>-<date>-<build>; the pattern
+  # leaves out the other architecture and debian-12-backports-<arch>-.... Checked in those sources, not against
+  # the EC2 API (no AWS account here): `aws ec2 describe-images --owners 136693071363 --filters
+  # Name=name,Values='debian-12-arm64-*'` lists what this filter picks from.
   source_ami_filter {
     owners      = ["136693071363"]
     most_recent = true
     filters = {
-      name                = "debian-12-amd64-*"
-      architecture        = "x86_64"
+      name                = "debian-12-${local.arch}-*"
+      architecture        = local.ec2_arch
       virtualization-type = "hvm"
       root-device-type    = "ebs"
     }
@@ -67,7 +75,7 @@ source "amazon-ebs" "debian12" {
   imds_support = "v2.0"
 
   ami_name        = "${var.ami_name_prefix}-${local.tunnat_version}-${local.built_at}"
-  ami_description = "tunnat ${local.tunnat_version} on Debian 12 amd64; tunnat.service disabled until configured"
+  ami_description = "tunnat ${local.tunnat_version} on Debian 12 ${local.arch}; tunnat.service disabled until configured"
   tags = {
     Name           = "${var.ami_name_prefix}-${local.tunnat_version}"
     tunnat_version = local.tunnat_version

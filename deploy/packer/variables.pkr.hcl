@@ -6,11 +6,11 @@
 
 variable "deb_path" {
   type        = string
-  description = "The package scripts/package-deb.sh made, out/tunnat_<version>_amd64.deb; it names the AMI."
+  description = "The package scripts/package-deb.sh made, out/tunnat_<version>_<amd64|arm64>.deb; it names the AMI and its architecture."
 
   validation {
-    condition     = can(regex("tunnat_[^/_]+_amd64\\.deb$", var.deb_path))
-    error_message = "The deb_path must name an amd64 tunnat package: out/tunnat_<version>_amd64.deb."
+    condition     = can(regex("tunnat_[^/_]+_(amd64|arm64)\\.deb$", var.deb_path))
+    error_message = "The deb_path must name an amd64 or arm64 tunnat package: out/tunnat_<version>_<amd64|arm64>.deb."
   }
 }
 
@@ -22,8 +22,8 @@ variable "region" {
 
 variable "instance_type" {
   type        = string
-  description = "The instance that builds the image (x86_64); terminated after the build. Not the NAT's type."
-  default     = "t3.small"
+  description = "The instance that builds the image, of the package's architecture; terminated after the build. Not the NAT's type. Empty: t3.small (amd64) or t4g.small (arm64)."
+  default     = ""
 }
 
 variable "ami_name_prefix" {

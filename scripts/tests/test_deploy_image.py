@@ -171,25 +171,44 @@ def test_amazon_plugin_required(template):
 
 # --- what it is built from ----------------------------------------------------------------------------------------
 
-def test_source_ami_is_the_newest_official_debian12_amd64(source):
+def locals_for(template, deb):
+    """The recipe's arch, ec2_arch and builder locals as packer computes them for `deb` (and no instance_type)."""
+    l = template["locals"][0]
+    assert l["arch"] == '${regex("_(amd64|arm64)\\\\.deb$", var.deb_path)[0]}', l["arch"]
+    arch = re.search(r"_(amd64|arm64)\.deb$", deb).group(1)
+    assert l["ec2_arch"] == '${local.arch == "arm64" ? "arm64" : "x86_64"}', l["ec2_arch"]
+    assert l["builder"] == '${var.instance_type != "" ? var.instance_type : (local.arch == "arm64" ? "t4g.small" : "t3.small")}', l["builder"]
+    return {"arch": arch, "ec2_arch": "arm64" if arch == "arm64" else "x86_64",
+            "builder": "t4g.small" if arch == "arm64" else "t3.small"}
+
+
+def test_source_ami_is_the_newest_official_debian12_of_the_packages_architecture(source, template):
     (f,) = source["source_ami_filter"]
     assert f["owners"] == [DEBIAN_OWNER], "only the Debian project's own account"
     assert f["most_recent"] is True
-    assert f["filters"] == {"name": "debian-12-amd64-*", "architecture": "x86_64", "virtualization-type": "hvm",
-                            "root-device-type": "ebs"}
+    assert f["filters"] == {"name": "debian-12-${local.arch}-*", "architecture": "${local.ec2_arch}",
+                            "virtualization-type": "hvm", "root-device-type": "ebs"}
+    assert source["instance_type"] == "${local.builder}"
     assert source["ssh_username"] == "admin", "Debian's AMIs log in as admin"
+    assert locals_for(template, "out/tunnat_1.0-1_arm64.deb") == {"arch": "arm64", "ec2_arch": "arm64",
+                                                                  "builder": "t4g.small"}
+    assert locals_for(template, "out/tunnat_1.0-1_amd64.deb") == {"arch": "amd64", "ec2_arch": "x86_64",
+                                                                  "builder": "t3.small"}
 
 
-@pytest.mark.parametrize("name, picked", [
-    ("debian-12-amd64-20231013-1532", True),
-    ("debian-12-amd64-20260915-2234", True),
-    ("debian-12-arm64-20231013-1532", False),
-    ("debian-12-backports-amd64-20231013-1532", False),
-    ("debian-11-amd64-20231013-1532", False),
-    ("debian-13-amd64-20250814-2204", False),
+@pytest.mark.parametrize("arch, name, picked", [
+    ("amd64", "debian-12-amd64-20231013-1532", True),
+    ("amd64", "debian-12-amd64-20260915-2234", True),
+    ("amd64", "debian-12-arm64-20231013-1532", False),
+    ("amd64", "debian-12-backports-amd64-20231013-1532", False),
+    ("amd64", "debian-11-amd64-20231013-1532", False),
+    ("amd64", "debian-13-amd64-20250814-2204", False),
+    ("arm64", "debian-12-arm64-20231013-1532", True),
+    ("arm64", "debian-12-amd64-20231013-1532", False),
+    ("arm64", "debian-12-backports-arm64-20231013-1532", False),
 ])
-def test_name_filter_picks_bookworm_amd64_only(source, name, picked):
-    pattern = source["source_ami_filter"][0]["filters"]["name"]
+def test_name_filter_picks_bookworm_of_the_architecture_only(source, arch, name, picked):
+    pattern = source["source_ami_filter"][0]["filters"]["name"].replace("${local.arch}", arch)
     assert fnmatch.fnmatchcase(name, pattern) is picked
 
 
@@ -205,13 +224,14 @@ def test_imdsv2_required(source):
 @pytest.mark.parametrize("path, accepted", [
     ("out/tunnat_0.15.0-1_amd64.deb", True),
     ("/home/me/tunnat/out/tunnat_1.2.3-2_amd64.deb", True),
-    ("out/tunnat_0.15.0-1_arm64.deb", False),
+    ("out/tunnat_0.15.0-1_arm64.deb", True),
+    ("out/tunnat_0.15.0-1_i386.deb", False),
     ("out/tunnat_*_amd64.deb", True),  # a glob the shell did not expand is caught by the file provisioner instead
     ("out/tunnat.deb", False),
     ("out/tunnat_0.15.0-1_amd64.deb.sha256", False),
     ("", False),
 ])
-def test_deb_path_must_name_an_amd64_tunnat_package(variables, path, accepted):
+def test_deb_path_must_name_an_amd64_or_arm64_tunnat_package(variables, path, accepted):
     assert "default" not in variables["deb_path"], "no default: the .deb to bake in is named on every build"
     assert bool(re.search(deb_path_pattern(variables), path)) is accepted
 
@@ -224,6 +244,7 @@ def test_package_deb_sh_makes_a_name_the_recipe_accepts(variables):
 
 @pytest.mark.parametrize("deb, version", [
     ("out/tunnat_0.15.0-1_amd64.deb", "0.15.0-1"),
+    ("out/tunnat_0.15.0-1_arm64.deb", "0.15.0-1"),
     ("/tmp/x/tunnat_1.0.0~rc1+git2-1_amd64.deb", "1.0.0-rc1-git2-1"),
 ])
 def test_ami_name_carries_the_package_version(template, source, deb, version):
