@@ -260,7 +260,8 @@ public final class ReplicationNode {
     /// tag, then the replay window (`authenticate`).
     func identify(_ datagram: [UInt8], length: Int, from: UDPEndpoint) throws(SyncRejection) -> (SyncMessage, Peer) {
         let header = try SyncMessage(header: datagram, length: length)
-        guard wireVersions.contains(header.version) else { throw .badVersion }
+        guard wireVersions.contains(header.version) || (header.kind == .hello && header.version == SyncMessage.helloVersion)
+        else { throw .badVersion }
         guard header.receiver == config.node else { throw .wrongReceiver }
         guard header.sender != config.node else { throw .ownID }
         guard let peer = peers.first(where: { $0.node == header.sender }) else { throw .unknownSender }
@@ -603,8 +604,8 @@ public final class ReplicationNode {
         var payload: [UInt8] = []
         payload.appendBE(run)
         if wireVersions.upperBound > 2 { payload.append(wireVersions.upperBound) }
-        // In the oldest version, which every peer reads; the session then speaks the newest both do.
-        let message = SyncMessage(version: wireVersions.lowerBound, kind: .hello, keyID: keyring.sendingID,
+        // In the hello version, which every peer reads; the session then speaks the newest both do.
+        let message = SyncMessage(version: SyncMessage.helloVersion, kind: .hello, keyID: keyring.sendingID,
                                   flags: flags, sender: config.node, receiver: peer.node, senderNonce: nonce,
                                   receiverNonce: echo, sequence: sequence, payload: payload)
         out.append(OutgoingDatagram(bytes: keyring.seal(message), to: peer.endpoint, kind: .hello))

@@ -40,6 +40,9 @@ public struct SyncMessage: Sendable, Equatable {
     public static let versions: ClosedRange<UInt8> = 2...3
     public static var currentVersion: UInt8 { versions.upperBound }
     public static var oldestVersion: UInt8 { versions.lowerBound }
+    /// The version of every hello, in every release from this one on: a node of any release reads another's hellos
+    /// and learns from them the newest version it speaks, whatever versions their sessions may speak.
+    public static let helloVersion: UInt8 = 2
 
     /// The version of a session between a node that speaks up to `own` and a peer whose hello said it speaks up to
     /// `peerNewest` (nil: it said nothing, so it speaks the oldest alone).

@@ -92,14 +92,18 @@ public final class CloudWatchPublisher: Sendable {
         let first = report()
         var sent = Self.data(Figure.of(first), sent: [:], dimensions: dimensions).values
         var peaks = PeakRate()
-        peaks.sample(milliseconds: SystemClock.monotonicNanoseconds() / 1_000_000, first.nat)
-        var seconds = 0
+        let interval = UInt64(settings.interval) * 1000
+        var due = SystemClock.monotonicNanoseconds() / 1_000_000 + interval
+        peaks.sample(milliseconds: due - interval, first.nat)
+        // Samples every second; a call when the interval is due by the clock (not by the count of samples, which
+        // the time of each report and call would make drift).
         while !stop.sleep(milliseconds: 1000) {
             let now = report()
-            peaks.sample(milliseconds: SystemClock.monotonicNanoseconds() / 1_000_000, now.nat)
-            seconds += 1
-            guard seconds >= Int(settings.interval) else { continue }
-            seconds = 0
+            let milliseconds = SystemClock.monotonicNanoseconds() / 1_000_000
+            peaks.sample(milliseconds: milliseconds, now.nat)
+            guard milliseconds >= due else { continue }
+            due += interval
+            if due <= milliseconds { due = milliseconds + interval }
             let (data, values) = Self.interval(now, sent: sent, peak: peaks.take(), dimensions: dimensions,
                                                pair: settings.pair)
             do {

@@ -10,6 +10,8 @@ the 51,200 bytes CloudFormation takes as a template body.
   .venv/bin/python deploy/cloudformation/generate.py           rewrite tunnat-pair.yaml
   .venv/bin/python deploy/cloudformation/generate.py --check   exit 1 if tunnat-pair.yaml is not what it would write
 """
+import base64
+import gzip
 import json
 import os
 import sys
@@ -68,7 +70,7 @@ def parameters():
             "Type": "AWS::EC2::Image::Id",
             "Description": "The AMI: one baked by deploy/packer (tunnat installed), or Debian 12 with PackageUrl."},
         "PackageUrl": {
-            "Type": "String", "Default": "", "AllowedPattern": r"^(https://\S+)?$",
+            "Type": "String", "Default": "", "AllowedPattern": r"^(https://[^\s']+)?$", "MaxLength": 1024,
             "Description": "An https URL of the tunnat .deb, installed at first boot when the image has no tunnat. "
                            "Empty: the image must have it."},
         "InstanceType": {"Type": "String", "Default": "c6i.large",
@@ -80,7 +82,7 @@ def parameters():
             "Type": "String", "Default": "1", "AllowedValues": [str(n) for n in range(1, MAX_POOL + 1)],
             "Description": "Pool addresses, each a secondary private IP with an Elastic IP (at most 8)."},
         "SyncKeyParameter": {
-            "Type": "String", "Default": "/tunnat/sync-key", "AllowedPattern": r"^/[A-Za-z0-9_.\-/]+$",
+            "Type": "String", "Default": "/tunnat/sync-key", "AllowedPattern": r"^/[A-Za-z0-9_.\-/]+$", "MaxLength": 256,
             "Description": "The SSM parameter (SecureString, at least 32 bytes) holding the sync link's key; "
                            "make it before the stack (docs/aws.md). Never put the key in the template."},
         "CloudWatchMetrics": {
@@ -151,8 +153,8 @@ def policy():
          # The lifecycle agent (node-setup.sh) completes its own group's hooks.
          "Effect": "Allow",
          "Action": ["autoscaling:CompleteLifecycleAction"],
-         "Resource": sub("arn:${AWS::Partition}:autoscaling:${AWS::Region}:${AWS::AccountId}:autoScalingGroup:*:"
-                         "autoScalingGroupName/${AWS::StackName}-node-*")},
+         "Resource": [sub("arn:${AWS::Partition}:autoscaling:${AWS::Region}:${AWS::AccountId}:autoScalingGroup:*:"
+                          "autoScalingGroupName/${AWS::StackName}-node-" + n) for n in NODES]},
         {"Sid": "SyncKey",
          # Read by the user data at boot. A SecureString under the default key (aws/ssm) needs no kms:Decrypt here.
          "Effect": "Allow",
@@ -176,12 +178,13 @@ def policy():
 
 
 def user_data():
-    """The pair's values, then node-setup.sh as it is (Join: its ${...} are bash's, not CloudFormation's). Both
-    groups launch from it; an instance learns which node it is from its group's tag tunnat-node."""
+    """The pair's values, then node-setup.sh, compressed (EC2 takes 16 KB of user data; the script is 20 KB with
+    its comments) and run in the same shell. Both groups launch from it; an instance learns which node it is from
+    its group's tag tunnat-node."""
     header = "\n".join([
         "#!/bin/bash",
-        "# tunnat node setup (tunnat-pair.yaml): the pair's values, then deploy/cloudformation/node-setup.sh",
-        "# (without its comments: read them there).",
+        "# tunnat node setup (tunnat-pair.yaml): the pair's values, then deploy/cloudformation/node-setup.sh, gzipped",
+        "# and base64-encoded (EC2 takes at most 16 KB of user data), run in this shell.",
         "TUNNAT_PAIR='${AWS::StackName}'",
         "TUNNAT_INTERFACES='${Enis}'",
         "TUNNAT_ADDRESSES='${Addresses}'",
@@ -201,12 +204,17 @@ def user_data():
               "Pool": {"Fn::Join": [",", att("Interfacea", "SecondaryPrivateIpAddresses")]},
               "Tables": {"Fn::Join": [",", ref("PrivateRouteTables")]},
               "Fallback": {"Fn::Join": [",", ref("FallbackRouteTables")]}}
-    with open(os.path.join(HERE, "node-setup.sh")) as f:
-        body = f.read()
-    # Its comments stay in git, out of the template (CloudFormation takes 51,200 bytes): the #! line too (the header
-    # has one), and every line that is a comment and nothing else.
-    body = "".join(line for line in body.splitlines(keepends=True) if not line.lstrip().startswith("#"))
-    return {"Fn::Base64": {"Fn::Join": ["", [sub(header, values), body]]}}
+    return {"Fn::Base64": {"Fn::Join": ["", [sub(header, values), script()]]}}
+
+
+def script():
+    """node-setup.sh as the user data carries it: decompressed into a variable (a failure stops the boot with a
+    line saying so) and run by eval, so that $0 and the arguments stay the user data's own."""
+    with open(os.path.join(HERE, "node-setup.sh"), "rb") as f:
+        packed = base64.encodebytes(gzip.compress(f.read(), compresslevel=9, mtime=0)).decode()
+    return ("body=$(base64 -d <<'TUNNAT_NODE_SETUP' | gunzip) || "
+            "{ echo 'tunnat-setup: FAILED: the node setup script in the user data does not decompress' >&2; exit 1; }\n"
+            + packed + "TUNNAT_NODE_SETUP\n" + 'eval "$body"\n')
 
 
 def launch_template():
@@ -220,7 +228,7 @@ def launch_template():
             # The instance's own interface: with a public IP until the node's interface is attached, so that the
             # first boot reaches EC2 (to attach it) and the package's URL.
             "NetworkInterfaces": [{"DeviceIndex": 0, "AssociatePublicIpAddress": True,
-                                   "Groups": [ref("SecurityGroup")], "DeleteOnTermination": True}],
+                                   "Groups": [ref("InstanceSecurityGroup")], "DeleteOnTermination": True}],
             # IMDSv2 only, one hop: nothing behind the NAT can reach the node's credentials. Tags: the node's
             # number (tunnat-node), from its group.
             "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 1,
@@ -299,10 +307,11 @@ def node(n):
                  "HealthCheckType": "EC2", "HealthCheckGracePeriod": 300,
                  # The node's lifecycle agent completes these (node-setup.sh): a launching instance once it is a
                  # synced standby (or the active), a terminating one once it has handed over if it was the active.
-                 # Their timeouts continue without it.
+                 # A launch whose setup failed is abandoned (at once, or at the timeout), and the group launches
+                 # another; a termination continues at its timeout.
                  "LifecycleHookSpecificationList": [
                      {"LifecycleHookName": "tunnat-launching", "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
-                      "HeartbeatTimeout": 1800, "DefaultResult": "CONTINUE"},
+                      "HeartbeatTimeout": 1800, "DefaultResult": "ABANDON"},
                      {"LifecycleHookName": "tunnat-terminating",
                       "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
                       "HeartbeatTimeout": 300, "DefaultResult": "CONTINUE"}],
@@ -312,7 +321,13 @@ def node(n):
 
 
 def resources():
-    r = {"SecurityGroup": security_group(), "LaunchTemplate": launch_template()}
+    r = {"SecurityGroup": security_group(), "LaunchTemplate": launch_template(),
+         # The instance's own interface admits nothing: it only reaches out (EC2, the package) until the node's
+         # interface is attached.
+         "InstanceSecurityGroup": {"Type": "AWS::EC2::SecurityGroup", "Properties": {
+             "GroupDescription": sub("tunnat pair ${AWS::StackName}: the own interfaces of its instances"),
+             "VpcId": ref("VpcId"), "SecurityGroupEgress": [{"IpProtocol": "-1", "CidrIp": "0.0.0.0/0"}],
+             "Tags": tags("instance")}}}
     for n in NODES:
         r.update(node(n))
     for i in range(1, MAX_POOL + 1):

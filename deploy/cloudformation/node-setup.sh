@@ -30,10 +30,18 @@
 set -euo pipefail
 umask 022
 
+mode=${1:-setup}
 tag=tunnat-setup
-[ "${1:-}" = lifecycle ] && tag=tunnat-lifecycle
+[ "$mode" = lifecycle ] && tag=tunnat-lifecycle
 log() { echo "$tag: $*" >&2; logger -t "$tag" -- "$*" 2>/dev/null || true; }
-fail() { log "FAILED: $*"; exit 1; }
+fail() {
+  log "FAILED: $*"
+  if [ "$mode" = setup ] && [ -n "${instance:-}" ] && [ -n "${TUNNAT_NODE_ID:-}" ] && declare -F complete_hook >/dev/null; then
+    # This launch goes no further: its group replaces the instance now, not at the launching hook's timeout.
+    complete_hook tunnat-launching ABANDON || true
+  fi
+  exit 1
+}
 
 for v in TUNNAT_PAIR TUNNAT_INTERFACES TUNNAT_ADDRESSES TUNNAT_SYNC_PORT TUNNAT_POOL TUNNAT_PRIVATE_CIDR \
          TUNNAT_ROUTE_TABLES TUNNAT_SYNC_KEY_PARAMETER; do
@@ -45,7 +53,7 @@ imds=${AWS_EC2_METADATA_SERVICE_ENDPOINT:-http://169.254.169.254}
 imds=${imds%/}
 imds_token() {
   token=$(curl -sSf --max-time 5 --retry 5 --retry-connrefused -X PUT \
-    -H 'X-aws-ec2-metadata-token-ttl-seconds: 600' "$imds/latest/api/token")
+    -H 'X-aws-ec2-metadata-token-ttl-seconds: 21600' "$imds/latest/api/token")
 }
 imds_token || fail "no IMDSv2 token from $imds"
 md() { curl -sSf --max-time 5 --retry 3 -H "X-aws-ec2-metadata-token: $token" "$imds/latest/meta-data/$1"; }
@@ -95,6 +103,21 @@ print((c.group(1) if c else "?") + ":", m.group(1) if m else "")' <<<"$body")" >
   printf '%s' "$body"
 }
 ec2() { query ec2 "${AWS_ENDPOINT_URL_EC2:-https://ec2.$region.amazonaws.com}" 2016-11-15 "$@"; }
+node_group() { echo "$TUNNAT_PAIR-node-$([ "$TUNNAT_NODE_ID" = 1 ] && echo a || echo b)"; }
+complete_hook() {  # complete_hook HOOK RESULT: CompleteLifecycleAction for this instance in its group
+  local url=${AWS_ENDPOINT_URL_AUTOSCALING:-https://autoscaling.$region.amazonaws.com} error
+  credentials || return 1
+  if error=$(query autoscaling "$url" 2011-01-01 CompleteLifecycleAction \
+      "AutoScalingGroupName=$(node_group)&LifecycleHookName=$1&InstanceId=$instance&LifecycleActionResult=$2" 2>&1 >/dev/null); then
+    log "lifecycle hook $1 of $(node_group): $2"
+  elif [[ $error == *"No active Lifecycle Action"* ]]; then
+    # No action of that hook waits for this instance (none was started, or its timeout ended it).
+    log "lifecycle hook $1 of $(node_group): nothing to complete ($error)"
+  else
+    log "lifecycle hook $1 of $(node_group): $error"
+    return 1
+  fi
+}
 
 # --- the lifecycle agent: `tunnat-node lifecycle` (tunnat-lifecycle.service) ---
 # The node's side of its Auto Scaling group's lifecycle hooks, from the instance metadata's target lifecycle state,
@@ -103,21 +126,10 @@ ec2() { query ec2 "${AWS_ENDPOINT_URL_EC2:-https://ec2.$region.amazonaws.com}" 2
 # over to its synced standby (`tunnat handover`), then tunnat-terminating is completed. Either hook's timeout
 # completes it anyway if this agent cannot.
 lifecycle() {
-  local group="$TUNNAT_PAIR-node-$([ "$TUNNAT_NODE_ID" = 1 ] && echo a || echo b)"
-  local url=${AWS_ENDPOINT_URL_AUTOSCALING:-https://autoscaling.$region.amazonaws.com}
-  local config=/etc/tunnat/tunnat.yaml launched= state error try
+  local group config=/etc/tunnat/tunnat.yaml launched= state try
+  group=$(node_group)
   complete() {  # complete HOOK: CompleteLifecycleAction CONTINUE for this instance
-    credentials || return 1
-    if error=$(query autoscaling "$url" 2011-01-01 CompleteLifecycleAction \
-        "AutoScalingGroupName=$group&LifecycleHookName=$1&InstanceId=$instance&LifecycleActionResult=CONTINUE" 2>&1 >/dev/null); then
-      log "lifecycle hook $1 of $group completed"
-    elif [[ $error == *ValidationError* ]]; then
-      # No action of that hook waits for this instance (none was started, or its timeout ended it).
-      log "lifecycle hook $1 of $group: nothing to complete ($error)"
-    else
-      log "lifecycle hook $1 of $group: $error"
-      return 1
-    fi
+    complete_hook "$1" CONTINUE
   }
   log "lifecycle agent: instance $instance of group $group"
   while :; do
@@ -133,7 +145,9 @@ lifecycle() {
         if tunnat status --json --config "$config" 2>/dev/null |
             python3 -c 'import json, sys; sys.exit(json.load(sys.stdin).get("replication", {}).get("role") != "active")'; then
           log "this node is the active: handing over"
-          tunnat handover --config "$config" || log "the handover did not complete: the standby takes over when this node stops"
+          # Within the hook's 300 s, leaving time to complete it.
+          timeout 240 tunnat handover --config "$config" ||
+            log "the handover did not complete: the standby takes over when this node stops"
         fi
         for try in $(seq 1 60); do
           complete tunnat-terminating && exit 0
@@ -144,7 +158,7 @@ lifecycle() {
     sleep 5
   done
 }
-if [ "${1:-}" = lifecycle ]; then
+if [ "$mode" = lifecycle ]; then
   lifecycle
 fi
 
@@ -370,7 +384,7 @@ install -m 0755 "$0" /usr/local/bin/tunnat-node
   echo "After=tunnat.service"
   echo "[Service]"
   echo "ExecStart=/usr/local/bin/tunnat-node lifecycle"
-  echo "Restart=always"
+  echo "Restart=on-failure"
   echo "RestartSec=5"
   for v in AWS_EC2_METADATA_SERVICE_ENDPOINT AWS_ENDPOINT_URL_AUTOSCALING AWS_ENDPOINT_URL_EC2; do
     [ -z "${!v:-}" ] || echo "Environment=$v=${!v}"

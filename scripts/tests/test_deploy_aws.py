@@ -25,6 +25,7 @@ Needs root (namespaces, mounts). Nothing here reaches beyond loopback and 198.18
 """
 import base64
 import fcntl
+import gzip
 import json
 import os
 import re
@@ -173,8 +174,9 @@ def test_policy_scopes_each_change_to_the_pair():
     attach = by_sid["AttachTheNodesInterface"]
     assert attach["Condition"] == {"StringEquals": {"ec2:ResourceTag/tunnat:pair": {"Ref": "AWS::StackName"}}}
     assert "parameter${SyncKeyParameter}" in json.dumps(by_sid["SyncKey"]["Resource"])
-    assert json.dumps(by_sid["LifecycleHooksOfThisPair"]["Resource"]).endswith(
-        'autoScalingGroup:*:autoScalingGroupName/${AWS::StackName}-node-*"}')
+    hooks = [r["Fn::Sub"] for r in by_sid["LifecycleHooksOfThisPair"]["Resource"]]
+    assert [h.split(":autoScalingGroup:*:", 1)[1] for h in hooks] == [
+        "autoScalingGroupName/${AWS::StackName}-node-a", "autoScalingGroupName/${AWS::StackName}-node-b"]
     assert by_sid["Metrics"]["Condition"]["StringEquals"]["cloudwatch:namespace"] == "tunnat"
     # Only the describe calls, which EC2 cannot scope, have "*".
     assert {a for s in statements() if s["Resource"] == "*" for a in s["Action"]} == {
@@ -253,7 +255,37 @@ def test_each_group_has_the_lifecycle_hooks_its_agent_completes():
         hooks = {h["LifecycleHookName"]: h for h in g["LifecycleHookSpecificationList"]}
         assert hooks["tunnat-launching"]["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
         assert hooks["tunnat-terminating"]["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
-        assert all(h["DefaultResult"] == "CONTINUE" for h in hooks.values())
+        # A launch whose setup failed is abandoned (the group launches another); a termination goes on.
+        assert (hooks["tunnat-launching"]["DefaultResult"], hooks["tunnat-terminating"]["DefaultResult"]) == \
+            ("ABANDON", "CONTINUE")
+
+
+def user_data_parts():
+    joined = template()["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]
+    (header, values), script = joined["Fn::Join"][1][0]["Fn::Sub"], joined["Fn::Join"][1][1]
+    return header, values, script
+
+
+def test_the_user_data_carries_node_setup_sh_whole():
+    """Compressed, since EC2 takes 16 KB of user data: it decompresses to the script in git, byte for byte."""
+    _, _, script = user_data_parts()
+    m = re.fullmatch(r"body=\$\(base64 -d <<'TUNNAT_NODE_SETUP' \| gunzip\) \|\| \{ [^\n]*exit 1; \}\n"
+                     r"([A-Za-z0-9+/=\n]+)TUNNAT_NODE_SETUP\neval \"\$body\"\n", script)
+    assert m, script[:300]
+    assert gzip.decompress(base64.b64decode(m.group(1))) == open(NODE_SETUP, "rb").read()
+
+
+def test_the_user_data_stays_within_ec2s_16_kb_at_the_largest_parameters():
+    header, values, script = user_data_parts()
+    widest = {"AWS::StackName": "s" * 128, "Enis": ",".join(["eni-0123456789abcdef0"] * 2),
+              "Addresses": ",".join(["100.100.100.100"] * 2), "Pool": ",".join(["100.100.100.100"] * 8),
+              "Tables": ",".join(["rtb-0123456789abcdef0"] * 20), "Fallback": ",".join(["rtb-0123456789abcdef0"] * 20),
+              "PrivateCidr": "100.100.100.100/32", "SyncKeyParameter": "/" * 256, "PackageUrl": "h" * 1024,
+              "CloudWatchMetrics": "false"}
+    params = template()["Parameters"]
+    assert params["PackageUrl"]["MaxLength"] == 1024 and params["SyncKeyParameter"]["MaxLength"] == 256
+    rendered = re.sub(r"\$\{([^}]+)\}", lambda m: widest[m.group(1)], header) + script
+    assert len(rendered.encode()) <= 16384, len(rendered.encode())
 
 
 def test_stacks_are_created_each_node_a_group_of_one_instance(stack):
@@ -428,7 +460,7 @@ def run_node(stack, imds, name, root, tunnat, etc=None, script_text=None, backgr
             sh("ip", "-n", stack["node_ns"], "addr", "add", f"{address}/24", "dev", "ens6")
     env = {"PATH": "/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url,
            "AWS_ENDPOINT_URL_SSM": stack["aws"].front.url, "AWS_ENDPOINT_URL_EC2": stack["aws"].front.url,
-           "LANG": "C.UTF-8"}
+           "AWS_ENDPOINT_URL_AUTOSCALING": stack["hooks"].url, "LANG": "C.UTF-8"}
     result = {"etc": etc, "env": env, "identity": identity, "pool": pool, "root": root,
               "uid": int(user[2]), "gid": int(user[3]), "role": imds.role, "interface": node_eni}
     if background:
@@ -455,7 +487,15 @@ def finish_node(stack, imds, result, rc, out, err):
 
 
 @pytest.fixture(scope="module")
-def node_imds(stack):
+def lifecycle_hooks(stack):
+    hooks = FakeLifecycleHooks(REGION, host="198.18.251.1")
+    stack["hooks"] = hooks
+    yield hooks
+    hooks.close()
+
+
+@pytest.fixture(scope="module")
+def node_imds(stack, lifecycle_hooks):
     imds = stack["aws"].imds()
     imds.role = role_credentials(stack["aws"], "node-setup")
     yield imds
@@ -569,9 +609,15 @@ def test_user_data_stops_on_a_missing_key_and_starts_nothing(stack, nodes, node_
     script = (root / "user-data").read_text().replace("TUNNAT_SYNC_KEY_PARAMETER='/tunnat/sync-key'",
                                                       "TUNNAT_SYNC_KEY_PARAMETER='/tunnat/no-such-key'")
     (root / "systemctl.calls").write_text("")
+    hooks = stack["hooks"]
+    hooks.calls.clear()
+    hooks.start(stack["outputs"]["NodeGroupAa"], "tunnat-launching", r["identity"]["instance_id"])
     p = run_node(stack, node_imds, "Aa", root, tunnat, etc=etc, script_text=script)
     assert p["rc"] != 0
     assert "ParameterNotFound" in p["err"], p["err"][-800:]
+    # The launch is abandoned at once: the group replaces the instance.
+    assert [(c[0]["LifecycleHookName"], c[0]["LifecycleActionResult"], c[1]) for c in hooks.calls] == \
+        [("tunnat-launching", "ABANDON", 200)]
     assert not (etc / "tunnat" / "tunnat.yaml").exists() and not (etc / "tunnat" / "sync.key").exists()
     # The guard, loaded before the key was asked for, stays; tunnat is neither enabled nor started.
     assert p["systemctl"] == "enable tunnat-imds-guard.service\nenable tunnat-node-interface.service\n"
@@ -732,7 +778,7 @@ esac
 
 
 def test_the_lifecycle_agent_completes_the_launch_once_ready_and_hands_over_before_termination(stack, nodes,
-                                                                                                node_imds):
+                                                                                                node_imds, lifecycle_hooks):
     """`tunnat-node lifecycle` (the user data in its lifecycle mode, as tunnat-lifecycle.service runs it) as zone A's
     node a, against the fake IMDS's target lifecycle state and Auto Scaling's CompleteLifecycleAction (a fake: moto
     has none). tunnat itself is a stand-in here (the real handover is test_lifecycle.py's). Launching: nothing is
@@ -740,53 +786,52 @@ def test_the_lifecycle_agent_completes_the_launch_once_ready_and_hands_over_befo
     tunnat-terminating is completed and the agent exits."""
     r = nodes["Aa"]
     root = r["root"]
-    hooks = FakeLifecycleHooks(REGION, host="198.18.251.1")
+    hooks = stack["hooks"]
+    hooks.calls.clear()
+    installed = root / "bin" / "tunnat-node"
+    assert installed.exists() and "enable --now tunnat-lifecycle.service" in r["systemctl"]
+    unit = (r["etc"] / "systemd" / "system" / "tunnat-lifecycle.service").read_text()
+    assert "ExecStart=/usr/local/bin/tunnat-node lifecycle" in unit
+    # A bin of its own: the installed agent and the stand-in tunnat.
+    agent_root = root.parent / "Aa-lifecycle"
+    (agent_root / "bin").mkdir(parents=True)
+    calls, ready = agent_root / "tunnat.calls", agent_root / "ready"
+    (agent_root / "bin" / "tunnat").write_text(FAKE_TUNNAT.format(calls=calls, ready=ready))
+    (agent_root / "bin" / "tunnat").chmod(0o755)
+    (agent_root / "bin" / "tunnat-node").write_bytes(installed.read_bytes())
+    (agent_root / "bin" / "tunnat-node").chmod(0o755)
+    sh("cp", "-a", str(r["etc"]), str(agent_root / "etc"))
+    identity = dict(r["identity"], lifecycle="InService")
+    node_imds.identity = identity
+    instance_id = identity["instance_id"]
+    group = stack["outputs"]["NodeGroupAa"]
+    hooks.start(group, "tunnat-launching", instance_id)
+    env = dict(r["env"], AWS_ENDPOINT_URL_AUTOSCALING=hooks.url)
+    p = in_node(stack, agent_root / "etc", "exec /usr/local/bin/tunnat-node lifecycle", env, background=True)
     try:
-        installed = root / "bin" / "tunnat-node"
-        assert installed.exists() and "enable --now tunnat-lifecycle.service" in r["systemctl"]
-        unit = (r["etc"] / "systemd" / "system" / "tunnat-lifecycle.service").read_text()
-        assert "ExecStart=/usr/local/bin/tunnat-node lifecycle" in unit
-        # A bin of its own: the installed agent and the stand-in tunnat.
-        agent_root = root.parent / "Aa-lifecycle"
-        (agent_root / "bin").mkdir(parents=True)
-        calls, ready = agent_root / "tunnat.calls", agent_root / "ready"
-        (agent_root / "bin" / "tunnat").write_text(FAKE_TUNNAT.format(calls=calls, ready=ready))
-        (agent_root / "bin" / "tunnat").chmod(0o755)
-        (agent_root / "bin" / "tunnat-node").write_bytes(installed.read_bytes())
-        (agent_root / "bin" / "tunnat-node").chmod(0o755)
-        sh("cp", "-a", str(r["etc"]), str(agent_root / "etc"))
-        identity = dict(r["identity"], lifecycle="InService")
-        node_imds.identity = identity
-        instance_id = identity["instance_id"]
-        group = stack["outputs"]["NodeGroupAa"]
-        hooks.start(group, "tunnat-launching", instance_id)
-        env = dict(r["env"], AWS_ENDPOINT_URL_AUTOSCALING=hooks.url)
-        p = in_node(stack, agent_root / "etc", "exec /usr/local/bin/tunnat-node lifecycle", env, background=True)
-        try:
-            assert wait_for(lambda: calls.exists() and "status --ready" in calls.read_text(), 30)
-            assert hooks.calls == [], "completed before tunnat was ready"
-            ready.touch()
-            assert wait_for(lambda: hooks.calls, 30), calls.read_text()
-            assert [(c[0]["LifecycleHookName"], c[1]) for c in hooks.calls] == [("tunnat-launching", 200)]
-            form = hooks.calls[0][0]
-            assert (form["AutoScalingGroupName"], form["InstanceId"], form["LifecycleActionResult"]) == \
-                (group, instance_id, "CONTINUE")
-            # The group terminates the instance: the terminating hook's action waits.
-            hooks.start(group, "tunnat-terminating", instance_id)
-            identity["lifecycle"] = "Terminated"
-            out, err = p.communicate(timeout=60)
-        finally:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
-        assert p.returncode == 0, err[-1500:]
-        assert [(c[0]["LifecycleHookName"], c[1]) for c in hooks.calls] == [("tunnat-launching", 200),
-                                                                             ("tunnat-terminating", 200)]
-        told = calls.read_text()
-        assert told.index("status --json") < told.index("handover --config /etc/tunnat/tunnat.yaml")
-        assert "this node is the active: handing over" in err and "tunnat-terminating of" in err
-        role = r["role"]
-        assert role["SecretAccessKey"] not in out + err and role["Token"] not in out + err
-        assert hooks.waiting == set()
+        assert wait_for(lambda: calls.exists() and "status --ready" in calls.read_text(), 30)
+        assert hooks.calls == [], "completed before tunnat was ready"
+        ready.touch()
+        assert wait_for(lambda: hooks.calls, 30), calls.read_text()
+        assert [(c[0]["LifecycleHookName"], c[1]) for c in hooks.calls] == [("tunnat-launching", 200)]
+        form = hooks.calls[0][0]
+        assert (form["AutoScalingGroupName"], form["InstanceId"], form["LifecycleActionResult"]) == \
+            (group, instance_id, "CONTINUE")
+        # The group terminates the instance: the terminating hook's action waits.
+        hooks.start(group, "tunnat-terminating", instance_id)
+        identity["lifecycle"] = "Terminated"
+        out, err = p.communicate(timeout=60)
     finally:
-        hooks.close()
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 0, err[-1500:]
+    assert [(c[0]["LifecycleHookName"], c[1]) for c in hooks.calls] == [("tunnat-launching", 200),
+                                                                         ("tunnat-terminating", 200)]
+    told = calls.read_text()
+    assert told.index("status --json") < told.index("handover --config /etc/tunnat/tunnat.yaml")
+    assert hooks.calls[-1][0]["LifecycleActionResult"] == "CONTINUE"
+    assert "this node is the active: handing over" in err and "tunnat-terminating of nat-a-node-a: CONTINUE" in err
+    role = r["role"]
+    assert role["SecretAccessKey"] not in out + err and role["Token"] not in out + err
+    assert hooks.waiting == set()

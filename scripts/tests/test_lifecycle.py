@@ -93,17 +93,19 @@ def lifecycle(root, tunnat, previous_tunnat):
         c.up()
         a, b = c.nodes["a"], c.nodes["b"]
         a.start()
+        seen["pair up"] = wait_for(lambda: a.role() == "active", 20)
         b.start()
-        seen["pair up"] = wait_for(lambda: a.role() == "active", 20) and \
-            wait_for(lambda: b.role() == "standby" and b.synced(), 20)
+        seen["pair up"] = seen["pair up"] and wait_for(lambda: b.role() == "standby" and b.synced(), 20)
         seen["wire"]["previous release"] = (wire(a), wire(b))
         until = os.path.join(c.work, "lifecycle-done")
         probe = c.procs.start(c.ns.argv("c", sys.executable, os.path.join(LIB, "longflows.py"), "probe", SERVER,
                                         SERVER_PORT, "--seconds", 300, "--idle", IDLE, "--busy", BUSY,
                                         "--until", until),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # ping's output goes to a file: a pipe read only at the end would fill and stop it.
+        ping_log = open(os.path.join(c.work, "lifecycle-ping.txt"), "w+")
         ping = c.procs.start(c.ns.argv("c", "ping", "-D", "-n", "-i", "0.05", "-w", 310, SERVER),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=ping_log, stderr=subprocess.DEVNULL)
         expected = IDLE + BUSY + 2
         seen["flows replicated"] = wait_for(lambda: min(flows(a), flows(b)) >= expected, 20, step=0.25)
 
@@ -159,9 +161,11 @@ def lifecycle(root, tunnat, previous_tunnat):
         with open(until, "w"):
             pass
         out, err = probe.communicate(timeout=360)
-        # ping prints what it saw when interrupted.
         ping.send_signal(signal.SIGINT)
-        ping_out, _ = ping.communicate(timeout=30)
+        ping.wait(30)
+        ping_log.seek(0)
+        ping_out = ping_log.read()
+        ping_log.close()
         gaps = ping_gaps(ping_out, [(s["start"], s["end"] + 1) for s in seen["steps"]])
         for s, gap in zip(seen["steps"], gaps):
             s["ping_gap"] = round(gap, 3)
