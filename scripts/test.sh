@@ -136,6 +136,9 @@ run_pytest service test_service.py
 step "connection-preserving failover end to end: two tunnat instances replicating, kill -9 of the active"
 run_pytest failover-e2e test_failover_e2e.py
 
+step "a pair's life with live connections: each node replaced, the release upgraded one node at a time from the previous one (built from git), handovers, kill -9"
+run_pytest lifecycle test_lifecycle.py
+
 step "the replication link under attack: a reflected datagram, a replayed session after a restart, a spoofed flood"
 # Against the release build, as deployed: how fast a flood is refused is a matter of optimisation (a debug build
 # refuses about a third as many datagrams a second, and the kernel drops the rest, the peer's heartbeats with them).

@@ -127,8 +127,8 @@ final class Harness {
 
     func index(of node: UInt32) -> Int { node == 1 ? 0 : 1 }
 
-    var accepted: UInt64 { (node.counters["received"] ?? 0) + (node.counters["received-hellos"] ?? 0) }
-    var rejections: UInt64 { node.counters.reduce(0) { $1.key.hasPrefix("rejected-") ? $0 + $1.value : $0 } }
+    var accepted: UInt64 { node.counters[.received] + node.counters[.receivedHellos] }
+    var rejections: UInt64 { SyncRejection.allCases.reduce(0) { $0 + node.counters[$1] } }
 
     /// Checks a datagram the node sends and learns from it what a peer would (the node's challenge), then reports
     /// it sent.
@@ -211,9 +211,9 @@ final class Harness {
     /// Delivers a sealed hello from peer `i`, and when the node establishes a session from it, takes it up.
     func deliver(hello datagram: [UInt8], from i: Int, nonce: UInt64, echo: UInt64, mustFail: Bool,
               address: UDPEndpoint? = nil, newest: UInt8?) -> Bool {
-        let established = node.counters["sessions-established"] ?? 0
+        let established = node.counters[.sessionsEstablished]
         deliver(datagram, from: address ?? endpoint(peers[i].node), mustFail: mustFail)
-        guard node.counters["sessions-established"] ?? 0 > established else { return false }
+        guard node.counters[.sessionsEstablished] > established else { return false }
         require(echo != 0 && echo == peers[i].nodeChallenge,
                 "a session started from a hello that did not echo the node's challenge")
         if peers[i].local != 0 { peers[i].previous = (peers[i].local, peers[i].remote) }
