@@ -203,6 +203,30 @@ class FakeIMDS:
         self.server.server_close()
 
 
+def query_server(host, answer):
+    """An HTTP server for an AWS Query API on HOST (a free port), in a thread: each POST's form goes to
+    answer(form, body, headers), which returns (status, XML bytes). Returns the server and its URL."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            form = dict(urllib.parse.parse_qsl(body.decode()))
+            status, payload = answer(form, body, dict(self.headers.items()))
+            self.send_response(status)
+            self.send_header("Content-Type", "text/xml;charset=UTF-8")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    server = http.server.ThreadingHTTPServer((host, 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://{host}:{server.server_address[1]}"
+
+
 def error_document(code, message):
     return (f'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>{code}</Code>'
             f'<Message>{message}</Message></Error></Errors><RequestID>fake-{secrets.token_hex(8)}</RequestID>'
@@ -226,30 +250,14 @@ class EC2Front:
         # Called with the action after moto accepted a change to routes or private addresses, before the caller
         # gets the answer (a VPC's router follows here: in line with moto by the time the call returns).
         self.on_change = None
-        outer = self
+        self.server, self.url = query_server(host, self.answer)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                form = dict(urllib.parse.parse_qsl(body.decode()))
-                action = form.get("Action", "?")
-                status, payload = outer.handle(action, form, body, dict(self.headers.items()))
-                with outer.lock:
-                    outer.calls.append((action, status))
-                self.send_response(status)
-                self.send_header("Content-Type", "text/xml;charset=UTF-8")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.server = http.server.ThreadingHTTPServer((host, 0), Handler)
-        self.url = f"http://{host}:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def answer(self, form, body, headers):
+        action = form.get("Action", "?")
+        status, payload = self.handle(action, form, body, headers)
+        with self.lock:
+            self.calls.append((action, status))
+        return status, payload
 
     def close(self):
         self.server.shutdown()
@@ -410,43 +418,28 @@ class FakeLifecycleHooks:
         self.region = region
         self.waiting = set()      # (group, hook, instance)
         self.calls = []           # (form, status, code)
-        outer = self
+        self.server, self.url = query_server(host, self.answer)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                form = dict(urllib.parse.parse_qsl(body.decode()))
-                status, code = outer.handle(form, self.headers)
-                outer.calls.append((form, status, code))
-                if status == 200:
-                    payload = ('<CompleteLifecycleActionResponse xmlns="http://autoscaling.amazonaws.com/doc/'
-                               '2011-01-01/"><CompleteLifecycleActionResult/><ResponseMetadata><RequestId>1'
-                               '</RequestId></ResponseMetadata></CompleteLifecycleActionResponse>').encode()
-                else:
-                    payload = (f'<ErrorResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><Error>'
-                               f'<Type>Sender</Type><Code>{code}</Code><Message>{outer.message(code, form)}'
-                               f'</Message></Error><RequestId>1</RequestId></ErrorResponse>').encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "text/xml")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.server = http.server.ThreadingHTTPServer((host, 0), Handler)
-        self.url = f"http://{host}:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def answer(self, form, body, headers):
+        status, code = self.handle(form, headers)
+        self.calls.append((form, status, code))
+        if status == 200:
+            return status, ('<CompleteLifecycleActionResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/">'
+                            '<CompleteLifecycleActionResult/><ResponseMetadata><RequestId>1</RequestId>'
+                            '</ResponseMetadata></CompleteLifecycleActionResponse>').encode()
+        return status, (f'<ErrorResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><Error>'
+                        f'<Type>Sender</Type><Code>{code}</Code><Message>{self.message(code, form)}</Message>'
+                        f'</Error><RequestId>1</RequestId></ErrorResponse>').encode()
 
     def start(self, group, hook, instance):
         self.waiting.add((group, hook, instance))
 
     def handle(self, form, headers):
-        auth = headers.get("Authorization", "")
+        headers = {k.lower(): v for k, v in headers.items()}
+        auth = headers.get("authorization", "")
         if not auth.startswith("AWS4-HMAC-SHA256 Credential="):
             return 403, "MissingAuthenticationToken"
-        if f"/{self.region}/autoscaling/aws4_request" not in auth or not headers.get("X-Amz-Security-Token"):
+        if f"/{self.region}/autoscaling/aws4_request" not in auth or not headers.get("x-amz-security-token"):
             return 403, "IncompleteSignature"
         if form.get("Action") != "CompleteLifecycleAction" or form.get("Version") != "2011-01-01":
             return 400, "InvalidAction"
