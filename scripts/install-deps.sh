@@ -92,6 +92,12 @@ if [ "$netns" = 1 ]; then
     echo "install-deps.sh: installing ${py[*]} into .venv" >&2
     "$repo/.venv/bin/pip" install -q --disable-pip-version-check "${py[@]}"
   fi
+  # checkov, the template's security scan, in a venv of its own: it pins versions of libraries moto also uses.
+  if [ ! -x "$repo/.venv-checkov/bin/checkov" ]; then
+    echo "install-deps.sh: installing checkov into .venv-checkov" >&2
+    python3 -m venv "$repo/.venv-checkov"
+    "$repo/.venv-checkov/bin/pip" install -q --disable-pip-version-check 'checkov>=3,<4'
+  fi
 fi
 # nginx's package starts a system-wide server; the tests run their own inside namespaces, so stop that one.
 # prometheus' package starts a server on :9090 and a node exporter; the tests need only promtool.
