@@ -124,7 +124,8 @@ def lifecycle(root, tunnat, previous_tunnat):
             b.kill()
             b.tunnat = tunnat
             b.start()
-            ok = synced_standby(b)
+            # A standby: the routes and the pool stay with the live active.
+            ok = synced_standby(b) and c.holds_everything("a")
             seen["wire"]["B replaced"] = (wire(a), wire(b))
             return ok, b.log_tail()
 
@@ -134,7 +135,7 @@ def lifecycle(root, tunnat, previous_tunnat):
         def replace_a():
             a.tunnat = tunnat
             a.start()
-            ok = synced_standby(a)
+            ok = synced_standby(a) and c.holds_everything("b")
             seen["wire"]["A replaced"] = (wire(a), wire(b))
             return ok, a.log_tail()
 
