@@ -87,7 +87,7 @@ def ping_gaps(output, windows):
 
 @pytest.fixture(scope="module")
 def lifecycle(root, tunnat, previous_tunnat):
-    c = Cluster(previous_tunnat, idle=IDLE, busy=BUSY, prefix="tlc", management="10.77.0")
+    c = Cluster(previous_tunnat, idle=IDLE, busy=BUSY, prefix="tlc", management="10.76.0")
     seen = {"steps": [], "wire": {}}
     try:
         c.up()
