@@ -226,6 +226,7 @@ extension NAT {
                 let poolSlot = UInt8(slot)
                 guard ports.isFree(poolSlot, cls, r.externalPort) else { throw .conflict }
                 ports.take(poolSlot, cls, r.externalPort)
+                nat64MappingAdded(r.internalAddress.value)
                 m = store.insertMapping(Mapping(
                     internalAddress: r.internalAddress.value, externalAddress: r.externalAddress.value,
                     internalPort: r.internalPort, externalPort: r.externalPort, protocolClass: cls, pool: poolSlot,

@@ -39,6 +39,8 @@ public struct NatConfiguration: Sendable, Equatable {
     /// Seeds port randomisation (RFC 6056) and the hash tables' keys. A live NAT takes it from the kernel's random
     /// source (getrandom), new each run; a replay fixes it, so the same capture gives the same output.
     public var seed: UInt64
+    /// Stateful NAT64 for IPv6-only hosts, on the same pool and table; nil for none.
+    public var nat64: Nat64Configuration?
 
     public enum Filtering: String, Sendable, CaseIterable {
         /// RFC 4787 section 5: any remote endpoint may send to a mapping.
@@ -183,6 +185,7 @@ public struct NatConfiguration: Sendable, Equatable {
         if !(0...4096).contains(maxHeldFragments) {
             found.append(("max_held_fragments", "expected a whole number from 0 to 4096, got \(maxHeldFragments)"))
         }
+        if let nat64 { found += nat64.problems(ipv4: privatePrefixes) }
         return found
     }
 

@@ -52,6 +52,22 @@ public enum DropReason: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     case fragmentEvicted
     /// This node is a standby: its table is a replica, and only the active node translates.
     case standby
+    /// NAT64: an IPv6 header that does not parse (extension header chain too long, cut short, or out of order).
+    case badIPv6Header
+    /// NAT64: an IPv6 destination outside the NAT64 prefix, or one standing for an IPv4 address that must not be
+    /// translated (RFC 6052 section 3.1: the Well-Known Prefix with a non-global address; loopback, multicast).
+    case notNAT64Destination
+    /// NAT64: `nat64.max_hosts` IPv6 hosts hold mappings already.
+    case nat64HostsFull
+    /// A source-routed packet (RFC 7915 sections 4.1 and 5.1): an IPv6 routing header with segments left, or an
+    /// IPv4 source route option with addresses left.
+    case sourceRouted
+    /// NAT64: a fragment of an ICMP message, whose checksum only reassembly could translate.
+    case icmpFragment
+    /// NAT64: an IPv4 UDP fragment without a checksum (RFC 7915 section 4.5: IPv6 needs one).
+    case udpZeroChecksumFragment
+    /// NAT64: no room in front of the packet for the larger IPv6 header (a caller without headroom).
+    case noHeadroom
 
     public var description: String {
         switch self {
@@ -81,6 +97,13 @@ public enum DropReason: UInt8, CaseIterable, Sendable, CustomStringConvertible {
         case .fragmentTimeout: "fragment-timeout"
         case .fragmentEvicted: "fragment-evicted"
         case .standby: "standby"
+        case .badIPv6Header: "bad-ipv6-header"
+        case .notNAT64Destination: "not-nat64-destination"
+        case .nat64HostsFull: "nat64-hosts-full"
+        case .sourceRouted: "source-routed"
+        case .icmpFragment: "icmp-fragment"
+        case .udpZeroChecksumFragment: "udp-zero-checksum-fragment"
+        case .noHeadroom: "no-headroom"
         }
     }
 }
@@ -126,6 +149,12 @@ public struct NatCounters: Sendable, Equatable {
     public var fromSourceBytes: UInt64 = 0
     public var fromDestination: UInt64 = 0
     public var fromDestinationBytes: UInt64 = 0
+    /// NAT64, counted apart as well as in the directions above: IPv6 packets translated to IPv4 (from an
+    /// IPv6-only host), and packets translated to IPv6 (to one), with their bytes as sent.
+    public var nat64Outbound: UInt64 = 0
+    public var nat64OutboundBytes: UInt64 = 0
+    public var nat64Inbound: UInt64 = 0
+    public var nat64InboundBytes: UInt64 = 0
     var drops = [UInt64](repeating: 0, count: DropReason.allCases.count)
 
     public init() {}
@@ -151,5 +180,7 @@ public struct NatCounters: Sendable, Equatable {
         ("mappings-created", \.mappingsCreated), ("ports-preserved", \.portsPreserved),
         ("from-source", \.fromSource), ("bytes-from-source", \.fromSourceBytes),
         ("from-destination", \.fromDestination), ("bytes-from-destination", \.fromDestinationBytes),
+        ("nat64-outbound", \.nat64Outbound), ("bytes-nat64-outbound", \.nat64OutboundBytes),
+        ("nat64-inbound", \.nat64Inbound), ("bytes-nat64-inbound", \.nat64InboundBytes),
     ]
 }

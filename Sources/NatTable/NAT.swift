@@ -40,6 +40,8 @@ public final class NAT {
     let maxInboundFlows: Int
     /// Destination ports whose single-exchange UDP flows get `Timeouts.udpRequestResponse` (RFC 4787 REQ-5a).
     let requestResponsePorts: [UInt16]
+    /// The NAT64 side, when configured.
+    let nat64: Nat64State?
     /// The key of the paired-pooling hash: from the configuration, so that peers agree on it.
     let pairingKey: UInt64
     /// Flows per private host, kept only when a per-host limit is set. Flows made from outside are not counted.
@@ -92,6 +94,7 @@ public final class NAT {
         maxInboundFlows = configuration.maxInboundFlows
         requestResponsePorts = configuration.requestResponsePorts
         pairingKey = configuration.pairingKey
+        nat64 = configuration.nat64.map { Nat64State($0, seed: configuration.seed) }
     }
 
     public var flowCount: Int { store.flowCount }
@@ -134,15 +137,34 @@ public final class NAT {
     public func translate(
         _ packet: UnsafeMutableRawBufferPointer, now: NatInstant, transportChecksumTrusted: Bool = false
     ) -> Verdict {
+        var window = packet
+        return translate(&window, headroom: 0, now: now, transportChecksumTrusted: transportChecksumTrusted)
+    }
+
+    /// Translates one IPv4 or (with NAT64) IPv6 packet in place. A packet that changes family changes size:
+    /// `packet` is set to where the translated packet now is, which may begin up to `headroom` bytes earlier
+    /// (`Translate64.headroom` is always enough) or some bytes later.
+    public func translate(
+        _ packet: inout UnsafeMutableRawBufferPointer, headroom: Int, now: NatInstant,
+        transportChecksumTrusted: Bool = false
+    ) -> Verdict {
         counters.packets &+= 1
         guard isLive else {
             counters[.standby] &+= 1
             return .drop(.standby)
         }
         expire(now: now, budget: Self.expiryBudgetPerPacket)
-        let verdict: Verdict
+        var verdict: Verdict
+        let arrivedAs6 = packet.count > 0 && packet[0] >> 4 == 6
         do throws(DropReason) {
-            verdict = try translateOrThrow(packet, now: now.seconds, trusted: transportChecksumTrusted)
+            if arrivedAs6 {
+                verdict = try translate6(&packet, headroom: headroom, now: now.seconds, trusted: transportChecksumTrusted)
+            } else {
+                verdict = try translateOrThrow(packet, now: now.seconds, trusted: transportChecksumTrusted)
+                if nat64 != nil, case .forward(let direction) = verdict, direction != .outbound {
+                    try deliver6(&packet, headroom: headroom)
+                }
+            }
         } catch {
             verdict = .drop(error)
         }
@@ -159,6 +181,16 @@ public final class NAT {
         case .drop(let reason): counters[reason] &+= 1
         case .held: counters.heldFragments &+= 1
         }
+        if nat64 != nil, case .forward = verdict {
+            if arrivedAs6 {
+                counters.nat64Outbound &+= 1
+                counters.nat64OutboundBytes &+= UInt64(packet.count)
+            }
+            if packet[0] >> 4 == 6 {
+                counters.nat64Inbound &+= 1
+                counters.nat64InboundBytes &+= UInt64(packet.count)
+            }
+        }
         return verdict
     }
 
@@ -170,12 +202,12 @@ public final class NAT {
 
     @inline(__always)
     func translateOrThrow(
-        _ bytes: UnsafeMutableRawBufferPointer, now: UInt32, trusted: Bool
+        _ bytes: UnsafeMutableRawBufferPointer, now: UInt32, trusted: Bool, fromAlias: Bool = false
     ) throws(DropReason) -> Verdict {
         let ip: IPv4Packet
         do throws(PacketError) { ip = try IPv4Packet(validating: bytes) } catch { throw Self.reason(ipError: error) }
 
-        let fromPrivate = isPrivate(ip.source.value)
+        let fromPrivate = fromAlias || isPrivate(ip.source.value)
         let toPool = poolIndex(ip.destination.value) != nil
         let direction: NatDirection
         if toPool {
@@ -370,6 +402,7 @@ public final class NAT {
         else { throw .portsExhausted }
         if external == port { counters.portsPreserved &+= 1 }
         counters.mappingsCreated &+= 1
+        nat64MappingAdded(address)
         return store.insertMapping(Mapping(
             internalAddress: address, externalAddress: pool[Int(poolSlot)], internalPort: port,
             externalPort: external, protocolClass: cls.rawValue, pool: poolSlot, flows: 0, nextByInternal: 0,
@@ -489,7 +522,7 @@ public final class NAT {
             inboundFlowCount += 1
         } else {
             if maxFlowsPerHost != nil { flowsPerHost.add(host) }
-            if maxFlowsPerPrefix != nil { flowsPerPrefix.add(host & prefixMask) }
+            if maxFlowsPerPrefix != nil && !Nat64Hosts.isAlias(host) { flowsPerPrefix.add(host & prefixMask) }
         }
         if filtering == .addressDependent { flowsPerRemoteAddress[Self.remoteKey(m, remote), default: 0] += 1 }
         return f
@@ -514,7 +547,8 @@ public final class NAT {
             return
         }
         let prefix = internalAddress & prefixMask
-        if let limit = maxFlowsPerPrefix, flowsPerPrefix.flows(prefix) >= limit {
+        // An IPv6 host's alias has no prefix: NAT64 hosts are bounded by `Nat64Configuration.maxHosts`.
+        if let limit = maxFlowsPerPrefix, !Nat64Hosts.isAlias(internalAddress), flowsPerPrefix.flows(prefix) >= limit {
             guard flowsPerPrefix.mayLook(prefix, now: now) else { throw .prefixLimit }
             guard evictOwn(owner: prefix, mask: prefixMask, keeping: m) else {
                 flowsPerPrefix.lookedInVain(prefix, now: now)
@@ -619,7 +653,9 @@ public final class NAT {
             inboundFlowCount -= 1
         } else {
             if maxFlowsPerHost != nil { flowsPerHost.remove(map.internalAddress) }
-            if maxFlowsPerPrefix != nil { flowsPerPrefix.remove(map.internalAddress & prefixMask) }
+            if maxFlowsPerPrefix != nil && !Nat64Hosts.isAlias(map.internalAddress) {
+                flowsPerPrefix.remove(map.internalAddress & prefixMask)
+            }
         }
         if filtering == .addressDependent {
             let key = Self.remoteKey(m, flow.remoteAddress)
@@ -633,6 +669,7 @@ public final class NAT {
         let map = store.mappings[Int(m)]
         ports.release(map.pool, map.protocolClass, map.externalPort)
         store.removeMapping(m)
+        nat64MappingRemoved(map.internalAddress)
     }
 
     // MARK: Classification
