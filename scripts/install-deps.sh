@@ -48,6 +48,8 @@ if [ "$netns" = 1 ]; then
   want setpriv util-linux
   want promtool prometheus  # promtool check metrics on the /metrics endpoint (the server it brings is stopped below)
   want cc gcc           # the sync-link flood test builds its flooder (scripts/lib/udpflood.c)
+  want unbound unbound  # NAT64 tests: DNS64 (its dns64 module) for the IPv6-only client (the service it brings is stopped below)
+  want tayga tayga      # NAT64 benchmark: tayga and the kernel's NAT, the usual Linux NAT64, against tunnat
 fi
 if [ "$package" = 1 ]; then
   want dpkg-shlibdeps dpkg-dev
@@ -104,4 +106,5 @@ fi
 if [ "$netns" = 1 ] && command -v systemctl >/dev/null 2>&1; then
   systemctl stop nginx 2>/dev/null || true
   systemctl stop prometheus prometheus-node-exporter 2>/dev/null || true
+  systemctl disable --now unbound 2>/dev/null || true
 fi

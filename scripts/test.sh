@@ -114,6 +114,13 @@ read -r p f <<<"$(count_line "$work/netns.log" namespaces)" || true
 tally "namespaces" "$status" "${p:-0}" "${f:-1}"
 failed_checks namespaces "$work/netns.log"
 
+step "NAT64 in network namespaces: an IPv6-only client reaches IPv4 servers by name (unbound DNS64)"
+status=0
+scripts/tests/nat64-test.sh "$tunnat" | tee "$work/nat64.log" || status=$?
+read -r p f <<<"$(count_line "$work/nat64.log" nat64)" || true
+tally "nat64" "$status" "${p:-0}" "${f:-1}"
+failed_checks nat64 "$work/nat64.log"
+
 step "the Debian package: built, lintian, systemd-analyze, installed, run as the user tunnat in namespaces, removed"
 status=0
 scripts/tests/package-test.sh | tee "$work/package.log" || status=$?

@@ -124,7 +124,24 @@ public final class NAT {
         guard !fragments.released.isEmpty else { return [] }
         defer { fragments.released.removeAll() }
         counters.releasedFragments &+= UInt64(fragments.released.count)
-        return fragments.released
+        guard nat64 != nil else { return fragments.released }
+        // Fragments for an IPv6 host are translated now that their first fragment has told where they go.
+        return fragments.released.compactMap { fragment in
+            guard fragment.bytes.count >= 20, Nat64Hosts.isAlias(fragment.bytes.loadBE(UInt32.self, at: 16))
+            else { return fragment }
+            let room = Translate64.headroom
+            var buffer = [UInt8](repeating: 0, count: room) + fragment.bytes
+            return buffer.withUnsafeMutableBytes { b -> (bytes: [UInt8], direction: NatDirection)? in
+                var packet = b.suffix(from: room)
+                do throws(DropReason) { try deliver6(&packet, headroom: room) } catch {
+                    counters[error] &+= 1
+                    return nil
+                }
+                counters.nat64Inbound &+= 1
+                counters.nat64InboundBytes &+= UInt64(packet.count)
+                return (Array(packet), fragment.direction)
+            }
+        }
     }
 
     // MARK: Translation

@@ -6,7 +6,8 @@ public enum Netlink {
     /// struct nlmsghdr: length, type, flags, sequence, port id.
     public static let headerSize = 16
     /// AF_INET, as rtnetlink carries a family.
-    static let familyInet: UInt8 = 2
+    public static let familyInet: UInt8 = 2
+    public static let familyInet6: UInt8 = 10
 
     // Message types (linux/rtnetlink.h RTM_*, linux/netlink.h NLMSG_*).
     public static let getLink: UInt16 = 18, newLink: UInt16 = 16
@@ -89,6 +90,16 @@ public enum Netlink {
         b.storeBytes(of: type, toByteOffset: at + 2, as: UInt16.self)
         b.storeBytes(of: value, toByteOffset: at + 4, as: UInt32.self)
         return at + 8
+    }
+
+    /// Writes an address attribute (4 bytes for IPv4, 16 for IPv6) at `at`; returns where the next one goes.
+    static func attribute(_ b: UnsafeMutableRawBufferPointer, _ at: Int, type: UInt16, _ prefix: Prefix) -> Int {
+        guard prefix.isIPv6 else { return attribute(b, at, type: type, prefix.address) }
+        b.storeBytes(of: UInt16(20), toByteOffset: at, as: UInt16.self)
+        b.storeBytes(of: type, toByteOffset: at + 2, as: UInt16.self)
+        b.storeBytes(of: prefix.high.bigEndian, toByteOffset: at + 4, as: UInt64.self)
+        b.storeBytes(of: prefix.low.bigEndian, toByteOffset: at + 12, as: UInt64.self)
+        return at + 20
     }
 
     /// Writes a NUL-terminated string attribute (at most 15 bytes of `text`) at `at`, zero-padded to 4 bytes;

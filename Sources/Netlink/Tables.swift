@@ -1,16 +1,31 @@
 /// The policy rules and the routes of the kernel's routing tables as rtnetlink carries them: what `ip rule` and
 /// `ip route` add, delete and list, written as iproute2 writes them and read from the kernel's dumps. IPv4 only.
 extension Netlink {
-    /// An IPv4 prefix as rtnetlink carries it.
+    /// An IPv4 or IPv6 prefix as rtnetlink carries it.
     public struct Prefix: Hashable, Sendable {
-        /// Network byte order, as in the messages.
+        /// IPv4: network byte order, as in the messages.
         public var address: UInt32
-        /// 0 to 32.
+        /// 0 to 32 (IPv4), 0 to 128 (IPv6).
         public var length: UInt8
+        /// IPv6: the address as two 64-bit halves, most significant first, in host order.
+        public var high: UInt64 = 0
+        public var low: UInt64 = 0
+        public var isIPv6 = false
+
         public init(address: UInt32, length: UInt8) {
             self.address = address
             self.length = length
         }
+
+        public init(high: UInt64, low: UInt64, length: UInt8) {
+            address = 0
+            self.high = high
+            self.low = low
+            self.length = length
+            isIPv6 = true
+        }
+
+        var family: UInt8 { isIPv6 ? familyInet6 : familyInet }
     }
 
     /// A policy rule (struct fib_rule_hdr and its FRA_* attributes, linux/fib_rules.h) of the shapes tunnat makes:
@@ -42,6 +57,8 @@ extension Netlink {
         /// A listed rule with a selector this type does not name (a destination, tos, fwmark, oif, ports, uid range,
         /// `not`, ...): it matches less than the fields above say. A rule with one cannot be added or deleted here.
         public var hasOtherSelectors: Bool
+        /// An IPv6 rule (`ip -6 rule`): implied by a prefix, and needed for one without (`ip -6 rule add nop`).
+        public var isIPv6 = false
 
         public init(priority: UInt32, source: Prefix?, destination: Prefix? = nil, inputInterface: String?,
                     action: Action, hasOtherSelectors: Bool = false) {
@@ -51,6 +68,7 @@ extension Netlink {
             self.inputInterface = inputInterface
             self.action = action
             self.hasOtherSelectors = hasOtherSelectors
+            isIPv6 = (source ?? destination)?.isIPv6 ?? false
         }
     }
 
@@ -137,9 +155,10 @@ extension Netlink {
     /// Writes the header a rule and a route share (`Field`): family AF_INET, the table when below 256 (else 0,
     /// RT_TABLE_UNSPEC, and an attribute carries it), no flags. A rule has 0 where a route has its protocol and
     /// scope (res1, res2), and its action where a route has its type. Returns the header's length.
-    public static func writeHeader(_ b: UnsafeMutableRawBufferPointer, destinationLength: UInt8, sourceLength: UInt8, tos: UInt8,
-                            table: UInt32, protocol: UInt8, scope: UInt8, typeOrAction: UInt8) -> Int {
-        b[Field.family] = familyInet
+    public static func writeHeader(_ b: UnsafeMutableRawBufferPointer, family: UInt8 = familyInet, destinationLength: UInt8,
+                                   sourceLength: UInt8, tos: UInt8, table: UInt32, protocol: UInt8, scope: UInt8,
+                                   typeOrAction: UInt8) -> Int {
+        b[Field.family] = family
         b[Field.destinationLength] = destinationLength
         b[Field.sourceLength] = sourceLength
         b[Field.tos] = tos
@@ -167,10 +186,12 @@ extension Netlink {
         case .nop: action = actionNop
         case .other(let number): action = number
         }
-        var at = writeHeader(b, destinationLength: rule.destination?.length ?? 0, sourceLength: rule.source?.length ?? 0,
-                             tos: 0, table: table, protocol: 0, scope: 0, typeOrAction: action)
-        if let destination = rule.destination { at = attribute(b, at, type: RuleAttribute.destination, destination.address) }
-        if let source = rule.source { at = attribute(b, at, type: RuleAttribute.source, source.address) }
+        let family = (rule.source ?? rule.destination)?.family ?? (rule.isIPv6 ? familyInet6 : familyInet)
+        var at = writeHeader(b, family: family, destinationLength: rule.destination?.length ?? 0,
+                             sourceLength: rule.source?.length ?? 0, tos: 0, table: table, protocol: 0, scope: 0,
+                             typeOrAction: action)
+        if let destination = rule.destination { at = attribute(b, at, type: RuleAttribute.destination, destination) }
+        if let source = rule.source { at = attribute(b, at, type: RuleAttribute.source, source) }
         if let name = rule.inputInterface { at = attribute(b, at, type: RuleAttribute.inputInterface, name) }
         if let target { at = attribute(b, at, type: RuleAttribute.goto, target) }
         if table > 255 { at = attribute(b, at, type: RuleAttribute.table, table) }
@@ -182,10 +203,10 @@ extension Netlink {
     /// universe otherwise; a deletion matches any protocol and scope (RT_SCOPE_NOWHERE). Returns its length.
     public static func write(_ route: TableRoute, adding: Bool, into b: UnsafeMutableRawBufferPointer) -> Int {
         let scope = !adding ? scopeNowhere : route.type == .unicast && !route.interfaces.isEmpty ? scopeLink : scopeUniverse
-        var at = writeHeader(b, destinationLength: route.destination.length, sourceLength: 0, tos: route.tos,
-                             table: route.table, protocol: adding ? protocolBoot : 0, scope: scope,
-                             typeOrAction: route.type.rawValue)
-        if route.destination.length > 0 { at = attribute(b, at, type: RouteAttribute.destination, route.destination.address) }
+        var at = writeHeader(b, family: route.destination.family, destinationLength: route.destination.length,
+                             sourceLength: 0, tos: route.tos, table: route.table, protocol: adding ? protocolBoot : 0,
+                             scope: scope, typeOrAction: route.type.rawValue)
+        if route.destination.length > 0 { at = attribute(b, at, type: RouteAttribute.destination, route.destination) }
         if route.table > 255 { at = attribute(b, at, type: RouteAttribute.table, route.table) }
         if route.metric != 0 { at = attribute(b, at, type: RouteAttribute.priority, route.metric) }
         if let interface = route.interfaces.first {
@@ -199,12 +220,14 @@ extension Netlink {
     /// A rule from the payload of a listed RTM_NEWRULE; nil for anything but IPv4, or a payload cut short. The
     /// `[detached]` flag of a rule whose interface does not exist is left out: it is the same rule.
     public static func rule(parsing p: UnsafeRawBufferPointer) -> Rule? {
-        guard p.count >= Field.end, p[Field.family] == familyInet, p[Field.sourceLength] <= 32,
-              p[Field.destinationLength] <= 32 else { return nil }
+        guard p.count >= Field.end, p[Field.family] == familyInet || p[Field.family] == familyInet6 else { return nil }
+        let six = p[Field.family] == familyInet6
+        let width = six ? 16 : 4
+        guard p[Field.sourceLength] <= (six ? 128 : 32), p[Field.destinationLength] <= (six ? 128 : 32) else { return nil }
         var table = UInt32(p[Field.table])
         var priority: UInt32 = 0
-        var source: UInt32 = 0
-        var destination: UInt32 = 0
+        var source = Prefix(address: 0, length: p[Field.sourceLength])
+        var destination = Prefix(address: 0, length: p[Field.destinationLength])
         var target: UInt32 = 0
         var inputInterface: String?
         var others = p[Field.tos] != 0
@@ -213,8 +236,9 @@ extension Netlink {
             switch type {
             case RuleAttribute.table where value.count == 4: table = value.loadUnaligned(as: UInt32.self)
             case RuleAttribute.priority where value.count == 4: priority = value.loadUnaligned(as: UInt32.self)
-            case RuleAttribute.source where value.count == 4: source = value.loadUnaligned(as: UInt32.self)
-            case RuleAttribute.destination where value.count == 4: destination = value.loadUnaligned(as: UInt32.self)
+            case RuleAttribute.source where value.count == width: source = prefix(value, length: source.length)
+            case RuleAttribute.destination where value.count == width:
+                destination = prefix(value, length: destination.length)
             case RuleAttribute.goto where value.count == 4: target = value.loadUnaligned(as: UInt32.self)
             case RuleAttribute.inputInterface:
                 inputInterface = String(decoding: value.prefix { $0 != 0 }, as: UTF8.self)
@@ -233,23 +257,36 @@ extension Netlink {
         case actionNop: .nop
         case let other: .other(other)
         }
-        let length = p[Field.sourceLength], destinationLength = p[Field.destinationLength]
-        return Rule(priority: priority, source: length == 0 ? nil : Prefix(address: source, length: length),
-                    destination: destinationLength == 0 ? nil : Prefix(address: destination, length: destinationLength),
-                    inputInterface: inputInterface, action: action, hasOtherSelectors: others)
+        var rule = Rule(priority: priority, source: source.length == 0 ? nil : source,
+                        destination: destination.length == 0 ? nil : destination,
+                        inputInterface: inputInterface, action: action, hasOtherSelectors: others)
+        rule.isIPv6 = six
+        return rule
+    }
+
+    /// A prefix from a 4- or 16-byte address attribute.
+    static func prefix(_ value: UnsafeRawBufferPointer, length: UInt8) -> Prefix {
+        if value.count == 4 { return Prefix(address: value.loadUnaligned(as: UInt32.self), length: length) }
+        return Prefix(high: UInt64(bigEndian: value.loadUnaligned(as: UInt64.self)),
+                      low: UInt64(bigEndian: value.loadUnaligned(fromByteOffset: 8, as: UInt64.self)), length: length)
     }
 
     /// A route from the payload of a listed RTM_NEWROUTE; nil for anything but IPv4, a payload cut short, or a
     /// cached exception (RTM_F_CLONED: a learned path MTU or redirect, which a dump may list with the routes).
     public static func route(parsing p: UnsafeRawBufferPointer) -> TableRoute? {
-        guard p.count >= Field.end, p[Field.family] == familyInet, p[Field.destinationLength] <= 32,
+        guard p.count >= Field.end, p[Field.family] == familyInet || p[Field.family] == familyInet6,
+              p[Field.destinationLength] <= (p[Field.family] == familyInet6 ? 128 : 32),
               p.loadUnaligned(fromByteOffset: Field.flags, as: UInt32.self) & routeCloned == 0
         else { return nil }
+        let six = p[Field.family] == familyInet6
+        var destination = Prefix(address: 0, length: p[Field.destinationLength])
+        if six { destination = Prefix(high: 0, low: 0, length: p[Field.destinationLength]) }
         var route = TableRoute(type: RouteType(rawValue: p[Field.routeType]), table: UInt32(p[Field.table]),
-                               destination: Prefix(address: 0, length: p[Field.destinationLength]), tos: p[Field.tos])
+                               destination: destination, tos: p[Field.tos])
         attributes(p, from: Field.end) { type, value in
             switch type {
-            case RouteAttribute.destination where value.count == 4: route.destination.address = value.loadUnaligned(as: UInt32.self)
+            case RouteAttribute.destination where value.count == (six ? 16 : 4):
+                route.destination = prefix(value, length: route.destination.length)
             case RouteAttribute.table where value.count == 4: route.table = value.loadUnaligned(as: UInt32.self)
             case RouteAttribute.priority where value.count == 4: route.metric = value.loadUnaligned(as: UInt32.self)
             case RouteAttribute.outputInterface where value.count == 4:
@@ -275,7 +312,8 @@ extension Netlink {
 
     /// The body of a dump request (RTM_GETRULE, RTM_GETROUTE): a struct rtgenmsg is all the kernel reads of one;
     /// iproute2 sends the whole header, zeroed but for the family.
-    public static func writeDumpRequest(_ b: UnsafeMutableRawBufferPointer) -> Int {
-        writeHeader(b, destinationLength: 0, sourceLength: 0, tos: 0, table: 0, protocol: 0, scope: 0, typeOrAction: 0)
+    public static func writeDumpRequest(_ b: UnsafeMutableRawBufferPointer, family: UInt8 = familyInet) -> Int {
+        writeHeader(b, family: family, destinationLength: 0, sourceLength: 0, tos: 0, table: 0, protocol: 0, scope: 0,
+                    typeOrAction: 0)
     }
 }

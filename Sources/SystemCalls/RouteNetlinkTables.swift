@@ -55,7 +55,7 @@ extension RouteNetlink {
     public func flush(table: UInt32) throws(Errno) -> Int {
         var deleted = 0
         for _ in 0..<8 {
-            let routes = try routes(table: table)
+            let routes = try routes(table: table) + routes(table: table, family: Netlink.familyInet6)
             if routes.isEmpty { return deleted }
             for var route in routes {
                 route.interfaces = []
@@ -75,19 +75,25 @@ extension RouteNetlink {
         try dump(Netlink.getRule, answer: Netlink.newRule, Netlink.rule(parsing:))
     }
 
+    /// The IPv6 policy rules: `ip -6 rule show`.
+    public func rules6() throws(Errno) -> [Rule] {
+        try dump(Netlink.getRule, answer: Netlink.newRule, family: Netlink.familyInet6, Netlink.rule(parsing:))
+    }
+
     /// The routes of `table` (254 is main), routes of every type: `ip route show table N`. A table that never
     /// held a route lists as empty.
-    public func routes(table: UInt32) throws(Errno) -> [TableRoute] {
-        try dump(Netlink.getRoute, answer: Netlink.newRoute, Netlink.route(parsing:)).filter { $0.table == table }
+    public func routes(table: UInt32, family: UInt8 = Netlink.familyInet) throws(Errno) -> [TableRoute] {
+        try dump(Netlink.getRoute, answer: Netlink.newRoute, family: family, Netlink.route(parsing:)).filter { $0.table == table }
     }
 
     /// Dumps the kernel's `type` table for IPv4 and returns what `parse` makes of each message of type `answer`.
     /// A dump the kernel marks interrupted (NLM_F_DUMP_INTR: the table changed while it was read) is read again,
     /// up to 3 times.
-    func dump<T>(_ type: UInt16, answer: UInt16, _ parse: (UnsafeRawBufferPointer) -> T?) throws(Errno) -> [T] {
+    func dump<T>(_ type: UInt16, answer: UInt16, family: UInt8 = Netlink.familyInet,
+                 _ parse: (UnsafeRawBufferPointer) -> T?) throws(Errno) -> [T] {
         for _ in 0..<3 {
             let sequence = try send(type: type, flags: Netlink.dump) { b in
-                Netlink.writeDumpRequest(b)
+                Netlink.writeDumpRequest(b, family: family)
             }
             var found: [T] = []
             var interrupted = false

@@ -77,14 +77,17 @@ public enum OffloadError: Error, Sendable {
 /// What the worker remembers about a frame between reading it and sending it.
 public struct PreparedFrame {
     public var header: VirtioNetHeader
-    /// For a TCP/UDP packet whose checksum the kernel will finish: where the partial sum sits (from the start
-    /// of the IP packet) and the addresses it covers, so that it can be moved along with them after translation.
-    var partialField: Int
+    /// For a TCP/UDP packet whose checksum the kernel will finish: where the transport header starts and where
+    /// the partial sum sits in it, the sum, and the sum of the address words it covers, so that it can follow
+    /// the addresses through translation (and a change of family, which moves the transport header).
+    var transportStart: Int
+    var checksumOffset: Int
     var partialSum: UInt16
-    var source: UInt32
-    var destination: UInt32
+    var addressSum: UInt64
     /// True when the transport checksum need not be verified (NEEDS_CSUM or DATA_VALID).
     public var checksumTrusted: Bool
+
+    var isPartial: Bool { transportStart >= 0 }
 }
 
 /// Offload handling, kept in one file as wireguard-go keeps `tun/offload_linux.go`: partial checksums on the way
@@ -95,8 +98,8 @@ public enum Offload {
     /// left partial, and `finish(_:_:)` moves its pseudo-header sum after translation.
     public static func prepare(_ packet: UnsafeMutableRawBufferPointer, _ header: VirtioNetHeader)
         throws(OffloadError) -> PreparedFrame {
-        var prepared = PreparedFrame(header: header, partialField: -1, partialSum: 0, source: 0, destination: 0,
-                                     checksumTrusted: header.flags & VirtioNetHeader.dataValid != 0)
+        var prepared = PreparedFrame(header: header, transportStart: -1, checksumOffset: 0, partialSum: 0,
+                                     addressSum: 0, checksumTrusted: header.flags & VirtioNetHeader.dataValid != 0)
         let gsoKind = header.gsoType & ~VirtioNetHeader.GSO.ecn
         if header.flags & VirtioNetHeader.needsChecksum == 0 {
             guard gsoKind == VirtioNetHeader.GSO.none else { throw .badVirtioHeader }
@@ -107,50 +110,70 @@ public enum Offload {
         guard packet.count >= 20, field &+ 2 <= packet.count, start < field || header.checksumOffset == 0 else {
             throw .badVirtioHeader
         }
-        let ihl = Int(packet[0] & 0x0F) &* 4
-        let proto = packet[9]
-        let unfragmented = packet.loadBE16(at: 6) & 0x3FFF == 0
-        let ordinary = packet[0] >> 4 == 4 && start == ihl && unfragmented
+        let six = packet[0] >> 4 == 6
+        // The IP header's length and the protocol right after it; IPv6 only without extension headers.
+        let ipLength = six ? IPv6Packet.headerLength : Int(packet[0] & 0x0F) &* 4
+        let proto = six ? (packet.count >= 40 ? packet[6] : 0) : packet[9]
+        let unfragmented = six || packet.loadBE16(at: 6) & 0x3FFF == 0
+        let ordinary = (packet[0] >> 4 == 4 || six) && start == ipLength && unfragmented
             && ((proto == IPProtocol.tcp.value && header.checksumOffset == 16)
                 || (proto == IPProtocol.udp.value && header.checksumOffset == 6))
         if ordinary {
             switch gsoKind {
             case VirtioNetHeader.GSO.none: break
-            case VirtioNetHeader.GSO.tcpv4: guard proto == IPProtocol.tcp.value else { throw .badVirtioHeader }
+            case VirtioNetHeader.GSO.tcpv4 where !six, VirtioNetHeader.GSO.tcpv6 where six:
+                guard proto == IPProtocol.tcp.value else { throw .badVirtioHeader }
             case VirtioNetHeader.GSO.udpL4: guard proto == IPProtocol.udp.value else { throw .badVirtioHeader }
+            case VirtioNetHeader.GSO.tcpv4, VirtioNetHeader.GSO.tcpv6: throw .badVirtioHeader
             default: throw .unsupportedGSO
             }
-            prepared.partialField = field
+            prepared.transportStart = start
+            prepared.checksumOffset = Int(header.checksumOffset)
             prepared.partialSum = packet.loadBE16(at: field)
-            prepared.source = packet.loadBE32(at: 12)
-            prepared.destination = packet.loadBE32(at: 16)
+            prepared.addressSum = addressSum(packet)
             prepared.checksumTrusted = true
             return prepared
         }
-        guard gsoKind == VirtioNetHeader.GSO.none else { throw gsoKind == VirtioNetHeader.GSO.tcpv6 ? .unsupportedGSO : .badVirtioHeader }
-        completeChecksum(packet, start: start, field: field, udp: false)
+        guard gsoKind == VirtioNetHeader.GSO.none else {
+            throw gsoKind == VirtioNetHeader.GSO.tcpv6 ? .unsupportedGSO : .badVirtioHeader
+        }
+        completeChecksum(packet, start: start, field: field, udp: six && header.checksumOffset == 6 && proto == IPProtocol.udp.value)
         prepared.header.flags &= ~VirtioNetHeader.needsChecksum
         prepared.header.flags |= VirtioNetHeader.dataValid
         prepared.checksumTrusted = false
         return prepared
     }
 
-    /// After translation: the partial sum covers the pseudo-header only, so it follows the address changes and
-    /// nothing else (the kernel's `inet_proto_csum_replace4` with `pseudohdr` on a CHECKSUM_PARTIAL skb). The
-    /// engine's own incremental updates, which assumed a full checksum, are overwritten.
-    public static func finish(_ packet: UnsafeMutableRawBufferPointer, _ prepared: PreparedFrame) {
-        guard prepared.partialField >= 0 else { return }
-        var sum = UInt64(prepared.partialSum)
-        let newSource = packet.loadBE32(at: 12)
-        let newDestination = packet.loadBE32(at: 16)
-        sum &+= Self.replaced(prepared.source, newSource) &+ Self.replaced(prepared.destination, newDestination)
-        packet.storeBE16(Checksum.fold(sum), at: prepared.partialField)
+    /// The one's-complement sum of the source and destination address words (what they add to a pseudo-header).
+    @inline(__always)
+    static func addressSum(_ packet: UnsafeMutableRawBufferPointer) -> UInt64 {
+        if packet[0] >> 4 == 6 { return IPv6Address(packet, at: 8).wordSum &+ IPv6Address(packet, at: 24).wordSum }
+        let s = packet.loadBE32(at: 12), d = packet.loadBE32(at: 16)
+        return UInt64(s >> 16) &+ UInt64(s & 0xFFFF) &+ UInt64(d >> 16) &+ UInt64(d & 0xFFFF)
     }
 
-    /// The one's-complement difference of a 32-bit field changing from `old` to `new`: ~old + new, word by word.
-    static func replaced(_ old: UInt32, _ new: UInt32) -> UInt64 {
-        UInt64(~UInt16(truncatingIfNeeded: old >> 16)) &+ UInt64(~UInt16(truncatingIfNeeded: old))
-            &+ UInt64(new >> 16) &+ UInt64(new & 0xFFFF)
+    /// After translation: the partial sum covers the pseudo-header only, so it follows the address changes and
+    /// nothing else (the kernel's `inet_proto_csum_replace4` with `pseudohdr` on a CHECKSUM_PARTIAL skb). The
+    /// engine's own incremental updates, which assumed a full checksum, are overwritten. A packet that changed
+    /// family (NAT64) has its transport header elsewhere: the virtio-net header's checksum start, header length
+    /// and GSO type follow it.
+    public static func finish(_ packet: UnsafeMutableRawBufferPointer, _ prepared: inout PreparedFrame) {
+        guard prepared.isPartial else { return }
+        let start = packet[0] >> 4 == 6 ? IPv6Packet.headerLength : Int(packet[0] & 0x0F) &* 4
+        let sum = UInt64(prepared.partialSum) &+ UInt64(~Checksum.fold(prepared.addressSum)) &+ addressSum(packet)
+        packet.storeBE16(Checksum.fold(sum), at: start &+ prepared.checksumOffset)
+        guard start != prepared.transportStart else { return }
+        let shift = start &- prepared.transportStart
+        prepared.header.checksumStart = UInt16(start)
+        if prepared.header.headerLength != 0 {
+            prepared.header.headerLength = UInt16(truncatingIfNeeded: Int(prepared.header.headerLength) &+ shift)
+        }
+        let ecn = prepared.header.gsoType & VirtioNetHeader.GSO.ecn
+        switch prepared.header.gsoType & ~VirtioNetHeader.GSO.ecn {
+        case VirtioNetHeader.GSO.tcpv4: prepared.header.gsoType = VirtioNetHeader.GSO.tcpv6 | ecn
+        case VirtioNetHeader.GSO.tcpv6: prepared.header.gsoType = VirtioNetHeader.GSO.tcpv4 | ecn
+        default: break
+        }
     }
 
     /// Writes the full checksum of a packet whose field at `field` holds the partial (pseudo-header) sum: the
@@ -173,6 +196,11 @@ public enum Offload {
     /// TTL where a NAT takes one; adding one back makes tunnat a single hop, as the kernel's NAT is. The kernel
     /// never hands over a packet whose TTL it would not forward, so the result is at most 255.
     public static func compensateForwardingHop(_ packet: UnsafeMutableRawBufferPointer) {
+        if packet[0] >> 4 == 6 {
+            // The hop limit has no checksum to keep.
+            if packet.count >= 40 && packet[7] < 255 { packet[7] &+= 1 }
+            return
+        }
         let ttl = packet[8]
         guard ttl < 255 else { return }
         let old = packet.loadBE16(at: 8)

@@ -117,6 +117,12 @@ public final class RawOutput: PacketOutput {
     @inline(__always)
     public func send(frame: UnsafeMutableRawBufferPointer, header: VirtioNetHeader, counters: inout IOCounters) {
         let packet = frame.suffix(from: VirtioNetHeader.size)
+        guard packet.count >= 20, packet[0] >> 4 == 4 else {
+            // A raw IPv4 socket cannot send IPv6; the configuration refuses NAT64 with this output.
+            counters.writeErrors &+= 1
+            counters.lastWriteErrno = EAFNOSUPPORT
+            return
+        }
         if header.isGSO {
             do throws(OffloadError) {
                 try Offload.segment(packet, header, capacity: segments.count, space: { length in
@@ -257,7 +263,8 @@ public final class PacketSocketOutput<Queue: PacketQueue>: PacketOutput {
     @inline(__always)
     public func send(frame: UnsafeMutableRawBufferPointer, header: VirtioNetHeader, counters: inout IOCounters) {
         let packet = frame.suffix(from: VirtioNetHeader.size)
-        guard packet.count >= 20,
+        // IPv6 (NAT64 towards an IPv6-only host) goes back through the kernel, which knows its neighbours.
+        guard packet.count >= 20, packet[0] >> 4 == 4,
               let hop = cache.nextHop(from: packet.loadUnaligned(fromByteOffset: 12, as: UInt32.self),
                                       to: packet.loadUnaligned(fromByteOffset: 16, as: UInt32.self), counters: &counters),
               Self.fits(packet, header, mtu: hop.pointee.mtu)

@@ -27,8 +27,10 @@ import SystemCalls
 // LockedNAT and the stop signal, both Sendable, are shared.
 public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked Sendable {
     public static var batchSize: Int { 64 }
-    /// Room for a virtio-net header and the largest IPv4 packet (a 64 KB GSO super-packet).
-    static var slotSize: Int { VirtioNetHeader.size + 65_535 + 1 }
+    /// Room in front of each frame for a packet that grows when translated to IPv6 (NAT64).
+    static var headroom: Int { Translate64.headroom }
+    /// Room for the headroom, a virtio-net header and the largest packet (a 64 KB GSO super-packet).
+    static var slotSize: Int { headroom + VirtioNetHeader.size + 65_535 + 1 }
     /// How long an idle worker sleeps before it retires expired flows.
     static var idleMilliseconds: Int32 { 1000 }
     static var idleExpiryBudget: Int { 4096 }
@@ -48,6 +50,8 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
     /// Frame i of the batch is `lengths[i]` bytes in slot `slotOf[i]` (slot i, unless the read ring chose).
     let lengths: UnsafeMutablePointer<Int>
     let slotOf: UnsafeMutablePointer<UInt16>
+    /// Frame i as translated: where it now begins and ends (NAT64 moves a packet within its slot's headroom).
+    let frames: UnsafeMutablePointer<UnsafeMutableRawBufferPointer>
     /// The queue's reads through io_uring, when asked for and the kernel allows it; read(2) and poll(2) otherwise.
     var ring: ReadRing?
     /// Why the read ring was asked for and not made (for the caller to log).
@@ -73,13 +77,15 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
         lengths = .allocate(capacity: Self.batchSize)
         slotOf = .allocate(capacity: Self.batchSize)
         for i in 0..<Self.batchSize { slotOf[i] = UInt16(i) }
+        frames = .allocate(capacity: Self.batchSize)
+        frames.initialize(repeating: UnsafeMutableRawBufferPointer(start: nil, count: 0), count: Self.batchSize)
         outcomes = .allocate(capacity: Self.batchSize)
         outcomes.initialize(repeating: .drop, count: Self.batchSize)
         var ring: ReadRing? = nil
         var refusal: Errno? = nil
         if ioUring, let fd = queue.ringDescriptor {
             // Without virtio-net headers the kernel reads the packet after the header's room, as read(2) does.
-            let offset = virtioHeaders ? 0 : VirtioNetHeader.size
+            let offset = Self.headroom + (virtioHeaders ? 0 : VirtioNetHeader.size)
             do {
                 ring = try ReadRing(fd: fd, stop: stop, base: slots.baseAddress!, stride: Self.slotSize, offset: offset,
                                     length: Self.slotSize - offset, count: Self.batchSize)
@@ -97,6 +103,7 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
         slots.deallocate()
         lengths.deallocate()
         slotOf.deallocate()
+        frames.deallocate()
         outcomes.deallocate()
     }
 
@@ -113,9 +120,10 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
     /// Whether this worker reads through io_uring.
     public var readsThroughRing: Bool { ring != nil }
 
+    /// Slot i after its headroom: where a frame is read to.
     @inline(__always)
     func slot(_ i: Int) -> UnsafeMutableRawBufferPointer {
-        UnsafeMutableRawBufferPointer(rebasing: slots[(i &* Self.slotSize)..<((i &+ 1) &* Self.slotSize)])
+        UnsafeMutableRawBufferPointer(rebasing: slots[(i &* Self.slotSize &+ Self.headroom)..<((i &+ 1) &* Self.slotSize)])
     }
 
     /// Runs until the stop signal is given. Errors other than "nothing to read" are counted, and a queue that
@@ -147,8 +155,8 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
             counters.noteLockWait(clock().nanoseconds &- now.nanoseconds)
             let before = state.nat.counters.flowsCreated
             for i in 0..<count {
-                let frame = slot(Int(slotOf[i])).prefix(upTo: lengths[i])
-                outcomes[i] = FrameProcessor.process(frame, nat: state.nat, now: now,
+                frames[i] = slot(Int(slotOf[i])).prefix(upTo: lengths[i])
+                outcomes[i] = FrameProcessor.process(&frames[i], headroom: Self.headroom, nat: state.nat, now: now,
                                                      compensateHop: compensate, counters: &counters)
             }
             state.io += counters
@@ -160,7 +168,7 @@ public final class Worker<Queue: PacketQueue, Output: PacketOutput>: @unchecked 
         if newFlows, let gate { gate.waitUntilReplicated(serial) }
         for i in 0..<count {
             if case .send(let header) = outcomes[i] {
-                output.send(frame: slot(Int(slotOf[i])).prefix(upTo: lengths[i]), header: header, counters: &counters)
+                output.send(frame: frames[i], header: header, counters: &counters)
             }
         }
         for fragment in released {

@@ -27,7 +27,7 @@ public enum LiveDataPlane {
         let inherited = InheritedSockets.fromEnvironment()
         let shared: LockedNAT
         do { shared = LockedNAT(nat: try NAT(configuration: config.nat)) } catch { throw Failure(description: "nat: \(error)") }
-        let device = try Device.open(config.tun, logger: logger)
+        let device = try Device.open(config.tun, nat64: config.nat.nat64 != nil, logger: logger)
         let service = try ServiceLoop(running: config, configPath: configPath, logger: logger)
         let counters = LocalServiceCounters()
         let control = try ControlServer(path: config.controlSocket, counters: counters, logger: logger)

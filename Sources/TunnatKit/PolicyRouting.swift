@@ -59,7 +59,10 @@ public final class PolicyRouting {
         /// `ip route del default dev tun0 table 100`.
         public var removed: String { "ip \(object) del \(arguments)" }
         var object: String {
-            if case .rule = entry { "rule" } else { "route" }
+            switch entry {
+            case .rule(let rule): rule.isIPv6 ? "-6 rule" : "rule"
+            case .route(let route): route.destination.isIPv6 ? "-6 route" : "route"
+            }
         }
     }
 
@@ -116,6 +119,19 @@ public final class PolicyRouting {
         for address in nat.poolAddresses {
             route(.throughDevice, .unicast, IPv4Prefix(network: address, length: 32)!, table: Self.mainTable)
         }
+        if let nat64 = nat.nat64 {
+            // NAT64: whatever is addressed to the prefix goes into the TUN, or into the blackhole when the TUN is
+            // gone; never on through the IPv6 routes untranslated.
+            let prefix = RouteNetlink.Prefix(nat64.prefix.prefix)
+            for (kind, type, metric) in [(Step.Kind.throughDevice, RouteNetlink.RouteType.unicast, UInt32(0)),
+                                         (.fence, .blackhole, .max)] {
+                let throughDevice = kind == .throughDevice
+                let r = RouteNetlink.TableRoute(type: type, table: table, destination: prefix,
+                                                interfaces: throughDevice ? [deviceIndex] : [], metric: metric)
+                steps.append(Step(kind: kind, entry: .route(r), arguments: Self.arguments(r, device: throughDevice ? device : nil)))
+            }
+            rule(Self.nat64Rule(prefix, routing: routing))
+        }
         return steps
     }
 
@@ -129,7 +145,9 @@ public final class PolicyRouting {
         let index = Int32(Syscall.interfaceIndex(device))
         guard index > 0 else { throw Failure(description: "\(device): no such interface") }
         let listed: [RouteNetlink.Rule]
-        do { listed = try netlink.rules() } catch { throw Failure(description: "listing the policy rules: \(error)") }
+        do { listed = try netlink.rules() + (nat.nat64 == nil ? [] : netlink.rules6()) } catch {
+            throw Failure(description: "listing the policy rules: \(error)")
+        }
         let wanted = steps(deviceIndex: index)
         // A fence an earlier run left that this one would not make (another TUN device, pool addresses no longer
         // configured, or `fence_forwarding: false` now): it goes, blackhole first (`leftoverRules`' order), before
@@ -183,6 +201,9 @@ public final class PolicyRouting {
         let listed: [RouteNetlink.Rule]
         do { listed = try netlink.rules() } catch { throw Failure(description: "listing the policy rules: \(error)") }
         var done = try delete(leftoverRules(in: listed, routing: routing, nat: nat), netlink: netlink)
+        let listed6: [RouteNetlink.Rule]
+        do { listed6 = try netlink.rules6() } catch { throw Failure(description: "listing the IPv6 policy rules: \(error)") }
+        done += try delete(leftoverRules6(in: listed6, routing: routing), netlink: netlink)
         let table = UInt32(routing.table)
         let command = "ip route flush table \(table)"
         do {
@@ -197,7 +218,7 @@ public final class PolicyRouting {
     static func delete(_ rules: [RouteNetlink.Rule], netlink: RouteNetlink) throws(Failure) -> [String] {
         var done: [String] = []
         for rule in rules {
-            let command = "ip rule del \(arguments(rule))"
+            let command = "ip \(rule.isIPv6 ? "-6 " : "")rule del \(arguments(rule))"
             do { try netlink.delete(.rule(rule)) } catch where error.code == Errno.noEntry {
                 continue
             } catch {
@@ -206,6 +227,20 @@ public final class PolicyRouting {
             done.append(command)
         }
         return done
+    }
+
+    /// NAT64's one rule: `ip -6 rule add to <prefix> lookup <table> pref <priority>`.
+    static func nat64Rule(_ prefix: RouteNetlink.Prefix, routing: TunConfiguration.Routing) -> RouteNetlink.Rule {
+        RouteNetlink.Rule(priority: UInt32(routing.priority), source: nil, destination: prefix, inputInterface: nil,
+                          action: .lookup(table: UInt32(routing.table)))
+    }
+
+    /// Listed IPv6 rules of NAT64's shape (any prefix) at this priority and table.
+    static func leftoverRules6(in rules: [RouteNetlink.Rule], routing: TunConfiguration.Routing) -> [RouteNetlink.Rule] {
+        rules.filter {
+            $0.isIPv6 && $0.priority == UInt32(routing.priority) && $0.source == nil && $0.destination != nil
+                && $0.inputInterface == nil && !$0.hasOtherSelectors && $0.action == .lookup(table: UInt32(routing.table))
+        }
     }
 
     /// The rules after the private side's, at the priority plus 1 and 2: the host's own traffic from a private
@@ -324,8 +359,8 @@ public final class PolicyRouting {
 
     /// A rule in `ip rule` syntax: `from 10.0.0.0/8 iif lan1 lookup 100 pref 100`.
     static func arguments(_ rule: RouteNetlink.Rule) -> String {
-        var words = ["from", rule.source.map { "\(IPv4Prefix($0))" } ?? "all"]
-        if let destination = rule.destination { words += ["to", "\(IPv4Prefix(destination))"] }
+        var words = ["from", rule.source.map(\.text) ?? "all"]
+        if let destination = rule.destination { words += ["to", destination.text] }
         if let name = rule.inputInterface { words += ["iif", name] }
         switch rule.action {
         case .lookup(let table): words += ["lookup", table == mainTable ? "main" : "\(table)"]
@@ -346,7 +381,7 @@ public final class PolicyRouting {
         case .throw: words.append("throw")
         default: break
         }
-        words.append(route.destination.length == 0 ? "default" : "\(IPv4Prefix(route.destination))")
+        words.append(route.destination.length == 0 ? "default" : route.destination.text)
         if let device { words += ["dev", device] }
         if route.table != mainTable { words += ["table", "\(route.table)"] }
         if route.metric != 0 { words += ["metric", "\(route.metric)"] }
@@ -357,6 +392,16 @@ public final class PolicyRouting {
 extension RouteNetlink.Prefix {
     init(_ prefix: IPv4Prefix) {
         self.init(address: prefix.network.value.bigEndian, length: UInt8(prefix.length))
+    }
+
+    init(_ prefix: IPv6Prefix) {
+        self.init(high: prefix.network.high, low: prefix.network.low, length: UInt8(prefix.length))
+    }
+
+    /// In `ip` syntax.
+    var text: String {
+        guard isIPv6 else { return "\(IPv4Prefix(self))" }
+        return "\(IPv6Address(high: high, low: low))/\(length)"
     }
 }
 

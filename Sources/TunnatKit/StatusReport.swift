@@ -32,6 +32,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
     public var failover: FailoverStatus?
     /// The local services (the control socket, the metrics endpoint); nil in a report of an older tunnat.
     public var services: ServiceFigures?
+    public var nat64: Nat64Status?
 
     public struct ServiceFigures: Codable, Equatable, Sendable {
         /// Accepts that failed for want of a descriptor (EMFILE, ENFILE), and waited before the next.
@@ -90,12 +91,19 @@ public struct StatusReport: Codable, Equatable, Sendable {
         }
     }
 
+    /// NAT64: the prefix, and how many IPv6 hosts hold mappings (each has an alias in 240.0.0.0/4).
+    public struct Nat64Status: Codable, Sendable, Equatable {
+        public var prefix: String
+        public var hosts: Int
+    }
+
     /// What the report needs from the table, copied under the data plane's lock; the report is built after it.
     public struct TableFigures: Sendable {
         public var flows: Int
         public var mappings: Int
         public var counters: NatCounters
         public var io: IOCounters
+        public var nat64: Nat64Status?
 
         public init(flows: Int, mappings: Int, counters: NatCounters, io: IOCounters) {
             self.flows = flows
@@ -109,6 +117,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
             mappings = nat.mappingCount
             counters = nat.counters
             self.io = io
+            nat64 = nat.configuration.nat64.map { Nat64Status(prefix: $0.prefix.description, hosts: nat.nat64HostCount) }
         }
     }
 
@@ -128,10 +137,11 @@ public struct StatusReport: Codable, Equatable, Sendable {
         mappings = table.mappings
         nat = table.counters
         io = table.io
+        nat64 = table.nat64
     }
 
     enum CodingKeys: String, CodingKey {
-        case device, queues, offloads, output, uptimeSeconds, flows, mappings, nat, drops, io, kernel, replication, failover, services
+        case device, queues, offloads, output, uptimeSeconds, flows, mappings, nat, drops, io, kernel, replication, failover, services, nat64
     }
 
     /// The JSON `tunnat status --json` prints and the control socket carries: the counters as objects by name,
@@ -154,6 +164,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
         try c.encodeIfPresent(replication, forKey: .replication)
         try c.encodeIfPresent(failover, forKey: .failover)
         try c.encodeIfPresent(services, forKey: .services)
+        try c.encodeIfPresent(nat64, forKey: .nat64)
     }
 
     public init(from decoder: any Decoder) throws {
@@ -177,6 +188,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
         replication = try c.decodeIfPresent(ReplicationStatus.self, forKey: .replication)
         failover = try c.decodeIfPresent(FailoverStatus.self, forKey: .failover)
         services = try c.decodeIfPresent(ServiceFigures.self, forKey: .services)
+        nat64 = try c.decodeIfPresent(Nat64Status.self, forKey: .nat64)
     }
 
     /// The kernel's counters in the order `text` shows them, with the sysfs file each comes from. The device's
@@ -217,6 +229,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
         var lines: [String] = []
         lines.append("device \(device): \(queues) queue(s), offloads \(offloads), output \(output), up \(uptimeSeconds)s")
         lines.append("flows \(flows), mappings \(mappings)")
+        if let nat64 { lines.append("nat64: prefix \(nat64.prefix), \(nat64.hosts) IPv6 host(s)") }
         let rows = NatCounters.fields.map { ($0.name, nat[keyPath: $0.value]) }
         lines.append("packets:")
         for (key, value) in rows[..<4] + [("dropped", nat.dropped)] + rows[4...] {

@@ -111,15 +111,31 @@ import Testing
         #expect(Self.bytes(hex).withUnsafeBytes(Netlink.route(parsing:)) == expected)
     }
 
-    /// IPv6, a cached exception (RTM_F_CLONED) and a payload cut short are no routes or rules of ours.
-    @Test func whatIsNotAnIPv4RouteOrRuleIsLeftOut() {
+    /// A cached exception (RTM_F_CLONED), another family and a payload cut short are no routes or rules of ours.
+    @Test func whatIsNotARouteOrRuleIsLeftOut() {
         let cloned = Self.bytes("0220 0000 fe03 0001 0002 0000  0800 0100 c612 0001")
         #expect(cloned.withUnsafeBytes(Netlink.route(parsing:)) == nil)
-        let ipv6 = Self.bytes("0a00 0000 fe03 0001 0000 0000")
-        #expect(ipv6.withUnsafeBytes(Netlink.route(parsing:)) == nil)
-        #expect(ipv6.withUnsafeBytes(Netlink.rule(parsing:)) == nil)
+        let bridge = Self.bytes("0700 0000 fe03 0001 0000 0000")
+        #expect(bridge.withUnsafeBytes(Netlink.route(parsing:)) == nil)
+        #expect(bridge.withUnsafeBytes(Netlink.rule(parsing:)) == nil)
         #expect(Self.bytes("0200 0800 6400").withUnsafeBytes(Netlink.rule(parsing:)) == nil)
         #expect(Self.bytes("0221 0000 fe03 0001 0000 0000").withUnsafeBytes(Netlink.route(parsing:)) == nil)
+    }
+
+    /// IPv6 (NAT64's prefix route and rule): `64:ff9b::/96 dev 3 table 100` and `to 64:ff9b::/96 lookup 100
+    /// pref 100` written as iproute2 writes them, and read back.
+    @Test func ipv6RoutesAndRulesRoundTrip() {
+        let prefix = Netlink.Prefix(high: 0x0064_ff9b_0000_0000, low: 0, length: 96)
+        let route = Netlink.TableRoute(type: .unicast, table: 100, destination: prefix, interfaces: [3])
+        var b = [UInt8](repeating: 0, count: 128)
+        let length = b.withUnsafeMutableBytes { Netlink.write(route, adding: true, into: $0) }
+        #expect(b[0] == 10 && b[1] == 96, "AF_INET6, dst_len 96")
+        #expect(Array(b[..<length]).withUnsafeBytes(Netlink.route(parsing:)) == route)
+        let rule = Netlink.Rule(priority: 100, source: nil, destination: prefix, inputInterface: nil, action: .lookup(table: 100))
+        var r = [UInt8](repeating: 0, count: 128)
+        let ruleLength = r.withUnsafeMutableBytes { Netlink.write(rule, into: $0) }
+        let parsed = Array(r[..<ruleLength]).withUnsafeBytes(Netlink.rule(parsing:))
+        #expect(parsed?.isIPv6 == true && parsed == rule)
     }
 
     // MARK: Helpers

@@ -123,6 +123,9 @@ extension TunnatConfiguration {
         if !ConfigFile.logFormats.contains(logFormat) {
             found.append(("log_format", "expected text or json, got '\(logFormat)'"))
         }
+        if nat.nat64 != nil && tun.output == .raw {
+            found.append(("tun.output", "nat.nat64 needs tun or packet (a raw IPv4 socket cannot send IPv6 to the hosts)"))
+        }
         return found
     }
 }

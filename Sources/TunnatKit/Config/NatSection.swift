@@ -8,7 +8,7 @@ extension ConfigReader {
     func nat(_ node: Node) throws(ConfigError) -> (NatConfiguration, seedConfigured: Bool) {
         let keys = ["private_prefixes", "pool", "port_range", "filtering", "max_flows", "max_flows_per_host",
                     "max_flows_per_prefix", "limit_prefix_length", "max_inbound_flows", "max_inbound_flows_per_mapping",
-                    "request_response_ports", "verify_checksums", "max_held_fragments", "timeouts", "seed"]
+                    "request_response_ports", "verify_checksums", "max_held_fragments", "timeouts", "seed", "nat64"]
         let section = try mapping(node, key: "nat", accepted: keys)
         guard let prefixesNode = section["private_prefixes"] else {
             throw fail(node, "nat.private_prefixes", "missing; give the prefixes to translate, such as [10.0.0.0/8]")
@@ -93,8 +93,31 @@ extension ConfigReader {
             if let v = timeouts["icmp"] { config.timeouts.icmp = try duration(v, "nat.timeouts.icmp") }
             if let v = timeouts["fragment"] { config.timeouts.fragment = try duration(v, "nat.timeouts.fragment") }
         }
+        if let value = section["nat64"] { config.nat64 = try nat64(value) }
         // Ranges, RFC minimums and rules that involve more than one key are the table's own.
         try validate(config.problems(), prefix: "nat")
         return (config, section["seed"] != nil)
+    }
+
+    /// `nat.nat64`: stateful NAT64 for IPv6-only hosts.
+    func nat64(_ node: Node) throws(ConfigError) -> Nat64Configuration {
+        let section = try mapping(node, key: "nat.nat64", accepted: ["prefix", "private_prefixes", "max_hosts"])
+        guard let prefixesNode = section["private_prefixes"] else {
+            throw fail(node, "nat.nat64.private_prefixes", "missing; give the IPv6 sources to translate, such as [fd00:1::/64]")
+        }
+        let prefixes = try values(prefixesNode, "nat.nat64.private_prefixes", expected: "IPv6 prefixes such as fd00:1::/64",
+                                  invalid: { "expected an IPv6 prefix such as fd00:1::/64 (host bits clear), got '\($0)'" },
+                                  parse: IPv6Prefix.init)
+        var config = Nat64Configuration(privatePrefixes: prefixes)
+        if let value = section["prefix"] {
+            let text = try scalar(value, "nat.nat64.prefix", expected: "an IPv6 prefix")
+            guard let parsed = IPv6Prefix(text), let prefix = NAT64Prefix(parsed) else {
+                throw fail(value, "nat.nat64.prefix",
+                           "expected 64:ff9b::/96 or a network-specific prefix of length 32, 40, 48, 56, 64 or 96 with bits 64-71 zero (RFC 6052), got '\(text)'")
+            }
+            config.prefix = prefix
+        }
+        if let value = section["max_hosts"] { config.maxHosts = try integer(value, "nat.nat64.max_hosts") }
+        return config
     }
 }

@@ -6,7 +6,10 @@ import TunIO
 /// kernel forwards every packet into the TUN, and in tun output out of it again), strict reverse-path filtering off
 /// where translated replies leave the TUN. Goes when the process does.
 enum Device {
-    static func open(_ tun: TunConfiguration, logger: Logger) throws(LiveDataPlane.Failure) -> TunDevice {
+    static func open(_ tun: TunConfiguration, nat64: Bool = false, logger: Logger) throws(LiveDataPlane.Failure) -> TunDevice {
+        if nat64, let forward = KernelSettings.read("net.ipv6.conf.all.forwarding"), forward != "1" {
+            throw .init(description: "net.ipv6.conf.all.forwarding is \(forward): with nat.nat64 the kernel must forward IPv6 packets into and out of \(tun.name); enable it with 'sysctl -w net.ipv6.conf.all.forwarding=1'")
+        }
         if let forward = KernelSettings.read("net.ipv4.ip_forward"), forward != "1" {
             throw .init(description: "net.ipv4.ip_forward is \(forward): the kernel must forward packets into and out of \(tun.name); enable it with 'sysctl -w net.ipv4.ip_forward=1'")
         }
@@ -22,9 +25,18 @@ enum Device {
         }
         // Replies leave the TUN with sources that route elsewhere; the device is ours, so loosen it here.
         _ = KernelSettings.write("net.ipv4.conf.\(tun.name).rp_filter", "0")
-        // tunnat translates IPv4 only; without this the kernel's own IPv6 chatter on the device (router
-        // solicitations) would show up as not-ipv4 drops.
-        _ = KernelSettings.write("net.ipv6.conf.\(tun.name).disable_ipv6", "1")
+        if nat64 {
+            // IPv6 on, for the route to the NAT64 prefix, but no address and so none of the kernel's own chatter on
+            // the device (router solicitations, MLD reports), which would show up as drops.
+            _ = KernelSettings.write("net.ipv6.conf.\(tun.name).addr_gen_mode", "1")
+            _ = KernelSettings.write("net.ipv6.conf.\(tun.name).accept_ra", "0")
+            _ = KernelSettings.write("net.ipv6.conf.\(tun.name).router_solicitations", "0")
+            _ = KernelSettings.write("net.ipv6.conf.\(tun.name).disable_ipv6", "0")
+        } else {
+            // Without NAT64, tunnat translates IPv4 only; without this the kernel's own IPv6 chatter on the device
+            // (router solicitations) would show up as not-ipv4 drops.
+            _ = KernelSettings.write("net.ipv6.conf.\(tun.name).disable_ipv6", "1")
+        }
         do { try device.bringUp(mtu: tun.mtu) } catch { throw .init(description: error.description, errno: error.errno) }
         logger.info("device up", metadata: [
             "device": "\(device.name)", "queues": "\(device.queues.count)",
