@@ -10,6 +10,9 @@ public struct FlowRecord: Equatable, Sendable, CustomStringConvertible {
     public enum Operation: UInt8, Sendable {
         case upsert = 1
         case delete = 2
+        /// NAT64 (wire format v4): the IPv6 host behind an alias (`internalAddress`, in 240.0.0.0/4) is
+        /// `hostAddress`. Precedes the first upsert of a mapping from that alias.
+        case host = 3
     }
 
     public static let encodedSize = 24
@@ -27,6 +30,19 @@ public struct FlowRecord: Equatable, Sendable, CustomStringConvertible {
     public var externalPort: UInt16
     public var remoteAddress: IPv4Address
     public var remotePort: UInt16
+    /// `.host` records only: the IPv6 address, carried in the bytes where other records have ports and addresses.
+    public var hostAddress: IPv6Address?
+
+    /// A `.host` record: `alias` stands for `address`.
+    public init(host address: IPv6Address, alias: IPv4Address) {
+        self.init(operation: .host, protocolNumber: 0, internalAddress: alias, internalPort: 0,
+                  externalAddress: IPv4Address(0), externalPort: 0, remoteAddress: IPv4Address(0), remotePort: 0)
+        hostAddress = address
+    }
+
+    /// Whether only a node that speaks NAT64's records (wire format v4) may be sent this record: a host record,
+    /// or a flow of an IPv6 host's alias.
+    public var isNAT64: Bool { operation == .host || internalAddress.value & 0xF000_0000 == 0xF000_0000 }
 
     public init(operation: Operation, protocolNumber: UInt8, tcpState: UInt8 = 0, internalAddress: IPv4Address,
                 internalPort: UInt16, externalAddress: IPv4Address, externalPort: UInt16, remoteAddress: IPv4Address,
@@ -43,13 +59,23 @@ public struct FlowRecord: Equatable, Sendable, CustomStringConvertible {
     }
 
     public var description: String {
-        "\(operation) \(protocolNumber) \(internalAddress):\(internalPort) as \(externalAddress):\(externalPort) "
+        if operation == .host, let hostAddress { return "host \(internalAddress) is \(hostAddress)" }
+        return "\(operation) \(protocolNumber) \(internalAddress):\(internalPort) as \(externalAddress):\(externalPort) "
             + "with \(remoteAddress):\(remotePort) tcp=\(tcpState)"
     }
 
     /// Appends the 24-byte form: operation, protocol, TCP state, 0, then internal address and port, external port,
     /// external address, remote address and port, 0 (big-endian).
     public func encode(into out: inout [UInt8]) {
+        if operation == .host {
+            // operation, 0, 0, 0, alias, the IPv6 address (16 bytes).
+            out += [operation.rawValue, 0, 0, 0]
+            out.appendBE(internalAddress.value)
+            let address = hostAddress ?? IPv6Address(high: 0, low: 0)
+            out.appendBE(address.high)
+            out.appendBE(address.low)
+            return
+        }
         out.append(operation.rawValue)
         out.append(protocolNumber)
         out.append(tcpState)
@@ -67,10 +93,16 @@ public struct FlowRecord: Equatable, Sendable, CustomStringConvertible {
     public init?(decoding bytes: ArraySlice<UInt8>, at offset: Int) {
         let base = bytes.startIndex + offset
         guard offset >= 0, base + Self.encodedSize <= bytes.endIndex,
-              let operation = Operation(rawValue: bytes[base]),
-              [IPProtocol.tcp.value, IPProtocol.udp.value, IPProtocol.icmp.value].contains(bytes[base + 1])
-        else { return nil }
+              let operation = Operation(rawValue: bytes[base]) else { return nil }
         func get<T: FixedWidthInteger>(_ at: Int, _ type: T.Type) -> T { bytes.loadBE(type, at: offset + at) }
+        if operation == .host {
+            let alias = get(4, UInt32.self)
+            guard bytes[base + 1] == 0, alias & 0xF000_0000 == 0xF000_0000, alias & 0x0FFF_FFFF != 0 else { return nil }
+            self.init(host: IPv6Address(high: get(8, UInt64.self), low: get(16, UInt64.self)), alias: IPv4Address(alias))
+            return
+        }
+        guard [IPProtocol.tcp.value, IPProtocol.udp.value, IPProtocol.icmp.value].contains(bytes[base + 1])
+        else { return nil }
         self.init(operation: operation, protocolNumber: bytes[base + 1], tcpState: bytes[base + 2],
                   internalAddress: IPv4Address(get(4, UInt32.self)), internalPort: get(8, UInt16.self),
                   externalAddress: IPv4Address(get(12, UInt32.self)), externalPort: get(10, UInt16.self),
@@ -123,6 +155,23 @@ extension NAT {
         changes.append(flowRecord(operation, f))
     }
 
+    /// Records that `alias` now stands for an IPv6 host (its first mapping was made).
+    func recordHost(alias: UInt32) {
+        guard let r = hostRecord(alias: alias) else { return }
+        changeSerial &+= 1
+        guard changes.count < Self.maxPendingChanges else {
+            changes.removeAll(keepingCapacity: true)
+            changesOverflowed = true
+            return
+        }
+        changes.append(r)
+    }
+
+    func hostRecord(alias: UInt32) -> FlowRecord? {
+        guard let address = nat64?.hosts.address(ofAlias: alias) else { return nil }
+        return FlowRecord(host: address, alias: IPv4Address(alias))
+    }
+
     func flowRecord(_ operation: FlowRecord.Operation, _ f: UInt32) -> FlowRecord {
         let flow = store.flows[Int(f)]
         let map = store.mappings[Int(flow.mapping)]
@@ -150,7 +199,13 @@ extension NAT {
         var records: [FlowRecord] = []
         if first <= last {
             records.reserveCapacity(min(last - first + 1, store.flowCount))
+            var hostsSent: Set<UInt32> = []
             for i in first...last where store.flows[i].mapping != 0 {
+                let alias = store.mappings[Int(store.flows[i].mapping)].internalAddress
+                // An IPv6 host's flows come after its host record, once per part (records are idempotent).
+                if Nat64Hosts.isAlias(alias), hostsSent.insert(alias).inserted, let host = hostRecord(alias: alias) {
+                    records.append(host)
+                }
                 records.append(flowRecord(.upsert, UInt32(i)))
             }
         }
@@ -197,14 +252,20 @@ extension NAT {
         for timer in 0..<UInt8(TimerClass.count) {
             while case let f = store.oldestFlow(timer), f != 0 { removeFlow(f) }
         }
+        nat64?.hosts.removeUnmapped()
     }
 
     /// Applies one record of the active's table. Not recorded as a change itself.
     public func apply(_ r: FlowRecord, now: NatInstant) throws(ApplyFailure) {
-        guard let proto = Self.protocolClass(IPProtocol(r.protocolNumber)) else { throw .conflict }
+        guard let proto = Self.protocolClass(IPProtocol(r.protocolNumber)) else {
+            if r.operation == .host { return try applyHost(r) }
+            throw .conflict
+        }
         let cls = proto.rawValue
         let existing = store.findMapping(internal: cls, r.internalAddress.value, r.internalPort)
         switch r.operation {
+        case .host:
+            throw .conflict
         case .delete:
             guard existing != 0 else { return }
             let f = store.findFlow(existing, r.remoteAddress.value, r.remotePort)
@@ -222,6 +283,10 @@ extension NAT {
                 }
             } else {
                 guard let slot = poolIndex(r.externalAddress.value) else { throw .notInPool }
+                // An IPv6 host's mapping needs the host, which its host record brought.
+                if Nat64Hosts.isAlias(r.internalAddress.value) {
+                    guard nat64?.hosts.address(ofAlias: r.internalAddress.value) != nil else { throw .conflict }
+                }
                 guard store.flowCount < store.capacity else { throw .tableFull }
                 let poolSlot = UInt8(slot)
                 guard ports.isFree(poolSlot, cls, r.externalPort) else { throw .conflict }

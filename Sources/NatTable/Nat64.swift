@@ -161,6 +161,12 @@ final class Nat64Hosts {
         return index
     }
 
+    /// Removes the hosts that hold no mapping (a replica's, named by host records whose flows never came).
+    func removeUnmapped() {
+        guard highWater > 0 else { return }
+        for i in 1...highWater where mappings[Int(i)] == 0 { remove(i) }
+    }
+
     /// Removes a host (its last mapping went, or it never got one).
     func remove(_ index: UInt32) {
         let b = bucket(addresses[Int(index)])
@@ -278,7 +284,31 @@ extension NAT {
     /// A mapping from an alias was made or went: its host lives while it has mappings.
     @inline(__always) func nat64MappingAdded(_ internalAddress: UInt32) {
         guard let nat64, Nat64Hosts.isAlias(internalAddress) else { return }
-        nat64.hosts.mappings[Int(Nat64Hosts.index(internalAddress))] += 1
+        let i = Int(Nat64Hosts.index(internalAddress))
+        nat64.hosts.mappings[i] += 1
+        if nat64.hosts.mappings[i] == 1 && recording { recordHost(alias: internalAddress) }
+    }
+
+    /// A replica learns which IPv6 host an alias stands for. A different host at that alias that holds mappings
+    /// is a conflict (the replica needs a resync); one that holds none was left by a host record whose flows
+    /// never came, and gives way.
+    func applyHost(_ r: FlowRecord) throws(ApplyFailure) {
+        guard let nat64, let address = r.hostAddress, Nat64Hosts.isAlias(r.internalAddress.value) else {
+            throw .conflict
+        }
+        let index = Nat64Hosts.index(r.internalAddress.value)
+        if let present = nat64.hosts.address(ofAlias: r.internalAddress.value) {
+            if present == address { return }
+            guard nat64.hosts.mappings[Int(index)] == 0 else { throw .conflict }
+            nat64.hosts.remove(index)
+        }
+        let found = nat64.hosts.find(address)
+        if found != 0 {
+            // The same host under another alias: only possible if that one holds nothing.
+            guard nat64.hosts.mappings[Int(found)] == 0 else { throw .conflict }
+            nat64.hosts.remove(found)
+        }
+        guard nat64.hosts.insert(address, at: index) == index else { throw .tableFull }
     }
 
     @inline(__always) func nat64MappingRemoved(_ internalAddress: UInt32) {

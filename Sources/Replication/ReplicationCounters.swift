@@ -17,6 +17,8 @@ public struct ReplicationCounters: Sendable, Equatable {
         case handoverRepeated, handoverNotFromLeader
         /// New flows held past `hold_new_flows_ms` without a standby's acknowledgement (the replicator's own).
         case holdTimeouts
+        /// NAT64 records not sent to a peer whose session speaks a wire format older than v4.
+        case nat64RecordsWithheld
 
         /// The name shown in `tunnat status` and exported: the words of the case, joined by hyphens.
         public var name: String { Self.names[rawValue] }

@@ -567,7 +567,17 @@ public final class ReplicationNode {
         for peer in peers {
             let part = wanting.firstIndex { $0.peer === peer }.map { changes.parts[$0] }
             if part != nil { count(.snapshotParts) }
-            if !peer.out.enqueue(changes.records, part: part, serial: changes.serial) {
+            // A peer on an older wire format gets no NAT64 record: it could not read them (its NAT64 sessions are
+            // not replicated until it is upgraded).
+            var records = changes.records
+            var snapshot = part
+            if peer.session.version < SyncMessage.nat64Version {
+                let before = records.count + (snapshot?.records.count ?? 0)
+                records.removeAll(where: \.isNAT64)
+                snapshot?.records.removeAll(where: \.isNAT64)
+                count(.nat64RecordsWithheld, UInt64(before - records.count - (snapshot?.records.count ?? 0)))
+            }
+            if !peer.out.enqueue(records, part: snapshot, serial: changes.serial) {
                 peer.out.wantsResync = true
                 peer.resyncReason = "more than \(OutboundStream.maxPending) records behind"
             }

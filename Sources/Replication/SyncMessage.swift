@@ -1,7 +1,7 @@
 import Hashing
 import PacketKit
 
-/// The replication wire format, versions 2 and 3: one UDP datagram per message, encrypted and authenticated with
+/// The replication wire format, versions 2 to 4: one UDP datagram per message, encrypted and authenticated with
 /// AES-256-GCM under a key of its session, and protected against replay. docs/replication-wire-format.md is the
 /// full description; the layout (big-endian):
 ///
@@ -11,7 +11,7 @@ import PacketKit
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// |                     magic "TNSY" (0x544E5359)                 |
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-/// | version (2,3) |     type      |    key id     |     flags     |
+/// | version (2-4) |     type      |    key id     |     flags     |
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 /// |                           sender id                           |
 /// +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
@@ -36,8 +36,11 @@ public struct SyncMessage: Sendable, Equatable {
     public static let magic: UInt32 = 0x544E_5359
     /// The versions this node speaks. Hellos go out in the oldest, carrying the newest the sender speaks; a session
     /// uses the newest both speak (`negotiated`), so one node may be upgraded while its peer still runs the previous
-    /// release. Version 3 is version 2 with that negotiation.
-    public static let versions: ClosedRange<UInt8> = 2...3
+    /// release. Version 3 is version 2 with that negotiation; version 4 adds NAT64's records (host records, and
+    /// flows of IPv6 hosts' aliases), which are never sent in a session of an older version.
+    public static let versions: ClosedRange<UInt8> = 2...4
+    /// The first version whose sessions carry NAT64's records.
+    public static let nat64Version: UInt8 = 4
     public static var currentVersion: UInt8 { versions.upperBound }
     public static var oldestVersion: UInt8 { versions.lowerBound }
     /// The version of every hello, in every release from this one on: a node of any release reads another's hellos

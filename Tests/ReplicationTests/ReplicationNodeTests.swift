@@ -8,8 +8,10 @@ import TunIO
 
 /// A data plane's table: the real `LockedNAT` the workers share, with helpers that send packets through it.
 func makeTable(pool: IPv4Address = IPv4Address(198, 18, 0, 1)) throws -> LockedNAT {
-    LockedNAT(nat: try NAT(configuration: NatConfiguration(privatePrefixes: [IPv4Prefix("10.0.0.0/8")!],
-                                                           poolAddresses: [pool], seed: 5)))
+    var configuration = NatConfiguration(privatePrefixes: [IPv4Prefix("10.0.0.0/8")!], poolAddresses: [pool], seed: 5)
+    configuration.nat64 = Nat64Configuration(prefix: NAT64Prefix(IPv6Prefix("2001:db8:64::/96")!)!,
+                                             privatePrefixes: [IPv6Prefix("fd00:1::/64")!])
+    return LockedNAT(nat: try NAT(configuration: configuration))
 }
 
 extension LockedNAT {
@@ -32,6 +34,35 @@ extension LockedNAT {
     }
 
     var changeSerial: UInt64 { state.withLock { $0.nat.changeSerial } }
+
+    /// NAT64: a UDP packet from IPv6 host fd00:1::HOST to 198.19.0.1 through the prefix; the verdict and, when
+    /// translated, the external port.
+    func outbound6(_ host: UInt8, _ port: UInt16) -> (Verdict, UInt16) {
+        let source = IPv6Address(high: 0xfd00_0001_0000_0000, low: UInt64(host))
+        let packet = PacketBuilder.udp6(from: (source, port), to: (IPv6Address("2001:db8:64::c613:1")!, 53), payload: [1])
+        let (verdict, out) = translate64(packet, at: 1)
+        return (verdict, out.count >= 24 ? UInt16(out[20]) << 8 | UInt16(out[21]) : 0)
+    }
+
+    /// The server's reply to an external port: the verdict and the IPv6 destination it was translated to.
+    func reply6(toPort port: UInt16) -> (Verdict, IPv6Address?) {
+        let packet = PacketBuilder.udp(from: (IPv4Address(198, 19, 0, 1), 53), to: (IPv4Address(198, 18, 0, 1), port), payload: [2])
+        var (verdict, out) = translate64(packet, at: 2)
+        guard out.count >= 40, out[0] >> 4 == 6 else { return (verdict, nil) }
+        return (verdict, out.withUnsafeMutableBytes { IPv6Address($0, at: 24) })
+    }
+
+    /// Translates with headroom in front, as the data path does; the verdict and the bytes that came out.
+    func translate64(_ packet: [UInt8], at seconds: UInt64) -> (Verdict, [UInt8]) {
+        state.withLock { s in
+            var buffer = [UInt8](repeating: 0, count: Translate64.headroom) + packet
+            return buffer.withUnsafeMutableBytes { b in
+                var window = b.suffix(from: Translate64.headroom)
+                let verdict = s.nat.translate(&window, headroom: Translate64.headroom, now: .seconds(seconds))
+                return (verdict, Array(window))
+            }
+        }
+    }
 }
 
 /// Nodes joined by an in-memory network on a hand-turned clock: every datagram a node returns is delivered to its

@@ -15,7 +15,7 @@ import Testing
     @Test func sealThenOpenGivesTheSameMessage() throws {
         let datagram = Self.key.seal(Self.message)
         #expect(datagram.count == SyncMessage.headerLength + 200 + SyncMessage.tagLength)
-        #expect(Array(datagram[0..<8]) == [0x54, 0x4E, 0x53, 0x59, 3, 2, 1, 2])
+        #expect(Array(datagram[0..<8]) == [0x54, 0x4E, 0x53, 0x59, 4, 2, 1, 2])
         #expect(try Self.key.open(datagram) == Self.message)
         // The previous version's form: the same layout, its version byte, and keys of its own label.
         var previous = Self.message
@@ -88,7 +88,7 @@ import Testing
 
     @Test func anotherVersionIsRejected() {
         var datagram = Self.key.seal(Self.message)
-        for version: UInt8 in [0, 1, 4, 255] {
+        for version: UInt8 in [0, 1, 5, 255] {
             datagram[4] = version
             #expect(throws: SyncRejection.badVersion) { try Self.key.open(datagram) }
         }

@@ -1,7 +1,8 @@
+import PacketKit
 @testable import Replication
 import Testing
 
-/// Wire-format versions: a node of this release speaks version 3 with another, and version 2 (the previous
+/// Wire-format versions: a node of this release speaks its newest version (4) with another, and version 2 (the previous
 /// release's) with a peer that speaks nothing newer, so that a pair is upgraded one node at a time without losing a
 /// flow. A node of the previous release is played by narrowing `wireVersions` to 2: it then sends hellos without
 /// a version byte and refuses every datagram of version 3, as that release does.
@@ -16,7 +17,7 @@ import Testing
 
     func wire(_ m: Network.Member, _ net: Network) -> [UInt8?] { m.node.status(now: net.now).peers.map(\.wireVersion) }
 
-    @Test func twoNodesOfThisReleaseSpeakVersion3AndTheirHellosVersion2() throws {
+    @Test func twoNodesOfThisReleaseSpeakTheNewestVersionAndTheirHellosVersion2() throws {
         let net = Network()
         var seen: [(kind: SyncMessage.Kind, version: UInt8)] = []
         net.lose = { d, _ in
@@ -24,9 +25,9 @@ import Testing
             return false
         }
         let (a, b) = try net.syncedPair()
-        #expect(wire(a, net) == [3] && wire(b, net) == [3])
+        #expect(wire(a, net) == [SyncMessage.currentVersion] && wire(b, net) == [SyncMessage.currentVersion])
         #expect(seen.contains { $0.kind == .hello } && seen.filter { $0.kind == .hello }.allSatisfy { $0.version == 2 })
-        #expect(seen.contains { $0.kind == .entries } && seen.filter { $0.kind != .hello }.allSatisfy { $0.version == 3 })
+        #expect(seen.contains { $0.kind == .entries } && seen.filter { $0.kind != .hello }.allSatisfy { $0.version == SyncMessage.currentVersion })
         #expect(a.node.counters[SyncRejection.badVersion] == 0 && b.node.counters[SyncRejection.badVersion] == 0)
     }
 
@@ -42,7 +43,7 @@ import Testing
         }
         let b = try start(net, 2, peers: [1])
         #expect(net.run(upTo: 2) { b.node.synced && b.table.flowCount == 50 })
-        #expect(versions == [2], "nothing in version 3 reaches the old node")
+        #expect(versions == [2], "nothing newer reaches the old node")
         #expect(wire(a, net) == [2] && wire(b, net) == [2])
         #expect(a.node.counters[SyncRejection.badVersion] == 0)
     }
@@ -70,8 +71,46 @@ import Testing
         // The old active upgraded: it follows the new active and syncs in version 3.
         let a2 = try start(net, 1, peers: [2])
         #expect(net.run(upTo: 2) { a2.node.synced && a2.table.flowCount == 101 })
-        #expect(wire(a2, net) == [3] && wire(b, net) == [3])
+        #expect(wire(a2, net) == [SyncMessage.currentVersion] && wire(b, net) == [SyncMessage.currentVersion])
         #expect(b.node.role == .active && b.table.flowCount == 101 && b.node.counters[.handoversTaken] == 1)
         #expect(b.node.counters[SyncRejection.badVersion] == 0 && a2.node.counters[SyncRejection.badVersion] == 0)
+    }
+
+    /// NAT64 sessions (host records and the flows of IPv6 hosts' aliases, wire format v4) reach a standby of this
+    /// release, which translates the replies to the IPv6 host once it takes over; a standby of the previous release
+    /// (v3) is sent none of them, counted, and still gets every NAT44 flow.
+    @Test func nat64SessionsReachOnlyAStandbyThatSpeaksV4() throws {
+        for previous in [false, true] {
+            let net = Network()
+            let a = try start(net, 1, peers: [2])
+            #expect(net.run(upTo: 1) { a.node.role == .active })
+            for i in 0..<20 { _ = a.table.outbound(UInt8(1 + i), 4000) }
+            var ports: [UInt16] = []
+            for i in 0..<10 {
+                let (verdict, port) = a.table.outbound6(UInt8(1 + i), 5000)
+                #expect(verdict == .forward(.outbound))
+                ports.append(port)
+            }
+            let b = try start(net, 2, peers: [1])
+            if previous { b.node.wireVersions = 2...3 }
+            #expect(net.run(upTo: 2) { b.node.synced })
+            ports.append(a.table.outbound6(11, 5000).1)
+            net.run(for: 0.5)
+            if previous {
+                #expect(b.table.flowCount == 20, "every NAT44 flow, no NAT64 one")
+                #expect(a.node.counters[.nat64RecordsWithheld] >= 11)
+                #expect(b.node.counters[SyncRejection.badVersion] == 0 && b.node.counters[.rejectedBadEntries] == 0)
+            } else {
+                #expect(b.table.flowCount == 31)
+                #expect(b.table.state.withLock { $0.nat.nat64HostCount } == 11)
+                net.kill(1)
+                #expect(net.run(upTo: 3) { b.node.role == .active })
+                for (i, port) in ports.enumerated() {
+                    let (verdict, destination) = b.table.reply6(toPort: port)
+                    #expect(verdict == .forward(.inbound))
+                    #expect(destination == IPv6Address(high: 0xfd00_0001_0000_0000, low: UInt64(i + 1)))
+                }
+            }
+        }
     }
 }
