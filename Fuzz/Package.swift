@@ -12,6 +12,7 @@
 //   fuzz-xml        the AWS XML reader and the EC2 response decoding on top of it
 //   fuzz-config     ConfigFile.parse and FailoverConfigFile.parse (YAML through Yams)
 //   fuzz-pcap       the capture reader `tunnat replay` takes files with (PcapReader, link-layer payloads)
+//   fuzz-nat64      the IPv6 parser, RFC 7915 translation both ways, and NAT.translate's NAT64 path
 import PackageDescription
 
 let strict: [SwiftSetting] = [.treatAllWarnings(as: .error)]
@@ -62,5 +63,10 @@ let package = Package(
             dependencies: ["CFuzzerDriver", "FuzzSupport", .product(name: "PacketKit", package: "tunnat"),
                            .product(name: "TunnatKit", package: "tunnat")],
             path: "Sources/FuzzPcap", swiftSettings: strict),
+        .executableTarget(
+            name: "fuzz-nat64",
+            dependencies: ["CFuzzerDriver", "FuzzSupport", .product(name: "PacketKit", package: "tunnat"),
+                           .product(name: "NatTable", package: "tunnat")],
+            path: "Sources/FuzzNat64", swiftSettings: strict),
     ]
 )

@@ -7,7 +7,7 @@
 #
 #   --seconds S   run each target for S seconds (default: 30, a smoke run)
 #   --runs N      run each target for N executions (docs/fuzzing.md: 10,000,000 each)
-#   TARGET        translate offload sync xml config pcap (default: all, one after another)
+#   TARGET        translate offload sync xml config pcap nat64 (default: all, one after another)
 #
 # FUZZ_DIR (default .build-fuzz/run) holds corpus/TARGET (grows from run to run; delete it for a fresh start),
 # seeds/TARGET and TARGET.dict (remade each run by scripts/lib/fuzz_seeds.py), crashes/TARGET/ (the artefacts) and
@@ -28,7 +28,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh >/dev/null   # the system libraries tunnat's targets link (libssl, libcurl, liburing)
-all=(translate offload sync xml config pcap)
+all=(translate offload sync xml config pcap nat64)
 limit=(-max_total_time=30)
 targets=()
 while [ $# -gt 0 ]; do

@@ -94,6 +94,37 @@ def seeds_offload(out):
         write(out, bytes([0x00 | 0x08]) + raw + packet)
 
 
+def ipv6(src, dst, next_header, upper, ext=b"", hop=64):
+    return struct.pack("!IHBB", 0x60000000, len(ext) + len(upper), next_header, hop) + bytes(src) + bytes(dst) + ext + upper
+
+
+def seeds_nat64(out):
+    """IPv6 packets from a private host (control: addressing 1, checksum fixed) and IPv4 replies (addressing 3)."""
+    host = bytes([0xfd, 0, 0, 1] + [0] * 11 + [1])
+    server = bytes([0x20, 0x01, 0x0d, 0xb8, 0, 0x64] + [0] * 6 + [93, 184, 216, 34])
+    udp = struct.pack("!HHHH", 5000, 53, 12, 0) + b"abcd"
+    tcp = struct.pack("!HHIIBBHHH", 40000, 80, 1000, 0, 5 << 4, 0x02, 65535, 0, 0)
+    echo = struct.pack("!BBHHH", 128, 0, 0, 77, 1) + b"x" * 16
+    pad = bytes([17, 0, 1, 4, 0, 0, 0, 0])
+    frag = struct.pack("!BBHI", 17, 0, 0 | 1, 0x12345678)
+    later = struct.pack("!BBHI", 17, 0, 24, 0x12345678)
+    inner = ipv6(server, host, 17, struct.pack("!HHHH", 53, 5000, 12, 0) + b"abcd")
+    errors = [struct.pack("!BBHI", t, c, 0, w) + inner for t, c, w in [(1, 4, 0), (2, 0, 1400), (3, 0, 0), (4, 0, 7)]]
+    packets = [ipv6(host, server, 17, udp), ipv6(host, server, 6, tcp), ipv6(host, server, 58, echo),
+               ipv6(host, server, 0, udp, ext=pad), ipv6(host, server, 44, udp, ext=frag),
+               ipv6(host, server, 44, b"tail" * 4, ext=later)] + [ipv6(host, server, 58, e) for e in errors]
+    for i, packet in enumerate(packets):
+        write(out, bytes([0x02 | 0x08]) + packet)
+        write(out, bytes([0x03 | 0x08 | 0x10]) + packet)
+    replies = [ipv4_packet(17, [93, 184, 216, 34], [198, 18, 0, 1], struct.pack("!HHHH", 53, 5000, 12, 0) + b"abcd"),
+               ipv4_packet(6, [93, 184, 216, 34], [198, 18, 0, 1],
+                           struct.pack("!HHIIBBHHH", 80, 40000, 5000, 1001, 5 << 4, 0x12, 65535, 0, 0)),
+               ipv4_packet(1, [93, 184, 216, 34], [198, 18, 0, 1], struct.pack("!BBHHH", 0, 0, 0, 77, 1) + b"x" * 16)]
+    for packet in replies:
+        write(out, bytes([0x06 | 0x08]) + packet)
+        write(out, bytes([0x04 | 0x08 | 0x40]) + packet)
+
+
 def seeds_pcap(out):
     for path in pcap_files():
         write(out, open(path, "rb").read())
@@ -376,6 +407,8 @@ def main():
             dict_config(os.path.join(out, "config.dict"))
         elif target == "pcap":
             seeds_pcap(seeds)
+        elif target == "nat64":
+            seeds_nat64(seeds)
         else:
             sys.exit("fuzz_seeds.py: unknown target %s" % target)
 
