@@ -229,7 +229,8 @@ struct ReplayCommand: ParsableCommand {
         discussion: """
             The capture's timestamps are the clock. Packets from a private prefix are outbound, packets to a pool \
             address inbound; anything else is dropped and counted. The output is a pcap of link type raw IPv4 \
-            (228). Input: classic pcap, link types ethernet, raw, linux cooked, ipv4.
+            (228), or raw (101) when nat.nat64 is configured. Input: classic pcap or pcapng, link types ethernet, \
+            raw, linux cooked (v1 and v2), ipv4, ipv6.
             """)
 
     @Option(name: .long, help: "YAML configuration file (default: the embedded one, see `tunnat default-config`).")

@@ -66,15 +66,25 @@ func byteSwapped(_ file: [UInt8]) -> [UInt8] {
         (.ethernet, "0000 0000 0001 0000 0000 0002 8100 0064 0800 45", .ipv4(18..<19)),
         (.ethernet, "0000 0000 0001 0000 0000 0002 88a8 0064 8100 0065 0800 45", .ipv4(22..<23)),
         (.ethernet, "0000 0000 0001 0000 0000 0002 0806 0001", .notIPv4(0x0806)),
-        (.ethernet, "0000 0000 0001 0000 0000 0002 86dd 60", .notIPv4(0x86DD)),
+        (.ethernet, "0000 0000 0001 0000 0000 0002 86dd 60", .ipv6(14..<15)),
+        (.ethernet, "0000 0000 0001 0000 0000 0002 8100 0064 86dd 60", .ipv6(18..<19)),
         (.ethernet, "0000 0000 0001 0000", .badLinkHeader),
         (.ethernet, "0000 0000 0001 0000 0000 0002 8100 00", .badLinkHeader),
         (.linuxCooked, "0000 0001 0006 0000 0000 0000 0000 0800 45", .ipv4(16..<17)),
-        (.linuxCooked, "0000 0001 0006 0000 0000 0000 0000 86dd 60", .notIPv4(0x86DD)),
+        (.linuxCooked, "0000 0001 0006 0000 0000 0000 0000 86dd 60", .ipv6(16..<17)),
         (.linuxCooked, "0000 0001", .badLinkHeader),
+        // Cooked v2: protocol type, reserved, interface index, ARPHRD type, packet type, address length, address.
+        (.linuxCookedV2, "0800 0000 0000 0002 0001 00 06 0200 0000 0001 0000 45", .ipv4(20..<21)),
+        (.linuxCookedV2, "86dd 0000 0000 0002 0001 04 06 0200 0000 0001 0000 60", .ipv6(20..<21)),
+        (.linuxCookedV2, "0806 0000 0000 0002 0001 00 06 0200 0000 0001 0000 0001", .notIPv4(0x0806)),
+        (.linuxCookedV2, "0800 0000 0000 0002 0001 00 06 0200 0000 0001 00", .badLinkHeader),
         (.raw, "45", .ipv4(0..<1)),
-        (.raw, "60", .notIPv4(6)),
+        (.raw, "60", .ipv6(0..<1)),
+        (.raw, "10", .notIPv4(1)),
         (.ipv4, "45", .ipv4(0..<1)),
+        (.ipv4, "60", .notIPv4(6)),
+        (.ipv6, "60", .ipv6(0..<1)),
+        (.ipv6, "45", .notIPv4(4)),
         (.raw, "", .badLinkHeader),
     ])
     func linkLayers(type: PcapLinkType, hex: String, expected: LinkPayload) {
@@ -94,7 +104,8 @@ func byteSwapped(_ file: [UInt8]) -> [UInt8] {
         #expect(throws: PcapError.badMagic(0xA1B2_C300)) { try PcapReader(bytes: badMagic) }
         var badLink = whole
         badLink[20] = 147
-        #expect(throws: PcapError.unsupportedLinkType(147)) { try PcapReader(bytes: badLink) }
+        #expect(throws: PcapError.unsupportedLinkType(147, offset: 20)) { try PcapReader(bytes: badLink) }
+        #expect("\(PcapError.unsupportedLinkType(147))".contains("147 at offset 20"))
 
         var cutRecord = try PcapReader(bytes: Array(whole.dropLast(10)))
         _ = try cutRecord.next()

@@ -35,4 +35,15 @@ import TunnatKit
         let packet = PacketBuilder.udp(from: (IPv4Address(10, 0, 0, 1), 5353), to: (IPv4Address(198, 19, 0, 1), 53), payload: [1])
         #expect(PacketSummary.describe(packet) == "udp 10.0.0.1:5353 > 198.19.0.1:53")
     }
+
+    /// IPv6 packets (replays with NAT64 list them): endpoints in brackets with ports, ICMPv6 by type.
+    @Test func ipv6PacketsAreNamed() {
+        let source = IPv6Address("fd00:1::a")!, destination = IPv6Address("2001:db8:64::c613:7")!
+        #expect(PacketSummary.describe(PacketBuilder.udp6(from: (source, 4000), to: (destination, 53)))
+                    == "udp [fd00:1::a]:4000 > [2001:db8:64::c613:7]:53")
+        let echo = PacketBuilder.icmpv6(from: source, to: destination, type: ICMPv6Type.echoRequest, word: 0x0001_0001, body: [])
+        #expect(PacketSummary.describe(echo) == "icmp6 fd00:1::a > 2001:db8:64::c613:7 type=128 code=0")
+        let udp = PacketBuilder.udp6(from: (source, 4000), to: (destination, 53))
+        #expect(PacketSummary.describe(Array(udp.prefix(30))) == "(30 bytes, not a valid IPv6 packet)")
+    }
 }

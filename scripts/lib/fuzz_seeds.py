@@ -125,9 +125,36 @@ def seeds_nat64(out):
         write(out, bytes([0x04 | 0x08 | 0x40]) + packet)
 
 
+def pcapng_block(kind, body):
+    body += bytes(-len(body) % 4)
+    return struct.pack("<II", kind, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+
+
+def as_pcapng(data):
+    """A classic pcap as pcapng, little-endian: a section header, one interface of the file's link type (with
+    if_tsresol 9 for a nanosecond file), and an Enhanced Packet Block per record."""
+    magic = data[:4]
+    endian = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    nanoseconds = magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+    snaplen, link = struct.unpack(endian + "II", data[16:24])
+    out = pcapng_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    options = struct.pack("<HHBxxxHH", 9, 1, 9, 0, 0) if nanoseconds else b""
+    out += pcapng_block(1, struct.pack("<HHI", link & 0xFFFF, 0, snaplen) + options)
+    off = 24
+    while off + 16 <= len(data):
+        seconds, fraction, caplen, origlen = struct.unpack(endian + "IIII", data[off:off + 16])
+        frame = data[off + 16:off + 16 + caplen]
+        off += 16 + caplen
+        units = seconds * (10 ** 9 if nanoseconds else 10 ** 6) + fraction
+        out += pcapng_block(6, struct.pack("<IIIII", 0, units >> 32, units & 0xFFFFFFFF, len(frame), origlen) + frame)
+    return out
+
+
 def seeds_pcap(out):
     for path in pcap_files():
-        write(out, open(path, "rb").read())
+        data = open(path, "rb").read()
+        write(out, data)
+        write(out, as_pcapng(data))
 
 
 # --- Replication ---------------------------------------------------------------------------------------------------

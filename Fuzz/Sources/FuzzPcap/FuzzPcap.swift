@@ -1,6 +1,7 @@
-// libFuzzer target: capture files, as `tunnat replay` reads them: PcapReader (every header variant), the link
-// layer (Ethernet with VLAN tags, Linux cooked, raw), the listing's `PacketSummary`, and the PacketKit header
-// views and checksum audit on each IPv4 datagram found. (What the one fuzz target before these covered besides
+// libFuzzer target: capture files, as `tunnat replay` reads them: PcapReader (every classic header variant, and
+// pcapng's blocks and options), the link layer (Ethernet with VLAN tags, Linux cooked v1 and v2, raw), the
+// listing's `PacketSummary`, and the PacketKit header views and checksum audit on each IPv4 datagram found (the
+// IPv6 header view and the summary on each IPv6 packet). (What the one fuzz target before these covered besides
 // translation.)
 //
 // Checked besides "no crash": every record read, written out again with PcapWriter, reads back the same.
@@ -24,7 +25,17 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     while let record = try? reader.next() {
         records.append(record)
         writer.append(record.data, timestamp: record.timestamp, originalLength: record.originalLength)
-        guard case .ipv4(let range) = reader.linkType.payload(of: record.data) else { continue }
+        let payload = record.linkType.payload(of: record.data)
+        if case .ipv6(let range) = payload {
+            var packet = Array(bytes[range])
+            _ = PacketSummary.describe(packet)
+            packet.withUnsafeMutableBytes { b in
+                guard let ip = try? IPv6Packet(validating: b) else { return }
+                _ = (ip.source, ip.destination, ip.upperProtocol, ip.upperLayer.count, ip.fragmentOffset)
+            }
+            continue
+        }
+        guard case .ipv4(let range) = payload else { continue }
         var packet = Array(bytes[range])
         _ = PacketSummary.describe(packet)
         _ = ChecksumAudit.problems(in: packet)
