@@ -38,7 +38,7 @@ public enum ChecksumAudit {
     static func problems6(_ b: UnsafeMutableRawBufferPointer) -> [String] {
         guard let ip = try? IPv6Packet(validating: b, quoted: false) else { return ["unparseable"] }
         guard !ip.isFragment || ip.isAtomicFragment else { return [] }
-        let upper = ip.upperLayer
+        let whole = ip.upperLayer
         let field: Int
         switch ip.upperProtocol {
         case IPv6Packet.NextHeader.tcp: field = 16
@@ -46,13 +46,16 @@ public enum ChecksumAudit {
         case IPv6Packet.NextHeader.icmpv6: field = 2
         default: return []
         }
-        guard upper.count >= field + 2 else { return ["short upper layer"] }
+        guard whole.count >= field + 2 else { return ["short upper layer"] }
+        // UDP's own length is the upper-layer length its checksum covers (RFC 8200 section 8.1).
+        let upper = ip.upperProtocol == IPv6Packet.NextHeader.udp
+            ? whole.prefix(upTo: min(whole.count, max(8, Int(whole.loadBE16(at: 4))))) : whole
         var problems: [String] = []
         let name = [6: "tcp", 17: "udp", 58: "icmpv6"][Int(ip.upperProtocol)]!
         if ip.upperProtocol == IPv6Packet.NextHeader.udp && upper.loadBE16(at: 6) == 0 { problems.append("udp zero") }
         let pseudo = ip.pseudoHeaderSum(protocol: ip.upperProtocol, length: upper.count)
         if Checksum.sum(upper, initial: UInt32(Checksum.fold(pseudo))) != 0xFFFF { problems.append(name) }
-        if ip.upperProtocol == IPv6Packet.NextHeader.icmpv6, ICMPv6Type.isError(upper[0]),
+        if ip.upperProtocol == IPv6Packet.NextHeader.icmpv6, upper.count >= 8, ICMPv6Type.isError(upper[0]),
            let quoted = try? IPv6Packet(validating: upper.suffix(from: 8), quoted: true),
            quoted.buffer.count == 40 + quoted.payloadLength {
             problems += Self.problems(in: Array(quoted.buffer)).map { "quoted \($0)" }

@@ -62,8 +62,10 @@ func fixIPv6Checksum(_ p: UnsafeMutableRawBufferPointer) {
     case 58: field = 2
     default: return
     }
-    let upper = ip.upperLayer
+    var upper = ip.upperLayer
     guard upper.count >= field + 2, !ip.isFragment || ip.isAtomicFragment else { return }
+    // UDP's checksum covers what its length field says (RFC 8200 section 8.1).
+    if ip.upperProtocol == 17 { upper = upper.prefix(upTo: min(upper.count, max(8, Int(upper.loadBE16(at: 4))))) }
     upper.storeBE16(0, at: field)
     let pseudo = ip.pseudoHeaderSum(protocol: ip.upperProtocol, length: upper.count)
     var value = Checksum.finish(Checksum.sum(upper, initial: UInt32(Checksum.fold(pseudo))))
@@ -126,7 +128,17 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         }
         if p[0] >> 4 == 4 { fixIPv4HeaderChecksum(p) }
     }
-    let clean = ChecksumAudit.problems(in: packet).isEmpty
+    // A UDP length other than the upper layer's is malformed, and IPv4 and IPv6 read it differently (IPv4's
+    // pseudo-header takes the IP payload's length here, IPv6's the UDP length): no checksum promise for it.
+    let consistentUDP: Bool = packet.withUnsafeMutableBytes { p in
+        if let ip = try? IPv4Packet(validating: p, verifyChecksum: false) {
+            guard ip.protocol == .udp, !ip.isFragment else { return true }
+            return ip.payload.count >= 8 && Int(ip.payload.loadBE16(at: 4)) == ip.payload.count
+        }
+        guard let ip = try? IPv6Packet(validating: p), ip.upperProtocol == 17, ip.fragmentOffset == 0 else { return true }
+        return ip.upperLayer.count >= 8 && Int(ip.upperLayer.loadBE16(at: 4)) == ip.upperLayer.count
+    }
+    let clean = consistentUDP && ChecksumAudit.problems(in: packet).isEmpty
     let arrivedAs6 = packet.first.map { $0 >> 4 == 6 } ?? false
 
     let room = Translate64.headroom
