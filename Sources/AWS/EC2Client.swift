@@ -177,7 +177,9 @@ extension EC2Client {
                 tags: Dictionary(item.items("tagSet").map { ($0.value("key") ?? "", $0.value("value") ?? "") },
                                  uniquingKeysWith: { a, _ in a }),
                 routes: item.items("routeSet").compactMap { r in
-                    guard let destination = r.value("destinationCidrBlock") else { return nil }  // IPv6, prefix lists
+                    // IPv4 or IPv6 (NAT64's route); prefix lists are left out.
+                    guard let destination = r.value("destinationCidrBlock") ?? r.value("destinationIpv6CidrBlock")
+                    else { return nil }
                     let other = ["gatewayId", "natGatewayId", "vpcPeeringConnectionId", "transitGatewayId"]
                         .lazy.compactMap { r.value($0) }.first
                     return Route(destination: destination, instanceID: r.value("instanceId"),
@@ -188,17 +190,23 @@ extension EC2Client {
     }
 
     public func createRoute(table: String, cidr: String, networkInterface: String) throws(AWSError) {
-        _ = try query.call("CreateRoute", [("RouteTableId", table), ("DestinationCidrBlock", cidr),
+        _ = try query.call("CreateRoute", [("RouteTableId", table), (Self.destinationKey(cidr), cidr),
                                      ("NetworkInterfaceId", networkInterface)])
     }
 
     public func replaceRoute(table: String, cidr: String, networkInterface: String) throws(AWSError) {
-        _ = try query.call("ReplaceRoute", [("RouteTableId", table), ("DestinationCidrBlock", cidr),
+        _ = try query.call("ReplaceRoute", [("RouteTableId", table), (Self.destinationKey(cidr), cidr),
                                       ("NetworkInterfaceId", networkInterface)])
     }
 
     public func deleteRoute(table: String, cidr: String) throws(AWSError) {
-        _ = try query.call("DeleteRoute", [("RouteTableId", table), ("DestinationCidrBlock", cidr)])
+        _ = try query.call("DeleteRoute", [("RouteTableId", table), (Self.destinationKey(cidr), cidr)])
+    }
+
+    /// The parameter that names a route's destination: DestinationIpv6CidrBlock for an IPv6 prefix (NAT64's
+    /// 64:ff9b::/96), DestinationCidrBlock otherwise.
+    static func destinationKey(_ cidr: String) -> String {
+        cidr.contains(":") ? "DestinationIpv6CidrBlock" : "DestinationCidrBlock"
     }
 
     public func describeNetworkInterfaces(ids: [String], filters: [EC2Filter]) throws(AWSError) -> [NetworkInterface] {

@@ -51,7 +51,8 @@ class Routes:
 
     def route(self, t, cidr):
         tables = self.ec2.describe_route_tables(RouteTableIds=[t])["RouteTables"]
-        return next((r for r in tables[0]["Routes"] if r.get("DestinationCidrBlock") == cidr), None)
+        key = "DestinationIpv6CidrBlock" if ":" in cidr else "DestinationCidrBlock"
+        return next((r for r in tables[0]["Routes"] if r.get(key) == cidr), None)
 
     def target(self, t, cidr):
         r = self.route(t, cidr)
@@ -234,6 +235,29 @@ def test_oneshot_second_pass_changes_nothing(routes, private_a):
     assert first.rc == 3, f"the first pass creates the route: {first}"
     r = routes.run(w, ONE_ROUTE, "--oneshot")
     assert r.rc == 0 and "no changes" in r.out, str(r)
+
+
+NAT64_ROUTE = """
+routetables:
+  a:
+    find: {type: by_tag, config: {key: Name, value: private a}}
+    manage_routes:
+      - {cidr: 0.0.0.0/0, instance: SELF}
+      - {cidr: 64:ff9b::/96, instance: SELF}
+"""
+
+
+def test_nat64_route_of_ipv6_only_subnets_created_then_replaced(routes, private_a):
+    """NAT64: the IPv6 route to the prefix (DestinationIpv6CidrBlock) is made, and taken over from another ENI."""
+    w, t = private_a
+    r = routes.run(w, NAT64_ROUTE, "--oneshot")
+    assert r.rc == 3 and routes.target(t, "64:ff9b::/96") == w["me"]["eni"], str(r)
+    other = routes.ec2.create_network_interface(SubnetId=w["subnet"])["NetworkInterface"]["NetworkInterfaceId"]
+    routes.ec2.replace_route(RouteTableId=t, DestinationIpv6CidrBlock="64:ff9b::/96", NetworkInterfaceId=other)
+    assert routes.target(t, "64:ff9b::/96") == other
+    r = routes.run(w, NAT64_ROUTE, "--oneshot")
+    assert r.rc == 3 and routes.target(t, "64:ff9b::/96") == w["me"]["eni"], str(r)
+    assert "replace route 64:ff9b::/96" in r.out, str(r)
 
 
 def test_instance_identity_from_imdsv2_with_a_token(routes, private_a, imds):

@@ -101,6 +101,79 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    // NAT64: 1,000,000 established flows of IPv6 hosts (62,500 hosts x 16 ports, fd00:1::/64, the Well-Known
+    // Prefix to 93.184.216.34), one packet of them in turn each way: IPv6 to IPv4 (the host's packet out) and
+    // IPv4 to IPv6 (the reply, grown into the headroom in front of it). Against the NAT44 figures above.
+    let remote = IPv4Address(93, 184, 216, 34)
+    func host6(_ i: Int) -> (IPv6Address, UInt16) {
+        (IPv6Address(high: 0xfd00_0001_0000_0000, low: UInt64(i / 16 + 1)), UInt16(20000 + i % 16))
+    }
+    func makeNAT64() -> NAT {
+        var c = NatConfiguration(privatePrefixes: [IPv4Prefix("10.0.0.0/8")!], poolAddresses: pool,
+                                 maxFlows: NatConfiguration.defaultMaxFlows, seed: 0x7475_6E6E_6174)
+        c.nat64 = Nat64Configuration(privatePrefixes: [IPv6Prefix("fd00:1::/64")!])
+        return try! NAT(configuration: c)
+    }
+    /// Translates `packet` with the data plane's headroom in front of it: the translated packet, nil if dropped.
+    func translate64(_ nat: NAT, _ buffer: UnsafeMutableRawBufferPointer, _ packet: [UInt8], now: UInt64) -> UnsafeMutableRawBufferPointer? {
+        let room = Translate64.headroom
+        packet.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: buffer[room..<(room + packet.count)]).copyMemory(from: $0) }
+        var window = UnsafeMutableRawBufferPointer(rebasing: buffer[room..<(room + packet.count)])
+        guard case .forward = nat.translate(&window, headroom: room, now: .seconds(now)) else { return nil }
+        return window
+    }
+    for direction in ["IPv6 to IPv4", "IPv4 to IPv6"] {
+        Benchmark("Translate established NAT64 flow, 1M flows, UDP 64-byte payload, \(direction)",
+                  configuration: .init(thresholds: [.mallocCountTotal: BenchmarkThresholds(absolute: [.p100: 0])])) {
+            (benchmark: Benchmark, state: Loaded) in
+            let (nat, packets) = (state.nat, state.packets)
+            var work = [UInt8](repeating: 0, count: 1700)
+            var forwarded = 0
+            let room = Translate64.headroom
+            work.withUnsafeMutableBytes { buffer in
+                var j = 0
+                benchmark.startMeasurement()
+                for _ in benchmark.scaledIterations {
+                    let template = packets[j & 0xFFFF]
+                    template.withUnsafeBytes {
+                        UnsafeMutableRawBufferPointer(rebasing: buffer[room..<(room + template.count)]).copyMemory(from: $0)
+                    }
+                    var window = UnsafeMutableRawBufferPointer(rebasing: buffer[room..<(room + template.count)])
+                    if case .forward = nat.translate(&window, headroom: room, now: .seconds(2)) { forwarded &+= 1 }
+                    j &+= 1
+                }
+                benchmark.stopMeasurement()
+            }
+            if forwarded != benchmark.scaledIterations.count {
+                fatalError("only \(forwarded) of \(benchmark.scaledIterations.count) packets translated: \(nat.counters)")
+            }
+        } setup: {
+            let nat = makeNAT64()
+            var external = [(UInt32, UInt16)](repeating: (0, 0), count: flowCount)
+            var work = [UInt8](repeating: 0, count: 1700)
+            let prefix = NAT64Prefix.wellKnown.embed(remote.value)
+            work.withUnsafeMutableBytes { buffer in
+                for i in 0..<flowCount {
+                    let (address, port) = host6(i)
+                    let packet = PacketBuilder.udp6(from: (address, port), to: (prefix, 443), payload: [UInt8](repeating: 0, count: 64))
+                    guard let out = translate64(nat, buffer, packet, now: 1) else { fatalError("NAT64 flow \(i) not set up") }
+                    external[i] = (out.loadBE32(at: 12), out.loadBE16(at: 20))
+                }
+            }
+            precondition(nat.flowCount == flowCount && nat.nat64HostCount == flowCount / 16)
+            let packets: [[UInt8]] = (0..<65536).map { j in
+                let i = (j &* 2_654_435_761) % flowCount
+                if direction == "IPv6 to IPv4" {
+                    let (address, port) = host6(i)
+                    return PacketBuilder.udp6(from: (address, port), to: (prefix, 443), payload: [UInt8](repeating: 1, count: 64))
+                }
+                return PacketBuilder.udp(from: (remote, 443), to: (IPv4Address(external[i].0), external[i].1),
+                                         payload: [UInt8](repeating: 1, count: 64))
+            }
+            return Loaded(nat: nat, packets: packets)
+        }
+    }
+
     // The tun output path for bulk TCP: a 64 KB GSO super-packet with a partial checksum, as the kernel hands it
     // over, through FrameProcessor (virtio-net header, translation, partial sum moved, TTL). Only the headers are
     // reset from the template each time; the payload is never touched, as on the real path.

@@ -263,12 +263,21 @@ extension ConfigReader {
         let section = try mapping(node, key: key, accepted: ["cidr", "instance", "healthcheck", "remote_healthcheck",
                                                              "if_unhealthy", "never_delete"] + hooks, aliases: aliases)
         guard let cidrNode = section["cidr"] else { throw fail(node, "\(key).cidr", "missing; expected an IPv4 prefix such as 0.0.0.0/0") }
-        var cidr = try scalar(cidrNode, "\(key).cidr", expected: "an IPv4 prefix")
-        if !cidr.contains("/") { cidr += "/32" }
-        guard let prefix = IPv4Prefix(cidr) else {
-            throw fail(cidrNode, "\(key).cidr", "expected an IPv4 prefix such as 0.0.0.0/0 (host bits clear), got '\(cidr)'")
+        var cidr = try scalar(cidrNode, "\(key).cidr", expected: "an IPv4 or IPv6 prefix")
+        // An IPv6 prefix is NAT64's: the route of IPv6-only subnets to the NAT64 prefix (64:ff9b::/96).
+        if cidr.contains(":") {
+            guard let prefix6 = IPv6Prefix(cidr) else {
+                throw fail(cidrNode, "\(key).cidr", "expected an IPv6 prefix such as 64:ff9b::/96 (host bits clear), got '\(cidr)'")
+            }
+            cidr = prefix6.description
+        } else {
+            if !cidr.contains("/") { cidr += "/32" }
+            guard let prefix = IPv4Prefix(cidr) else {
+                throw fail(cidrNode, "\(key).cidr", "expected an IPv4 prefix such as 0.0.0.0/0 (host bits clear), or an IPv6 one such as 64:ff9b::/96, got '\(cidr)'")
+            }
+            cidr = prefix.description
         }
-        var route = ManagedRoute(cidr: prefix.description)
+        var route = ManagedRoute(cidr: cidr)
         if let v = section["instance"] {
             let text = try scalar(v, "\(key).instance", expected: "SELF or an instance id")
             guard text == "SELF" || (text.hasPrefix("i-") && text.count > 2) else {
