@@ -143,6 +143,9 @@ run_pytest service test_service.py
 step "connection-preserving failover end to end: two tunnat instances replicating, kill -9 of the active"
 run_pytest failover-e2e test_failover_e2e.py
 
+step "NAT64 sessions across a kill -9 of the active and a handover back (the pair, dual-stack client, NAT64 route in moto)"
+run_pytest nat64-failover test_nat64_failover.py
+
 step "a pair's life with live connections: each node replaced, the release upgraded one node at a time from the previous one (built from git), handovers, kill -9"
 run_pytest lifecycle test_lifecycle.py
 

@@ -39,6 +39,13 @@ from tunnat_process import TunnatProcess
 
 PUBLIC, SERVER, CLIENT = "198.18.0.100", "198.18.1.10", "10.10.1.10"
 NAT_IP = {"a": "10.10.0.10", "b": "10.10.0.11"}
+# NAT64 (Cluster(nat64=True)): the client also has IPv6 (CLIENT6, fd00:10:1::/64), the private subnet's route to the
+# NAT64 prefix follows moto like its default route, and the server is reached at SERVER6, its address in the prefix
+# (a network-specific one, RFC 8215's local-use 64:ff9b:1::/96: the Well-Known Prefix may not stand for
+# benchmarking addresses). Each NAT has an IPv6 link to the router (NAT_IP6, router side ROUTER_IP6).
+NAT64_PREFIX, CLIENT6, SERVER6 = "64:ff9b:1::/96", "fd00:10:1::10", "64:ff9b:1::c612:10a"
+NAT_IP6 = {"a": "fd00:10:a::a", "b": "fd00:10:b::b"}
+ROUTER_IP6 = {"a": "fd00:10:a::1", "b": "fd00:10:b::1"}
 # The management network's /24: the failover and chaos suites' (which therefore cannot run side by side); the soak
 # (soak.py) takes another, so that it may run beside them.
 MANAGEMENT = "10.79.0"
@@ -60,8 +67,8 @@ def log(message):
 class VPC:
     """moto's view of the VPC, and the router namespace kept in line with it by two threads (route, pool address)."""
 
-    def __init__(self, aws, router_ns):
-        self.aws, self.router_ns = aws, router_ns
+    def __init__(self, aws, router_ns, nat64=False):
+        self.aws, self.router_ns, self.nat64 = aws, router_ns, nat64
         ec2 = self.ec2 = aws.ec2
         self.vpc = ec2.create_vpc(CidrBlock="10.10.0.0/16")["Vpc"]["VpcId"]
         public = ec2.create_subnet(VpcId=self.vpc, CidrBlock="10.10.0.0/24", AvailabilityZone="us-east-1a")
@@ -78,7 +85,11 @@ class VPC:
         ec2.associate_route_table(RouteTableId=self.table, SubnetId=private)
         ec2.create_route(RouteTableId=self.table, DestinationCidrBlock="0.0.0.0/0",
                          NetworkInterfaceId=self.nat["a"]["eni"])
-        self.applied = {"route": None, "pool": None}
+        if nat64:
+            ec2.create_route(RouteTableId=self.table, DestinationIpv6CidrBlock=NAT64_PREFIX,
+                             NetworkInterfaceId=self.nat["a"]["eni"])
+        self.eni_node = {self.nat["a"]["eni"]: "a", self.nat["b"]["eni"]: "b"}
+        self.applied = {"route": None, "pool": None, "route6": None}
         # The router follows moto as EC2 does: a change is in the router by the time the call that made it returns
         # (the EC2 front calls follow() before it answers). follow_seconds: the longest that took; errors: what went
         # wrong in it (the router then lags moto: a test failure).
@@ -92,6 +103,18 @@ class VPC:
         table = ec2.describe_route_tables(RouteTableIds=[self.table])["RouteTables"][0]
         return next((r.get("NetworkInterfaceId") for r in table["Routes"]
                      if r.get("DestinationCidrBlock") == "0.0.0.0/0"), None)
+
+    def route6_target(self, ec2):
+        table = ec2.describe_route_tables(RouteTableIds=[self.table])["RouteTables"][0]
+        return next((r.get("NetworkInterfaceId") for r in table["Routes"]
+                     if r.get("DestinationIpv6CidrBlock") == NAT64_PREFIX), None)
+
+    def mirror_route6(self, ec2):
+        route = self.route6_target(ec2)
+        if route != self.applied["route6"] and route in self.eni_node:
+            k = self.eni_node[route]
+            sh("ip", "-n", self.router_ns, "-6", "route", "replace", NAT64_PREFIX, "via", NAT_IP6[k], "dev", f"nat{k}")
+            self.applied["route6"] = route
 
     def pool_holders(self, ec2):
         enis = ec2.describe_network_interfaces(Filters=[{"Name": "vpc-id", "Values": [self.vpc]}])["NetworkInterfaces"]
@@ -125,6 +148,8 @@ class VPC:
             try:
                 self.mirror_route(self.client)
                 self.mirror_pool(self.client)
+                if self.nat64:
+                    self.mirror_route6(self.client)
             except Exception as e:  # noqa: BLE001 - reported by the tests, not raised into the EC2 front
                 self.errors.append(f"{action}: {e}")
                 log(f"  router: {action}: {e}")
@@ -157,9 +182,12 @@ class Node(TunnatProcess):
   max_flows: {c.preload + c.preload // 4 + 65536}
   max_flows_per_host: unlimited
   timeouts: {{udp: 1h}}"""
+        nat64 = "" if not c.nat64 else f"""
+  nat64: {{prefix: "{NAT64_PREFIX}", private_prefixes: ["fd00:10:1::/64"]}}"""
+        route6 = "" if not c.nat64 else f", {{cidr: \"{NAT64_PREFIX}\", healthcheck: router}}"
         return f"""nat:
   private_prefixes: [10.10.1.0/24]
-  pool: [{PUBLIC}]{limits}
+  pool: [{PUBLIC}]{limits}{nat64}
 tun: {{name: tnat0, queues: 1, routing: {{interface: eth0}}}}
 control_socket: {{socket}}
 stats_interval: 0
@@ -179,7 +207,7 @@ failover:
   routetables:
     private:
       find: {{type: by_tag, config: {{key: Name, value: private}}}}
-      manage_routes: [{{cidr: 0.0.0.0/0, healthcheck: router}}]
+      manage_routes: [{{cidr: 0.0.0.0/0, healthcheck: router}}{route6}]
 """
 
     def start(self):
@@ -287,8 +315,9 @@ class FlowSender:
 class Cluster:
     """The namespaces, the VPC in moto, the server and the two nodes (not started). up() builds, down() removes."""
 
-    def __init__(self, tunnat, idle=20, busy=2, preload=0, prefix="tfe", management=MANAGEMENT):
+    def __init__(self, tunnat, idle=20, busy=2, preload=0, prefix="tfe", management=MANAGEMENT, nat64=False):
         self.tunnat = os.path.abspath(tunnat)
+        self.nat64 = nat64
         self.idle, self.busy, self.preload = idle, busy, preload
         self.bridge_ip = f"{management}.1"
         self.mgmt_ip = {"a": f"{management}.2", "b": f"{management}.3"}
@@ -306,7 +335,7 @@ class Cluster:
             f.write(os.urandom(48).hex().encode())
         os.chmod(key, 0o600)
         self.aws = AWS(self.procs, host=self.bridge_ip)
-        self.vpc = VPC(self.aws, self.ns["r"])
+        self.vpc = VPC(self.aws, self.ns["r"], nat64=self.nat64)
         server = self.procs.start(self.ns.argv("s", sys.executable, os.path.join(LIB, "longflows.py"), "serve", SERVER,
                                                SERVER_PORT), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                   text=True)
@@ -350,6 +379,16 @@ class Cluster:
             sh("ip", "-n", ns[k], "route", "add", "10.10.0.1/32", "dev", "eth0")
             sh("ip", "-n", ns[k], "route", "add", "default", "via", "10.10.0.1")
             ns.exec(k, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=2")
+        if self.nat64:
+            sh("ip", "-n", ns["c"], "addr", "add", f"{CLIENT6}/64", "dev", "eth0", "nodad")
+            sh("ip", "-n", ns["c"], "-6", "route", "add", "default", "via", "fd00:10:1::1")
+            sh("ip", "-n", ns["r"], "addr", "add", "fd00:10:1::1/64", "dev", "cli", "nodad")
+            ns.exec("r", "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+            for k in ("a", "b"):
+                sh("ip", "-n", ns["r"], "addr", "add", f"{ROUTER_IP6[k]}/64", "dev", f"nat{k}", "nodad")
+                sh("ip", "-n", ns[k], "addr", "add", f"{NAT_IP6[k]}/64", "dev", "eth0", "nodad")
+                sh("ip", "-n", ns[k], "-6", "route", "add", "fd00:10:1::/64", "via", ROUTER_IP6[k])
+                ns.exec(k, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
         # The private subnet's traffic follows the route table (table 200), everything else the main table.
         sh("ip", "-n", ns["r"], "rule", "add", "from", "10.10.1.0/24", "iif", "cli", "lookup", "200", "pref", "100")
         # The internet gateway drops what comes from an instance with a private source it has no public address for:
@@ -386,16 +425,16 @@ class Cluster:
         eni = self.vpc.nat[k]["eni"]
         return route == eni and holders == [eni]
 
-    def failover_round(self, active, standby, seconds=9.0, kill_at=3.0, handover=False):
+    def failover_round(self, active, standby, seconds=9.0, kill_at=3.0, handover=False, target=SERVER):
         """Long-lived flows through `active`, then at `kill_at` its SIGKILL, or with `handover` a planned handover
         (`tunnat handover`, which returns once the new active holds everything, then the old one stops): what the
         flows saw, how long takeover took."""
-        probe = self.procs.start(self.ns.argv("c", sys.executable, os.path.join(LIB, "longflows.py"), "probe", SERVER,
+        probe = self.procs.start(self.ns.argv("c", sys.executable, os.path.join(LIB, "longflows.py"), "probe", target,
                                               SERVER_PORT, "--seconds", seconds, "--idle", self.idle,
                                               "--busy", self.busy),
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         started = time.monotonic()
-        ping = self.procs.start(self.ns.argv("c", "ping", "-D", "-n", "-i", "0.05", "-w", int(seconds + 2), SERVER),
+        ping = self.procs.start(self.ns.argv("c", "ping", "-D", "-n", "-i", "0.05", "-w", int(seconds + 2), target),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         # The kill comes `kill_at` seconds into the flows (the scenario's timing), and not before the standby holds
         # every one of them (the idle and busy connections, the UDP stream, the ping), for at most half their time.
@@ -414,8 +453,8 @@ class Cluster:
         took_over = wait_for(lambda: standby.role() == "active", 10, step=0.02)
         takeover = time.monotonic() - killed
         eni = self.vpc.nat[standby.k]["eni"]
-        route_moved = wait_for(lambda: self.vpc.applied["route"] == eni and self.vpc.applied["pool"] == eni, 10,
-                               step=0.02)
+        route_moved = wait_for(lambda: self.vpc.applied["route"] == eni and self.vpc.applied["pool"] == eni
+                               and (not self.nat64 or self.vpc.applied["route6"] == eni), 10, step=0.02)
         switched = time.monotonic() - killed
         outcome = None
         if handed:

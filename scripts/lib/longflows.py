@@ -146,7 +146,7 @@ def probe(address, port, seconds, idle, busy, interval, until="", patience=10.0,
         t.start()
 
     # The UDP stream, on this thread.
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_DGRAM)
     u.connect((address, port))
     u.setblocking(False)
     udp = {"sent": 0, "answered": 0, "times": [], "sources": set()}
