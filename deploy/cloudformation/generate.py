@@ -55,6 +55,11 @@ def parameters():
             "Description": "The sources tunnat translates: the private subnets' CIDR (or their supernet), which "
                            "must not contain the public subnets (the pool addresses are there). Other sources are "
                            "dropped, never translated."},
+        "Nat64PrivateCidr": {
+            "Type": "String", "Default": "", "AllowedPattern": r"^([0-9a-fA-F:]+/\d{1,3})?$", "MaxLength": 43,
+            "Description": "NAT64 for IPv6-only subnets: their IPv6 CIDR (or the VPC's), the IPv6 sources tunnat "
+                           "translates to IPv4 from the same pool; the pair then also holds 64:ff9b::/96 in "
+                           "PrivateRouteTables. Turn on DNS64 on those subnets (docs/aws.md, NAT64). Empty: none."},
         "PublicSubnet": {
             "Type": "AWS::EC2::Subnet::Id",
             "Description": "The pair's public subnet (its default route to the internet gateway), in its zone."},
@@ -107,7 +112,8 @@ def conditions():
          "HasFallback": {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": [",", ref("FallbackRouteTables")]}, ""]}]},
          "PublishMetrics": {"Fn::Equals": [ref("CloudWatchMetrics"), "true"]},
          "HasAlarmTopic": {"Fn::Not": [{"Fn::Equals": [ref("AlarmTopicArn"), ""]}]},
-         "UseSessionManager": {"Fn::Equals": [ref("SessionManager"), "true"]}}
+         "UseSessionManager": {"Fn::Equals": [ref("SessionManager"), "true"]},
+         "ServeNat64": {"Fn::Not": [{"Fn::Equals": [ref("Nat64PrivateCidr"), ""]}]}}
     for i in range(2, MAX_POOL + 1):
         # Pool address i exists when the count is i or more.
         c[f"HasPool{i}"] = {"Fn::Or": [{"Fn::Equals": [ref("PoolAddressCount"), str(n)]}
@@ -191,6 +197,7 @@ def user_data():
         f"TUNNAT_SYNC_PORT={SYNC_PORT}",
         "TUNNAT_POOL='${Pool}'",
         "TUNNAT_PRIVATE_CIDR='${PrivateCidr}'",
+        "TUNNAT_NAT64_CIDR='${Nat64PrivateCidr}'",
         "TUNNAT_ROUTE_TABLES='${Tables}'",
         "TUNNAT_FALLBACK_ROUTE_TABLES='${Fallback}'",
         "TUNNAT_SYNC_KEY_PARAMETER='${SyncKeyParameter}'",
@@ -339,6 +346,12 @@ def resources():
              "SecurityGroupEgress": [{"IpProtocol": "-1", "CidrIp": "0.0.0.0/0",
                                       "Description": "the first boot: EC2, the package's URL"}],
              "Tags": tags("instance")}}}
+    # NAT64: the IPv6-only subnets' traffic to translate, as the IPv4 private side's (TCP, UDP but the sync port,
+    # ICMPv6); only when the stack serves them.
+    for name, proto, low, high in [("Tcp", "tcp", 0, 65535), ("Udp", "udp", 0, SYNC_PORT - 1), ("Icmp", "58", -1, -1)]:
+        r[f"Nat64Ingress{name}"] = {"Type": "AWS::EC2::SecurityGroupIngress", "Condition": "ServeNat64", "Properties": {
+            "GroupId": att("SecurityGroup", "GroupId"), "IpProtocol": proto, "FromPort": low, "ToPort": high,
+            "CidrIpv6": ref("Nat64PrivateCidr"), "Description": f"NAT64: {proto} to translate, from the IPv6-only side"}}
     for n in NODES:
         r.update(node(n))
     for i in range(1, MAX_POOL + 1):
@@ -442,7 +455,7 @@ def template():
         "Metadata": {"AWS::CloudFormation::Interface": {"ParameterGroups": [
             {"Label": {"default": "Network"},
              "Parameters": ["VpcId", "PrivateCidr", "PublicSubnet", "PrivateRouteTables", "FallbackRouteTables",
-                            "PoolAddressCount"]},
+                            "PoolAddressCount", "Nat64PrivateCidr"]},
             {"Label": {"default": "Instances"},
              "Parameters": ["ImageId", "PackageUrl", "InstanceType", "KeyName", "SyncKeyParameter",
                             "SessionManager"]},

@@ -12,6 +12,7 @@
 #   TUNNAT_PRIVATE_CIDR    the sources tunnat translates (the VPC's CIDR)
 #   TUNNAT_ROUTE_TABLES    the route tables whose 0.0.0.0/0 this pair holds, comma-separated
 #   TUNNAT_FALLBACK_ROUTE_TABLES  other zones' tables, held only while their own pair has no healthy node ("": none)
+#   TUNNAT_NAT64_CIDR      NAT64: the IPv6 sources to translate ("": no NAT64)
 #   TUNNAT_SYNC_KEY_PARAMETER  the SSM parameter (SecureString) holding the sync key
 #   TUNNAT_PACKAGE_URL     where to get the .deb when the image has no tunnat ("" : the image must have it)
 #   TUNNAT_CLOUDWATCH      true: publish the metrics to CloudWatch (namespace tunnat)
@@ -326,8 +327,16 @@ route_tables() {  # route_tables NAME RULE-OPTIONS TABLE...: a routetables entry
   for t in "$@"; do
     echo "            - {type: by_id, config: {route_table_id: $t}}"
   done
-  echo "      manage_routes: [{cidr: 0.0.0.0/0$options}]"
+  local nat64=""
+  [ -n "${TUNNAT_NAT64_CIDR:-}" ] && nat64=", {cidr: '64:ff9b::/96'$options}"
+  echo "      manage_routes: [{cidr: 0.0.0.0/0$options}$nat64]"
 }
+if [ -n "${TUNNAT_NAT64_CIDR:-}" ]; then
+  # NAT64: IPv6 forwarding, and the router advertisements of the pair subnet (which must have an IPv6 CIDR) kept
+  # on the node's interface with forwarding on, for the way back to the IPv6-only hosts. Now and at every boot.
+  printf 'net.ipv6.conf.all.forwarding = 1\nnet.ipv6.conf.%s.accept_ra = 2\n' "$iface" >/etc/sysctl.d/61-tunnat-nat64.conf
+  sysctl -q -w net.ipv6.conf.all.forwarding=1 "net.ipv6.conf.$iface.accept_ra=2" || fail "cannot turn on IPv6 forwarding for NAT64"
+fi
 config=/etc/tunnat/tunnat.yaml
 tmp=$(mktemp /etc/tunnat/.tunnat.yaml.XXXXXX)
 {
@@ -338,6 +347,9 @@ tmp=$(mktemp /etc/tunnat/.tunnat.yaml.XXXXXX)
   echo "  pool: $(yaml_list "${pool[@]}")"
   echo "  # Ports from $TUNNAT_SYNC_PORT up are left to the sync link: the security group admits them only from the peer."
   echo "  port_range: 1024-$((TUNNAT_SYNC_PORT - 1))"
+  if [ -n "${TUNNAT_NAT64_CIDR:-}" ]; then
+    echo "  nat64: {prefix: '64:ff9b::/96', private_prefixes: ['$TUNNAT_NAT64_CIDR']}"
+  fi
   echo "tun:"
   echo "  routing:"
   echo "    interface: $iface"

@@ -14,6 +14,8 @@ the EC2 API the tests and tunnat call is moto's own. docs/testing.md lists them,
 3. Fn::Base64 (moto leaves it unresolved).
 4. AWS::EC2::SecurityGroup rules of every protocol (-1) without FromPort and ToPort (moto needs both).
 5. AWS::CloudWatch::Alarm (moto has alarms, but not this resource).
+6. AWS::EC2::SecurityGroupIngress with CidrIpv6 (moto accepts the property, then authorizes the rule with no
+   range at all).
 """
 import base64
 import ipaddress
@@ -24,7 +26,7 @@ from moto.core.common_models import CloudFormationModel
 from moto.cloudwatch.models import cloudwatch_backends
 from moto.ec2.models import ec2_backends
 from moto.ec2.models.elastic_network_interfaces import NetworkInterface
-from moto.ec2.models.security_groups import SecurityGroup
+from moto.ec2.models.security_groups import SecurityGroup, SecurityGroupIngress
 
 
 def _tags(properties):
@@ -149,6 +151,21 @@ def _security_group_with_all_protocol_rules(cls, resource_name, cloudformation_j
                                                **kwargs)
 
 
+_ingress_from_cloudformation = SecurityGroupIngress.create_from_cloudformation_json.__func__
+
+
+def _ingress_with_ipv6(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+    p = cloudformation_json["Properties"]
+    if not p.get("CidrIpv6") or p.get("CidrIp"):
+        return _ingress_from_cloudformation(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+    backend = ec2_backends[account_id][region_name]
+    group = backend.describe_security_groups(group_ids=[p["GroupId"]])[0]
+    backend.authorize_security_group_ingress(
+        group_name_or_id=group.id, ip_protocol=str(p["IpProtocol"]), from_port=p.get("FromPort"),
+        to_port=p.get("ToPort"), ip_ranges=[{"CidrIpv6": p["CidrIpv6"], "Description": p.get("Description")}])
+    return cls(group, p)
+
+
 _clean_json = parsing.clean_json
 
 
@@ -163,6 +180,7 @@ def install():
     NetworkInterface.create_from_cloudformation_json = classmethod(_eni_from_cloudformation)
     NetworkInterface.get_cfn_attribute = _eni_get_cfn_attribute
     SecurityGroup.create_from_cloudformation_json = classmethod(_security_group_with_all_protocol_rules)
+    SecurityGroupIngress.create_from_cloudformation_json = classmethod(_ingress_with_ipv6)
     parsing.clean_json = _clean_json_with_base64
     for cache in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
         cache.cache_clear()

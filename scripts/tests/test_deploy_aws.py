@@ -49,6 +49,7 @@ PRIVATE = "10.0.128.0/17"  # the private subnets of the VPC 10.0.0.0/16; the pub
 ZONES = ("A", "B", "C")
 FALLBACK = {"B": "A"}  # zone B's pair holds zone A's tables while zone A's pair has no healthy node
 MONITORED = "C"        # zone C's stack: CloudWatchMetrics (with its alarms and dashboard) and Session Manager
+NAT64_CIDR = "fd00:10::/56"  # zone C's stack also serves IPv6-only subnets (Nat64PrivateCidr)
 
 
 class CfnLoader(yaml.SafeLoader):
@@ -246,7 +247,8 @@ def stack(root, module_procs, tmp_path_factory):
                 params["FallbackRouteTables"] = ",".join(tables[FALLBACK[z]])
             if z == MONITORED:
                 params.update(CloudWatchMetrics="true", SessionManager="true", DropsAlarmThreshold="5000",
-                              AlarmTopicArn=f"arn:aws:sns:{REGION}:123456789012:nat-alarms")
+                              AlarmTopicArn=f"arn:aws:sns:{REGION}:123456789012:nat-alarms",
+                              Nat64PrivateCidr=NAT64_CIDR)
             name = f"nat-{z.lower()}"
             cfn.create_stack(StackName=name, TemplateBody=body, Capabilities=["CAPABILITY_IAM"],
                              Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()])
@@ -298,9 +300,10 @@ def test_the_user_data_stays_within_ec2s_16_kb_at_the_largest_parameters():
               "Addresses": ",".join(["100.100.100.100"] * 2), "Pool": ",".join(["100.100.100.100"] * 8),
               "Tables": ",".join(["rtb-0123456789abcdef0"] * 20), "Fallback": ",".join(["rtb-0123456789abcdef0"] * 20),
               "PrivateCidr": "100.100.100.100/32", "SyncKeyParameter": "/" * 256, "PackageUrl": "h" * 1024,
-              "CloudWatchMetrics": "false"}
+              "CloudWatchMetrics": "false", "Nat64PrivateCidr": "f" * 43}
     params = template()["Parameters"]
     assert params["PackageUrl"]["MaxLength"] == 1024 and params["SyncKeyParameter"]["MaxLength"] == 256
+    assert params["Nat64PrivateCidr"]["MaxLength"] == 43
     rendered = re.sub(r"\$\{([^}]+)\}", lambda m: widest[m.group(1)], header) + script
     assert len(rendered.encode()) <= 16384, len(rendered.encode())
 
@@ -375,6 +378,21 @@ def test_every_pool_address_has_an_elastic_ip_on_node_a(stack, zone):
     # Node a: the pool's and its own (on its primary address); node b: its own.
     assert len(on["a"]) == POOL_COUNT + 1 and len(on["b"]) == 1
     assert on["b"][0]["PrivateIpAddress"] == e["b"]["PrivateIpAddress"]
+
+
+def test_nat64_is_an_option_that_admits_the_ipv6_only_side(stack):
+    """Zone C serves IPv6-only subnets: its security group admits TCP, UDP (not the sync port) and ICMPv6 from their
+    CIDR; the other zones' admit no IPv6 at all."""
+    for z in ZONES:
+        group = stack["ec2"].describe_security_groups(
+            GroupIds=[enis(stack, z)["a"]["Groups"][0]["GroupId"]])["SecurityGroups"][0]
+        v6 = {(p["IpProtocol"], p.get("FromPort"), p.get("ToPort")) for p in group["IpPermissions"]
+              if p.get("Ipv6Ranges")}
+        if z == MONITORED:
+            assert v6 == {("tcp", 0, 65535), ("udp", 0, 65534), ("58", -1, -1)}, group["IpPermissions"]
+            assert all(r["CidrIpv6"] == NAT64_CIDR for p in group["IpPermissions"] for r in p.get("Ipv6Ranges", []))
+        else:
+            assert not v6, group["IpPermissions"]
 
 
 @pytest.mark.parametrize("zone", ZONES)
@@ -540,17 +558,20 @@ def expected_config(stack, name, result):
     zone, n = name[0], name[1]
     peer = enis(stack, zone)["b" if n == "a" else "a"]["PrivateIpAddress"]
     own = result["interface"]
+    nat64 = zone == MONITORED
     tables = {"private": {"find": {"type": "or", "config": {"filters": [
         {"type": "by_id", "config": {"route_table_id": t}} for t in stack["tables"][zone]]}},
-        "manage_routes": [{"cidr": "0.0.0.0/0"}]}}
+        "manage_routes": [{"cidr": "0.0.0.0/0"}] + ([{"cidr": "64:ff9b::/96"}] if nat64 else [])}}
     if zone in FALLBACK:
         tables["fallback"] = {"find": {"type": "or", "config": {"filters": [
             {"type": "by_id", "config": {"route_table_id": t}} for t in stack["tables"][FALLBACK[zone]]]}},
-            "manage_routes": [{"cidr": "0.0.0.0/0", "if_unhealthy": True}]}
+            "manage_routes": [{"cidr": "0.0.0.0/0", "if_unhealthy": True}]
+            + ([{"cidr": "64:ff9b::/96", "if_unhealthy": True}] if nat64 else [])}
     metrics = {"metrics": {"cloudwatch": {"namespace": "tunnat", "interval": "60s", "pair": f"nat-{zone.lower()}"}}} \
         if zone == MONITORED else {}
     return metrics | {
-        "nat": {"private_prefixes": [PRIVATE], "pool": result["pool"], "port_range": "1024-65534"},
+        "nat": {"private_prefixes": [PRIVATE], "pool": result["pool"], "port_range": "1024-65534",
+                **({"nat64": {"prefix": "64:ff9b::/96", "private_prefixes": [NAT64_CIDR]}} if nat64 else {})},
         "tun": {"routing": {"interface": "ens6"}},
         "control_socket": "/run/tunnat/tunnat.sock",
         "replication": {"listen": f"{own['PrivateIpAddress']}:65535", "node_id": 1 if n == "a" else 2,
