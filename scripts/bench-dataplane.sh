@@ -11,6 +11,11 @@
 #   tunnat-raw     tunnat, tun.output: raw
 #   reference      Benchmarks/reference/tunfwd.c: a stateless 1:1 NAT of the client to the pool address over the
 #                  same TUN path and offloads as tunnat-tun: the ceiling of that design
+# and NAT64, from an IPv6-only client (c6, fd00:64:1::1) to the server at its address in 64:ff9b:1::/96:
+#   tayga          tayga (stateless NAT64 on a TUN, from Debian) with the kernel's NAT44 (nftables masquerade of
+#                  tayga's dynamic pool) behind it: the usual Linux NAT64
+#   tunnat64-packet   tunnat with nat.nat64, tun.output: packet
+#   tunnat64-tun      tunnat with nat.nat64, tun.output: tun
 # Each mode: iperf3 TCP single stream both ways, 4 streams, UDP 64-byte packets per second received (iperf3 -b 0),
 # TCP connections per second (ab: short HTTP requests to nginx, a new connection each), ping RTT, and the CPU time
 # of the forwarding process (all its threads, user and system, from /proc/PID/stat) per UDP packet received, at
@@ -45,6 +50,19 @@ trap 'exit 130' INT
 topology_up "$p"
 # Many short connections from one client: use the whole port range and reuse TIME_WAIT ports, in every mode.
 ip netns exec "$p-c1" sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1
+# The IPv6-only client of the NAT64 modes, on the NAT's lan6.
+ip netns add "$p-c6"
+trap 'ip netns del "$p-c6" 2>/dev/null || true; topology_cleanup "$p" "$work"' EXIT
+ip -n "$p-c6" link set lo up
+topology_link "$p-c6" eth0 "$p-nat" lan6
+ip -n "$p-c6" addr add fd00:64:1::1/64 dev eth0 nodad
+ip -n "$p-nat" addr add fd00:64:1::fe/64 dev lan6 nodad
+ip -n "$p-c6" link set eth0 up
+ip -n "$p-nat" link set lan6 up
+ip -n "$p-c6" -6 route add default via fd00:64:1::fe
+ip netns exec "$p-nat" sysctl -qw net.ipv6.conf.all.forwarding=1
+ip netns exec "$p-c6" sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1
+server6=64:ff9b:1::c613:a
 
 mkdir -p "$work/www"
 echo ok > "$work/www/index.html"
@@ -65,8 +83,9 @@ timeout 1800 ip netns exec "$p-srv" iperf3 -s -B 198.19.0.10 > /dev/null 2>&1 &
 topology_pids+=($!)
 sleep 1
 
+client=c1 target=198.19.0.10 url_host=198.19.0.10  # the NAT64 modes set c6 and the server's NAT64 address
 iperf() {  # iperf ARGS...: JSON to stdout
-  timeout $((seconds + 20)) ip netns exec "$p-c1" iperf3 -c 198.19.0.10 -t "$seconds" -J "$@"
+  timeout $((seconds + 20)) ip netns exec "$p-$client" iperf3 -c "$target" -t "$seconds" -J "$@"
 }
 gbits() { python3 -c "import json,sys; d=json.load(sys.stdin); print(round(d['end']['sum_received']['bits_per_second']/1e9, 2))"; }
 # udp RATE: "KPPS PACKETS" received, for iperf3 -u -l 64 at RATE bits a second (0: as fast as it can).
@@ -103,18 +122,21 @@ measure() {  # measure: "tcp tcp_reverse tcp4 udp_kpps udp_cpu_us udp20k_cpu_us 
   read -r _ udp_n <<<"$(udp 10240K)"  # 20,000 packets of 64 bytes a second
   udp20=$(us_per_packet "$cpu" "$udp_n")
   sleep 1
-  cps=$(timeout $((seconds + 30)) ip netns exec "$p-c1" ab -q -t "$seconds" -n 10000000 -c 32 -s 5 \
-        http://198.19.0.10:8080/ 2>/dev/null | awk '/^Requests per second/ {print $4}')
+  cps=$(timeout $((seconds + 30)) ip netns exec "$p-$client" ab -q -t "$seconds" -n 10000000 -c 32 -s 5 \
+        "http://$url_host:8080/" 2>/dev/null | awk '/^Requests per second/ {print $4}')
   sleep 1
-  rtt=$(ip netns exec "$p-c1" ping -q -c 50 -i 0.01 198.19.0.10 | awk -F/ '/^rtt/ {print $5}')
+  rtt=$(ip netns exec "$p-$client" ping -q -c 50 -i 0.01 "$target" | awk -F/ '/^rtt/ {print $5}')
   echo "$tcp $rev $par $udp_kpps $udp_cpu $udp20 ${cps:-0} ${rtt:-0}"
 }
 
-start_tunnat() {  # start_tunnat OUTPUT [QUEUES [IO_URING]]
+start_tunnat() {  # start_tunnat OUTPUT [QUEUES [IO_URING [nat64]]]
+  local nat64=""
+  [ "${4:-}" = nat64 ] && nat64="  nat64: {prefix: '64:ff9b:1::/96', private_prefixes: ['fd00:64:1::/64']}"
   cat > "$work/tunnat.yaml" <<EOF
 nat:
   private_prefixes: [10.0.0.0/8]
   pool: [198.18.0.1]
+$nat64
 tun:
   output: $1
   queues: ${2:-0}
@@ -162,14 +184,45 @@ stop_reference() {
   ip -n "$p-nat" route flush table 150 2>/dev/null || true
 }
 
+# tayga with the kernel's NAT44 behind it: tayga maps each IPv6 host to an address of its dynamic pool
+# (192.168.255.0/24), and nftables masquerades the pool out of wan.
+start_tayga() {
+  mkdir -p "$work/tayga"
+  printf 'tun-device nat64\nipv4-addr 192.168.255.1\nprefix 64:ff9b:1::/96\ndynamic-pool 192.168.255.0/24\ndata-dir %s\n' \
+    "$work/tayga" > "$work/tayga.conf"
+  # tayga makes its TUN device when it starts, and it goes with the process (with its routes).
+  ip netns exec "$p-nat" tayga --config "$work/tayga.conf" --nodetach > "$work/tayga.log" 2>&1 &
+  forwarder_pid=$!
+  topology_pids+=("$forwarder_pid")
+  for _ in $(seq 100); do ip -n "$p-nat" link show nat64 >/dev/null 2>&1 && break; sleep 0.1; done
+  ip -n "$p-nat" link show nat64 >/dev/null 2>&1 || { cat "$work/tayga.log" >&2; return 1; }
+  ip -n "$p-nat" link set nat64 up
+  ip -n "$p-nat" route add 192.168.255.0/24 dev nat64
+  ip -n "$p-nat" -6 route add 64:ff9b:1::/96 dev nat64
+  echo 'table ip tayga_nat44 { chain postrouting { type nat hook postrouting priority srcnat; policy accept; oifname "wan" ip saddr 192.168.255.0/24 masquerade; } }' \
+    | ip netns exec "$p-nat" nft -f -
+}
+stop_tayga() {
+  kill -TERM "$forwarder_pid"
+  wait "$forwarder_pid" 2>/dev/null || true
+  forwarder_pid=
+  ip netns exec "$p-nat" nft delete table ip tayga_nat44
+  rm -rf "${work:?}/tayga"
+  ip netns exec "$p-nat" conntrack -F >/dev/null 2>&1 || true
+}
+
 # BENCH_MODES="kernel reference ..." runs only those modes.
-read -r -a modes <<<"${BENCH_MODES:-kernel tunnat-packet tunnat-packet-1q tunnat-packet-read tunnat-tun tunnat-raw reference}"
+read -r -a modes <<<"${BENCH_MODES:-kernel tunnat-packet tunnat-packet-1q tunnat-packet-read tunnat-tun tunnat-raw reference tayga tunnat64-packet tunnat64-tun}"
 results=()
 for round in $(seq "$rounds"); do
   for mode in "${modes[@]}"; do
     echo "== round $round/$rounds: $mode" >&2
+    client=c1 target=198.19.0.10 url_host=198.19.0.10
+    case "$mode" in tayga|tunnat64-*) client=c6 target=$server6 url_host="[$server6]" ;; esac
     case "$mode" in
       kernel) topology_kernel_nat "$p" ;;
+      tayga) start_tayga ;;
+      tunnat64-*) start_tunnat "${mode#tunnat64-}" 0 true nat64 ;;
       tunnat-packet-1q) start_tunnat packet 1 ;;
       tunnat-packet-read) start_tunnat packet 0 false ;;
       tunnat-*) start_tunnat "${mode#tunnat-}" ;;
@@ -180,6 +233,8 @@ for round in $(seq "$rounds"); do
     results+=("$line")
     case "$mode" in
       kernel) topology_kernel_nat_off "$p"; ip netns exec "$p-nat" conntrack -F >/dev/null 2>&1 || true ;;
+      tayga) stop_tayga ;;
+      tunnat64-*) stop_tunnat "${mode#tunnat64-}" ;;
       tunnat-*) stop_tunnat "${mode#tunnat-}" ;;
       reference) stop_reference ;;
     esac
@@ -220,8 +275,11 @@ print(f"{'':32}" + "".join(f"{m:>24}" for m in modes))
 for n in names:
     print(f"{labels[n]:32}" + "".join(f"{cell(m, n):>24}" for m in modes))
 ratios = {}
-for base in ("kernel", "reference"):
-    others = [m for m in modes if m != base]
+for base in ("kernel", "reference", "tayga"):
+    if base not in modes:
+        continue
+    # NAT64 modes against tayga; the IPv4 ones against the kernel and the reference.
+    others = [m for m in modes if m != base and (m.startswith("tunnat64") == (base == "tayga")) and m != "tayga"]
     print(f"\nratios of the medians to {base}")
     print(f"{'':32}" + "".join(f"{m:>14}" for m in others))
     for n in names:
