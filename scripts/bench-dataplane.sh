@@ -51,16 +51,7 @@ topology_up "$p"
 # Many short connections from one client: use the whole port range and reuse TIME_WAIT ports, in every mode.
 ip netns exec "$p-c1" sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1
 # The IPv6-only client of the NAT64 modes, on the NAT's lan6.
-ip netns add "$p-c6"
-trap 'ip netns del "$p-c6" 2>/dev/null || true; topology_cleanup "$p" "$work"' EXIT
-ip -n "$p-c6" link set lo up
-topology_link "$p-c6" eth0 "$p-nat" lan6
-ip -n "$p-c6" addr add fd00:64:1::1/64 dev eth0 nodad
-ip -n "$p-nat" addr add fd00:64:1::fe/64 dev lan6 nodad
-ip -n "$p-c6" link set eth0 up
-ip -n "$p-nat" link set lan6 up
-ip -n "$p-c6" -6 route add default via fd00:64:1::fe
-ip netns exec "$p-nat" sysctl -qw net.ipv6.conf.all.forwarding=1
+topology_ipv6_client "$p"
 ip netns exec "$p-c6" sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1
 server6=64:ff9b:1::c613:a
 

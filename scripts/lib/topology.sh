@@ -18,7 +18,8 @@ topology_namespaces() { echo "$1-c1 $1-c2 $1-nat $1-rtr $1-srv $1-srv2"; }
 
 topology_down() {
   local p=$1 ns
-  for ns in $(topology_namespaces "$p"); do
+  # c6: topology_ipv6_client's, when it was made.
+  for ns in $(topology_namespaces "$p") "$p-c6"; do
     if ip netns pids "$ns" >/dev/null 2>&1; then
       ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
       ip netns del "$ns" 2>/dev/null || true
@@ -71,6 +72,21 @@ topology_up() {
   ip -n "$p-srv2" route add default via 198.19.1.1 advmss 1460
   ip netns exec "$p-nat" sysctl -qw net.ipv4.ip_forward=1
   ip netns exec "$p-rtr" sysctl -qw net.ipv4.ip_forward=1
+}
+
+# topology_ipv6_client PREFIX: NAT64's IPv6-only client, PREFIX-c6 fd00:64:1::1/64, on the NAT's lan6
+# (fd00:64:1::fe), with IPv6 forwarding on in nat. topology_down removes it with the rest.
+topology_ipv6_client() {
+  local p=$1
+  ip netns add "$p-c6"
+  ip -n "$p-c6" link set lo up
+  topology_link "$p-c6" eth0 "$p-nat" lan6
+  ip -n "$p-c6" addr add fd00:64:1::1/64 dev eth0 nodad
+  ip -n "$p-nat" addr add fd00:64:1::fe/64 dev lan6 nodad
+  ip -n "$p-c6" link set eth0 up
+  ip -n "$p-nat" link set lan6 up
+  ip -n "$p-c6" -6 route add default via fd00:64:1::fe
+  ip netns exec "$p-nat" sysctl -qw net.ipv6.conf.all.forwarding=1
 }
 
 # For scripts that build a topology: background processes to kill are added to topology_pids, and

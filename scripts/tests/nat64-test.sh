@@ -29,7 +29,6 @@ p="n6$$"
 work=$(mktemp -d /tmp/tunnat-nat64.XXXXXX)
 cleanup() {
   topology_cleanup "$p" "$work"
-  ip netns del "$p-c6" 2>/dev/null || true
   rm -rf "/etc/netns/$p-c6"
 }
 trap cleanup EXIT
@@ -42,19 +41,11 @@ status_json() { "$tunnat" status --socket "$work/control.sock" --json; }
 json_field() { python3 -c "import json,sys; d=json.load(sys.stdin); print(d$1)"; }
 
 topology_up "$p"
-ip netns add "$p-c6"
-ip -n "$p-c6" link set lo up
-topology_link "$p-c6" eth0 "$p-nat" lan6
-ip -n "$p-c6" addr add fd00:64:1::1/64 dev eth0 nodad
-ip -n "$p-nat" addr add fd00:64:1::fe/64 dev lan6 nodad
-ip -n "$p-c6" link set eth0 up
-ip -n "$p-nat" link set lan6 up
-ip -n "$p-c6" -6 route add default via fd00:64:1::fe
+topology_ipv6_client "$p"
 # An IPv6 way out on the public side, as a NAT instance has: without the fence, packets to the prefix would take it.
 ip -n "$p-nat" addr add fd00:99::1/64 dev wan nodad
 ip -n "$p-rtr" addr add fd00:99::fe/64 dev nat nodad
 ip -n "$p-nat" -6 route add default via fd00:99::fe
-ip netns exec "$p-nat" sysctl -qw net.ipv6.conf.all.forwarding=1
 # The client resolves through the NAT's DNS64 (ip netns exec bind-mounts this over /etc/resolv.conf).
 mkdir -p "/etc/netns/$p-c6"
 echo "nameserver fd00:64:1::fe" > "/etc/netns/$p-c6/resolv.conf"
