@@ -52,6 +52,17 @@ public struct Figure: Equatable, Sendable {
             counter("tunnat_bytes_received_by_side_total", "Bytes of the packets received, by side.",
                     labels: ["side": label], bytes, cw: "BytesIn\(side)")
         }
+        if let nat64 = report.nat64 {
+            // NAT64, counted apart as well as in the directions above (outbound: IPv6 to IPv4).
+            for (label, packets, bytes) in [("outbound", nat.nat64Outbound, nat.nat64OutboundBytes),
+                                            ("inbound", nat.nat64Inbound, nat.nat64InboundBytes)] {
+                counter("tunnat_nat64_packets_translated_total", "NAT64 packets translated, by direction (outbound: IPv6 to IPv4).",
+                        labels: ["direction": label], packets)
+                counter("tunnat_nat64_bytes_translated_total", "Bytes of the NAT64 packets translated, as sent, by direction.",
+                        labels: ["direction": label], bytes)
+            }
+            gauge("tunnat_nat64_hosts", "IPv6 hosts holding NAT64 mappings.", Double(nat64.hosts))
+        }
         counter("tunnat_dropped_packets_all_total", "Packets dropped, every reason.", nat.dropped, cw: "PacketsDropCount")
         for reason in DropReason.allCases.sorted(by: { $0.description < $1.description }) {
             counter("tunnat_dropped_packets_total", "Packets dropped, by reason (docs/nat-behaviour.md).",

@@ -142,6 +142,17 @@ import TunnatKit
          "nat.timeouts.udp: expected a duration such as 300, 300s, 5m or 2h4m, got '99999999999999999h'"),
         (Self.base + "replication:\n  listen: 10.0.0.10:7800\n  peers: [10.0.1.10:7800]\n  key_file: /k\n  heartbeat_ms: 9223372036854775807\n",
          "replication.heartbeat_ms: expected a whole number from 10 to 10000, got 9223372036854775807"),
+        // NAT64: each key named, with what it accepts.
+        ("nat:\n  private_prefixes: [10.0.0.0/8]\n  pool: [198.18.0.1]\n  nat64: {prefix: '2001:db8::/33', private_prefixes: ['fd00::/64']}\n",
+         "nat.nat64.prefix: expected 64:ff9b::/96 or a network-specific prefix of length 32, 40, 48, 56, 64 or 96"),
+        ("nat:\n  private_prefixes: [10.0.0.0/8]\n  pool: [198.18.0.1]\n  nat64: {prefix: '64:ff9b::/96'}\n",
+         "nat.nat64.private_prefixes: missing"),
+        ("nat:\n  private_prefixes: [10.0.0.0/8]\n  pool: [198.18.0.1]\n  nat64: {private_prefixes: ['fd00::1/64']}\n",
+         "nat.nat64.private_prefixes: expected an IPv6 prefix such as fd00:1::/64 (host bits clear), got 'fd00::1/64'"),
+        ("nat:\n  private_prefixes: [10.0.0.0/8]\n  pool: [198.18.0.1]\n  nat64: {private_prefixes: ['fd00::/64'], max_hosts: 0}\n",
+         "nat.nat64.max_hosts: expected a whole number from 1 to 16777216, got 0"),
+        ("nat:\n  private_prefixes: [10.0.0.0/8]\n  pool: [198.18.0.1]\n  nat64: {private_prefixes: ['fd00::/64']}\ntun:\n  output: raw\n",
+         "tun.output: nat.nat64 needs tun or packet"),
         ("", "t.yaml: the file is empty"),
         ("nat: [\n", "t.yaml: not valid YAML"),
     ])

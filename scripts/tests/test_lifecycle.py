@@ -1,12 +1,12 @@
 """A pair's life on AWS, end to end with live traffic: nodes replaced and the release upgraded one node at a time,
 then a crash. Two tunnat nodes in network namespaces (scripts/lib/failover_cluster.py's topology: a VPC simulated
-over moto), both first on the previous release (main before wire format version 3, built from git), a client with
+over moto), both first on the previous release (main before wire format version 4, built from git), a client with
 long-lived TCP connections (idle and busy), a UDP stream and a ping through them. Then, in order:
 
 1. B's instance is terminated (SIGKILL) and a fresh B of this release (an empty table) joins: it speaks wire
-   format version 2 with A and syncs;
+   format version 3 with A and syncs;
 2. a planned handover to B;
-3. A is replaced by a fresh A of this release: it follows B and syncs, in version 3;
+3. A is replaced by a fresh A of this release: it follows B and syncs, in version 4;
 4. a planned handover back to A (B, which exits, comes back as the standby);
 5. kill -9 of the active, A.
 
@@ -30,8 +30,8 @@ import pytest
 from failover_cluster import LIB, OUTAGE_LIMIT, PUBLIC, SERVER, SERVER_PORT, Cluster, Round, log
 from testbed import REPO, wait_for
 
-# The previous release: the last main that speaks wire format version 2 alone.
-PREVIOUS = "17a15df"
+# The previous release: the last main whose newest wire format is version 3 (before NAT64's version 4).
+PREVIOUS = "2a62519"
 IDLE, BUSY = 12, 2
 STEPS = ("B replaced by this release", "handover to B", "A replaced by this release", "handover back to A",
          "kill -9 of A")
@@ -184,7 +184,7 @@ def lifecycle(root, tunnat, previous_tunnat):
 
 def test_the_pair_of_the_previous_release_comes_up_and_holds_the_flows(lifecycle):
     assert lifecycle["pair up"] and lifecycle["flows replicated"]
-    assert lifecycle["wire"]["previous release"] == (None, None)
+    assert lifecycle["wire"]["previous release"] == (3, 3)
 
 
 @pytest.mark.parametrize("index", range(len(STEPS)), ids=STEPS)
@@ -194,9 +194,9 @@ def test_each_step_completes(lifecycle, index):
     assert steps[index]["ok"], steps[index]["detail"][-3000:]
 
 
-def test_a_node_of_this_release_speaks_version_2_to_the_previous_release_and_3_to_its_own(lifecycle):
-    assert lifecycle["wire"]["B replaced"] == (None, 2)
-    assert lifecycle["wire"]["A replaced"] == (3, 3)
+def test_a_node_of_this_release_speaks_version_3_to_the_previous_release_and_4_to_its_own(lifecycle):
+    assert lifecycle["wire"]["B replaced"] == (3, 3)
+    assert lifecycle["wire"]["A replaced"] == (4, 4)
 
 
 def test_every_tcp_connection_opened_before_the_first_step_survives_every_step(lifecycle):
