@@ -11,7 +11,9 @@
 #   tunnat-raw     tunnat, tun.output: raw
 #   reference      Benchmarks/reference/tunfwd.c: a stateless 1:1 NAT of the client to the pool address over the
 #                  same TUN path and offloads as tunnat-tun: the ceiling of that design
-# and NAT64, from an IPv6-only client (c6, fd00:64:1::1) to the server at its address in 64:ff9b:1::/96:
+# and NAT64, from an IPv6-only client (c6, fd00:64:1::1) to the server at its address in fd64:ff9b::/96 (a
+# network-specific prefix: tayga refuses any other in 64:ff9b::/32 than the Well-Known Prefix itself, which may not
+# stand for the benchmarking addresses of the servers):
 #   tayga          tayga (stateless NAT64 on a TUN, from Debian) with the kernel's NAT44 (nftables masquerade of
 #                  tayga's dynamic pool) behind it: the usual Linux NAT64
 #   tunnat64-packet   tunnat with nat.nat64, tun.output: packet
@@ -53,7 +55,7 @@ ip netns exec "$p-c1" sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.i
 # The IPv6-only client of the NAT64 modes, on the NAT's lan6.
 topology_ipv6_client "$p"
 ip netns exec "$p-c6" sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1
-server6=64:ff9b:1::c613:a
+server6=fd64:ff9b::c613:a
 
 mkdir -p "$work/www"
 echo ok > "$work/www/index.html"
@@ -122,7 +124,7 @@ measure() {  # measure: "tcp tcp_reverse tcp4 udp_kpps udp_cpu_us udp20k_cpu_us 
 
 start_tunnat() {  # start_tunnat OUTPUT [QUEUES [IO_URING [nat64]]]
   local nat64=""
-  [ "${4:-}" = nat64 ] && nat64="  nat64: {prefix: '64:ff9b:1::/96', private_prefixes: ['fd00:64:1::/64']}"
+  [ "${4:-}" = nat64 ] && nat64="  nat64: {prefix: 'fd64:ff9b::/96', private_prefixes: ['fd00:64:1::/64']}"
   cat > "$work/tunnat.yaml" <<EOF
 nat:
   private_prefixes: [10.0.0.0/8]
@@ -179,7 +181,7 @@ stop_reference() {
 # (192.168.255.0/24), and nftables masquerades the pool out of wan.
 start_tayga() {
   mkdir -p "$work/tayga"
-  printf 'tun-device nat64\nipv4-addr 192.168.255.1\nprefix 64:ff9b:1::/96\ndynamic-pool 192.168.255.0/24\ndata-dir %s\n' \
+  printf 'tun-device nat64\nipv4-addr 192.168.255.1\nprefix fd64:ff9b::/96\ndynamic-pool 192.168.255.0/24\ndata-dir %s\n' \
     "$work/tayga" > "$work/tayga.conf"
   # tayga makes its TUN device when it starts, and it goes with the process (with its routes).
   ip netns exec "$p-nat" tayga --config "$work/tayga.conf" --nodetach > "$work/tayga.log" 2>&1 &
@@ -189,9 +191,10 @@ start_tayga() {
   ip -n "$p-nat" link show nat64 >/dev/null 2>&1 || { cat "$work/tayga.log" >&2; return 1; }
   ip -n "$p-nat" link set nat64 up
   ip -n "$p-nat" route add 192.168.255.0/24 dev nat64
-  ip -n "$p-nat" -6 route add 64:ff9b:1::/96 dev nat64
-  echo 'table ip tayga_nat44 { chain postrouting { type nat hook postrouting priority srcnat; policy accept; oifname "wan" ip saddr 192.168.255.0/24 masquerade; } }' \
-    | ip netns exec "$p-nat" nft -f -
+  ip -n "$p-nat" -6 route add fd64:ff9b::/96 dev nat64
+  printf '%s\n' 'table ip tayga_nat44 {' '  chain postrouting {' \
+    '    type nat hook postrouting priority srcnat; policy accept;' \
+    '    oifname "wan" ip saddr 192.168.255.0/24 masquerade' '  }' '}' | ip netns exec "$p-nat" nft -f -
 }
 stop_tayga() {
   kill -TERM "$forwarder_pid"
