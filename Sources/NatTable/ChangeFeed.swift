@@ -283,9 +283,14 @@ extension NAT {
                 }
             } else {
                 guard let slot = poolIndex(r.externalAddress.value) else { throw .notInPool }
-                // An IPv6 host's mapping needs the host, which its host record brought.
+                // An IPv6 host's mapping needs the host, which its host record brought; a replica that cannot hold
+                // IPv6 hosts (no NAT64, or fewer of them) skips their flows, counted, as it skipped the host.
                 if Nat64Hosts.isAlias(r.internalAddress.value) {
-                    guard nat64?.hosts.address(ofAlias: r.internalAddress.value) != nil else { throw .conflict }
+                    guard let nat64, Int(Nat64Hosts.index(r.internalAddress.value)) <= nat64.hosts.capacity else {
+                        counters.nat64RecordsSkipped &+= 1
+                        return
+                    }
+                    guard nat64.hosts.address(ofAlias: r.internalAddress.value) != nil else { throw .conflict }
                 }
                 guard store.flowCount < store.capacity else { throw .tableFull }
                 let poolSlot = UInt8(slot)

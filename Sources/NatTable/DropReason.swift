@@ -155,6 +155,9 @@ public struct NatCounters: Sendable, Equatable {
     public var nat64OutboundBytes: UInt64 = 0
     public var nat64Inbound: UInt64 = 0
     public var nat64InboundBytes: UInt64 = 0
+    /// A replica's: NAT64 records it skipped because it cannot hold their IPv6 hosts (no `nat.nat64`, or a
+    /// smaller `max_hosts` than the active's). Configure both peers alike.
+    public var nat64RecordsSkipped: UInt64 = 0
     var drops = [UInt64](repeating: 0, count: DropReason.allCases.count)
 
     public init() {}
@@ -182,5 +185,6 @@ public struct NatCounters: Sendable, Equatable {
         ("from-destination", \.fromDestination), ("bytes-from-destination", \.fromDestinationBytes),
         ("nat64-outbound", \.nat64Outbound), ("bytes-nat64-outbound", \.nat64OutboundBytes),
         ("nat64-inbound", \.nat64Inbound), ("bytes-nat64-inbound", \.nat64InboundBytes),
+        ("nat64-records-skipped", \.nat64RecordsSkipped),
     ]
 }

@@ -21,7 +21,7 @@ public struct NatConfigurationError: Error, CustomStringConvertible {
 /// The NAT: one table, one owner (a worker thread), translating packets in place.
 public final class NAT {
     public let configuration: NatConfiguration
-    public private(set) var counters = NatCounters()
+    public internal(set) var counters = NatCounters()
 
     @usableFromInline let store: FlowStore
     let ports: PortAllocator
@@ -177,6 +177,10 @@ public final class NAT {
             if arrivedAs6 {
                 verdict = try translate6(&packet, headroom: headroom, now: now.seconds, trusted: transportChecksumTrusted)
             } else {
+                // 240.0.0.0/4 is where IPv6 hosts' aliases live: no packet may come from there (it could pose as one).
+                if nat64 != nil, packet.count >= 20, Nat64Hosts.isAlias(packet.loadBE32(at: 12)) {
+                    throw DropReason.notPrivateSource
+                }
                 verdict = try translateOrThrow(packet, now: now.seconds, trusted: transportChecksumTrusted)
                 if nat64 != nil, case .forward(let direction) = verdict, direction != .outbound {
                     try deliver6(&packet, headroom: headroom)

@@ -64,6 +64,9 @@ final class Nat64Hosts {
     var highWater: UInt32 = 0
     var free: UInt32 = 0
     private(set) var count = 0
+    /// The host a packet is being translated for: it stays, even if making room for its new flow takes its last
+    /// mapping, until the translation is over (its alias is in the packet by then).
+    var pinned: UInt32 = 0
 
     init(capacity: Int, seed: UInt64) {
         self.capacity = capacity
@@ -249,10 +252,18 @@ extension NAT {
         guard let destination = nat64.prefix.extract(ip.destination), nat64.prefix.mayEmbed(destination) else {
             throw .notNAT64Destination
         }
-        let host = nat64.hosts.findOrInsert(ip.source)
+        let known = nat64.hosts.find(ip.source)
+        // A later fragment opens nothing: from a host with no mapping it has no first fragment to follow (and is
+        // not held under an alias that could be someone else's by the time its first fragment comes).
+        if known == 0 && ip.fragmentOffset != 0 { throw .noMapping }
+        let host = known != 0 ? known : nat64.hosts.findOrInsert(ip.source)
         guard host != 0 else { throw .nat64HostsFull }
-        // A host that got no mapping from this packet (refused, or an ICMP error) is not kept.
-        defer { if nat64.hosts.mappings[Int(host)] == 0 { nat64.hosts.remove(host) } }
+        // Pinned while its packet is translated; a host that got no mapping from it (refused, an error) goes.
+        nat64.hosts.pinned = host
+        defer {
+            nat64.hosts.pinned = 0
+            if nat64.hosts.mappings[Int(host)] == 0 { nat64.hosts.remove(host) }
+        }
         nat64.nextIdentification &+= 1
         let v4: UnsafeMutableRawBufferPointer
         do throws(Translate64.Failure) {
@@ -274,7 +285,12 @@ extension NAT {
         guard Nat64Hosts.isAlias(destination) else { return }
         let ip = IPv4Packet(unchecked: packet.prefix(upTo: min(packet.count, Int(packet.loadBE16(at: 2)))))
         guard let host = nat64.hosts.address(ofAlias: destination) else { throw .noMapping }
-        guard let source = nat64.ipv6(ip.source.value) else { throw .notNAT64Destination }
+        // The source is an IPv4 address of the internet (or the pool's, hairpinned), always embedded: never an
+        // alias, which would let a sender pose as another IPv6 host.
+        guard nat64.prefix.mayEmbed(ip.source.value), !Nat64Hosts.isAlias(ip.source.value) else {
+            throw .notNAT64Destination
+        }
+        let source = nat64.prefix.embed(ip.source.value)
         do throws(Translate64.Failure) {
             packet = try Translate64.toIPv6(ip, headroom: headroom, source: source, destination: host, verify: false,
                                             scratch: nat64.scratch, innerAddress: nat64.ipv6)
@@ -293,8 +309,12 @@ extension NAT {
     /// is a conflict (the replica needs a resync); one that holds none was left by a host record whose flows
     /// never came, and gives way.
     func applyHost(_ r: FlowRecord) throws(ApplyFailure) {
-        guard let nat64, let address = r.hostAddress, Nat64Hosts.isAlias(r.internalAddress.value) else {
-            throw .conflict
+        guard let address = r.hostAddress, Nat64Hosts.isAlias(r.internalAddress.value) else { throw .conflict }
+        // A replica configured without NAT64, or with fewer hosts than the active's, cannot hold this host: it
+        // skips it (and its flows), counted, rather than ask for a resync that could never succeed.
+        guard let nat64, Int(Nat64Hosts.index(r.internalAddress.value)) <= nat64.hosts.capacity else {
+            counters.nat64RecordsSkipped &+= 1
+            return
         }
         let index = Nat64Hosts.index(r.internalAddress.value)
         if let present = nat64.hosts.address(ofAlias: r.internalAddress.value) {
@@ -315,7 +335,7 @@ extension NAT {
         guard let nat64, Nat64Hosts.isAlias(internalAddress) else { return }
         let i = Nat64Hosts.index(internalAddress)
         nat64.hosts.mappings[Int(i)] -= 1
-        if nat64.hosts.mappings[Int(i)] == 0 { nat64.hosts.remove(i) }
+        if nat64.hosts.mappings[Int(i)] == 0 && i != nat64.hosts.pinned { nat64.hosts.remove(i) }
     }
 
     static func reason(translation error: Translate64.Failure) -> DropReason {

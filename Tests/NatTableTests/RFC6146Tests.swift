@@ -138,6 +138,59 @@ import Testing
         #expect(send64(nat, udp6(third, 1, to: server, 9000), at: 10_000).verdict == .forward(.outbound))
     }
 
+    /// Found in review: in a full table, making room for a host's new flow could evict that host's only flow and
+    /// with it the host, in the middle of its own packet (a trap on the freed slot). The host is pinned now.
+    @Test func aFullTableNeverEvictsTheTranslatingHostFromUnderItsPacket() throws {
+        let nat = try makeNAT64(maxFlows: 4)
+        #expect(send64(nat, udp6(host6A, 1, to: server, 9000), at: 0).verdict == .forward(.outbound))
+        for port: UInt16 in 1...3 { send64(nat, udp6(host6B, port, to: server, 9000), at: 1) }
+        #expect(nat.flowCount == 4)
+        // host6A's one flow is the oldest evictable one: it goes to make room, and host6A's new flow is made.
+        let next = send64(nat, udp6(host6A, 2, to: server, 9000), at: 2)
+        #expect(next.verdict == .forward(.outbound) && nat.flowCount == 4 && nat.counters.flowsEvicted == 1)
+        let back = send64(nat, udp(server, 9000, pool1, next.v4.sourcePort), at: 2)
+        #expect(back.verdict == .forward(.inbound) && back.v6.destination == host6A)
+        #expect(nat.nat64HostCount == 2)
+    }
+
+    /// Found in review: no packet may come from 240.0.0.0/4, where the aliases live, or a sender could pose as
+    /// another IPv6 host behind an endpoint-independent mapping.
+    @Test func nothingComesFromTheAliasSpace() throws {
+        let nat = try makeNAT64()
+        let a = send64(nat, udp6(host6A, 5000, to: server, 9000))
+        send64(nat, udp6(host6B, 5000, to: server, 9000))
+        let other = try #require(alias(nat, host6B))
+        let forged = send64(nat, udp(other, 7000, pool1, a.v4.sourcePort))
+        #expect(forged.verdict == .drop(.notPrivateSource))
+        #expect(send64(nat, udp(IPv4Address(240, 0, 0, 99), 7000, pool1, a.v4.sourcePort)).verdict == .drop(.notPrivateSource))
+        #expect(send64(nat, udp(server, 9000, pool1, a.v4.sourcePort)).verdict == .forward(.inbound), "the real server still")
+    }
+
+    /// A later fragment from an IPv6 host that holds nothing is dropped, not held under an alias.
+    @Test func aLaterFragmentOpensNothing() throws {
+        let nat = try makeNAT64()
+        let later = PacketBuilder.ipv6(source: host6A, destination: nsp.embed(server.value), nextHeader: 17,
+                                       upper: Array(repeating: 7, count: 16),
+                                       extensions: [PacketBuilder.fragmentHeader(offset: 24, more: false, identification: 9)])
+        #expect(send64(nat, later).verdict == .drop(.noMapping))
+        #expect(nat.nat64HostCount == 0 && nat.fragmentState.held == 0)
+    }
+
+    /// Found in review: a replica without NAT64 (or with fewer hosts) skips NAT64 records, counted, rather than fail
+    /// every batch that holds one (a resync that could never end).
+    @Test func aReplicaThatCannotHoldIPv6HostsSkipsThemCounted() throws {
+        let active = try makeNAT64()
+        active.recordChanges(true)
+        send64(active, udp6(host6A, 5000, to: server, 9000))
+        send64(active, udp(hostA, 5000, server, 9000))
+        let (records, _) = active.takeChanges()
+        #expect(records.contains { $0.operation == .host } && records.count == 3)
+        let plain = try makeNAT()
+        plain.setLive(false, now: .seconds(0))
+        for r in records { try plain.apply(r, now: .seconds(1)) }
+        #expect(plain.flowCount == 1 && plain.counters.nat64RecordsSkipped == 2)
+    }
+
     /// The configuration refuses what would make NAT64 misbehave, naming the key.
     @Test func configurationProblemsNameTheKey() {
         var c = NatConfiguration(privatePrefixes: [IPv4Prefix("240.0.0.0/8")!], poolAddresses: [pool1], seed: 1)
