@@ -57,6 +57,9 @@ final class Nat64Hosts {
     let addresses: UnsafeMutablePointer<IPv6Address>
     let mappings: UnsafeMutablePointer<UInt32>
     let next: UnsafeMutablePointer<UInt32>
+    /// The free list is doubly linked (`next` one way, this the other), so that a replica can take any index out
+    /// of it in O(1): host records arrive in whatever order the active's table walk meets them.
+    let previousFree: UnsafeMutablePointer<UInt32>
     let buckets: UnsafeMutablePointer<UInt32>
     let bucketMask: Int
     let key0: UInt64
@@ -76,6 +79,7 @@ final class Nat64Hosts {
         addresses = .allocate(capacity: capacity + 1)
         mappings = .allocate(capacity: capacity + 1)
         next = .allocate(capacity: capacity + 1)
+        previousFree = .allocate(capacity: capacity + 1)
         buckets = FlowStore.zeroed(b)
         var mixer = SplitMix64(seed: seed ^ 0x6E61_7436_34)
         key0 = mixer.next()
@@ -86,6 +90,7 @@ final class Nat64Hosts {
         addresses.deallocate()
         mappings.deallocate()
         next.deallocate()
+        previousFree.deallocate()
         Glibc.free(buckets)
     }
 
@@ -127,29 +132,21 @@ final class Nat64Hosts {
         let index: UInt32
         if wanted != 0 {
             guard Int(wanted) <= capacity, wanted > highWater || mappings[Int(wanted)] == .max else { return 0 }
-            // Take `wanted` out of the free list, or extend the slab to it (the indices between become free).
             if wanted > highWater {
+                // Extend the slab to it: the indices between become free.
                 while highWater < wanted - 1 {
                     highWater += 1
                     mappings[Int(highWater)] = .max
-                    next[Int(highWater)] = free
-                    free = highWater
+                    pushFree(highWater)
                 }
                 highWater = wanted
             } else {
-                var p = free
-                if p == wanted {
-                    free = next[Int(p)]
-                } else {
-                    while p != 0 && next[Int(p)] != wanted { p = next[Int(p)] }
-                    guard p != 0 else { return 0 }
-                    next[Int(p)] = next[Int(wanted)]
-                }
+                unlinkFree(wanted)
             }
             index = wanted
         } else if free != 0 {
             index = free
-            free = next[Int(index)]
+            unlinkFree(index)
         } else {
             guard Int(highWater) < capacity else { return 0 }
             highWater += 1
@@ -162,6 +159,19 @@ final class Nat64Hosts {
         buckets[b] = index
         count += 1
         return index
+    }
+
+    @inline(__always) func pushFree(_ i: UInt32) {
+        next[Int(i)] = free
+        previousFree[Int(i)] = 0
+        if free != 0 { previousFree[Int(free)] = i }
+        free = i
+    }
+
+    @inline(__always) func unlinkFree(_ i: UInt32) {
+        let (p, n) = (previousFree[Int(i)], next[Int(i)])
+        if p != 0 { next[Int(p)] = n } else { free = n }
+        if n != 0 { previousFree[Int(n)] = p }
     }
 
     /// Removes the hosts that hold no mapping (a replica's, named by host records whose flows never came).
@@ -182,8 +192,7 @@ final class Nat64Hosts {
         }
         // A free slot is marked by an impossible mapping count.
         mappings[Int(index)] = .max
-        next[Int(index)] = free
-        free = index
+        pushFree(index)
         count -= 1
     }
 }

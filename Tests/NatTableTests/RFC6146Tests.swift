@@ -191,6 +191,28 @@ import Testing
         #expect(plain.flowCount == 1 && plain.counters.nat64RecordsSkipped == 2)
     }
 
+    /// A replica takes host records in whatever order the active's table walk meets them: from the highest alias
+    /// down, at full scale (65,536 hosts), each lands at its alias (the free list gives up any index in O(1)).
+    @Test func aReplicaTakesHostRecordsInAnyOrderAtFullScale() throws {
+        let replica = try makeNAT64(maxHosts: 65_536)
+        replica.setLive(false, now: .seconds(0))
+        let count: UInt32 = 65_536
+        func host(_ i: UInt32) -> IPv6Address { IPv6Address(high: 0xfd00_0001_0000_0000, low: UInt64(i)) }
+        for i in stride(from: count, through: 1, by: -2) {
+            try replica.apply(FlowRecord(host: host(i), alias: IPv4Address(0xF000_0000 | i)), now: .seconds(1))
+        }
+        for i in stride(from: UInt32(1), through: count, by: 2) {
+            try replica.apply(FlowRecord(host: host(i), alias: IPv4Address(0xF000_0000 | i)), now: .seconds(1))
+        }
+        for i: UInt32 in [1, 2, 3, 4097, 65_535, 65_536] {
+            #expect(replica.nat64Host(alias: IPv4Address(0xF000_0000 | i)) == host(i))
+        }
+        #expect(replica.counters.nat64RecordsSkipped == 0)
+        // Past the replica's max_hosts: skipped, counted.
+        try replica.apply(FlowRecord(host: host(70_000), alias: IPv4Address(0xF000_0000 | 70_000)), now: .seconds(1))
+        #expect(replica.counters.nat64RecordsSkipped == 1)
+    }
+
     /// The configuration refuses what would make NAT64 misbehave, naming the key.
     @Test func configurationProblemsNameTheKey() {
         var c = NatConfiguration(privatePrefixes: [IPv4Prefix("240.0.0.0/8")!], poolAddresses: [pool1], seed: 1)
